@@ -1,0 +1,141 @@
+"""Command line: ``dsr fit FILE --tr S --out DIR`` and the BIDS-App levels.
+
+    dsr fit FILE --tr SECONDS --out DIR [--config PRESET] [--seed N] [--device D]
+            [--nuisance FILE] [--inputs FILE] [--latent-truth FILE] [--resume]
+    dsr BIDS_DIR OUTPUT_DIR participant [--participant-label 01 02 ...] [--config ...] [--atlas ...]
+    dsr BIDS_DIR OUTPUT_DIR group
+
+Every user error is one line on stderr (``dsr: error: ...``) and a non-zero exit.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from dsr.errors import DsrError
+
+EXIT_USAGE, EXIT_ERROR = 2, 1
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        print(f"dsr: error: {message} (see dsr --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="preset name (paper, lorenz63, aln, rest_fmri, calcium, quick) "
+                                                  "or path to a TOML file")
+    p.add_argument("--seed", type=int, default=None, help="random seed (overrides the config)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--epochs", type=int, default=None, help="override the number of training epochs")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def fit_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="dsr fit", description="Fit a convSSM to one recording (T × N array).")
+    p.add_argument("file", help="recording: .npy, .csv or .tsv with T rows and N columns")
+    p.add_argument("--tr", type=float, required=True, help="sampling interval in seconds")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--nuisance", default=None, help="nuisance regressors (T × P) for the regressor observation model")
+    p.add_argument("--inputs", default=None, help="external inputs (T × Q)")
+    p.add_argument("--latent-truth", default=None, help="ground-truth latents (T' × n) for latent-space metrics")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--no-standardise", action="store_true", help="keep the data's units (no z-scoring)")
+    _common(p)
+    return p
+
+
+def bids_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="dsr", description="BIDS App: dsr BIDS_DIR OUTPUT_DIR {participant,group}; "
+                                        "or dsr fit FILE --tr S --out DIR for one array.")
+    p.add_argument("bids_dir")
+    p.add_argument("output_dir")
+    p.add_argument("analysis_level", choices=["participant", "group"])
+    p.add_argument("--participant-label", "--participant_label", nargs="+", default=None)
+    p.add_argument("--task", default=None)
+    p.add_argument("--session", default=None)
+    p.add_argument("--space", default=None)
+    p.add_argument("--atlas", default=None, help="labels/maps atlas NIfTI, or coordinates by name (power, "
+                                                 "dosenbach, seitzman)")
+    p.add_argument("--confounds", default=None, help="confound strategy, e.g. motion6, motion24+wmcsf")
+    p.add_argument("--n-jobs", type=int, default=1)
+    _common(p)
+    return p
+
+
+def _load_cfg(args):
+    from dsr.config import load_config
+
+    cfg = load_config(args.config)
+    if args.seed is not None:
+        cfg = cfg.replace(seed=args.seed)
+    if args.epochs is not None:
+        cfg = cfg.replace(train={"epochs": args.epochs})
+    return cfg
+
+
+def run_fit(args) -> int:
+    from dsr.io.arrays import load_array
+    from dsr.pipelines.fit_array import fit_to_dir, resolve_device
+    from dsr.training.loop import log_progress
+
+    cfg = _load_cfg(args)
+    resolve_device(args.device)
+    x = load_array(args.file)
+    extra = {}
+    for key, what in (("nuisance", "nuisance regressors"), ("inputs", "external inputs"),
+                      ("latent_truth", "latent ground truth")):
+        path = getattr(args, key)
+        extra[key] = None if path is None else load_array(path, what)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise DsrError(f"{out}: --out exists and is not a folder")
+    metrics = fit_to_dir(x, args.tr, out, cfg, device=args.device, resume=args.resume, source=str(args.file),
+                         progress=log_progress(), **extra)
+    print(f"dsr: {metrics['status']}: D_stsp {metrics['dstsp']:.4g}, D_H {metrics['dh']:.4g}, "
+          f"lambda_max {metrics['lyapunov_max_per_second']:.4g}/s -> {out}", file=sys.stderr)
+    return 0 if metrics["status"] == "ok" else EXIT_ERROR
+
+
+def run_bids(args) -> int:
+    cfg = _load_cfg(args)
+    if args.analysis_level == "participant":
+        from dsr.pipelines.participant import run_participant
+
+        return run_participant(Path(args.bids_dir), Path(args.output_dir), participant_labels=args.participant_label,
+                               task=args.task, session=args.session, space=args.space, atlas=args.atlas,
+                               config=cfg, device=args.device, confounds=args.confounds, n_jobs=args.n_jobs)
+    from dsr.pipelines.group import run_group
+
+    return run_group(Path(args.bids_dir), Path(args.output_dir), config=cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``dsr`` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="dsr: %(message)s", stream=sys.stderr)
+    is_fit = bool(argv) and argv[0] == "fit"
+    parser = fit_parser() if is_fit else bids_parser()
+    args = parser.parse_args(argv[1:] if is_fit else argv)
+    try:
+        return run_fit(args) if is_fit else run_bids(args)
+    except DsrError as exc:
+        if args.debug:
+            raise
+        print(f"dsr: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("dsr: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected failure: still one line unless --debug
+        if args.debug:
+            raise
+        print(f"dsr: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The generalized-teacher-forcing recurrence: the training hot loop.
+
+``gtf_rollout_ref`` is the plain-PyTorch version (differentiable by autograd);
+``gtf_rollout`` is the single dispatch point that later picks a fused kernel
+on CUDA when one exists for the model and falls back to the reference.
+
+Recurrence (DESIGN §1), for a sequence of T̃+1 targets d_0 … d_T̃:
+
+    z_0 = init(d_0)
+    z_t = F(z̃_{t−1}, s_{t−1})                  t = 1 … T̃
+    z̃_t = z_t + a_t ⊙ (d_t − z_t)              on the forced units
+
+where ``a_t`` is α (weak / adaptive forcing), 1 every τ steps (sparse forcing)
+or 0 (no forcing), and 0 wherever the target is NaN. The un-forced states
+z_1 … z_T̃ are returned: they are what the decoder sees.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+StepFn = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+
+def forcing_weights(d: torch.Tensor, alpha: torch.Tensor, M: int, mode: str, interval: int = 1):
+    """Per-step forcing weight and weighted target, padded to M units.
+
+    Parameters
+    ----------
+    d : Tensor (S, B, T, Mf)
+        Latent targets, NaN where unreliable.
+    alpha : Tensor (S,)
+        Forcing strength per subject (ignored for sparse forcing).
+    M : int
+        Latent dimension (Mf ≤ M units are forced).
+    mode : {"weak", "adaptive", "sparse", "none"}
+    interval : int
+        τ of sparse forcing.
+
+    Returns
+    -------
+    a, ad : Tensor (S, B, T, M)
+        ``z̃ = z (1 − a) + ad``.
+    """
+    S, B, T, Mf = d.shape
+    finite = torch.isfinite(d)  # (S, B, T, Mf)
+    d0 = torch.where(finite, d, torch.zeros((), dtype=d.dtype, device=d.device))
+    if mode == "sparse":
+        on = (torch.arange(T, device=d.device) % interval == 0).to(d.dtype)  # (T,)
+        a = finite.to(d.dtype) * on[None, None, :, None]  # (S, B, T, Mf)
+    elif mode == "none":
+        a = torch.zeros_like(d0)
+    else:
+        a = finite.to(d.dtype) * alpha[:, None, None, None]  # (S, B, T, Mf)
+    if Mf < M:
+        pad = (0, M - Mf)
+        a, d0 = torch.nn.functional.pad(a, pad), torch.nn.functional.pad(d0, pad)
+    return a, a * d0
+
+
+def gtf_rollout_ref(step: StepFn, z0: torch.Tensor, a: torch.Tensor, ad: torch.Tensor,
+                    inputs: torch.Tensor | None = None) -> torch.Tensor:
+    """Forced rollout in plain PyTorch.
+
+    Parameters
+    ----------
+    step : callable
+        One latent step ``(z (S, B, M), s (S, B, P) or None) → (S, B, M)``.
+    z0 : Tensor (S, B, M)
+        Initial state (from the first target).
+    a, ad : Tensor (S, B, T̃+1, M)
+        Forcing weights and weighted targets from :func:`forcing_weights`.
+    inputs : Tensor (S, B, T̃+1, P) or None
+        External inputs; ``inputs[:, :, t-1]`` drives the step into t.
+
+    Returns
+    -------
+    Tensor (S, B, T̃, M)
+        Un-forced states z_1 … z_T̃.
+    """
+    T1 = a.shape[2]
+    zt = z0
+    out = []
+    for t in range(1, T1):
+        z = step(zt, None if inputs is None else inputs[:, :, t - 1])  # (S, B, M)
+        out.append(z)
+        zt = z * (1 - a[:, :, t]) + ad[:, :, t]  # (S, B, M)
+    return torch.stack(out, dim=2)
+
+
+def gtf_rollout(step: StepFn, z0, a, ad, inputs=None, model_kind: str | None = None, params=None):
+    """The one dispatch point for the forced rollout.
+
+    Shallow PLRNNs take the hand-differentiated loop (:mod:`dsr.ops.gtf_shallow`);
+    other models take the autograd reference :func:`gtf_rollout_ref`.
+    """
+    if model_kind in ("shPLRNN", "cshPLRNN") and params is not None:
+        from dsr.ops.gtf_shallow import gtf_rollout_shallow
+
+        return gtf_rollout_shallow(params, z0, a, ad, inputs, clipped=model_kind == "cshPLRNN")
+    return gtf_rollout_ref(step, z0, a, ad, inputs)

@@ -1,0 +1,81 @@
+"""Forced rollout of the (clipped) shallow PLRNN with a hand-written backward pass.
+
+Same function as :func:`dsr.ops.gtf.gtf_rollout_ref` for ``shPLRNN`` /
+``cshPLRNN``, but the backward pass runs its own loop over time instead of
+autograd's graph: about half the small-tensor operations per step, which is
+what bounds a small PLRNN on a CPU. Weight gradients are accumulated in one
+einsum over all steps after the loop. This is the plain-PyTorch form a fused
+GPU kernel mirrors.
+
+Forward, t = 1 … T̃ (z̃_0 = z0):
+    p_t  = W2 z̃_{t−1}                                    (S, B, L)
+    φ_t  = ReLU(p_t + h2) − ReLU(p_t)      (cshPLRNN; ReLU(p_t + h2) for shPLRNN)
+    z_t  = A ⊙ z̃_{t−1} + W1 φ_t + h1 (+ C s_{t−1})
+    z̃_t  = z_t ⊙ (1 − a_t) + ad_t
+"""
+from __future__ import annotations
+
+import torch
+
+
+def _activation(pre, h2, clipped):
+    act = torch.relu(pre + h2)
+    return act - torch.relu(pre) if clipped else act
+
+
+class _ShallowGTF(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z0, a, ad, A, W1, W2, h1, h2, C, s, clipped):
+        S, B, T1, M = a.shape
+        W1T, W2T = W1.transpose(1, 2), W2.transpose(1, 2)  # (S, L, M), (S, M, L)
+        h2b, Ab, h1b = h2.unsqueeze(1), A.unsqueeze(1), h1.unsqueeze(1)
+        keep = 1 - a  # (S, B, T̃+1, M)
+        zprev = torch.empty(S, B, T1 - 1, M, dtype=z0.dtype, device=z0.device)  # z̃_0 … z̃_{T̃-1}
+        out = torch.empty_like(zprev)  # z_1 … z_T̃
+        zt = z0
+        for t in range(1, T1):
+            zprev[:, :, t - 1] = zt
+            act = _activation(torch.bmm(zt, W2T), h2b, clipped)  # (S, B, L)
+            z = torch.baddbmm(torch.addcmul(h1b, Ab, zt), act, W1T)  # (S, B, M)
+            if C is not None:
+                z = torch.baddbmm(z, s[:, :, t - 1], C.transpose(1, 2))
+            out[:, :, t - 1] = z
+            zt = torch.addcmul(ad[:, :, t], z, keep[:, :, t])  # (S, B, M)
+        ctx.save_for_backward(zprev, keep, A, W1, W2, h2, C, s)
+        ctx.clipped = clipped
+        return out
+
+    @staticmethod
+    def backward(ctx, gout):
+        zprev, keep, A, W1, W2, h2, C, s = ctx.saved_tensors
+        S, B, T, M = zprev.shape
+        pre = torch.einsum("sbtm,slm->sbtl", zprev, W2)  # (S, B, T̃, L)
+        on = (pre + h2[:, None, None, :] > 0).to(pre.dtype)  # (S, B, T̃, L)
+        slope = on - (pre > 0).to(pre.dtype) if ctx.clipped else on
+        act = _activation(pre, h2[:, None, None, :], ctx.clipped)  # (S, B, T̃, L)
+        gz = torch.empty_like(gout)  # dL/dz_t, total
+        gad = torch.zeros_like(keep)  # dL/d ad_t
+        Ab = A.unsqueeze(1)
+        g_carry = torch.zeros_like(zprev[:, :, 0])  # dL/dz̃_t from the future
+        for t in range(T, 0, -1):
+            gad[:, :, t] = g_carry
+            g = torch.addcmul(gout[:, :, t - 1], g_carry, keep[:, :, t])  # (S, B, M)
+            gz[:, :, t - 1] = g
+            gpre = torch.bmm(g, W1) * slope[:, :, t - 1]  # (S, B, L)
+            g_carry = torch.baddbmm(g * Ab, gpre, W2)  # (S, B, M)
+        gpre_all = torch.einsum("sbtm,sml->sbtl", gz, W1) * slope  # (S, B, T̃, L)
+        gA = (gz * zprev).sum((1, 2))
+        gW1 = torch.einsum("sbtm,sbtl->sml", gz, act)
+        gW2 = torch.einsum("sbtl,sbtm->slm", gpre_all, zprev)
+        gh1 = gz.sum((1, 2))
+        gh2 = (torch.einsum("sbtm,sml->sbtl", gz, W1) * on).sum((1, 2))
+        gC = None if C is None else torch.einsum("sbtm,sbtp->smp", gz, s[:, :, :T])
+        return g_carry, None, gad, gA, gW1, gW2, gh1, gh2, gC, None, None
+
+
+def gtf_rollout_shallow(params: dict[str, torch.Tensor], z0: torch.Tensor, a: torch.Tensor, ad: torch.Tensor,
+                        inputs: torch.Tensor | None = None, clipped: bool = True) -> torch.Tensor:
+    """Forced rollout (S, B, T̃, M) of a (clipped) shallow PLRNN; see :func:`dsr.ops.gtf.gtf_rollout_ref`."""
+    C = params.get("C") if inputs is not None else None
+    return _ShallowGTF.apply(z0, a, ad, params["A"], params["W1"], params["W2"], params["h1"], params["h2"],
+                             C, inputs, clipped)

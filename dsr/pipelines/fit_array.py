@@ -1,0 +1,191 @@
+"""Fit, evaluate and write one recording given as an array (``dsr fit``; the per-run step of ``participant``).
+
+Layering: this module orchestrates signal → training → analysis → report and is
+the only place that knows the output file names of a single fit.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dsr import __version__
+from dsr.analysis.evaluate import evaluate, initial_states
+from dsr.config import DsrConfig
+from dsr.errors import DsrError, InputError
+from dsr.io.arrays import validate_companion, validate_series
+from dsr.io.atomic import write_json, write_tsv
+from dsr.models.convssm import ConvSSM, ConvSSMSpec
+from dsr.signal.filters import make_filter
+from dsr.training.data import SubjectData, prepare_subject
+from dsr.training.loop import TrainOutcome, train
+
+log = logging.getLogger("dsr")
+
+
+def resolve_device(device: str) -> torch.device:
+    """'cpu', 'cuda', 'cuda:1' or 'auto' → torch.device; clear error when CUDA is missing."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DsrError(f"--device {device}: no CUDA device is available on this machine (use --device cpu)")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise DsrError(f"unknown device '{device}' (use cpu, cuda or auto)") from None
+
+
+def build_filter(cfg: DsrConfig, tr: float) -> np.ndarray:
+    """The decoder's filter taps for this config at this TR (validates TR)."""
+    if not np.isfinite(tr) or tr <= 0:
+        raise InputError(f"TR must be a positive number of seconds, got {tr}")
+    f = cfg.filter
+    return make_filter(f.kind, tr, tau=f.tau, indicator=f.indicator)
+
+
+@dataclass
+class FitResult:
+    """A fitted convSSM with its data preparation, training record and metrics (from :func:`dsr.fit`)."""
+
+    model: ConvSSM
+    data: SubjectData
+    config: DsrConfig
+    outcome: TrainOutcome
+    metrics: dict
+    x_gen: np.ndarray  # (T, N) generated observations, data units
+    z_gen: np.ndarray  # (T+K-1, M) generated latents
+
+    @property
+    def status(self) -> str:
+        return self.outcome.status[0]
+
+    def generate(self, n: int, seed: int = 0) -> np.ndarray:
+        """n generated observations (data units) from the first valid deconvolved state, (n, N)."""
+        z0 = initial_states(self.model, self.data, 1, 0.0, torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            Z = self.model.generate(z0, n + self.model.kernel_size - 1)
+            X = self.model.observe(Z)[0, 0].cpu().double().numpy()  # (n, N)
+        return X * self.data.std + self.data.mean
+
+
+def prepare(x, tr, cfg: DsrConfig, nuisance=None, inputs=None, path=None, standardise: bool = True):
+    """Validate a recording and turn it into :class:`SubjectData` plus its filter."""
+    h = build_filter(cfg, tr)
+    x = validate_series(x, path, min_length=len(h) + 2)
+    if nuisance is not None:
+        nuisance = validate_companion(nuisance, len(x), None, "nuisance regressors")
+    if inputs is not None:
+        inputs = validate_companion(inputs, len(x), None, "external inputs")
+    if cfg.model.observation == "identity" and x.shape[1] > cfg.model.latent_dim:
+        cfg = cfg.replace(model={"latent_dim": x.shape[1]})
+        log.info("latent_dim raised to %d to read out all %d channels", x.shape[1], x.shape[1])
+    if nuisance is not None and cfg.model.observation != "regressor":
+        cfg = cfg.replace(model={"observation": "regressor"})
+    return prepare_subject(x, h, cfg, nuisance, inputs, standardise=standardise), h, cfg
+
+
+def fit(x, tr: float, config: DsrConfig | None = None, *, seed: int | None = None, nuisance=None, inputs=None,
+        latent_truth=None, device: str = "cpu", checkpoint_dir=None, resume: bool = False, progress=None,
+        standardise: bool = True) -> FitResult:
+    """Fit one convSSM to a (T, N) recording sampled every ``tr`` seconds and evaluate it.
+
+    Parameters
+    ----------
+    x : array (T, N)
+    tr : float
+        Sampling interval in seconds.
+    config : DsrConfig, optional
+        Defaults to the ``paper`` preset.
+    seed : int, optional
+        Overrides ``config.seed``.
+    nuisance, inputs : array (T, P), (T, Q), optional
+        Nuisance regressors (switches to the regressor observation model) and external inputs.
+    latent_truth : array (T', n), optional
+        Ground-truth latents for latent-space metrics.
+    """
+    from dsr.config import load_config
+
+    cfg = config if config is not None else load_config("paper")
+    if seed is not None:
+        cfg = cfg.replace(seed=seed)
+    dev = resolve_device(device)
+    sd, h, cfg = prepare(x, tr, cfg, nuisance, inputs, standardise=standardise)
+    spec = ConvSSMSpec(cfg.model.latent_model, cfg.model.latent_dim, cfg.model.hidden_dim, cfg.model.observation,
+                       n_obs=sd.x.shape[1], n_regressors=0 if sd.r is None else sd.r.shape[1],
+                       n_inputs=0 if sd.s is None else sd.s.shape[1], tr=float(tr),
+                       meta={"mean": sd.mean.tolist(), "std": sd.std.tolist(), "config": cfg.to_dict(),
+                             "dsr_version": __version__})
+    model = ConvSSM.initialise(spec, torch.as_tensor(h), [cfg.seed]).to(dev)
+    outcome = train(model, [sd], cfg.train, [cfg.seed], checkpoint_dir=checkpoint_dir, resume=resume,
+                    progress=progress)
+    model.spec.meta["status"] = outcome.status[0]
+    metrics, xg, zg = evaluate(model, sd, cfg.eval, latent_truth=latent_truth, seed=cfg.seed)
+    metrics.update({"status": outcome.status[0], "fit_seconds": outcome.seconds, "epochs": outcome.epochs_done,
+                    "seed": cfg.seed, "config_hash": cfg.hash(), "tr": float(tr), "n_samples": int(len(sd.x)),
+                    "n_train": int(sd.n_train), "n_channels": int(sd.x.shape[1]), "filter_taps": int(len(h)),
+                    "device": str(dev)})
+    return FitResult(model, sd, cfg, outcome, metrics, xg * sd.std + sd.mean, zg)
+
+
+def output_names(prefix: str = "") -> dict[str, str]:
+    """File names of one fit's outputs."""
+    stems = {"model": "model.safetensors", "metrics": "metrics.json", "generated_obs": "generated-obs.tsv",
+             "generated_latent": "generated-latent.tsv", "curve": "curve.tsv", "figure": "fit.png",
+             "checkpoint": "checkpoint"}
+    return {k: f"{prefix}_{v}" if prefix else v for k, v in stems.items()}
+
+
+def write_outputs(result: FitResult, out_dir: Path, prefix: str = "", source: str | None = None) -> dict:
+    """Write model, metrics, generated series, curve and figure; every file atomically."""
+    from dsr.report.figures import data_vs_generated
+
+    names = output_names(prefix)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result.model.save(out_dir / names["model"])
+    N, M = result.x_gen.shape[1], result.z_gen.shape[1]
+    write_tsv(out_dir / names["generated_obs"], result.x_gen, [f"x{i}" for i in range(N)])
+    _sidecar(out_dir / names["generated_obs"], "Generated observations (data units), one row per TR", source)
+    write_tsv(out_dir / names["generated_latent"], result.z_gen, [f"z{i}" for i in range(M)])
+    _sidecar(out_dir / names["generated_latent"], "Generated latent states z_t (first row: initial state)", source)
+    curve = np.array([[r["epoch"], r["loss"], r["alpha"], r["lr"]] for r in result.outcome.curve]).reshape(-1, 4)
+    write_tsv(out_dir / names["curve"], curve, ["epoch", "loss", "alpha", "lr"])
+    _sidecar(out_dir / names["curve"], "Training curve: mean GTF loss per epoch", source)
+    try:
+        x = result.data.x * result.data.std + result.data.mean
+        data_vs_generated(x, result.x_gen, out_dir / names["figure"], result.model.spec.tr, result.data.n_train,
+                          title=f"{prefix or 'fit'}: D_stsp {result.metrics.get('dstsp', float('nan')):.3g}")
+    except Exception as exc:  # a failed figure never aborts a fit
+        log.warning("figure %s not written: %s", names["figure"], exc)
+    metrics = dict(result.metrics, source=source)
+    write_json(out_dir / names["metrics"], metrics)
+    return metrics
+
+
+def _sidecar(path: Path, description: str, source: str | None) -> None:
+    write_json(path.with_suffix(".json"), {"Description": description, "Sources": [source] if source else [],
+                                           "GeneratedBy": [{"Name": "dsr", "Version": __version__}]})
+
+
+def fit_to_dir(x, tr: float, out_dir, config: DsrConfig, *, prefix: str = "", nuisance=None, inputs=None,
+               latent_truth=None, device: str = "cpu", resume: bool = False, source: str | None = None,
+               progress=None) -> dict:
+    """Fit one recording and write every output into ``out_dir``; returns the metrics dict.
+
+    A checkpoint folder is kept while training (for ``resume``) and removed once
+    the outputs are written.
+    """
+    out_dir = Path(out_dir)
+    ck = out_dir / output_names(prefix)["checkpoint"]
+    t0 = time.perf_counter()
+    result = fit(x, tr, config, nuisance=nuisance, inputs=inputs, latent_truth=latent_truth, device=device,
+                 checkpoint_dir=ck, resume=resume, progress=progress)
+    result.metrics["total_seconds"] = time.perf_counter() - t0
+    metrics = write_outputs(result, out_dir, prefix, source)
+    shutil.rmtree(ck, ignore_errors=True)
+    return metrics

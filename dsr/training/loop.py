@@ -1,0 +1,208 @@
+"""The GTF training loop for S independent fits at once.
+
+Each fit has its own data, batches (own RNG), forcing α, learning-rate factor,
+NaN guard and status; they share one optimiser step because every tensor has
+a leading subject axis and the loss is the sum of the per-fit losses.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from dsr.config import TrainConfig
+from dsr.models.convssm import ConvSSM
+from dsr.ops.gtf import forcing_weights, gtf_rollout
+from dsr.training.checkpoint import load_checkpoint, save_checkpoint
+from dsr.training.data import SubjectData, sample_batch, sequence_length
+from dsr.training.forcing import estimate_alpha, update_alpha
+from dsr.training.radam import SubjectRAdam
+
+
+@dataclass
+class TrainOutcome:
+    """What training leaves behind besides the fitted parameters."""
+
+    status: list[str]  # "ok" or "diverged" per fit
+    curve: list[dict] = field(default_factory=list)  # one row per epoch and fit
+    seconds: float = 0.0
+    epochs_done: int = 0
+
+
+def batch_loss(model: ConvSSM, batch, alpha: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """Per-fit GTF loss (S,): MSE of the decoded un-forced states on steps with a full filter history."""
+    K = model.kernel_size
+    d = model.targets(batch.d, batch.rd)  # (S, B, T̃+1, Mf)
+    z0 = model.init_state(torch.nan_to_num(d[:, :, 0]))  # (S, B, M)
+    a, ad = forcing_weights(d, alpha, model.spec.latent_dim, cfg.forcing, cfg.forcing_interval)
+    Z = gtf_rollout(model.step, z0, a, ad, batch.s, model.spec.latent_model, model.latent_params)  # (S, B, T̃, M)
+    r = None if batch.r is None else batch.r[:, :, K:]
+    xhat = model.observe(Z, r)  # (S, B, T̃-K+1, N)
+    return (xhat - batch.x[:, :, K:]).pow(2).mean(dim=(1, 2, 3))
+
+
+def learning_rate(cfg: TrainConfig, epoch: int) -> float:
+    """Exponential decay from lr_start (epoch 0) to lr_end (last epoch)."""
+    frac = epoch / max(cfg.epochs - 1, 1)
+    return cfg.lr_start * (cfg.lr_end / cfg.lr_start) ** frac
+
+
+def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: list[int],
+          checkpoint_dir: str | Path | None = None, resume: bool = False,
+          progress: Callable[[int, int, dict], None] | None = None) -> TrainOutcome:
+    """Fit ``model`` (S = len(subjects)) in place by generalized teacher forcing.
+
+    Parameters
+    ----------
+    model : ConvSSM
+        S fits; its parameters are trained in place.
+    subjects : list of SubjectData
+        One per fit.
+    cfg : TrainConfig
+    seeds : list of int
+        One seed per fit: it drives that fit's batches and noise.
+    checkpoint_dir : path or None
+        Where a checkpoint is written every ``cfg.checkpoint_every`` epochs.
+    resume : bool
+        Continue from the checkpoint in ``checkpoint_dir`` when there is one.
+    progress : callable or None
+        Called as ``progress(epoch, epochs, info)`` after every epoch.
+    """
+    S = model.n_subjects
+    dev, dtype = model.filter.device, model.filter.dtype
+    params = {k: v.detach().requires_grad_(True) for k, v in model.params.items()}
+    model.params = params
+    opt = SubjectRAdam(params)
+    seq_len = sequence_length(subjects, cfg.sequence_length, model.kernel_size)
+    rngs = [np.random.default_rng(int(s)) for s in seeds]
+    alpha = torch.full((S,), cfg.alpha if cfg.forcing != "adaptive" else 0.0, dtype=dtype, device=dev)
+    lr_factor = torch.ones(S, dtype=torch.float64)
+    retries = [0] * S
+    status = ["ok"] * S
+    curve: list[dict] = []
+    start_epoch, elapsed = 0, 0.0
+
+    if resume and checkpoint_dir is not None and (ck := load_checkpoint(checkpoint_dir)) is not None:
+        tensors, state = ck
+        with torch.no_grad():
+            for k, p in params.items():
+                p.copy_(tensors[f"param.{k}"])
+        for k in opt.state:
+            opt.state[k] = tensors[f"opt.{k}"].to(opt.state[k].device, opt.state[k].dtype)
+        alpha = tensors["alpha"].to(dev, dtype)
+        lr_factor = tensors["lr_factor"].to(torch.float64)
+        for rng, st in zip(rngs, state["rng"]):
+            rng.bit_generator.state = st
+        retries, status, curve = state["retries"], state["status"], state["curve"]
+        start_epoch, elapsed = state["epoch"] + 1, state["seconds"]
+
+    good = {k: v.detach().clone() for k, v in params.items()}
+    good_opt = {k: v.clone() for k, v in opt.state.items()}
+    t0 = time.perf_counter()
+    for epoch in range(start_epoch, cfg.epochs):
+        lr_epoch = learning_rate(cfg, epoch)
+        losses = torch.zeros(S, dtype=torch.float64)
+        n_ok = torch.zeros(S, dtype=torch.float64)
+        for b in range(cfg.batches_per_epoch):
+            batch = sample_batch(subjects, rngs, seq_len, cfg.batch_size, cfg.noise, dev, dtype)
+            if cfg.forcing == "adaptive" and b % cfg.adaptive_every == 0:
+                with torch.no_grad():
+                    est = estimate_alpha(model, model.targets(batch.d, batch.rd))
+                alpha = update_alpha(alpha, est, cfg.adaptive_decay)
+            loss_s = batch_loss(model, batch, alpha, cfg)  # (S,)
+            reg = _regularisation(model, cfg)
+            active = torch.tensor([st == "ok" for st in status])
+            finite = torch.isfinite(loss_s.detach()).cpu()
+            total = torch.where(finite.to(dev) & active.to(dev), loss_s + reg, torch.zeros_like(loss_s)).sum()
+            opt.zero_grad()
+            total.backward()
+            lr = torch.full((S,), lr_epoch, dtype=torch.float64) * lr_factor
+            opt.step(lr, active & finite)
+            bad = active & ~(finite & _finite_params(params))
+            for i in torch.nonzero(bad).flatten().tolist():
+                retries[i] += 1
+                _rollback(params, opt, good, good_opt, i)
+                lr_factor[i] *= cfg.nan_lr_factor
+                if retries[i] > cfg.nan_retries:
+                    status[i] = "diverged"
+            ok = active & finite
+            losses += torch.where(ok, loss_s.detach().double().cpu(), torch.zeros(S, dtype=torch.float64))
+            n_ok += ok.double()
+        mean_loss = (losses / n_ok.clamp_min(1)).tolist()
+        for i in range(S):
+            curve.append({"epoch": epoch + 1, "fit": i, "loss": mean_loss[i], "alpha": float(alpha[i]),
+                          "lr": float(lr_epoch * lr_factor[i]), "status": status[i]})
+        good = {k: v.detach().clone() for k, v in params.items()}
+        good_opt = {k: v.clone() for k, v in opt.state.items()}
+        seconds = elapsed + time.perf_counter() - t0
+        if progress is not None:
+            progress(epoch + 1, cfg.epochs, {"loss": float(np.nanmean(mean_loss)), "seconds": seconds})
+        last = epoch + 1 == cfg.epochs
+        if checkpoint_dir is not None and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
+            tensors = {f"param.{k}": v for k, v in params.items()}
+            tensors.update({f"opt.{k}": v for k, v in opt.state.items()})
+            tensors.update({"alpha": alpha, "lr_factor": lr_factor})
+            state = {"epoch": epoch, "seconds": seconds, "retries": retries, "status": status, "curve": curve,
+                     "rng": [rng.bit_generator.state for rng in rngs]}
+            save_checkpoint(checkpoint_dir, tensors, state)
+        if all(st != "ok" for st in status):
+            break
+    model.params = {k: v.detach() for k, v in params.items()}
+    done = curve[-1]["epoch"] if curve else 0
+    return TrainOutcome(status=status, curve=curve, seconds=elapsed + time.perf_counter() - t0, epochs_done=done)
+
+
+def _regularisation(model: ConvSSM, cfg: TrainConfig) -> torch.Tensor | float:
+    if cfg.latent_reg == 0 and cfg.obs_reg == 0:
+        return 0.0
+    lat, obs = model.regularisation()
+    return cfg.latent_reg * lat + cfg.obs_reg * obs
+
+
+def _finite_params(params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(S,) True where every parameter of the fit is finite."""
+    ok = None
+    for p in params.values():
+        f = torch.isfinite(p.detach()).flatten(1).all(1).cpu()
+        ok = f if ok is None else ok & f
+    return ok
+
+
+def _rollback(params, opt, good, good_opt, i: int) -> None:
+    """Restore fit i's parameters and optimiser state to the last good epoch."""
+    with torch.no_grad():
+        for k, p in params.items():
+            p[i] = good[k][i]
+    for k, v in opt.state.items():
+        v[i] = good_opt[k][i]
+
+
+def log_progress(stream=sys.stderr, every: int = 10):
+    """A progress callback: a tqdm bar on a terminal, a log line every ``every`` epochs otherwise."""
+    if stream.isatty():
+        from tqdm import tqdm
+
+        bar = {}
+
+        def on_epoch(epoch, total, info):
+            if "bar" not in bar:
+                bar["bar"] = tqdm(total=total, initial=epoch - 1, unit="epoch", file=stream)
+            bar["bar"].update(1)
+            bar["bar"].set_postfix(loss=f"{info['loss']:.4g}")
+            if epoch == total:
+                bar["bar"].close()
+
+        return on_epoch
+
+    def on_epoch(epoch, total, info):
+        if epoch % every == 0 or epoch == total or epoch == 1:
+            print(f"epoch {epoch}/{total} loss {info['loss']:.5g} ({info['seconds']:.1f} s)", file=stream,
+                  flush=True)
+
+    return on_epoch

@@ -1,0 +1,124 @@
+"""Wiener deconvolution: recovery of a known latent signal, edge masking, noise estimate, errors."""
+
+import numpy as np
+import pytest
+
+from dsr.errors import InputError
+from dsr.signal import (
+    convolve_np,
+    edge_cuts,
+    estimate_noise_sigma,
+    spm_hrf,
+    wavelet_denoise,
+    wiener_deconvolve,
+)
+
+
+def _lorenz(n, dt=0.01, skip=1000):
+    """Standardised Lorenz-63 orbit (RK4), one sample per step, shape (n, 3)."""
+    def f(s):
+        x, y, z = s
+        return np.array([10.0 * (y - x), x * (28.0 - z) - y, x * y - 8.0 / 3.0 * z])
+
+    s = np.array([1.0, 1.0, 1.0])
+    out = np.empty((n, 3))
+    for i in range(n + skip):
+        k1 = f(s)
+        k2 = f(s + dt / 2 * k1)
+        k3 = f(s + dt / 2 * k2)
+        k4 = f(s + dt * k3)
+        s = s + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        if i >= skip:
+            out[i - skip] = s
+    return (out - out.mean(0)) / out.std(0)
+
+
+def _bold(T, h, sigma=0.01, seed=0):
+    """Latent Lorenz (T, 3) and its convolution with h (full history) plus white noise."""
+    K = h.size
+    z = _lorenz(T + K - 1)
+    x = convolve_np(z, h)[K - 1:] + sigma * np.random.default_rng(seed).standard_normal((T, 3))
+    return z[K - 1:], x
+
+
+@pytest.mark.parametrize("T", [1000, 1001])
+def test_recovers_lorenz_through_spm_hrf(T):
+    h = spm_hrf(0.5)  # K = 65
+    z, x = _bold(T, h)
+    d = wiener_deconvolve(x, h)
+    assert d.shape == x.shape and d.dtype == np.float64
+    cl, cr = edge_cuts(h.size, 0.25, 0.5)
+    assert (cl, cr) == (16, 32)
+    assert np.isnan(d[:cl]).all() and np.isnan(d[T - cr:]).all()
+    keep = d[cl:T - cr]
+    assert np.isfinite(keep).all()
+    corr = [np.corrcoef(keep[:, i], z[cl:T - cr, i])[0, 1] for i in range(3)]
+    # measured: 0.9997, 0.9997, 0.9996 (T = 1000); 0.9997, 0.9997, 0.9996 (T = 1001)
+    assert min(corr) >= 0.9
+
+
+def test_columns_are_independent_and_1d_input():
+    h = spm_hrf(1.0)
+    _, x = _bold(400, h, seed=3)
+    d = wiener_deconvolve(x, h)
+    for i in range(3):
+        np.testing.assert_allclose(wiener_deconvolve(x[:, i], h), d[:, i], rtol=1e-12, atol=1e-12)
+    full = wiener_deconvolve(x, h, mask_edges=False)
+    assert np.isfinite(full).all()
+    keep = ~np.isnan(d)
+    np.testing.assert_array_equal(full[keep], d[keep])
+
+
+def test_degenerate_inputs_stay_finite():
+    h = spm_hrf(1.0)
+    x = np.zeros((100, 2))
+    x[:, 1] = 3.0  # constant: denoised spectrum is zero except at DC
+    d = wiener_deconvolve(x, h, mask_edges=False, min_noise=0.0)
+    assert np.isfinite(d).all()
+    assert wiener_deconvolve(np.arange(50.0), np.array([1.0])).shape == (50,)
+
+
+def test_noise_estimate_on_white_noise():
+    rng = np.random.default_rng(7)
+    for sigma in (0.01, 0.3, 2.0):
+        for n in (1000, 1001):
+            est = estimate_noise_sigma(sigma * rng.standard_normal(n))
+            assert abs(est / sigma - 1.0) < 0.3
+
+
+def test_noise_estimate_ignores_smooth_signal():
+    t = np.arange(2000) * 0.05
+    x = np.sin(t) + 0.05 * np.random.default_rng(1).standard_normal(t.size)
+    assert estimate_noise_sigma(x) == pytest.approx(0.05, rel=0.3)
+
+
+def test_wavelet_denoise_reduces_noise():
+    i = np.arange(1024)
+    clean = np.sin(2 * np.pi * 3 * i / 1024) + 0.5 * np.sin(2 * np.pi * 7 * i / 1024 + 1)
+    noisy = clean + 0.2 * np.random.default_rng(2).standard_normal(i.size)
+    den = wavelet_denoise(noisy)
+    assert den.shape == noisy.shape
+    # measured: RMS error 0.094 after vs 0.202 before (soft thresholding also shrinks the signal)
+    assert np.sqrt(np.mean((den - clean) ** 2)) < 0.6 * np.sqrt(np.mean((noisy - clean) ** 2))
+    both = wavelet_denoise(np.stack([noisy, noisy[::-1]], axis=1))
+    np.testing.assert_allclose(both[:, 0], den, atol=1e-12)
+    assert wavelet_denoise(noisy[:1001]).shape == (1001,)
+
+
+def test_edge_cuts():
+    assert edge_cuts(65, 0.25, 0.5) == (16, 32)
+    assert edge_cuts(161, 0.25, 0.5) == (40, 80)
+    assert edge_cuts(1, 0.25, 0.5) == (0, 0)
+    assert edge_cuts(2, 0.25, 0.5) == (0, 1)
+    x = np.random.default_rng(0).standard_normal(40)
+    assert np.isfinite(wiener_deconvolve(x, np.array([1.0]))).all()  # K = 1: nothing masked
+    d = wiener_deconvolve(x, np.array([0.5, 0.5]))
+    assert np.isfinite(d[:-1]).all() and np.isnan(d[-1])
+
+
+def test_series_shorter_than_filter():
+    h = spm_hrf(0.5)
+    with pytest.raises(InputError, match="series of 50 samples is shorter than the filter of 65 taps"):
+        wiener_deconvolve(np.zeros((50, 2)), h)
+    with pytest.raises(InputError):
+        wiener_deconvolve(np.full((100, 1), np.nan), h)
