@@ -78,7 +78,7 @@ def _load_cfg(args):
 
 
 def run_fit(args) -> int:
-    from dsr.io.arrays import load_array
+    from dsr.io.arrays import load_array, validate_companion
     from dsr.pipelines.fit_array import fit_to_dir, resolve_device
     from dsr.training.loop import log_progress
 
@@ -90,6 +90,8 @@ def run_fit(args) -> int:
                       ("latent_truth", "latent ground truth")):
         path = getattr(args, key)
         extra[key] = None if path is None else load_array(path, what)
+        if key != "latent_truth" and extra[key] is not None:
+            validate_companion(extra[key], len(x), path, what)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise DsrError(f"{out}: --out exists and is not a folder")
@@ -113,10 +115,25 @@ def run_bids(args) -> int:
     return run_group(Path(args.bids_dir), Path(args.output_dir), config=cfg)
 
 
+class _StderrHandler(logging.Handler):
+    """Log lines to whatever ``sys.stderr`` is at the time (tests swap it)."""
+
+    def emit(self, record):
+        print(f"dsr: {record.getMessage()}", file=sys.stderr)
+
+
+def _setup_logging() -> None:
+    logger = logging.getLogger("dsr")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dsr`` console script."""
     argv = sys.argv[1:] if argv is None else argv
-    logging.basicConfig(level=logging.INFO, format="dsr: %(message)s", stream=sys.stderr)
+    _setup_logging()
     is_fit = bool(argv) and argv[0] == "fit"
     parser = fit_parser() if is_fit else bids_parser()
     args = parser.parse_args(argv[1:] if is_fit else argv)

@@ -92,7 +92,7 @@ def prepare(x, tr, cfg: DsrConfig, nuisance=None, inputs=None, path=None, standa
 
 def fit(x, tr: float, config: DsrConfig | None = None, *, seed: int | None = None, nuisance=None, inputs=None,
         latent_truth=None, device: str = "cpu", checkpoint_dir=None, resume: bool = False, progress=None,
-        standardise: bool = True) -> FitResult:
+        standardise: bool = True, path=None) -> FitResult:
     """Fit one convSSM to a (T, N) recording sampled every ``tr`` seconds and evaluate it.
 
     Parameters
@@ -108,6 +108,8 @@ def fit(x, tr: float, config: DsrConfig | None = None, *, seed: int | None = Non
         Nuisance regressors (switches to the regressor observation model) and external inputs.
     latent_truth : array (T', n), optional
         Ground-truth latents for latent-space metrics.
+    path : str, optional
+        The file ``x`` came from, named in error messages.
     """
     from dsr.config import load_config
 
@@ -115,7 +117,7 @@ def fit(x, tr: float, config: DsrConfig | None = None, *, seed: int | None = Non
     if seed is not None:
         cfg = cfg.replace(seed=seed)
     dev = resolve_device(device)
-    sd, h, cfg = prepare(x, tr, cfg, nuisance, inputs, standardise=standardise)
+    sd, h, cfg = prepare(x, tr, cfg, nuisance, inputs, path=path, standardise=standardise)
     spec = ConvSSMSpec(cfg.model.latent_model, cfg.model.latent_dim, cfg.model.hidden_dim, cfg.model.observation,
                        n_obs=sd.x.shape[1], n_regressors=0 if sd.r is None else sd.r.shape[1],
                        n_inputs=0 if sd.s is None else sd.s.shape[1], tr=float(tr),
@@ -184,7 +186,7 @@ def fit_to_dir(x, tr: float, out_dir, config: DsrConfig, *, prefix: str = "", nu
     ck = out_dir / output_names(prefix)["checkpoint"]
     t0 = time.perf_counter()
     result = fit(x, tr, config, nuisance=nuisance, inputs=inputs, latent_truth=latent_truth, device=device,
-                 checkpoint_dir=ck, resume=resume, progress=progress)
+                 checkpoint_dir=ck, resume=resume, progress=progress, path=source)
     result.metrics["total_seconds"] = time.perf_counter() - t0
     metrics = write_outputs(result, out_dir, prefix, source)
     shutil.rmtree(ck, ignore_errors=True)

@@ -183,8 +183,9 @@ def _rollback(params, opt, good, good_opt, i: int) -> None:
         v[i] = good_opt[k][i]
 
 
-def log_progress(stream=sys.stderr, every: int = 10):
+def log_progress(stream=None, every: int = 10):
     """A progress callback: a tqdm bar on a terminal, a log line every ``every`` epochs otherwise."""
+    stream = sys.stderr if stream is None else stream
     if stream.isatty():
         from tqdm import tqdm
 

@@ -1,0 +1,85 @@
+"""Training: the optimiser, stacked fits equal single fits, the NaN guard, adaptive forcing."""
+import numpy as np
+import pytest
+import torch
+
+from dsr.config import load_config
+from dsr.models.convssm import ConvSSM, ConvSSMSpec
+from dsr.training.data import prepare_subject
+from dsr.training.forcing import estimate_alpha, update_alpha
+from dsr.training.loop import learning_rate, train
+from dsr.training.radam import SubjectRAdam
+
+SMALL = {"epochs": 3, "batches_per_epoch": 4, "batch_size": 4, "sequence_length": 40, "checkpoint_every": 1}
+
+
+def test_subject_radam_matches_torch_radam():
+    gen = torch.Generator().manual_seed(0)
+    p1 = torch.randn(1, 4, 3, generator=gen, dtype=torch.float64).requires_grad_(True)
+    p2 = p1.detach().clone().requires_grad_(True)
+    mine, ref = SubjectRAdam({"w": p1}), torch.optim.RAdam([p2], lr=1e-3)
+    for _ in range(30):
+        g = torch.randn(1, 4, 3, generator=gen, dtype=torch.float64)
+        p1.grad, p2.grad = g.clone(), g.clone()
+        mine.step(torch.tensor([1e-3], dtype=torch.float64), torch.tensor([True]))
+        ref.step()
+    torch.testing.assert_close(p1, p2, atol=1e-14, rtol=0)
+
+
+def test_learning_rate_decays_exponentially():
+    cfg = load_config("paper").train
+    assert learning_rate(cfg, 0) == pytest.approx(1e-3)
+    assert learning_rate(cfg, cfg.epochs - 1) == pytest.approx(1e-6)
+    assert learning_rate(cfg, (cfg.epochs - 1) // 2) == pytest.approx(np.sqrt(1e-9), rel=1e-2)
+
+
+def _setup(oscillator, seeds, forcing="weak", M=3, L=8):
+    x, h = oscillator
+    cfg = load_config("quick", train=dict(SMALL, forcing=forcing), model={"latent_dim": M, "hidden_dim": L})
+    sd = prepare_subject(x, h, cfg)
+    spec = ConvSSMSpec("cshPLRNN", M, L, "identity", n_obs=2, tr=1.0)
+    return ConvSSM.initialise(spec, torch.as_tensor(h), seeds, dtype=torch.float64), sd, cfg
+
+
+def test_stacked_fits_equal_single_fits(oscillator):
+    stacked, sd, cfg = _setup(oscillator, [3, 7])
+    train(stacked, [sd, sd], cfg.train, [3, 7])
+    for i, seed in enumerate([3, 7]):
+        alone, _, _ = _setup(oscillator, [seed])
+        train(alone, [sd], cfg.train, [seed])
+        for k, v in alone.params.items():
+            torch.testing.assert_close(stacked.params[k][i:i + 1], v, atol=1e-10, rtol=1e-8)
+
+
+def test_training_lowers_the_loss(oscillator):
+    model, sd, cfg = _setup(oscillator, [0], M=2, L=16)
+    out = train(model, [sd], cfg.replace(train={"epochs": 20, "batches_per_epoch": 10, "batch_size": 8,
+                                                "lr_start": 1e-2, "lr_end": 1e-3}).train, [0])
+    losses = [r["loss"] for r in out.curve]
+    assert out.status == ["ok"] and losses[-1] < 0.75 * losses[0], losses
+
+
+def test_nan_guard_rolls_back_then_gives_up(oscillator):
+    model, sd, cfg = _setup(oscillator, [0, 1])
+    with torch.no_grad():
+        model.params["latent.W1"][1] = float("nan")  # fit 1 is broken from the start; fit 0 is fine
+    out = train(model, [sd, sd], cfg.train, [0, 1])
+    assert out.status == ["ok", "diverged"]
+    assert torch.isfinite(model.params["latent.W2"][0]).all()
+    assert out.curve[-1]["fit"] == 1 and out.curve[-1]["status"] == "diverged"
+
+
+def test_adaptive_alpha_in_unit_interval_and_monotone_rules(oscillator):
+    model, sd, cfg = _setup(oscillator, [0, 1])
+    d = torch.as_tensor(sd.d[None, None, 30:80].repeat(2, 0), dtype=torch.float64)  # (2, 1, 50, 2)
+    est = estimate_alpha(model, d)
+    assert est.shape == (2,) and torch.all((est >= 0) & (est < 1))
+    cur = torch.tensor([0.5, 0.1], dtype=torch.float64)
+    new = update_alpha(cur, torch.tensor([0.2, 0.3], dtype=torch.float64), 0.9)
+    torch.testing.assert_close(new, torch.tensor([0.45, 0.3], dtype=torch.float64))
+
+
+def test_adaptive_training_runs(oscillator):
+    model, sd, cfg = _setup(oscillator, [0], forcing="adaptive")
+    out = train(model, [sd], cfg.train, [0])
+    assert out.status == ["ok"] and 0 <= out.curve[-1]["alpha"] < 1
