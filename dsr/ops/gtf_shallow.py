@@ -49,10 +49,13 @@ class _ShallowGTF(torch.autograd.Function):
     def backward(ctx, gout):
         zprev, keep, A, W1, W2, h2, C, s = ctx.saved_tensors
         S, B, T, M = zprev.shape
-        pre = torch.einsum("sbtm,slm->sbtl", zprev, W2)  # (S, B, T̃, L)
-        on = (pre + h2[:, None, None, :] > 0).to(pre.dtype)  # (S, B, T̃, L)
+        L = W2.shape[1]
+        zflat = zprev.reshape(S, B * T, M)  # (S, B*T̃, M)
+        pre = torch.bmm(zflat, W2.transpose(1, 2))  # (S, B*T̃, L)
+        on = (pre + h2.unsqueeze(1) > 0).to(pre.dtype)  # (S, B*T̃, L)
         slope = on - (pre > 0).to(pre.dtype) if ctx.clipped else on
-        act = _activation(pre, h2[:, None, None, :], ctx.clipped)  # (S, B, T̃, L)
+        act = _activation(pre, h2.unsqueeze(1), ctx.clipped)  # (S, B*T̃, L)
+        slope_t = slope.reshape(S, B, T, L)
         gz = torch.empty_like(gout)  # dL/dz_t, total
         gad = torch.zeros_like(keep)  # dL/d ad_t
         Ab = A.unsqueeze(1)
@@ -61,15 +64,19 @@ class _ShallowGTF(torch.autograd.Function):
             gad[:, :, t] = g_carry
             g = torch.addcmul(gout[:, :, t - 1], g_carry, keep[:, :, t])  # (S, B, M)
             gz[:, :, t - 1] = g
-            gpre = torch.bmm(g, W1) * slope[:, :, t - 1]  # (S, B, L)
+            gpre = torch.bmm(g, W1) * slope_t[:, :, t - 1]  # (S, B, L)
             g_carry = torch.baddbmm(g * Ab, gpre, W2)  # (S, B, M)
-        gpre_all = torch.einsum("sbtm,sml->sbtl", gz, W1) * slope  # (S, B, T̃, L)
+        gzf = gz.reshape(S, B * T, M)  # (S, B*T̃, M)
+        gact = torch.bmm(gzf, W1)  # (S, B*T̃, L)
+        gpre_all = gact * slope  # (S, B*T̃, L)
         gA = (gz * zprev).sum((1, 2))
-        gW1 = torch.einsum("sbtm,sbtl->sml", gz, act)
-        gW2 = torch.einsum("sbtl,sbtm->slm", gpre_all, zprev)
+        gW1 = torch.bmm(gzf.transpose(1, 2), act)  # (S, M, L)
+        gW2 = torch.bmm(gpre_all.transpose(1, 2), zflat)  # (S, L, M)
         gh1 = gz.sum((1, 2))
-        gh2 = (torch.einsum("sbtm,sml->sbtl", gz, W1) * on).sum((1, 2))
-        gC = None if C is None else torch.einsum("sbtm,sbtp->smp", gz, s[:, :, :T])
+        gh2 = (gact * on).sum(1)
+        gC = None
+        if C is not None:
+            gC = torch.bmm(gzf.transpose(1, 2), s[:, :, :T].reshape(S, B * T, -1))  # (S, M, P)
         return g_carry, None, gad, gA, gW1, gW2, gh1, gh2, gC, None, None
 
 

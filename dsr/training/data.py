@@ -121,8 +121,8 @@ def sample_batch(subjects: list[SubjectData], rngs: list[np.random.Generator], s
         idx = rng.choice(starts, size=batch_size)[:, None] + win  # (B, T̃+1)
         x, d = sd.x[idx], sd.d[idx]  # (B, T̃+1, N)
         if noise > 0:
-            x = x + noise * rng.standard_normal(x.shape)
-            d = d + noise * rng.standard_normal(d.shape)
+            x = x + noise * rng.standard_normal(x.shape, dtype=np.float32)
+            d = d + noise * rng.standard_normal(d.shape, dtype=np.float32)
         xs.append(x)
         ds.append(d)
         if sd.r is not None:

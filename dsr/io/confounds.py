@@ -1,0 +1,154 @@
+"""Confound strategies read from an fMRIPrep ``*_desc-confounds_timeseries.tsv``.
+
+A strategy is a ``+``-joined list of parts:
+
+- ``motion6`` (translations and rotations), ``motion12`` (+ temporal derivatives), ``motion24``
+  (+ squares of both, Friston 24);
+- ``wmcsf`` (mean white-matter and CSF signals), ``wmcsf8`` (+ derivatives and squares);
+- ``gsr`` (global signal), ``gsr4`` (+ derivative and squares);
+- ``scrub`` or ``scrub=0.5``: one spike regressor per volume whose framewise displacement exceeds the
+  threshold in mm (default 0.5), or fMRIPrep's ``motion_outlier*`` columns when FD is absent. Spike
+  regressors keep the run's length, which a dynamical model needs;
+- any column name of the TSV;
+- ``none``.
+
+Missing derivative and square columns are computed from their base column (derivatives start at 0).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dsr.errors import InputError
+
+MOTION6 = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
+_ALIASES = {"white_matter": ("WhiteMatter",), "csf": ("CSF",), "global_signal": ("GlobalSignal",),
+            "framewise_displacement": ("FramewiseDisplacement",)}
+DEFAULT_STRATEGY = "motion6+wmcsf"
+
+
+def _expand(bases, derivatives: bool, squares: bool) -> list[str]:
+    cols = list(bases)
+    if derivatives:
+        cols += [f"{b}_derivative1" for b in bases]
+    if squares:
+        cols += [f"{c}_power2" for c in list(cols)]
+    return cols
+
+
+def strategy_columns(strategy: str) -> tuple[list[str], float | None]:
+    """Columns a strategy asks for, and the scrubbing FD threshold (None: no scrubbing).
+
+    Raises
+    ------
+    InputError
+        An unknown part or a malformed threshold (no file to name: the path is None).
+    """
+    cols: list[str] = []
+    scrub = None
+    for part in (p.strip() for p in str(strategy).split("+")):
+        if not part or part.lower() == "none":
+            continue
+        key = part.lower()
+        table = {"motion6": (MOTION6, False, False), "motion12": (MOTION6, True, False),
+                 "motion24": (MOTION6, True, True), "wmcsf": (("white_matter", "csf"), False, False),
+                 "wmcsf8": (("white_matter", "csf"), True, True), "gsr": (("global_signal",), False, False),
+                 "gsr4": (("global_signal",), True, True)}
+        if key in table:
+            cols += [c for c in _expand(*table[key]) if c not in cols]
+        elif key.startswith("scrub"):
+            _, _, value = key.partition("=")
+            try:
+                scrub = float(value) if value else 0.5
+            except ValueError:
+                raise InputError(f"bad scrubbing threshold in confound strategy '{strategy}'") from None
+        elif part not in cols:
+            cols.append(part)  # a column name of the TSV
+    return cols, scrub
+
+
+def _column(df: pd.DataFrame, name: str, path: Path) -> np.ndarray:
+    """One column by name, an alias, or computed from its base (derivative1 / power2)."""
+    for cand in (name,) + _ALIASES.get(name, ()):
+        if cand in df.columns:
+            return pd.to_numeric(df[cand], errors="coerce").to_numpy(dtype=np.float64)
+    if name.endswith("_power2"):
+        return _column(df, name[: -len("_power2")], path) ** 2
+    if name.endswith("_derivative1"):
+        base = _column(df, name[: -len("_derivative1")], path)
+        return np.concatenate([[0.0], np.diff(base)])
+    raise InputError(f"no column '{name}' in the confounds table", path)
+
+
+def read_confounds_table(path: str | Path) -> pd.DataFrame:
+    """Read a confounds TSV (``n/a`` is NaN)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("confounds file not found", path)
+    try:
+        return pd.read_csv(path, sep="\t", na_values=["n/a", "N/A", "NaN", "nan"])
+    except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the confounds table ({exc.__class__.__name__}: {exc})", path) from None
+
+
+def load_confounds(path: str | Path, strategy: str, n_volumes: int) -> tuple[np.ndarray, list[str]]:
+    """Confound regressors of a run following ``strategy``.
+
+    Parameters
+    ----------
+    path : path
+        fMRIPrep confounds TSV.
+    strategy : str
+        See the module docstring.
+    n_volumes : int
+        Length of the BOLD run; the table must have one row per volume.
+
+    Returns
+    -------
+    regressors : ndarray, shape (T, C)
+    names : list of str
+
+    Raises
+    ------
+    InputError
+        Wrong row count, a missing column, non-finite values beyond the first row.
+    """
+    path = Path(path)
+    cols, scrub = strategy_columns(strategy)
+    if not cols and scrub is None:
+        return np.zeros((n_volumes, 0)), []
+    df = read_confounds_table(path)
+    if len(df) != n_volumes:
+        raise InputError(f"the confounds table has {len(df)} rows but the BOLD run has {n_volumes} volumes",
+                         path)
+    out, names = [], []
+    for name in cols:
+        values = _column(df, name, path)  # (T,)
+        if not np.all(np.isfinite(values[1:])):
+            raise InputError(f"column '{name}' holds missing or non-finite values after the first row", path)
+        out.append(np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0))
+        names.append(name)
+    if scrub is not None:
+        spikes = _spikes(df, scrub, path)  # (T, S)
+        out += list(spikes.T)
+        names += [f"spike_{i:03d}" for i in range(spikes.shape[1])]
+    return (np.stack(out, axis=1) if out else np.zeros((n_volumes, 0))), names
+
+
+def _spikes(df: pd.DataFrame, threshold: float, path: Path) -> np.ndarray:
+    """(T, S) one-hot regressors for the volumes to scrub."""
+    n = len(df)
+    try:
+        fd = np.nan_to_num(_column(df, "framewise_displacement", path), nan=0.0)
+        bad = np.flatnonzero(fd > threshold)
+    except InputError:
+        outliers = [c for c in df.columns if str(c).startswith("motion_outlier")]
+        if not outliers:
+            raise InputError("scrubbing needs a 'framewise_displacement' or 'motion_outlier*' column",
+                             path) from None
+        bad = np.flatnonzero(df[outliers].fillna(0).to_numpy().sum(axis=1) > 0)
+    spikes = np.zeros((n, len(bad)))
+    spikes[bad, np.arange(len(bad))] = 1.0
+    return spikes

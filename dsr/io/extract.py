@@ -1,0 +1,201 @@
+"""One BOLD run → cleaned region series, TR, nuisance regressors and inputs (with a cache).
+
+Steps: validate the NIfTI, resolve the TR (sidecars, header fallback, mismatch = error), extract regions
+with a nilearn masker, read the confound strategy and the events, clean (detrend, band-pass, z-score,
+always with ``t_r``) and either regress the confounds out (``confounds_mode="regress"``) or keep them,
+cleaned the same way, as nuisance regressors for the regressor observation model (``"nuisance"``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dsr.errors import InputError
+from dsr.io import bids, confounds, events, nifti, series_cache
+
+
+@dataclass
+class ExtractionSettings:
+    """How region series are extracted and cleaned (all of it enters the cache key).
+
+    ``confounds=None`` means :data:`dsr.io.confounds.DEFAULT_STRATEGY` when the run has a confounds
+    table and nothing otherwise; ``"none"`` disables confounds.
+    """
+
+    confounds: str | None = None
+    confounds_mode: str = "regress"  # or "nuisance"
+    detrend: bool = True
+    standardize: bool = True
+    high_pass: float | None = None  # Hz
+    low_pass: float | None = None  # Hz
+    radius: float | None = None  # mm, sphere atlases
+    use_events: bool = True
+    fingerprint: str = "stat"  # or "sha256"; not part of the key
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("fingerprint")
+        return d
+
+    def __post_init__(self):
+        if self.confounds_mode not in ("regress", "nuisance"):
+            raise InputError(f"confounds_mode must be 'regress' or 'nuisance', got {self.confounds_mode!r}")
+
+
+@dataclass
+class RunSeries:
+    """The series of one run, ready for ``fit_to_dir``.
+
+    Attributes
+    ----------
+    series : ndarray, shape (T, N)
+    names : list of str
+    tr : float
+    nuisance, inputs : ndarray (T, C) or None
+    """
+
+    series: np.ndarray
+    names: list
+    tr: float
+    nuisance: np.ndarray | None = None
+    nuisance_names: list = field(default_factory=list)
+    inputs: np.ndarray | None = None
+    input_names: list = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+    cached: bool = False
+
+
+def min_volumes(tr: float, kind: str = "spm", tau=None, indicator=None, cut_l: float = 0.25,
+                cut_r: float = 0.5) -> tuple[int, int]:
+    """Fewest volumes a run needs for a filter: its K taps plus the samples deconvolution masks.
+
+    Returns
+    -------
+    needed, K : int
+    """
+    from dsr.signal.filters import make_filter
+
+    k = len(make_filter(kind, tr, tau=tau, indicator=indicator))
+    return k + int(math.ceil((cut_l + cut_r) * k)), k
+
+
+def check_length(n_volumes: int, tr: float, filter_config, path) -> None:
+    """Raise InputError when a run is too short for the config's filter (``filter_config`` may be None)."""
+    if filter_config is None:
+        return
+    f = filter_config
+    needed, k = min_volumes(tr, f.kind, f.tau, f.indicator, f.cut_l, f.cut_r)
+    if n_volumes < needed:
+        raise InputError(f"the run has {n_volumes} volumes, shorter than the {f.kind} filter needs at TR "
+                         f"{tr:g} s ({k} taps + {needed - k} samples masked by deconvolution = {needed})", path)
+
+
+def _resolve_strategy(run: bids.BoldRun, settings: ExtractionSettings) -> str:
+    if settings.confounds is None:
+        return confounds.DEFAULT_STRATEGY if run.confounds is not None else "none"
+    return settings.confounds
+
+
+def _clean(x: np.ndarray, tr: float, settings: ExtractionSettings, conf: np.ndarray | None, zscore: bool):
+    from nilearn.signal import clean
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return clean(x, t_r=tr, detrend=settings.detrend, standardize="zscore_sample" if zscore else None,
+                     confounds=conf if conf is not None and conf.shape[1] else None,
+                     high_pass=settings.high_pass, low_pass=settings.low_pass,
+                     filter="butterworth" if settings.high_pass or settings.low_pass else False)
+
+
+def extract_run(run: bids.BoldRun, atlas: nifti.Atlas, settings: ExtractionSettings | None = None, *,
+                filter_config=None) -> RunSeries:
+    """Extract and clean the region series of one run (no cache).
+
+    Parameters
+    ----------
+    run : BoldRun
+    atlas : Atlas
+    settings : ExtractionSettings, optional
+    filter_config : FilterConfig, optional
+        When given, runs shorter than the filter are refused.
+
+    Raises
+    ------
+    InputError
+        Any bad input, naming the file.
+    """
+    settings = settings or ExtractionSettings()
+    img = nifti.load_bold(run.bold)
+    tr, tr_source = bids.repetition_time(run, nifti.header_tr(img))
+    n = img.shape[3]
+    check_length(n, tr, filter_config, run.bold)
+    raw = nifti.extract_regions(img, atlas, run.bold)  # (T, R)
+    strategy = _resolve_strategy(run, settings)
+    conf, conf_names = np.zeros((n, 0)), []
+    if confounds.strategy_columns(strategy) != ([], None):
+        if run.confounds is None:
+            raise InputError(f"confound strategy '{strategy}' but no confounds table was found for the run",
+                             run.bold)
+        conf, conf_names = confounds.load_confounds(run.confounds, strategy, n)  # (T, C)
+    inputs, input_names = None, []
+    if settings.use_events and run.events is not None:
+        inputs, input_names = events.events_to_inputs(run.events, n, tr)  # (T, E)
+    nuisance = None
+    if settings.confounds_mode == "regress":
+        series = _clean(raw, tr, settings, conf, settings.standardize)  # (T, R)
+    else:
+        series = _clean(raw, tr, settings, None, settings.standardize)  # (T, R)
+        if conf.shape[1]:
+            nuisance = _clean(conf, tr, settings, None, True)  # (T, C)
+    meta = {"RepetitionTime": tr, "SamplingFrequency": 1.0 / tr, "RepetitionTimeSource": tr_source,
+            "ConfoundStrategy": strategy, "Atlas": atlas.name, "AtlasKind": atlas.kind,
+            "Sources": [str(p) for p in _inputs(run, atlas)]}
+    return RunSeries(np.asarray(series, dtype=np.float64), list(atlas.names), tr, nuisance,
+                     conf_names if nuisance is not None else [], inputs, input_names, meta)
+
+
+def _inputs(run: bids.BoldRun, atlas: nifti.Atlas) -> list[Path]:
+    files = [run.bold] + bids.sidecars(run) + atlas.files()
+    return files + [p for p in (run.confounds, run.events) if p is not None]
+
+
+def extract_run_cached(run: bids.BoldRun, atlas: nifti.Atlas, settings: ExtractionSettings | None,
+                       folder: str | Path, base: str, *, filter_config=None,
+                       atlas_spec: str | None = None) -> RunSeries:
+    """:func:`extract_run`, reusing the tables saved in ``folder`` while inputs and settings are unchanged.
+
+    The tables are ``{base}_desc-cleaned_timeseries.tsv`` (+ ``desc-nuisance``, ``desc-inputs``), each
+    with a JSON sidecar carrying the settings hash and the cache key.
+    """
+    settings = settings or ExtractionSettings()
+    spec = {"extraction": settings.to_dict(), "atlas": atlas_spec or atlas.name, "atlas_kind": atlas.kind,
+            "strategy": _resolve_strategy(run, settings), "format": 1}
+    try:
+        prints = series_cache.fingerprint(_inputs(run, atlas), settings.fingerprint)
+    except OSError as exc:
+        raise InputError(f"cannot read an input file ({exc})", run.bold) from None
+    key = series_cache.cache_key(spec, prints)
+    hit = series_cache.load_series(folder, base, key)
+    if hit is not None:
+        meta = hit["meta"]
+        series, names = hit["cleaned"]
+        check_length(series.shape[0], float(meta["RepetitionTime"]), filter_config, run.bold)
+        nuis, nuis_names = hit.get("nuisance", (None, []))
+        inp, inp_names = hit.get("inputs", (None, []))
+        return RunSeries(series, names, float(meta["RepetitionTime"]), nuis, nuis_names, inp, inp_names,
+                         meta, cached=True)
+    out = extract_run(run, atlas, settings, filter_config=filter_config)
+    meta = dict(out.meta, Settings=spec, SettingsHash=series_cache.settings_hash(spec))
+    tables = {"cleaned": (out.series, out.names)}
+    if out.nuisance is not None:
+        tables["nuisance"] = (out.nuisance, out.nuisance_names)
+    if out.inputs is not None:
+        tables["inputs"] = (out.inputs, out.input_names)
+    series_cache.save_series(folder, base, tables, meta, key)
+    out.meta = dict(meta, CacheKey=key)
+    return out

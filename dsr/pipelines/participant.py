@@ -1,0 +1,259 @@
+"""The BIDS-App ``participant`` level: for every run, extract → cache → fit → BIDS-derivatives outputs.
+
+Per run (``base`` = ``sub-01_task-rest_space-S_atlas-A``), in ``OUTPUT_DIR/sub-01[/ses-1]/func/``:
+
+- ``{base}_desc-cleaned_timeseries.tsv`` (+ ``desc-nuisance``, ``desc-inputs``) with JSON sidecars: the
+  extracted series, reused while inputs and extraction settings are unchanged;
+- ``{base}_desc-convssm_*``: the fit's outputs (model, metrics, generated series, curve, figure);
+- ``{base}_desc-convssm_provenance.json``: config hash, input key and status, written last. A run whose
+  provenance matches the config and the inputs is skipped.
+
+``OUTPUT_DIR/status.tsv`` has one row per run (participant_id, run, status, reason, config_hash). A failing
+run is recorded there with one line on stderr, and the other runs go on.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import pandas as pd
+
+from dsr import __version__
+from dsr.config import DsrConfig
+from dsr.errors import DsrError, InputError
+from dsr.io import bids, extract, nifti
+from dsr.io.atomic import atomic_write_text, write_json
+
+log = logging.getLogger("dsr")
+STATUS_COLUMNS = ("participant_id", "run", "status", "reason", "config_hash")
+FIT_DESC = "convssm"
+
+
+def check_output_dir(bids_dir: Path, output_dir: Path) -> None:
+    """Refuse an output folder that is the BIDS folder or lies inside it."""
+    b, o = Path(bids_dir).resolve(), Path(output_dir).resolve()
+    if o == b or b in o.parents:
+        raise InputError(f"the output folder must not lie inside the BIDS folder {b}; choose a folder "
+                         "outside it", output_dir)
+    if o.exists() and not o.is_dir():
+        raise InputError("the output path exists and is not a folder", output_dir)
+
+
+def default_atlas(bids_dir: Path, runs: list[bids.BoldRun]) -> Path:
+    """The one labels atlas (``*_dseg.nii[.gz]``) shipped in ``BIDS_DIR/derivatives/atlas`` or ``BIDS_DIR/atlas``
+    whose ``tpl-``/``space-`` matches the runs' space."""
+    spaces = {r.space for r in runs if r.space}
+    found = []
+    for folder in (bids_dir / "derivatives" / "atlas", bids_dir / "atlas"):
+        if folder.is_dir():
+            for p in sorted(folder.rglob("*_dseg.nii*")):
+                ents, _, _ = bids.parse_name(p)
+                tpl = ents.get("tpl") or ents.get("space")
+                if not spaces or tpl is None or tpl in spaces:
+                    found.append(p)
+    if len(found) == 1:
+        return found[0]
+    hint = "pass --atlas FILE (labels or maps NIfTI, coordinates TSV) or power2011, dosenbach2010, seitzman2018"
+    if not found:
+        raise InputError(f"no atlas given and no *_dseg.nii.gz in derivatives/atlas; {hint}", bids_dir)
+    raise InputError(f"no atlas given and {len(found)} candidates in derivatives/atlas "
+                     f"({', '.join(p.name for p in found)}); {hint}", bids_dir)
+
+
+def run_names(run: bids.BoldRun, atlas_name: str) -> tuple[Path, str, str]:
+    """Output sub-folder, file base and run label of a run (relative to OUTPUT_DIR)."""
+    ents = dict(run.key_entities(), atlas=atlas_name)
+    folder = Path(f"sub-{run.subject}") / (f"ses-{run.session}" if run.session else "") / "func"
+    return folder, bids.build_name(ents), bids.build_name({k: v for k, v in ents.items() if k != "sub"})
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def process_run(run: bids.BoldRun, atlas: nifti.Atlas, settings: extract.ExtractionSettings,
+                config: DsrConfig, output_dir: Path, device: str = "cpu", atlas_spec: str | None = None) -> dict:
+    """Extract, fit and write one run; returns ``{"status", "reason", "metrics"}`` (status ok or diverged;
+    ``"skipped": True`` when an earlier identical fit was found) or raises DsrError."""
+    sub_folder, base, _ = run_names(run, atlas.name)
+    folder = output_dir / sub_folder
+    prefix = f"{base}_desc-{FIT_DESC}"
+    prov_path = folder / f"{prefix}_provenance.json"
+    cfg_hash = config.hash()
+    series = extract.extract_run_cached(run, atlas, settings, folder, base, filter_config=config.filter,
+                                        atlas_spec=atlas_spec)
+    key = series.meta.get("CacheKey")
+    try:
+        prov = json.loads(prov_path.read_text())
+    except (OSError, ValueError):
+        prov = {}
+    same = prov.get("ConfigHash") == cfg_hash and prov.get("InputKey") == key
+    if same and prov.get("Status") in ("ok", "diverged") and (folder / f"{prefix}_metrics.json").is_file():
+        return {"status": prov["Status"], "skipped": True,
+                "reason": f"skipped: finished earlier with config {cfg_hash} and the same inputs"}
+    record = {"ConfigHash": cfg_hash, "InputKey": key, "Sources": [str(run.bold)], "Config": config.to_dict(),
+              "GeneratedBy": [{"Name": "dsr", "Version": __version__}], "ExtractedSeries": f"{base}_desc-cleaned_timeseries.tsv"}
+    resume = same and prov.get("Status") == "running"
+    write_json(prov_path, dict(record, Status="running"))
+    from dsr.pipelines.fit_array import fit_to_dir
+
+    try:
+        metrics = fit_to_dir(series.series, series.tr, folder, config, prefix=prefix, nuisance=series.nuisance,
+                             inputs=series.inputs, device=device, resume=resume, source=str(run.bold))
+    except InputError as exc:
+        if exc.path is None:  # name the file the series came from
+            raise InputError(exc.message, run.bold) from None
+        raise
+    status = str(metrics.get("status", "ok"))
+    summary = {k: metrics.get(k) for k in ("dstsp", "dh", "lyapunov_max_per_second") if k in metrics}
+    write_json(prov_path, dict(record, Status=status, Metrics=summary))
+    return {"status": status, "reason": "" if status == "ok" else "training diverged", "metrics": summary}
+
+
+def _worker(args) -> dict:
+    """Process-pool entry: never raises; failures come back as a status."""
+    run, atlas, settings, config, output_dir, device, atlas_spec = args
+    try:
+        return process_run(run, atlas, settings, config, output_dir, device, atlas_spec)
+    except DsrError as exc:
+        return {"status": "failed", "reason": _one_line(exc)}
+    except Exception as exc:  # an unexpected bug: still one line, the run is marked failed
+        return {"status": "failed", "reason": _one_line(f"{run.bold}: internal error: {type(exc).__name__}: {exc}")}
+
+
+def read_status(output_dir: Path) -> pd.DataFrame:
+    """The status table (empty when absent or unreadable)."""
+    try:
+        df = pd.read_csv(output_dir / "status.tsv", sep="\t", dtype=str, keep_default_na=False)
+        if list(df.columns) == list(STATUS_COLUMNS):
+            return df
+    except (OSError, ValueError, pd.errors.ParserError):
+        pass
+    return pd.DataFrame(columns=list(STATUS_COLUMNS), dtype=str)
+
+
+def _write_status(output_dir: Path, rows: dict) -> None:
+    old = read_status(output_dir)
+    merged = {(r.participant_id, r.run): list(r) for r in old.itertuples(index=False)}
+    merged.update(rows)
+    lines = ["\t".join(STATUS_COLUMNS)] + ["\t".join(_one_line(v).replace("\t", " ") for v in row)
+                                           for _, row in sorted(merged.items())]
+    atomic_write_text(output_dir / "status.tsv", "\n".join(lines) + "\n")
+
+
+def write_description(output_dir: Path, bids_dir: Path, config: DsrConfig) -> None:
+    """dataset_description.json of the derivatives folder."""
+    write_json(output_dir / "dataset_description.json", {
+        "Name": "dsr: dynamical systems reconstruction", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "dsr", "Version": __version__,
+                         "Description": "convSSM trained by generalized teacher forcing"}],
+        "SourceDatasets": [{"URL": Path(bids_dir).resolve().as_uri()}]})
+
+
+def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: list[str] | None,
+                    task: str | None, session: str | None, space: str | None, atlas: str | None,
+                    config: DsrConfig, device: str, confounds: str | None, n_jobs: int = 1,
+                    derivatives: str | Path | None = "auto", confounds_mode: str | None = None,
+                    high_pass: float | None = None, low_pass: float | None = None,
+                    radius: float | None = None) -> int:
+    """Run the participant level of the BIDS App.
+
+    Parameters
+    ----------
+    bids_dir, output_dir : Path
+        Input dataset (raw BIDS, with or without ``derivatives/fmriprep``, or an fMRIPrep folder) and the
+        derivatives folder to write (never inside ``bids_dir``).
+    participant_labels, task, session, space
+        Filters (see :func:`dsr.io.bids.find_runs`).
+    atlas : str or None
+        Atlas file or coordinate atlas name; None uses the one atlas in ``BIDS_DIR/derivatives/atlas``.
+    config : DsrConfig
+    device : str
+    confounds : str or None
+        Confound strategy (:mod:`dsr.io.confounds`); None: ``motion6+wmcsf`` when a confounds table exists.
+    n_jobs : int
+        Runs fitted in parallel processes.
+    derivatives, confounds_mode, high_pass, low_pass, radius
+        See :func:`dsr.io.bids.find_runs` and :class:`dsr.io.extract.ExtractionSettings`; the confounds
+        are kept as nuisance regressors by default when the config's observation model is ``regressor``.
+
+    Returns
+    -------
+    int
+        0 when every run succeeded (or was already done), 1 when some failed.
+
+    Raises
+    ------
+    InputError
+        Output inside the BIDS folder, no run found, an unusable atlas.
+    """
+    bids_dir, output_dir = Path(bids_dir), Path(output_dir)
+    check_output_dir(bids_dir, output_dir)
+    runs = bids.find_runs(bids_dir, participant_labels=participant_labels, task=task, session=session,
+                          space=space, derivatives=derivatives)
+    found = {r.subject for r in runs}
+    missing = [lab for lab in (bids._norm_labels(participant_labels) or []) if lab not in found]
+    if not runs:
+        filters = ", ".join(f"{k} {v}" for k, v in (("participant", participant_labels), ("task", task),
+                                                    ("session", session), ("space", space)) if v)
+        raise InputError("no BOLD runs found" + (f" for {filters}" if filters else ""), bids_dir)
+    atlas_spec = str(atlas) if atlas is not None else str(default_atlas(bids_dir, runs))
+    atlas_obj = nifti.load_atlas(atlas_spec, radius=radius)
+    mode = confounds_mode or ("nuisance" if config.model.observation == "regressor" else "regress")
+    settings = extract.ExtractionSettings(confounds=confounds, confounds_mode=mode, high_pass=high_pass,
+                                          low_pass=low_pass, radius=radius)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_description(output_dir, bids_dir, config)
+    rows, failed = {}, 0
+    for lab in missing:
+        reason = _one_line(f"{bids_dir}: no BOLD runs found for sub-{lab}")
+        rows[(f"sub-{lab}", "")] = [f"sub-{lab}", "", "failed", reason, config.hash()]
+        print(f"dsr: sub-{lab}: failed: {reason}", file=sys.stderr)
+        failed += 1
+    jobs = [(r, atlas_obj, settings, config, output_dir, device, atlas_spec) for r in runs]
+    log.info("%d run(s) of %d participant(s); atlas %s; outputs in %s", len(runs), len(found), atlas_obj.name,
+             output_dir)
+    if n_jobs > 1 and len(jobs) > 1:
+        import multiprocessing as mp
+
+        try:
+            with ProcessPoolExecutor(max_workers=min(n_jobs, len(jobs)), mp_context=mp.get_context("spawn"),
+                                     initializer=_init_worker, initargs=(n_jobs,)) as pool:
+                for job, res in zip(jobs, pool.map(_worker, jobs)):
+                    failed += _record(job[0], res, atlas_obj.name, config, output_dir, rows)
+        except BrokenProcessPool:
+            raise DsrError("a worker process died (out of memory?); finished runs are kept, rerun with fewer "
+                           "--n-jobs to do the rest") from None
+    else:
+        for job in jobs:
+            failed += _record(job[0], _worker(job), atlas_obj.name, config, output_dir, rows)
+    _write_status(output_dir, rows)
+    return 1 if failed else 0
+
+
+def _init_worker(n_jobs: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_jobs))
+
+
+def _record(run: bids.BoldRun, res: dict, atlas_name: str, config: DsrConfig, output_dir: Path,
+            rows: dict) -> int:
+    """Log one result, add its status row (written at once); returns 1 for a failure."""
+    _, _, label = run_names(run, atlas_name)
+    sub = f"sub-{run.subject}"
+    rows[(sub, label)] = [sub, label, res["status"], res.get("reason", ""), config.hash()]
+    _write_status(output_dir, rows)
+    if res["status"] == "failed":
+        print(f"dsr: {sub} {label}: failed: {res['reason']}", file=sys.stderr)
+        return 1
+    m = res.get("metrics") or {}
+    extra = ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, (int, float)))
+    state = "already done, skipped" if res.get("skipped") else res["status"]
+    log.info("%s %s: %s%s", sub, label, state, f" ({extra})" if extra else "")
+    return 0

@@ -1,0 +1,82 @@
+"""The BIDS-App participant level on a generated dataset with one corrupt subject."""
+import json
+
+import pandas as pd
+import pytest
+
+from dsr.config import load_config
+from dsr.errors import InputError
+from dsr.pipelines.participant import run_participant
+from dsr.simulate.bids_dataset import make_dataset
+
+FUNC = "sub-{s}_task-rest_space-MNI152NLin2009cAsym_atlas-Sim"
+
+
+@pytest.fixture(scope="module")
+def config():
+    cfg = load_config("quick")
+    return cfg.replace(train={"epochs": 2, "batches_per_epoch": 5},
+                       eval={"n_rollouts": 2, "lyap_steps": 100, "lyap_transient": 20, "lyap_orbits": 1})
+
+
+def _run(bids_dir, out, config, **kw):
+    args = dict(participant_labels=None, task=None, session=None, space=None, atlas=None, config=config,
+                device="cpu", confounds=None)
+    args.update(kw)
+    return run_participant(bids_dir, out, **args)
+
+
+def test_participant_with_a_corrupt_subject(tmp_path, config, capsys):
+    bids_dir = tmp_path / "ds"
+    make_dataset(bids_dir, n_subjects=3, seed=0, n_volumes=90, tr=1.0, n_regions=4, shape=(10, 10, 10))
+    bad = bids_dir / "derivatives/fmriprep/sub-02/func/sub-02_task-rest_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz"
+    bad.write_bytes(bad.read_bytes()[:5000])
+    out = tmp_path / "out"
+    assert _run(bids_dir, out, config) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "failed" in line]
+    assert len(lines) == 1 and str(bad) in lines[0] and "Traceback" not in err
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Name"] == "dsr"
+    status = pd.read_csv(out / "status.tsv", sep="\t", keep_default_na=False).set_index("participant_id")
+    assert status.loc["sub-02", "status"] == "failed" and str(bad) in status.loc["sub-02", "reason"]
+    assert list(status.loc[["sub-01", "sub-03"], "status"]) == ["ok", "ok"]
+    for s in ("01", "03"):
+        func = out / f"sub-{s}" / "func"
+        metrics = func / f"{FUNC.format(s=s)}_desc-convssm_metrics.json"
+        assert metrics.is_file() and (func / f"{FUNC.format(s=s)}_desc-cleaned_timeseries.json").is_file()
+        assert (func / f"{FUNC.format(s=s)}_desc-convssm_model.safetensors").is_file()
+    before = metrics.stat().st_mtime_ns
+    # rerun: finished fits are skipped, the bad subject fails again
+    assert _run(bids_dir, out, config) == 1
+    assert metrics.stat().st_mtime_ns == before
+    status = pd.read_csv(out / "status.tsv", sep="\t", keep_default_na=False).set_index("participant_id")
+    assert status.loc["sub-03", "reason"].startswith("skipped")
+    # one subject by label, plus one that does not exist
+    assert _run(bids_dir, out, config, participant_labels=["01", "09"]) == 1
+    status = pd.read_csv(out / "status.tsv", sep="\t", keep_default_na=False).set_index("participant_id")
+    assert status.loc["sub-09", "status"] == "failed" and len(status) == 4
+    # raw runs (no fMRIPrep): TR inherited from the top-level sidecar, no confounds, no space entity
+    assert _run(bids_dir, tmp_path / "out_raw", config, derivatives=None, participant_labels=["02"]) == 0
+    assert (tmp_path / "out_raw/sub-02/func/sub-02_task-rest_atlas-Sim_desc-convssm_metrics.json").is_file()
+
+
+def test_output_names_with_session():
+    from pathlib import Path
+
+    from dsr.io.bids import BoldRun, parse_name
+    from dsr.pipelines.participant import run_names
+
+    name = "sub-01_ses-2_task-rest_run-3_space-T1w_desc-preproc_bold.nii.gz"
+    run = BoldRun(Path(name), parse_name(name)[0], "fmriprep", Path("."))
+    folder, base, label = run_names(run, "power2011")
+    assert folder == Path("sub-01/ses-2/func") and base == "sub-01_ses-2_task-rest_run-3_space-T1w_atlas-power2011"
+    assert label == "ses-2_task-rest_run-3_space-T1w_atlas-power2011"
+
+
+def test_refuses_output_inside_bids_dir(tmp_path, config):
+    (tmp_path / "ds").mkdir()
+    with pytest.raises(InputError, match="must not lie inside"):
+        _run(tmp_path / "ds", tmp_path / "ds" / "derivatives" / "dsr", config)
+    with pytest.raises(InputError, match="no BOLD runs found"):
+        _run(tmp_path / "ds", tmp_path / "out", config)
