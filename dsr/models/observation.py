@@ -44,11 +44,18 @@ def targets(kind: str, p: Params, x: torch.Tensor, r: torch.Tensor | None = None
     """Latent targets from (deconvolved) observations x (S, B, T, N) → (S, B, T, n_forced)."""
     if kind == "identity":
         return x
-    resid = x - p["b"][:, None, None, :]  # (S, B, T, N)
+    # NaN marks unreliable targets: compute on zeros and put the NaN back, so that no NaN reaches
+    # the gradient of B, b or J through the products below.
+    valid = torch.isfinite(x).all(-1, keepdim=True)  # (S, B, T, 1)
+    if r is not None:
+        valid = valid & torch.isfinite(r).all(-1, keepdim=True)
+        r = torch.nan_to_num(r)
+    resid = torch.nan_to_num(x) - p["b"][:, None, None, :]  # (S, B, T, N)
     if kind == "regressor" and r is not None:
         resid = resid - torch.einsum("snp,sbtp->sbtn", p["J"], r)
     Binv = torch.linalg.pinv(p["B"])  # (S, M, N)
-    return torch.einsum("smn,sbtn->sbtm", Binv, resid)
+    d = torch.einsum("smn,sbtn->sbtm", Binv, resid)  # (S, B, T, M)
+    return torch.where(valid, d, torch.full_like(d, float("nan")))
 
 
 def init_state(kind: str, p: Params, d0: torch.Tensor, M: int) -> torch.Tensor:
