@@ -1,7 +1,8 @@
 """Reproduce the published Lorenz-63 and ALN results (issue 2's acceptance numbers).
 
     python benchmarks/reference_results.py lorenz [--seeds 5] [--epochs 1000]
-    python benchmarks/reference_results.py aln [--subjects 20] [--epochs 1000]
+    python benchmarks/reference_results.py aln --variant conv|noconv [--subjects 20] [--epochs 1000] [--device cuda]
+    python benchmarks/reference_results.py aln-compare
 
 Seeds/subjects are trained together as independent fits stacked on the
 leading subject axis (results equal fitting each alone). Writes
@@ -9,8 +10,10 @@ leading subject axis (results equal fitting each alone). Writes
 
 Lorenz-63: the shared trajectory convolved with the SPM HRF at TR 0.2 s plus
 observation noise σ = 0.01; the first 3000 steps are the recording (3:1 split);
-D_stsp and D_H in latent space are measured against steps 50000–70000 of the clean
-trajectory (held out, never seen in training). λ_max reference: 0.9056 per Lorenz
+D_stsp and D_H in latent space are measured against a held-out segment of the clean
+trajectory (default steps 10000–100000, never part of the recording); generated
+rollouts have the same length. ``dstsp_true_trajectory_same_length`` is the floor:
+the binned D_stsp of another stretch of the true trajectory of that length. λ_max reference: 0.9056 per Lorenz
 time unit = 0.009056 per step (dt = 0.01).
 
 ALN: BOLD at TR 0.5 s (500 × 16), the first 375 steps train; the convSSM
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -32,6 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dsr.analysis.dstsp import dstsp_bins  # noqa: E402
 from dsr.analysis.evaluate import evaluate  # noqa: E402
 from dsr.config import load_config  # noqa: E402
 from dsr.models.convssm import ConvSSM, ConvSSMSpec  # noqa: E402
@@ -40,29 +45,38 @@ from dsr.signal.filters import spm_hrf  # noqa: E402
 from dsr.training.data import prepare_subject  # noqa: E402
 from dsr.training.loop import log_progress, train  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = Path(os.environ.get("DSR_SHARED_DATA", ROOT.parent / "shared" / "data"))
 OUT = ROOT / "benchmarks" / "results"
 KEYS = ("dstsp", "dh", "dstsp_latent", "dh_latent", "pe_train", "pe_test", "lyapunov_max", "diverged_rollouts")
 
 
-def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag):
-    """Train len(xs) fits stacked, then evaluate each alone; returns per-fit metric dicts."""
+def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag, device="cpu", eval_only=False):
+    """Train len(xs) fits stacked, then evaluate each alone (on the CPU); returns per-fit metric dicts.
+
+    With ``eval_only`` the models saved by an earlier run under the same tag are evaluated again.
+    """
     subjects = [prepare_subject(x, h, cfg, standardise=standardise) for x, h in zip(xs, hs)]
-    spec = ConvSSMSpec(cfg.model.latent_model, cfg.model.latent_dim, cfg.model.hidden_dim, cfg.model.observation,
-                       n_obs=xs[0].shape[1], tr=cfg_tr[tag])
-    K = max(len(h) for h in hs)
-    filt = torch.stack([torch.nn.functional.pad(torch.as_tensor(h), (0, K - len(h))) for h in hs])  # (S, K)
-    model = ConvSSM.initialise(spec, filt, seeds)
-    t0 = time.perf_counter()
-    outcome = train(model, subjects, cfg.train, seeds, progress=log_progress(every=50))
-    train_s = time.perf_counter() - t0
-    model.save(OUT / f"{tag}_models.safetensors")
+    path = OUT / f"{tag}_models.safetensors"
+    if eval_only:
+        model, train_s = ConvSSM.load(path), float("nan")
+        status = [model.spec.meta.get("status", "ok")] * len(seeds)
+    else:
+        spec = ConvSSMSpec(cfg.model.latent_model, cfg.model.latent_dim, cfg.model.hidden_dim,
+                           cfg.model.observation, n_obs=xs[0].shape[1], tr=cfg_tr[tag])
+        K = max(len(h) for h in hs)
+        filt = torch.stack([torch.nn.functional.pad(torch.as_tensor(h), (0, K - len(h))) for h in hs])  # (S, K)
+        model = ConvSSM.initialise(spec, filt, seeds).to(device)
+        t0 = time.perf_counter()
+        outcome = train(model, subjects, cfg.train, seeds, progress=log_progress(every=50))
+        train_s, status = time.perf_counter() - t0, outcome.status
+        model.to("cpu")
+        model.save(path)
     rows = []
     for i, sd in enumerate(subjects):
         t1 = time.perf_counter()
         met, _, _ = evaluate(model.subject(i), sd, cfg.eval, latent_truth=truths[i], seed=seeds[i])
         row = {k: met.get(k) for k in KEYS}
-        row.update(seed=seeds[i], status=outcome.status[i], eval_seconds=time.perf_counter() - t1)
+        row.update(seed=seeds[i], status=status[i], eval_seconds=time.perf_counter() - t1)
         rows.append(row)
         print(tag, i, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     return rows, train_s
@@ -71,17 +85,28 @@ def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag):
 cfg_tr = {}
 
 
+def _train_overrides(args) -> dict:
+    out = {"epochs": args.epochs}
+    if args.alpha is not None:
+        out["alpha"] = args.alpha
+    if args.forcing is not None:
+        out["forcing"] = args.forcing
+    return out
+
+
 def lorenz(args):
     L = np.load(SHARED / "lorenz63.npy")  # (100000, 3), dt = 0.01
     h = spm_hrf(0.2)
     n = args.length + len(h)
     rng = np.random.default_rng(1234)
     x = convolve_np(L[:n], h)[len(h):] + 0.01 * rng.standard_normal((args.length, 3))  # (T, 3) BOLD-like
-    truth = L[50000:70000]
-    cfg = load_config("lorenz63", train={"epochs": args.epochs}, eval={"n_rollouts": args.rollouts})
+    truth = L[args.truth_start:args.truth_end]  # held out: never part of the recording
+    cfg = load_config("lorenz63", train=_train_overrides(args), eval={"n_rollouts": args.rollouts})
     seeds = list(range(args.seeds))
-    cfg_tr["lorenz"] = 0.2
-    rows, train_s = fit_stack([x] * len(seeds), [h] * len(seeds), cfg, seeds, False, [truth] * len(seeds), "lorenz")
+    cfg_tr[f"lorenz{args.tag}"] = 0.2
+    rows, train_s = fit_stack([x] * len(seeds), [h] * len(seeds), cfg, seeds, False, [truth] * len(seeds),
+                              f"lorenz{args.tag}", args.device, eval_only=args.eval_only)
+    floor = dstsp_bins(truth, L[args.length + len(h):args.length + len(h) + len(truth)])
     lam = np.array([r["lyapunov_max"] for r in rows])
     summary = {"median_dstsp_latent": float(np.median([r["dstsp_latent"] for r in rows])),
                "median_dh_latent": float(np.median([r["dh_latent"] for r in rows])),
@@ -89,36 +114,71 @@ def lorenz(args):
                "median_lyapunov_max_per_step": float(np.median(lam)),
                "median_lyapunov_max_per_lorenz_time": float(np.median(lam) / 0.01),
                "lyapunov_rel_error": float(abs(np.median(lam) / 0.01 - 0.9056) / 0.9056),
-               "train_seconds_all_seeds": train_s}
+               "train_seconds_all_seeds": train_s,
+               "dstsp_true_trajectory_same_length": float(floor)}
     return {"setup": vars(args), "config": cfg.to_dict(), "fits": rows, "summary": summary}
 
 
 def aln(args):
     ids = sorted(p.stem for p in (SHARED / "aln" / "bold").glob("sub-*.npy"))[:args.subjects]
+    first = args.first
+    ids = ids[first:first + args.count] if args.count else ids[first:]
     xs = [np.load(SHARED / "aln" / "bold" / f"{s}.npy")[:500] for s in ids]
     truths = [np.load(SHARED / "aln" / "latent" / f"{s}.npy") for s in ids]
-    h = spm_hrf(0.5)
-    cfg = load_config("aln", train={"epochs": args.epochs, "train_fraction": 0.75},
+    cfg = load_config("aln", train=dict(_train_overrides(args), train_fraction=0.75),
                       eval={"n_rollouts": args.rollouts})
-    seeds = list(range(len(ids)))
-    cfg_tr["aln_conv"] = cfg_tr["aln_noconv"] = 0.5
-    out = {"setup": vars(args), "config": cfg.to_dict(), "subjects": ids}
-    conv, t_conv = fit_stack(xs, [h] * len(ids), cfg, seeds, True, truths, "aln_conv")
-    plain, t_plain = fit_stack(xs, [np.array([1.0])] * len(ids), cfg, seeds, True, truths, "aln_noconv")
-    wins = [c["dstsp_latent"] < p["dstsp_latent"] for c, p in zip(conv, plain)]
-    out.update(conv=conv, noconv=plain, summary={
-        "conv_wins_fraction": float(np.mean(wins)), "n_subjects": len(ids),
-        "median_dstsp_latent_conv": float(np.median([c["dstsp_latent"] for c in conv])),
-        "median_dstsp_latent_noconv": float(np.median([p["dstsp_latent"] for p in plain])),
-        "train_seconds_conv": t_conv, "train_seconds_noconv": t_plain})
-    return out
+    seeds = list(range(first, first + len(ids)))  # seed = subject index: chunking never changes a fit
+    h = spm_hrf(0.5) if args.variant == "conv" else np.array([1.0])
+    tag = f"aln_{args.variant}{args.tag}"
+    cfg_tr[tag] = 0.5
+    rows, t = fit_stack(xs, [h] * len(ids), cfg, seeds, True, truths, tag, args.device)
+    summary = {"median_dstsp_latent": float(np.median([r["dstsp_latent"] for r in rows])),
+               "median_dstsp_obs": float(np.median([r["dstsp"] for r in rows])),
+               "train_seconds": t, "n_subjects": len(ids)}
+    return {"setup": vars(args), "config": cfg.to_dict(), "subjects": ids, "fits": rows, "summary": summary}
+
+
+def aln_compare(folder: Path):
+    """Merge the aln_conv_*.json and aln_noconv_*.json chunks in ``folder``: how often the convSSM wins."""
+    def rows(variant):
+        out = {}
+        for path in sorted(p for p in folder.glob(f"aln_{variant}_*.json") if "models" not in p.name):
+            res = json.loads(path.read_text())
+            out.update({sub: fit for sub, fit in zip(res["subjects"], res["fits"])})
+        return out
+
+    conv, plain = rows("conv"), rows("noconv")
+    subs = sorted(set(conv) & set(plain))
+    wins = [conv[s]["dstsp_latent"] < plain[s]["dstsp_latent"] for s in subs]
+    other = {key: float(np.mean([conv[s][key] < plain[s][key] for s in subs]))
+             for key in ("dh_latent", "dstsp", "dh", "pe_test")}
+    return {"subjects": subs, "conv": [conv[s] for s in subs], "noconv": [plain[s] for s in subs],
+            "summary": {"conv_wins_fraction": float(np.mean(wins)), "n_subjects": len(wins),
+                        "median_dstsp_latent_conv": float(np.median([conv[s]["dstsp_latent"] for s in subs])),
+                        "median_dstsp_latent_noconv": float(np.median([plain[s]["dstsp_latent"] for s in subs])),
+                        "median_dh_latent_conv": float(np.median([conv[s]["dh_latent"] for s in subs])),
+                        "median_dh_latent_noconv": float(np.median([plain[s]["dh_latent"] for s in subs])),
+                        "conv_better_fraction_other_metrics": other,
+                        "wins": dict(zip(subs, wins))}}
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("which", choices=["lorenz", "aln"])
+    p.add_argument("which", choices=["lorenz", "aln", "aln-compare"])
+    p.add_argument("--variant", choices=["conv", "noconv"], default="conv", help="ALN: with or without the decoder")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--tag", default="", help="suffix of the results file name")
+    p.add_argument("--eval-only", action="store_true", help="evaluate the models saved under this tag again")
+    p.add_argument("--truth-start", type=int, default=10000, help="Lorenz: held-out truth segment start")
+    p.add_argument("--truth-end", type=int, default=100000, help="Lorenz: held-out truth segment end")
+    p.add_argument("--out-tag", default="", help="extra suffix of the results file (e.g. for --eval-only)")
+    p.add_argument("--dir", default=str(OUT), help="aln-compare: folder holding the chunk results")
+    p.add_argument("--alpha", type=float, default=None, help="override the forcing strength")
+    p.add_argument("--forcing", default=None, help="override the forcing kind (weak, sparse, adaptive, none)")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--subjects", type=int, default=20)
+    p.add_argument("--first", type=int, default=0, help="ALN: index of the first subject of this chunk")
+    p.add_argument("--count", type=int, default=0, help="ALN: subjects in this chunk (0: all)")
     p.add_argument("--epochs", type=int, default=1000)
     p.add_argument("--length", type=int, default=3000, help="Lorenz recording length (steps)")
     p.add_argument("--rollouts", type=int, default=100)
@@ -127,10 +187,17 @@ def main():
     torch.set_num_threads(args.threads)
     OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    res = lorenz(args) if args.which == "lorenz" else aln(args)
+    if args.which == "aln-compare":
+        res = aln_compare(Path(args.dir))
+        name = "aln_compare"
+    else:
+        res = lorenz(args) if args.which == "lorenz" else aln(args)
+        name = args.which if args.which == "lorenz" else f"aln_{args.variant}"
     res["wall_seconds"] = time.perf_counter() - t0
     res["torch"] = torch.__version__
-    (OUT / f"{args.which}.json").write_text(json.dumps(res, indent=2, default=float))
+    res["device"] = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    out_dir = Path(args.dir) if args.which == "aln-compare" else OUT
+    (out_dir / f"{name}{args.tag}{args.out_tag}.json").write_text(json.dumps(res, indent=2, default=float))
     print(json.dumps(res["summary"], indent=2))
 
 
