@@ -186,3 +186,14 @@ def test_console_script_error_has_no_traceback(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode != 0 and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("dsr: error:") and "absent.npy" in err
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(tmp_path, data_file, capsys):
+    out = tmp_path / "o"
+    from dsr.training.checkpoint import save_checkpoint
+
+    save_checkpoint(out / "checkpoint", {"x": __import__("torch").zeros(1)}, {"identity": {"other": 1}})
+    code = main(["fit", str(data_file), "--tr", "1.0", "--out", str(out), "--config", str(_cfg(tmp_path)),
+                 "--resume"])
+    err = capsys.readouterr().err
+    assert code != 0 and "another config" in err and "Traceback" not in err

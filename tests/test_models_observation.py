@@ -51,3 +51,16 @@ def test_regressor_fit_uses_nuisance(oscillator):
     assert res.model.spec.observation == "regressor" and res.status == "ok"
     assert res.model.params["obs.J"].shape == (1, 2, 2)
     assert np.isfinite(res.metrics["pe_test"]) and np.isfinite(res.metrics["dstsp"])
+
+
+def test_external_inputs_enter_the_model(oscillator):
+    x, _ = oscillator
+    s = np.zeros((len(x), 1))
+    s[::40] = 1.0  # pulses
+    cfg = load_config("quick", model={"latent_dim": 2, "hidden_dim": 8},
+                      train={"epochs": 2, "batches_per_epoch": 4, "batch_size": 4},
+                      eval={"n_rollouts": 2, "lyap_steps": 100, "lyap_transient": 10})
+    res = fit(x, 1.0, cfg, inputs=s)
+    C = res.model.params["latent.C"]
+    assert C.shape == (1, 2, 1) and res.status == "ok"
+    assert res.model.spec.n_inputs == 1 and np.isfinite(res.metrics["pe_test"])

@@ -6,7 +6,7 @@ a leading subject axis and the loss is the sum of the per-fit losses.
 """
 from __future__ import annotations
 
-import math
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from dsr.config import TrainConfig
+from dsr.errors import ConfigError
 from dsr.models.convssm import ConvSSM
 from dsr.ops.gtf import forcing_weights, gtf_rollout
 from dsr.training.checkpoint import load_checkpoint, save_checkpoint
@@ -88,8 +89,13 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
     curve: list[dict] = []
     start_epoch, elapsed = 0, 0.0
 
+    identity = {"train": dataclasses.asdict(cfg), "seeds": [int(x) for x in seeds], "shapes":
+                {k: list(v.shape) for k, v in params.items()}}
     if resume and checkpoint_dir is not None and (ck := load_checkpoint(checkpoint_dir)) is not None:
         tensors, state = ck
+        if state.get("identity") != identity:
+            raise ConfigError(f"{checkpoint_dir}: the checkpoint was written by a run with another config, seed "
+                              "or data shape; remove it or run without --resume")
         with torch.no_grad():
             for k, p in params.items():
                 p.copy_(tensors[f"param.{k}"])
@@ -148,7 +154,7 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
             tensors = {f"param.{k}": v for k, v in params.items()}
             tensors.update({f"opt.{k}": v for k, v in opt.state.items()})
             tensors.update({"alpha": alpha, "lr_factor": lr_factor})
-            state = {"epoch": epoch, "seconds": seconds, "retries": retries, "status": status, "curve": curve,
+            state = {"identity": identity, "epoch": epoch, "seconds": seconds, "retries": retries, "status": status, "curve": curve,
                      "rng": [rng.bit_generator.state for rng in rngs]}
             save_checkpoint(checkpoint_dir, tensors, state)
         if all(st != "ok" for st in status):
