@@ -36,8 +36,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def fit_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="dsr fit", description="Fit a convSSM to one recording (T × N array).")
-    p.add_argument("file", help="recording: .npy, .csv or .tsv with T rows and N columns")
-    p.add_argument("--tr", type=float, required=True, help="sampling interval in seconds")
+    p.add_argument("file", help="recording: .npy, .csv or .tsv with T rows and N columns; or Ca2+ imaging: "
+                                "a suite2p output folder or an NWB file (fitted as dF/F)")
+    p.add_argument("--tr", type=float, default=None, help="sampling interval in seconds (required for tables; "
+                                                          "read from the file for suite2p / NWB when absent)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--nuisance", default=None, help="nuisance regressors (T × P) for the regressor observation model")
     p.add_argument("--inputs", default=None, help="external inputs (T × Q)")
@@ -84,7 +86,7 @@ def run_fit(args) -> int:
 
     cfg = _load_cfg(args)
     resolve_device(args.device)
-    x = load_array(args.file)
+    x, tr = _load_recording(Path(args.file), args.tr, cfg)
     extra = {}
     for key, what in (("nuisance", "nuisance regressors"), ("inputs", "external inputs"),
                       ("latent_truth", "latent ground truth")):
@@ -95,11 +97,26 @@ def run_fit(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise DsrError(f"{out}: --out exists and is not a folder")
-    metrics = fit_to_dir(x, args.tr, out, cfg, device=args.device, resume=args.resume, source=str(args.file),
+    metrics = fit_to_dir(x, tr, out, cfg, device=args.device, resume=args.resume, source=str(args.file),
                          progress=log_progress(), **extra)
     print(f"dsr: {metrics['status']}: D_stsp {metrics['dstsp']:.4g}, D_H {metrics['dh']:.4g}, "
           f"lambda_max {metrics['lyapunov_max_per_second']:.4g}/s -> {out}", file=sys.stderr)
     return 0 if metrics["status"] == "ok" else EXIT_ERROR
+
+
+def _load_recording(path: Path, tr: float | None, cfg):
+    """A (T, N) array and its sampling interval: a table, or a Ca2+ recording (suite2p folder / NWB)."""
+    from dsr.io.arrays import load_array
+
+    if path.is_dir() or path.suffix.lower() == ".nwb":
+        from dsr.io.calcium import load_calcium
+
+        f = cfg.filter
+        rec = load_calcium(path, fs=None if tr is None else 1.0 / tr, indicator=f.indicator, tau=f.tau)
+        return rec.traces, rec.dt
+    if tr is None:
+        raise DsrError(f"{path}: --tr (sampling interval in seconds) is required for a table")
+    return load_array(path), tr
 
 
 def run_bids(args) -> int:
