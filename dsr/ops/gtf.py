@@ -1,8 +1,9 @@
 """The generalized-teacher-forcing recurrence: the training hot loop.
 
 ``gtf_rollout_ref`` is the plain-PyTorch version (differentiable by autograd);
-``gtf_rollout`` is the single dispatch point that later picks a fused kernel
-on CUDA when one exists for the model and falls back to the reference.
+``gtf_rollout`` is the single dispatch point: it picks the fused Triton kernel
+(:mod:`dsr.ops.gtf_triton`) on CUDA for shallow PLRNNs and falls back to the
+plain-PyTorch twins elsewhere.
 
 Recurrence (DESIGN §1), for a sequence of T̃+1 targets d_0 … d_T̃:
 
@@ -16,6 +17,7 @@ z_1 … z_T̃ are returned: they are what the decoder sees.
 """
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import torch
@@ -89,14 +91,37 @@ def gtf_rollout_ref(step: StepFn, z0: torch.Tensor, a: torch.Tensor, ad: torch.T
     return torch.stack(out, dim=2)
 
 
+def _triton_kernel():
+    """The fused kernel module, or None where Triton is absent or disabled (``DSR_DISABLE_TRITON=1``)."""
+    if os.environ.get("DSR_DISABLE_TRITON", "0") not in ("", "0"):
+        return None
+    try:
+        from dsr.ops import gtf_triton
+    except ImportError:
+        return None
+    return gtf_triton
+
+
 def gtf_rollout(step: StepFn, z0, a, ad, inputs=None, model_kind: str | None = None, params=None):
     """The one dispatch point for the forced rollout.
 
-    Shallow PLRNNs take the hand-differentiated loop (:mod:`dsr.ops.gtf_shallow`);
+    Shallow PLRNNs on CUDA without external inputs take the fused Triton kernel
+    (:mod:`dsr.ops.gtf_triton`) when Triton imports, the tensors are float32 and
+    the hidden layer fits the kernel's one-tile path (next_pow2(M) · next_pow2(L)
+    ≤ 2048, e.g. M ≤ 16 with L ≤ 128, M ≤ 32 with L ≤ 64): there it beats the
+    twin on an H100. The L-tiled path (M ≤ 128, L ≤ 4096) is slower than the
+    twin at (M, L) = (100, 1000), S = 16, so dispatch leaves those sizes to the
+    twin for now. Other shallow PLRNN calls take the
+    hand-differentiated loop (:mod:`dsr.ops.gtf_shallow`, the kernel's twin);
     other models take the autograd reference :func:`gtf_rollout_ref`.
+    ``DSR_DISABLE_TRITON=1`` forces the twin.
     """
     if model_kind in ("shPLRNN", "cshPLRNN") and params is not None:
+        clipped = model_kind == "cshPLRNN"
+        if z0.is_cuda and inputs is None and (kernel := _triton_kernel()) is not None \
+                and kernel.supported(params, z0, a, inputs, ad) and kernel.fits_one_tile(*params["W1"].shape[1:]):
+            return kernel.gtf_rollout_triton(params, z0, a, ad, None, clipped=clipped)
         from dsr.ops.gtf_shallow import gtf_rollout_shallow
 
-        return gtf_rollout_shallow(params, z0, a, ad, inputs, clipped=model_kind == "cshPLRNN")
+        return gtf_rollout_shallow(params, z0, a, ad, inputs, clipped=clipped)
     return gtf_rollout_ref(step, z0, a, ad, inputs)

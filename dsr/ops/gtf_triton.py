@@ -1,0 +1,317 @@
+"""Fused Triton kernel for the forced rollout of the (clipped) shallow PLRNN.
+
+Computes exactly what :func:`dsr.ops.gtf_shallow.gtf_rollout_shallow` computes
+(its plain-PyTorch twin, same signature), for S subjects × B sequences in one
+launch: one program per (subject, block of ``BLOCK_B`` sequences), the whole
+time loop inside the kernel.
+
+Forward, t = 1 … T̃ (z̃_0 = z0), per program:
+    p_t  = z̃_{t−1} W2ᵀ                                   (BLOCK_B, L)
+    φ_t  = ReLU(p_t + h2) − ReLU(p_t)     (cshPLRNN; ReLU(p_t + h2) for shPLRNN)
+    z_t  = A ⊙ z̃_{t−1} + φ_t W1ᵀ + h1                    (BLOCK_B, M)
+    z̃_t  = z_t ⊙ (1 − a_t) + ad_t
+The forward stores z_t (the output) and z̃_{t−1} (for the backward).
+
+Backward, t = T̃ … 1 (g̃ = dL/dz̃_t from the future, 0 at t = T̃):
+    dL/d ad_t = g̃;   g = dL/dz_t = gout_t + g̃ ⊙ (1 − a_t)
+    gφ = g W1;  gp = gφ ⊙ slope(p_t);  g̃ ← g ⊙ A + gp W2
+and dL/dz0 = g̃ at the end. Weight gradients: when the hidden layer fits in one
+tile (``BLOCK_M * BLOCK_L ≤ _ONE_TILE``) they are accumulated in registers per
+program and written as per-program partials, summed over sequence blocks in
+PyTorch; otherwise (L tiled in chunks inside each step) the kernel writes
+dL/dz_t and the weight gradients are formed afterwards by batched matmuls, as
+in the twin.
+
+Sizes: M ≤ ``MAX_M`` (128), L ≤ ``MAX_L`` (4096), float32 only, no external
+inputs (``C s``): :func:`supported` says whether a call can take the kernel.
+Runs on CUDA, or on CPU tensors under ``TRITON_INTERPRET=1`` (set before this
+module is imported). Uses only APIs present in Triton 3.0–3.9.
+"""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+import torch
+
+MAX_M = 128
+MAX_L = 4096
+BLOCK_B = 16  # sequences per program (tl.dot needs ≥ 16 rows)
+_ONE_TILE = 2048  # BLOCK_M * BLOCK_L up to which weights and their gradients live in registers
+_MAX_TILE = 8192  # largest BLOCK_M * BLOCK_L tile of the L-tiled path (128 × 128 runs out of shared memory)
+
+
+@triton.jit
+def _act(pre, h2, CLIPPED: tl.constexpr):
+    """φ(p) and its slope dφ/dp, and 1[p + h2 > 0] (for dL/dh2)."""
+    on = (pre + h2 > 0).to(tl.float32)
+    act = tl.maximum(pre + h2, 0.0)
+    if CLIPPED:
+        act = act - tl.maximum(pre, 0.0)
+        slope = on - (pre > 0).to(tl.float32)
+    else:
+        slope = on
+    return act, slope, on
+
+
+@triton.jit
+def _fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, out_ptr, zprev_ptr,
+                B, T1, M, L,
+                CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
+                N_LC: tl.constexpr):
+    s = tl.program_id(0)
+    rb = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)  # (BB,) sequence index
+    rm = tl.arange(0, BLOCK_M)  # (BM,)
+    rl = tl.arange(0, BLOCK_L)  # (BL,)
+    mb, mm = rb < B, rm < M
+    mask_bm = mb[:, None] & mm[None, :]  # (BB, BM)
+    T = T1 - 1
+    s64 = s.to(tl.int64)
+    A = tl.load(A_ptr + s64 * M + rm, mask=mm, other=0.0)  # (BM,)
+    h1 = tl.load(h1_ptr + s64 * M + rm, mask=mm, other=0.0)  # (BM,)
+    z = tl.load(z0_ptr + (s64 * B + rb[:, None]) * M + rm[None, :], mask=mask_bm, other=0.0)  # (BB, BM)
+    seq_in = (s64 * B + rb[:, None]) * T1 * M + rm[None, :]  # (BB, BM) offsets into a, ad at t = 0
+    seq_out = (s64 * B + rb[:, None]) * T * M + rm[None, :]  # (BB, BM) offsets into out, zprev at t = 1
+    W1_s, W2_s, h2_s = W1_ptr + s64 * M * L, W2_ptr + s64 * L * M, h2_ptr + s64 * L
+    if N_LC == 1:
+        ml = rl < L
+        mask_ml = mm[:, None] & ml[None, :]  # (BM, BL)
+        w2t = tl.load(W2_s + rl[None, :] * M + rm[:, None], mask=mask_ml, other=0.0)  # (BM, BL) = W2ᵀ
+        w1t = tl.trans(tl.load(W1_s + rm[:, None] * L + rl[None, :], mask=mask_ml, other=0.0))  # (BL, BM)
+        h2 = tl.load(h2_s + rl, mask=ml, other=0.0)  # (BL,)
+        for t in range(1, T1):
+            tl.store(zprev_ptr + seq_out + (t - 1) * M, z, mask=mask_bm)
+            pre = tl.dot(z, w2t, input_precision="ieee")  # (BB, BL)
+            act, slope, on = _act(pre, h2[None, :], CLIPPED)
+            znew = A[None, :] * z + h1[None, :] + tl.dot(act, w1t, input_precision="ieee")  # (BB, BM)
+            tl.store(out_ptr + seq_out + (t - 1) * M, znew, mask=mask_bm)
+            a_t = tl.load(a_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
+            ad_t = tl.load(ad_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
+            z = znew * (1.0 - a_t) + ad_t
+    else:
+        for t in range(1, T1):
+            tl.store(zprev_ptr + seq_out + (t - 1) * M, z, mask=mask_bm)
+            acc = A[None, :] * z + h1[None, :]  # (BB, BM)
+            for c in range(N_LC):
+                lc = c * BLOCK_L + rl  # (BL,)
+                ml = lc < L
+                mask_ml = mm[:, None] & ml[None, :]
+                w2t = tl.load(W2_s + lc[None, :] * M + rm[:, None], mask=mask_ml, other=0.0)  # (BM, BL)
+                w1t = tl.trans(tl.load(W1_s + rm[:, None] * L + lc[None, :], mask=mask_ml, other=0.0))
+                h2 = tl.load(h2_s + lc, mask=ml, other=0.0)
+                pre = tl.dot(z, w2t, input_precision="ieee")  # (BB, BL)
+                act, slope, on = _act(pre, h2[None, :], CLIPPED)
+                acc += tl.dot(act, w1t, input_precision="ieee")
+            tl.store(out_ptr + seq_out + (t - 1) * M, acc, mask=mask_bm)
+            a_t = tl.load(a_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
+            ad_t = tl.load(ad_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
+            z = acc * (1.0 - a_t) + ad_t
+
+
+@triton.jit
+def _bwd_kernel(gout_ptr, zprev_ptr, a_ptr, A_ptr, W1_ptr, W2_ptr, h2_ptr,
+                gz0_ptr, gad_ptr, gz_ptr, gA_ptr, gh1_ptr, gW1_ptr, gW2_ptr, gh2_ptr,
+                B, T1, M, L, NB,
+                CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
+                N_LC: tl.constexpr):
+    s = tl.program_id(0)
+    pb = tl.program_id(1)
+    rb = pb * BLOCK_B + tl.arange(0, BLOCK_B)  # (BB,)
+    rm = tl.arange(0, BLOCK_M)
+    rl = tl.arange(0, BLOCK_L)
+    mb, mm = rb < B, rm < M
+    mask_bm = mb[:, None] & mm[None, :]  # (BB, BM)
+    T = T1 - 1
+    s64 = s.to(tl.int64)
+    part = s64 * NB + pb  # this program's slot in the per-program partial sums
+    A = tl.load(A_ptr + s64 * M + rm, mask=mm, other=0.0)  # (BM,)
+    seq_in = (s64 * B + rb[:, None]) * T1 * M + rm[None, :]
+    seq_out = (s64 * B + rb[:, None]) * T * M + rm[None, :]
+    W1_s, W2_s, h2_s = W1_ptr + s64 * M * L, W2_ptr + s64 * L * M, h2_ptr + s64 * L
+    gc = tl.zeros((BLOCK_B, BLOCK_M), dtype=tl.float32)  # dL/dz̃_t from the future
+    gA = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    gh1 = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    if N_LC == 1:
+        ml = rl < L
+        mask_ml = mm[:, None] & ml[None, :]
+        w2t = tl.load(W2_s + rl[None, :] * M + rm[:, None], mask=mask_ml, other=0.0)  # (BM, BL) = W2ᵀ
+        w1 = tl.load(W1_s + rm[:, None] * L + rl[None, :], mask=mask_ml, other=0.0)  # (BM, BL)
+        w2 = tl.trans(w2t)  # (BL, BM)
+        h2 = tl.load(h2_s + rl, mask=ml, other=0.0)  # (BL,)
+        gW1 = tl.zeros((BLOCK_M, BLOCK_L), dtype=tl.float32)
+        gW2 = tl.zeros((BLOCK_L, BLOCK_M), dtype=tl.float32)
+        gh2 = tl.zeros((BLOCK_L,), dtype=tl.float32)
+        for i in range(0, T):
+            t = T - i
+            tl.store(gad_ptr + seq_in + t * M, gc, mask=mask_bm)
+            a_t = tl.load(a_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
+            g = tl.load(gout_ptr + seq_out + (t - 1) * M, mask=mask_bm, other=0.0) + gc * (1.0 - a_t)
+            zp = tl.load(zprev_ptr + seq_out + (t - 1) * M, mask=mask_bm, other=0.0)  # z̃_{t−1} (BB, BM)
+            gA += tl.sum(g * zp, axis=0)
+            gh1 += tl.sum(g, axis=0)
+            pre = tl.dot(zp, w2t, input_precision="ieee")  # (BB, BL)
+            act, slope, on = _act(pre, h2[None, :], CLIPPED)
+            gact = tl.dot(g, w1, input_precision="ieee")  # (BB, BL)
+            gpre = gact * slope
+            gh2 += tl.sum(gact * on, axis=0)
+            gW1 += tl.dot(tl.trans(g), act, input_precision="ieee")  # (BM, BL)
+            gW2 += tl.dot(tl.trans(gpre), zp, input_precision="ieee")  # (BL, BM)
+            gc = g * A[None, :] + tl.dot(gpre, w2, input_precision="ieee")  # (BB, BM)
+        tl.store(gW1_ptr + part * M * L + rm[:, None] * L + rl[None, :], gW1, mask=mask_ml)
+        tl.store(gW2_ptr + part * L * M + rl[:, None] * M + rm[None, :], gW2,
+                 mask=ml[:, None] & mm[None, :])
+        tl.store(gh2_ptr + part * L + rl, gh2, mask=ml)
+    else:
+        for i in range(0, T):
+            t = T - i
+            tl.store(gad_ptr + seq_in + t * M, gc, mask=mask_bm)
+            a_t = tl.load(a_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
+            g = tl.load(gout_ptr + seq_out + (t - 1) * M, mask=mask_bm, other=0.0) + gc * (1.0 - a_t)
+            tl.store(gz_ptr + seq_out + (t - 1) * M, g, mask=mask_bm)
+            zp = tl.load(zprev_ptr + seq_out + (t - 1) * M, mask=mask_bm, other=0.0)
+            gA += tl.sum(g * zp, axis=0)
+            gh1 += tl.sum(g, axis=0)
+            acc = g * A[None, :]
+            for c in range(N_LC):
+                lc = c * BLOCK_L + rl
+                ml = lc < L
+                mask_ml = mm[:, None] & ml[None, :]
+                w2t = tl.load(W2_s + lc[None, :] * M + rm[:, None], mask=mask_ml, other=0.0)  # (BM, BL)
+                w1 = tl.load(W1_s + rm[:, None] * L + lc[None, :], mask=mask_ml, other=0.0)  # (BM, BL)
+                h2 = tl.load(h2_s + lc, mask=ml, other=0.0)
+                pre = tl.dot(zp, w2t, input_precision="ieee")  # (BB, BL)
+                act, slope, on = _act(pre, h2[None, :], CLIPPED)
+                gpre = tl.dot(g, w1, input_precision="ieee") * slope  # (BB, BL)
+                acc += tl.dot(gpre, tl.trans(w2t), input_precision="ieee")
+            gc = acc
+    tl.store(gz0_ptr + (s64 * B + rb[:, None]) * M + rm[None, :], gc, mask=mask_bm)
+    tl.store(gA_ptr + part * M + rm, gA, mask=mm)
+    tl.store(gh1_ptr + part * M + rm, gh1, mask=mm)
+
+
+def _blocks(M: int, L: int, block_l: int | None):
+    """Block sizes: (BLOCK_M, BLOCK_L, number of L chunks)."""
+    BM = max(16, triton.next_power_of_2(M))
+    if block_l is None:
+        BL = max(16, triton.next_power_of_2(L))
+        if BM * BL > _ONE_TILE:  # tile L; 32 × 128 with 8 warps measured best at (M, L) = (100, 1000) on an H100
+            BL = max(16, min(64, _MAX_TILE // 2 // BM))
+    else:
+        BL = max(16, triton.next_power_of_2(block_l))
+        if BM * BL > _MAX_TILE:
+            raise ValueError(f"block_l={block_l} too large for M={M} (BLOCK_M * BLOCK_L ≤ {_MAX_TILE})")
+    return BM, BL, triton.cdiv(L, BL)
+
+
+def fits_one_tile(M: int, L: int) -> bool:
+    """Whether the whole hidden layer is one register tile (the fast path; dispatch uses the kernel then)."""
+    return max(16, triton.next_power_of_2(M)) * max(16, triton.next_power_of_2(L)) <= _ONE_TILE
+
+
+def _num_warps(BM: int, BL: int) -> int:
+    """Warps per program: more for large weight tiles."""
+    return 4 if BM * BL <= _ONE_TILE else 8
+
+
+def _activation(pre, h2, clipped):
+    act = torch.relu(pre + h2)
+    return act - torch.relu(pre) if clipped else act
+
+
+class _TritonGTF(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z0, a, ad, A, W1, W2, h1, h2, clipped, block_l):
+        S, B, T1, M = a.shape
+        L = W1.shape[2]
+        z0, a, ad, A, W1, W2, h1, h2 = (x.contiguous() for x in (z0, a, ad, A, W1, W2, h1, h2))
+        BM, BL, n_lc = _blocks(M, L, block_l)
+        out = torch.empty(S, B, T1 - 1, M, dtype=z0.dtype, device=z0.device)  # z_1 … z_T̃
+        zprev = torch.empty_like(out)  # z̃_0 … z̃_{T̃-1}
+        grid = (S, triton.cdiv(B, BLOCK_B))
+        _fwd_kernel[grid](z0, a, ad, A, W1, W2, h1, h2, out, zprev, B, T1, M, L,
+                          CLIPPED=bool(clipped), BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL, N_LC=n_lc,
+                          num_warps=_num_warps(BM, BL))
+        ctx.save_for_backward(zprev, a, A, W1, W2, h2)
+        ctx.meta = (bool(clipped), BM, BL, n_lc)
+        return out
+
+    @staticmethod
+    def backward(ctx, gout):
+        zprev, a, A, W1, W2, h2 = ctx.saved_tensors
+        clipped, BM, BL, n_lc = ctx.meta
+        S, B, T1, M = a.shape
+        L = W1.shape[2]
+        NB = triton.cdiv(B, BLOCK_B)
+        gout = gout.contiguous()
+        kw = dict(dtype=torch.float32, device=a.device)
+        gz0 = torch.empty(S, B, M, **kw)
+        gad = torch.zeros(S, B, T1, M, **kw)  # dL/d ad_0 = 0
+        gA, gh1 = torch.empty(S, NB, M, **kw), torch.empty(S, NB, M, **kw)  # per-program partials
+        one = n_lc == 1
+        gz = torch.empty(0, **kw) if one else torch.empty(S, B, T1 - 1, M, **kw)  # dL/dz_t (chunked path)
+        gW1 = torch.empty(S, NB, M, L, **kw) if one else torch.empty(0, **kw)
+        gW2 = torch.empty(S, NB, L, M, **kw) if one else torch.empty(0, **kw)
+        gh2 = torch.empty(S, NB, L, **kw) if one else torch.empty(0, **kw)
+        _bwd_kernel[(S, NB)](gout, zprev, a, A, W1, W2, h2, gz0, gad, gz, gA, gh1, gW1, gW2, gh2,
+                             B, T1, M, L, NB, CLIPPED=clipped, BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL, N_LC=n_lc,
+                             num_warps=_num_warps(BM, BL))
+        if one:
+            gW1, gW2, gh2 = gW1.sum(1), gW2.sum(1), gh2.sum(1)
+        else:  # weight gradients over all steps at once, as in the twin
+            T = T1 - 1
+            zflat = zprev.reshape(S, B * T, M)  # (S, B*T̃, M)
+            gzf = gz.reshape(S, B * T, M)  # (S, B*T̃, M)
+            pre = torch.bmm(zflat, W2.transpose(1, 2))  # (S, B*T̃, L)
+            on = (pre + h2.unsqueeze(1) > 0).to(pre.dtype)
+            slope = on - (pre > 0).to(pre.dtype) if clipped else on
+            act = _activation(pre, h2.unsqueeze(1), clipped)  # (S, B*T̃, L)
+            gact = torch.bmm(gzf, W1)  # (S, B*T̃, L)
+            gW1 = torch.bmm(gzf.transpose(1, 2), act)  # (S, M, L)
+            gW2 = torch.bmm((gact * slope).transpose(1, 2), zflat)  # (S, L, M)
+            gh2 = (gact * on).sum(1)  # (S, L)
+        return gz0, None, gad, gA.sum(1), gW1, gW2, gh1.sum(1), gh2, None, None
+
+
+def supported(params: dict[str, torch.Tensor], z0: torch.Tensor, a: torch.Tensor,
+              inputs: torch.Tensor | None = None, ad: torch.Tensor | None = None) -> bool:
+    """Whether :func:`gtf_rollout_triton` handles this call (sizes, dtype, no external inputs)."""
+    M, L = params["W1"].shape[1], params["W1"].shape[2]
+    tensors = [z0, a] + [params[k] for k in ("A", "W1", "W2", "h1", "h2")] + ([] if ad is None else [ad])
+    return (inputs is None and 1 <= M <= MAX_M and 1 <= L <= MAX_L and a.shape[2] >= 2
+            and a.shape[0] * a.shape[1] > 0 and all(x.dtype == torch.float32 for x in tensors)
+            and len({x.device for x in tensors}) == 1)
+
+
+def gtf_rollout_triton(params: dict[str, torch.Tensor], z0: torch.Tensor, a: torch.Tensor, ad: torch.Tensor,
+                       inputs: torch.Tensor | None = None, clipped: bool = True,
+                       block_l: int | None = None) -> torch.Tensor:
+    """Forced rollout (S, B, T̃, M) of a (clipped) shallow PLRNN by the fused kernel.
+
+    Parameters
+    ----------
+    params : dict of str to Tensor
+        ``A`` (S, M), ``W1`` (S, M, L), ``W2`` (S, L, M), ``h1`` (S, M), ``h2`` (S, L).
+    z0 : Tensor (S, B, M)
+        Initial state.
+    a, ad : Tensor (S, B, T̃+1, M)
+        Forcing weights and weighted targets (:func:`dsr.ops.gtf.forcing_weights`).
+    inputs : None
+        External inputs are not supported by the kernel; calls with inputs (or
+        any call :func:`supported` rejects) go to the twin.
+    clipped : bool
+        cshPLRNN (True) or shPLRNN (False).
+    block_l : int or None
+        Hidden-layer tile; None picks one (one tile when it fits). Tests set it
+        small to exercise the tiled path.
+
+    Returns
+    -------
+    Tensor (S, B, T̃, M)
+        Un-forced states z_1 … z_T̃; differentiable in z0, ad and the parameters
+        (not in ``a``, like the twin).
+    """
+    if not supported(params, z0, a, inputs, ad):
+        from dsr.ops.gtf_shallow import gtf_rollout_shallow
+
+        return gtf_rollout_shallow(params, z0, a, ad, inputs, clipped=clipped)
+    return _TritonGTF.apply(z0, a, ad, params["A"], params["W1"], params["W2"], params["h1"], params["h2"],
+                            clipped, block_l)

@@ -1,0 +1,123 @@
+"""The fused Triton GTF kernel against its plain-PyTorch twin (outputs and all gradients, float32).
+
+Without CUDA the kernel runs on CPU tensors in Triton's interpreter (``TRITON_INTERPRET=1``, set here before
+Triton is imported); with CUDA the same tests run on the GPU. Tolerance: float32, relative 1e-5 of the
+largest reference entry of each tensor (the two sum the same terms in different orders).
+"""
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"
+
+import pytest  # noqa: E402
+
+triton = pytest.importorskip("triton")
+
+from dsr.models import latent  # noqa: E402
+from dsr.ops import gtf as gtf_mod  # noqa: E402
+from dsr.ops import gtf_triton  # noqa: E402
+from dsr.ops.gtf import forcing_weights, gtf_rollout  # noqa: E402
+from dsr.ops.gtf_shallow import gtf_rollout_shallow  # noqa: E402
+from dsr.ops.gtf_triton import gtf_rollout_triton  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+RTOL = 1e-5
+
+# (S, B, T̃+1, M, L, block_l): M = 1, non-powers of two, B over one block of 16, the tiled hidden layer
+SIZES = [
+    (1, 1, 2, 1, 1, None),
+    (2, 3, 6, 3, 7, None),
+    (3, 17, 5, 5, 50, None),
+    (2, 4, 4, 16, 50, None),
+    (1, 2, 4, 33, 20, None),
+    (2, 5, 5, 6, 50, 16),  # L tiled in chunks of 16 (4 chunks, last one partial)
+    (1, 3, 3, 100, 40, None),  # BLOCK_M = 128: tiled by the default choice
+    (2, 16, 40, 16, 50, None),  # a longer sequence: sums over many steps
+]
+
+
+def _problem(kind, S, B, T1, M, L, seed=0, mode="weak"):
+    gen = torch.Generator().manual_seed(seed)
+    p = latent.init_params(kind, S, M, L, gen, dtype=torch.float32)
+    if kind == "shPLRNN":  # non-zero h2 so both gates matter
+        p["h2"] = torch.randn(S, L, generator=gen) * 0.5
+    p = {k: v.to(DEVICE).requires_grad_(True) for k, v in p.items()}
+    d = torch.randn(S, B, T1, M, generator=gen)  # (S, B, T̃+1, M)
+    d[0, 0, T1 // 2] = float("nan")  # a whole step unreliable
+    d[-1, -1, :, 0] = float("nan")  # one unit never forced
+    alpha = torch.linspace(0.1, 0.5, S)
+    a, ad = forcing_weights(d.to(DEVICE), alpha.to(DEVICE), M, mode, interval=2)
+    ad = ad.detach().requires_grad_(True)
+    z0 = torch.randn(S, B, M, generator=gen).to(DEVICE).requires_grad_(True)
+    w = torch.randn(S, B, T1 - 1, M, generator=gen).to(DEVICE)  # loss weights
+    return p, z0, a, ad, w
+
+
+def _close(got, want, name):
+    scale = want.abs().max().item() if want.numel() else 0.0
+    torch.testing.assert_close(got, want, rtol=RTOL, atol=RTOL * max(scale, 1e-6), msg=lambda m: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("kind", ["cshPLRNN", "shPLRNN"])
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: "S{}-B{}-T{}-M{}-L{}-bl{}".format(*s))
+def test_kernel_matches_twin(kind, size):
+    S, B, T1, M, L, block_l = size
+    p, z0, a, ad, w = _problem(kind, S, B, T1, M, L, seed=sum(size[:5]))
+    clipped = kind == "cshPLRNN"
+    assert gtf_triton.supported(p, z0, a)
+    fast = gtf_rollout_triton(p, z0, a, ad, None, clipped=clipped, block_l=block_l)
+    ref = gtf_rollout_shallow(p, z0, a, ad, None, clipped=clipped)
+    assert fast.shape == ref.shape == (S, B, T1 - 1, M)
+    _close(fast, ref, "output")
+    inputs = [z0, ad] + list(p.values())
+    g_fast = torch.autograd.grad((fast * w).sum(), inputs)
+    g_ref = torch.autograd.grad((ref * w).sum(), inputs)
+    for name, gf, gr in zip(["z0", "ad"] + list(p), g_fast, g_ref):
+        _close(gf, gr, name)
+
+
+@pytest.mark.parametrize("mode", ["sparse", "none"])
+def test_kernel_matches_twin_other_forcing(mode):
+    p, z0, a, ad, w = _problem("cshPLRNN", 2, 3, 7, 4, 9, seed=3, mode=mode)
+    fast = gtf_rollout_triton(p, z0, a, ad)
+    ref = gtf_rollout_shallow(p, z0, a, ad)
+    _close(fast, ref, "output")
+    inputs = [z0, ad] + list(p.values())
+    for name, gf, gr in zip(["z0", "ad"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
+                            torch.autograd.grad((ref * w).sum(), inputs)):
+        _close(gf, gr, name)
+
+
+def test_unsupported_calls_fall_back_to_twin():
+    p, z0, a, ad, _ = _problem("cshPLRNN", 1, 2, 4, 3, 5)
+    s = torch.randn(1, 2, 4, 2, device=DEVICE)
+    assert not gtf_triton.supported(p, z0, a, s)  # external inputs
+    p64 = {k: v.detach().double() for k, v in p.items()}
+    assert not gtf_triton.supported(p64, z0.double(), a.double())  # float64
+    out = gtf_rollout_triton(p64, z0.detach().double(), a.double(), ad.detach().double())
+    torch.testing.assert_close(out, gtf_rollout_shallow(p64, z0.detach().double(), a.double(),
+                                                        ad.detach().double()))
+
+
+def test_dispatch(monkeypatch):
+    p, z0, a, ad, _ = _problem("cshPLRNN", 1, 2, 4, 3, 5)
+    calls = []
+    real = gtf_triton.gtf_rollout_triton
+    monkeypatch.setattr(gtf_triton, "gtf_rollout_triton", lambda *args, **kw: calls.append(1) or real(*args, **kw))
+    out = gtf_rollout(None, z0, a, ad, None, "cshPLRNN", p)
+    assert len(calls) == (1 if DEVICE == "cuda" else 0)  # the kernel only on CUDA
+    monkeypatch.setenv("DSR_DISABLE_TRITON", "1")
+    assert gtf_mod._triton_kernel() is None
+    twin = gtf_rollout(None, z0, a, ad, None, "cshPLRNN", p)
+    assert len(calls) == (1 if DEVICE == "cuda" else 0)
+    _close(out, twin, "dispatch")
+
+
+def test_tile_choice():
+    assert gtf_triton.fits_one_tile(16, 50) and gtf_triton.fits_one_tile(3, 50) and gtf_triton.fits_one_tile(1, 1)
+    assert not gtf_triton.fits_one_tile(100, 1000) and not gtf_triton.fits_one_tile(16, 200)
+    assert gtf_triton._blocks(100, 1000, None) == (128, 32, 32)
+    with pytest.raises(ValueError, match="block_l"):
+        gtf_triton._blocks(100, 1000, 128)
