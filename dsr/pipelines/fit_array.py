@@ -87,6 +87,7 @@ def prepare(x, tr, cfg: DsrConfig, nuisance=None, inputs=None, path=None, standa
         log.info("latent_dim raised to %d to read out all %d channels", x.shape[1], x.shape[1])
     if nuisance is not None and cfg.model.observation != "regressor":
         cfg = cfg.replace(model={"observation": "regressor"})
+        log.info("nuisance regressors given: using the regressor observation model")
     return prepare_subject(x, h, cfg, nuisance, inputs, standardise=standardise), h, cfg
 
 
