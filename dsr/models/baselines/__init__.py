@@ -1,0 +1,85 @@
+"""Comparison baselines (DESIGN.md §2, issue 5): next-step sequence models run closed loop.
+
+Families, one module each, all behind :class:`~dsr.models.baselines.base.SequenceModel`
+(``init_params(n_channels, seed)``, ``forward(params, x_in)``, ``init_state`` / ``step``,
+``generate(params, x_prefix, n_steps)``; parameters a flat dict of real tensors, safetensors-ready):
+
+* ``s4d`` — S4D, complex or real diagonal A, S4D-Lin / S4D-Inv init (:mod:`.s4d`);
+* ``selective`` — Mamba-style selective SSM with input-dependent Δ, B, C (:mod:`.selective`);
+* ``lru`` — Linear Recurrent Unit with ring init r_min / r_max (:mod:`.lru`);
+* ``ssm2d`` — 2-D time × variate SSM in the spirit of Chimera (:mod:`.ssm2d`);
+* ``mindy`` — MINDy rate model, to be fitted to deconvolved data (:mod:`.mindy`).
+
+Train them with :func:`dsr.training.sequence.train_sequence_model` and generate with
+:func:`dsr.training.sequence.closed_loop`.
+
+Two baselines of §2 need no code here: the *SSM without convolution* is the convSSM
+(:mod:`dsr.models.convssm`) with the single-tap filter ``[1.0]``, and the *convSSM with α = 0*
+(no GTF) is the convSSM trained with forcing ``"none"``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from dsr.errors import ConfigError, InputError
+from dsr.io.atomic import atomic_write_bytes, write_json
+from dsr.models.baselines.base import SequenceModel
+from dsr.models.baselines.lru import LRU, LRUConfig
+from dsr.models.baselines.mindy import MINDy, MINDyConfig
+from dsr.models.baselines.s4d import S4D, S4DConfig
+from dsr.models.baselines.selective import SelectiveConfig, SelectiveSSM
+from dsr.models.baselines.ssm2d import SSM2D, SSM2DConfig
+
+BASELINES: dict[str, tuple[type, type]] = {
+    "s4d": (S4D, S4DConfig),
+    "selective": (SelectiveSSM, SelectiveConfig),
+    "lru": (LRU, LRUConfig),
+    "ssm2d": (SSM2D, SSM2DConfig),
+    "mindy": (MINDy, MINDyConfig),
+}
+
+
+def make_baseline(name: str, **overrides) -> SequenceModel:
+    """Build baseline ``name`` with its default config updated by ``overrides``.
+
+    Examples
+    --------
+    >>> make_baseline("s4d", complex=False, init="inv").cfg.complex
+    False
+    """
+    if name not in BASELINES:
+        raise ConfigError(f"unknown baseline {name!r}; choose from {sorted(BASELINES)}")
+    model_cls, cfg_cls = BASELINES[name]
+    known = {f.name for f in dataclasses.fields(cfg_cls)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ConfigError(f"unknown {name} option(s) {sorted(unknown)}; known: {sorted(known)}")
+    return model_cls(cfg_cls(**overrides))
+
+
+def save_baseline(path: str | Path, model: SequenceModel, params: dict[str, torch.Tensor]) -> Path:
+    """Write ``params`` to ``path`` (.safetensors) and the family and config to its ``.json`` sidecar."""
+    path = Path(path)
+    atomic_write_bytes(path, st_save({k: v.detach().cpu().contiguous() for k, v in params.items()}))
+    write_json(path.with_suffix(".json"), {"format": "dsr.baseline", "version": 1, "family": model.name,
+                                           "config": dataclasses.asdict(model.cfg)})
+    return path
+
+
+def load_baseline(path: str | Path) -> tuple[SequenceModel, dict[str, torch.Tensor]]:
+    """Read a model written by :func:`save_baseline`: (model, params)."""
+    path = Path(path)
+    side = json.loads(path.with_suffix(".json").read_text())
+    if side.get("format") != "dsr.baseline":
+        raise InputError("not a dsr baseline sidecar", path.with_suffix(".json"))
+    return make_baseline(side["family"], **side["config"]), st_load(path.read_bytes())
+
+
+__all__ = ["BASELINES", "make_baseline", "save_baseline", "load_baseline", "SequenceModel", "S4D", "S4DConfig", "SelectiveSSM",
+           "SelectiveConfig", "LRU", "LRUConfig", "SSM2D", "SSM2DConfig", "MINDy", "MINDyConfig"]
