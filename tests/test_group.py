@@ -1,0 +1,97 @@
+"""The BIDS-App group level on a small generated dataset fitted by the participant level."""
+import shutil
+from html.parser import HTMLParser
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dsr.config import load_config
+from dsr.errors import InputError
+from dsr.pipelines.group import GROUP_FIGURES, SUBJECT_FIGURES, run_group
+from dsr.pipelines.participant import run_participant
+from dsr.simulate.bids_dataset import make_dataset
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("group")
+    cfg = load_config("quick").replace(train={"epochs": 2, "batches_per_epoch": 3},
+                                       eval={"n_rollouts": 2, "lyap_steps": 100, "lyap_transient": 20,
+                                             "lyap_orbits": 1})
+    bids_dir = tmp / "ds"
+    make_dataset(bids_dir, n_subjects=3, seed=1, n_volumes=80, tr=1.0, n_regions=3, shape=(8, 8, 8), n_runs=2)
+    out = tmp / "out"
+    rc = run_participant(bids_dir, out, participant_labels=None, task=None, session=None, space=None, atlas=None,
+                         config=cfg, device="cpu", confounds=None)
+    assert rc == 0
+    return bids_dir, out, cfg
+
+
+class _Images(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.imgs = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.imgs.append(dict(attrs))
+
+
+def _images(path):
+    p = _Images()
+    p.feed(path.read_text())
+    p.close()
+    return p.imgs
+
+
+def test_group_outputs(fitted, capsys):
+    bids_dir, out, cfg = fitted
+    assert run_group(bids_dir, out, config=cfg, n_perm=200) == 0
+    g = out / "group"
+    runs = pd.read_csv(g / "runs.tsv", sep="\t")
+    assert len(runs) == 6 and {"participant_id", "session", "run"} <= set(runs.columns)
+    feats = pd.read_csv(g / "features.tsv", sep="\t")
+    assert list(feats["participant_id"]) == ["sub-01", "sub-02", "sub-03"]
+    for col in ("lyapunov_max", "kaplan_yorke_dim", "attractor_kind", "peak_freq_hz", "autocorr_time_s",
+                "dstsp", "dh", "fp_count", "fp_stable_count", "n_fits", "lyapunov_max_sd", "age", "sex", "forcing"):
+        assert col in feats.columns, col
+    assert (feats["n_fits"] == 2).all()
+    parts = pd.read_csv(bids_dir / "participants.tsv", sep="\t")
+    assert np.allclose(feats["forcing"], parts["forcing"])  # covariates joined on participant_id
+    stats = pd.read_csv(g / "stats.tsv", sep="\t")
+    assert set(stats["covariate"]) == {"age", "sex", "forcing"}
+    assert set(stats.loc[stats.covariate == "sex", "test"]) <= {"anova_f"}
+    assert stats["p_permutation"].dropna().between(0, 1).all()
+    icc = pd.read_csv(g / "icc.tsv", sep="\t")
+    assert "lyapunov_max" in set(icc["feature"])
+    D = pd.read_csv(g / "distance-dh.tsv", sep="\t").set_index("participant_id")
+    assert D.shape == (3, 3) and np.allclose(D.to_numpy(), D.to_numpy().T) and np.allclose(np.diag(D), 0)
+    assert pd.read_csv(g / "embedding.tsv", sep="\t").shape == (3, 3)
+    for name in ("runs", "features", "stats", "distance-dstsp", "embedding"):
+        assert (g / f"{name}.json").is_file()
+    imgs = _images(out / "group.html")
+    assert [i["alt"] for i in imgs] == list(GROUP_FIGURES)
+    assert all(i["src"].startswith("data:image/png;base64,") for i in imgs)
+    for s in ("01", "02", "03"):
+        imgs = _images(out / f"sub-{s}.html")
+        assert [i["alt"] for i in imgs] == list(SUBJECT_FIGURES) * 2  # two runs
+        assert all(i["src"].startswith("data:image/png;base64,") for i in imgs)
+
+
+def test_group_skips_a_bad_subject_folder(fitted, tmp_path, capsys):
+    bids_dir, out, cfg = fitted
+    out2 = tmp_path / "out"
+    shutil.copytree(out, out2)
+    bad = next((out2 / "sub-02" / "func").glob("*run-1*_desc-convssm_model.safetensors"))
+    bad.write_bytes(b"garbage")
+    assert run_group(bids_dir, out2, config=cfg, n_perm=50, reports=False) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line]
+    assert len(err) == 1 and "sub-02" in err[0]
+    feats = pd.read_csv(out2 / "group" / "features.tsv", sep="\t")
+    assert list(feats["participant_id"]) == ["sub-01", "sub-03"]
+
+
+def test_group_without_fits(tmp_path):
+    with pytest.raises(InputError, match="participant level"):
+        run_group(tmp_path, tmp_path / "empty")
