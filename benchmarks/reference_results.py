@@ -91,6 +91,10 @@ def _train_overrides(args) -> dict:
         out["alpha"] = args.alpha
     if args.forcing is not None:
         out["forcing"] = args.forcing
+    if args.lr_start is not None:
+        out["lr_start"] = args.lr_start
+    if args.lr_end is not None:
+        out["lr_end"] = args.lr_end
     return out
 
 
@@ -175,6 +179,8 @@ def main():
     p.add_argument("--dir", default=str(OUT), help="aln-compare: folder holding the chunk results")
     p.add_argument("--alpha", type=float, default=None, help="override the forcing strength")
     p.add_argument("--forcing", default=None, help="override the forcing kind (weak, sparse, adaptive, none)")
+    p.add_argument("--lr-start", type=float, default=None, help="override the initial learning rate")
+    p.add_argument("--lr-end", type=float, default=None, help="override the final learning rate")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--subjects", type=int, default=20)
     p.add_argument("--first", type=int, default=0, help="ALN: index of the first subject of this chunk")

@@ -17,7 +17,6 @@ from dsr.analysis.lyapunov import lyapunov_spectrum
 from dsr.analysis.spectrum import dh
 from dsr.config import EvalConfig
 from dsr.models.convssm import ConvSSM
-from dsr.signal.convolution import causal_conv
 from dsr.training.data import SubjectData
 
 
