@@ -86,7 +86,7 @@ def test_group_skips_a_bad_subject_folder(fitted, tmp_path, capsys):
     bad = next((out2 / "sub-02" / "func").glob("*run-1*_desc-convssm_model.safetensors"))
     bad.write_bytes(b"garbage")
     assert run_group(bids_dir, out2, config=cfg, n_perm=50, reports=False) == 1
-    err = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line]
+    err = [line for line in capsys.readouterr().err.splitlines() if "skipped:" in line]
     assert len(err) == 1 and "sub-02" in err[0]
     feats = pd.read_csv(out2 / "group" / "features.tsv", sep="\t")
     assert list(feats["participant_id"]) == ["sub-01", "sub-03"]
