@@ -98,7 +98,7 @@ def run_fit(args) -> int:
     if out.exists() and not out.is_dir():
         raise DsrError(f"{out}: --out exists and is not a folder")
     metrics = fit_to_dir(x, tr, out, cfg, device=args.device, resume=args.resume, source=str(args.file),
-                         progress=log_progress(), **extra)
+                         progress=log_progress(), standardise=not args.no_standardise, **extra)
     print(f"dsr: {metrics['status']}: D_stsp {metrics['dstsp']:.4g}, D_H {metrics['dh']:.4g}, "
           f"lambda_max {metrics['lyapunov_max_per_second']:.4g}/s -> {out}", file=sys.stderr)
     return 0 if metrics["status"] == "ok" else EXIT_ERROR

@@ -197,3 +197,11 @@ def test_resume_refuses_a_checkpoint_of_another_config(tmp_path, data_file, caps
                  "--resume"])
     err = capsys.readouterr().err
     assert code != 0 and "another config" in err and "Traceback" not in err
+
+
+def test_no_standardise_keeps_data_units(tmp_path, data_file):
+    out = tmp_path / "raw"
+    assert main(["fit", str(data_file), "--tr", "1.0", "--out", str(out), "--config", str(_cfg(tmp_path)),
+                 "--no-standardise"]) == 0
+    spec = json.loads((out / "model.json").read_text())["spec"]
+    assert spec["meta"]["mean"] == [0.0, 0.0] and spec["meta"]["std"] == [1.0, 1.0]

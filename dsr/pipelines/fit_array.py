@@ -177,7 +177,7 @@ def _sidecar(path: Path, description: str, source: str | None) -> None:
 
 def fit_to_dir(x, tr: float, out_dir, config: DsrConfig, *, prefix: str = "", nuisance=None, inputs=None,
                latent_truth=None, device: str = "cpu", resume: bool = False, source: str | None = None,
-               progress=None) -> dict:
+               progress=None, standardise: bool = True) -> dict:
     """Fit one recording and write every output into ``out_dir``; returns the metrics dict.
 
     A checkpoint folder is kept while training (for ``resume``) and removed once
@@ -187,7 +187,7 @@ def fit_to_dir(x, tr: float, out_dir, config: DsrConfig, *, prefix: str = "", nu
     ck = out_dir / output_names(prefix)["checkpoint"]
     t0 = time.perf_counter()
     result = fit(x, tr, config, nuisance=nuisance, inputs=inputs, latent_truth=latent_truth, device=device,
-                 checkpoint_dir=ck, resume=resume, progress=progress, path=source)
+                 checkpoint_dir=ck, resume=resume, progress=progress, path=source, standardise=standardise)
     result.metrics["total_seconds"] = time.perf_counter() - t0
     metrics = write_outputs(result, out_dir, prefix, source)
     shutil.rmtree(ck, ignore_errors=True)
