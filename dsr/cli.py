@@ -64,6 +64,8 @@ def bids_parser() -> argparse.ArgumentParser:
                                                  "dosenbach, seitzman)")
     p.add_argument("--confounds", default=None, help="confound strategy, e.g. motion6, motion24+wmcsf")
     p.add_argument("--n-jobs", type=int, default=1)
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="participant: fit every run once per seed (the group level reports mean and spread)")
     _common(p)
     return p
 
@@ -126,7 +128,8 @@ def run_bids(args) -> int:
 
         return run_participant(Path(args.bids_dir), Path(args.output_dir), participant_labels=args.participant_label,
                                task=args.task, session=args.session, space=args.space, atlas=args.atlas,
-                               config=cfg, device=args.device, confounds=args.confounds, n_jobs=args.n_jobs)
+                               config=cfg, device=args.device, confounds=args.confounds, n_jobs=args.n_jobs,
+                               seeds=args.seeds)
     from dsr.pipelines.group import run_group
 
     return run_group(Path(args.bids_dir), Path(args.output_dir), config=cfg)

@@ -38,7 +38,7 @@ SUBJECT_FIGURES = ("training curve", "data vs generated", "attractor 2-D", "attr
                    "Lyapunov spectrum", "fixed points")
 GROUP_FIGURES = ("feature distributions", "features vs covariates", "distance matrix D_stsp",
                  "distance matrix D_H", "embedding")
-ID_COLUMNS = ("participant_id", "session", "run")
+ID_COLUMNS = ("participant_id", "session", "run", "seed")
 
 
 def find_fits(output_dir: Path) -> dict[str, list[Path]]:
@@ -75,11 +75,12 @@ FEATURE_DOC = {
     "latent_amplitude": "mean standard deviation of the latent orbit", "n_fits": "fits averaged"}
 
 
-def _entities(path: Path, sub: str) -> tuple[str, str]:
+def _entities(path: Path, sub: str) -> tuple[str, str, str]:
+    """Session, run label (without sub- and seed-) and seed of a fit's file name."""
     name = path.name.split("_desc-")[0]
     ents = dict(e.split("-", 1) for e in name.split("_") if "-" in e)
-    run = "_".join(p for p in name.split("_") if not p.startswith("sub-"))
-    return ents.get("ses", ""), run
+    run = "_".join(p for p in name.split("_") if not p.startswith(("sub-", "seed-")))
+    return ents.get("ses", ""), run, ents.get("seed", "")
 
 
 def analyse_subject(sub: str, fits: list[Path], config: DsrConfig) -> list[tuple[dict, FitAnalysis]]:
@@ -90,8 +91,8 @@ def analyse_subject(sub: str, fits: list[Path], config: DsrConfig) -> list[tuple
     for path in fits:
         res = analyse_fit(path, n_steps=min(config.eval.lyap_steps, 5000),
                           transient=min(config.eval.lyap_transient, 1000), seed=config.seed)
-        ses, run = _entities(path, sub)
-        out.append(({"participant_id": sub, "session": ses, "run": run, **res.features}, res))
+        ses, run, seed = _entities(path, sub)
+        out.append(({"participant_id": sub, "session": ses, "run": run, "seed": seed, **res.features}, res))
     return out
 
 
@@ -174,7 +175,7 @@ def group_report(table: pd.DataFrame, feats: list[str], stats: pd.DataFrame, icc
         pairs = []
     rep.figure("features vs covariates", lambda: plots.feature_vs_covariate(table, pairs))
     if len(icc):
-        rep.heading("Test–retest reliability (ICC(1) over fits)")
+        rep.heading("Test–retest reliability (ICC(1) over runs and sessions)")
         rep.table(icc)
     rep.heading("Between-participant dynamics distances")
     labels = list(table["participant_id"])
@@ -252,11 +253,12 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
     write_table(gdir / "stats.tsv", stats, "Each feature against each participants.tsv column: Spearman "
                 "correlation (effect: Pearson r) or one-way F (effect: eta squared); permutation p; BH-FDR q")
     icc_rows = []
-    if (runs.groupby("participant_id").size() > 1).any():
-        icc_rows = [{"feature": f, **gs.icc(runs[f], runs["participant_id"])} for f in feats]
+    per_run = runs.groupby(["participant_id", "session", "run"], as_index=False)[feats].mean()  # seeds averaged
+    if (per_run.groupby("participant_id").size() > 1).any():
+        icc_rows = [{"feature": f, **gs.icc(per_run[f], per_run["participant_id"])} for f in feats]
     icc = pd.DataFrame(icc_rows)
     if len(icc):
-        write_table(gdir / "icc.tsv", icc, "Test-retest ICC(1) over fits, with between- and within-participant "
+        write_table(gdir / "icc.tsv", icc, "Test-retest ICC(1) over runs and sessions (seeds averaged), with between- and within-participant "
                     "variances")
     series = [read_tsv(done[s][0][1].paths["generated_obs"]) for s in table["participant_id"]]
     dist = gs.dynamics_distances(series, n_bins=config.eval.dstsp_bins, scaling=config.eval.dstsp_scaling,

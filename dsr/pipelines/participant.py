@@ -77,12 +77,14 @@ def _one_line(text: str) -> str:
 
 
 def process_run(run: bids.BoldRun, atlas: nifti.Atlas, settings: extract.ExtractionSettings,
-                config: DsrConfig, output_dir: Path, device: str = "cpu", atlas_spec: str | None = None) -> dict:
+                config: DsrConfig, output_dir: Path, device: str = "cpu", atlas_spec: str | None = None,
+                seed_label: int | None = None) -> dict:
     """Extract, fit and write one run; returns ``{"status", "reason", "metrics"}`` (status ok or diverged;
     ``"skipped": True`` when an earlier identical fit was found) or raises DsrError."""
     sub_folder, base, _ = run_names(run, atlas.name)
     folder = output_dir / sub_folder
-    prefix = f"{base}_desc-{FIT_DESC}"
+    seed_part = "" if seed_label is None else f"_seed-{seed_label}"  # several seeds: one fit each
+    prefix = f"{base}{seed_part}_desc-{FIT_DESC}"
     prov_path = folder / f"{prefix}_provenance.json"
     cfg_hash = config.hash()
     series = extract.extract_run_cached(run, atlas, settings, folder, base, filter_config=config.filter,
@@ -117,9 +119,9 @@ def process_run(run: bids.BoldRun, atlas: nifti.Atlas, settings: extract.Extract
 
 def _worker(args) -> dict:
     """Process-pool entry: never raises; failures come back as a status."""
-    run, atlas, settings, config, output_dir, device, atlas_spec = args
+    run, atlas, settings, config, output_dir, device, atlas_spec, seed_label = args
     try:
-        return process_run(run, atlas, settings, config, output_dir, device, atlas_spec)
+        return process_run(run, atlas, settings, config, output_dir, device, atlas_spec, seed_label)
     except DsrError as exc:
         return {"status": "failed", "reason": _one_line(exc)}
     except Exception as exc:  # an unexpected bug: still one line, the run is marked failed
@@ -160,7 +162,7 @@ def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: lis
                     config: DsrConfig, device: str, confounds: str | None, n_jobs: int = 1,
                     derivatives: str | Path | None = "auto", confounds_mode: str | None = None,
                     high_pass: float | None = None, low_pass: float | None = None,
-                    radius: float | None = None) -> int:
+                    radius: float | None = None, seeds: list[int] | None = None) -> int:
     """Run the participant level of the BIDS App.
 
     Parameters
@@ -178,6 +180,9 @@ def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: lis
         Confound strategy (:mod:`dsr.io.confounds`); None: ``motion6+wmcsf`` when a confounds table exists.
     n_jobs : int
         Runs fitted in parallel processes.
+    seeds : list of int or None
+        Fit every run once per seed (outputs named ``..._seed-N_desc-convssm_*``); None: one fit with
+        ``config.seed``.
     derivatives, confounds_mode, high_pass, low_pass, radius
         See :func:`dsr.io.bids.find_runs` and :class:`dsr.io.extract.ExtractionSettings`; the confounds
         are kept as nuisance regressors by default when the config's observation model is ``regressor``.
@@ -215,7 +220,9 @@ def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: lis
         rows[(f"sub-{lab}", "")] = [f"sub-{lab}", "", "failed", reason, config.hash()]
         print(f"dsr: sub-{lab}: failed: {reason}", file=sys.stderr)
         failed += 1
-    jobs = [(r, atlas_obj, settings, config, output_dir, device, atlas_spec) for r in runs]
+    seed_list = [None] if not seeds else [int(x) for x in seeds]
+    jobs = [(r, atlas_obj, settings, config if sd is None else config.replace(seed=sd), output_dir, device,
+             atlas_spec, sd) for r in runs for sd in seed_list]
     log.info("%d run(s) of %d participant(s); atlas %s; outputs in %s", len(runs), len(found), atlas_obj.name,
              output_dir)
     if n_jobs > 1 and len(jobs) > 1:
@@ -225,13 +232,13 @@ def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: lis
             with ProcessPoolExecutor(max_workers=min(n_jobs, len(jobs)), mp_context=mp.get_context("spawn"),
                                      initializer=_init_worker, initargs=(n_jobs,)) as pool:
                 for job, res in zip(jobs, pool.map(_worker, jobs)):
-                    failed += _record(job[0], res, atlas_obj.name, config, output_dir, rows)
+                    failed += _record(job[0], res, atlas_obj.name, job[3], output_dir, rows, job[7])
         except BrokenProcessPool:
             raise DsrError("a worker process died (out of memory?); finished runs are kept, rerun with fewer "
                            "--n-jobs to do the rest") from None
     else:
         for job in jobs:
-            failed += _record(job[0], _worker(job), atlas_obj.name, config, output_dir, rows)
+            failed += _record(job[0], _worker(job), atlas_obj.name, job[3], output_dir, rows, job[7])
     _write_status(output_dir, rows)
     return 1 if failed else 0
 
@@ -243,9 +250,11 @@ def _init_worker(n_jobs: int) -> None:
 
 
 def _record(run: bids.BoldRun, res: dict, atlas_name: str, config: DsrConfig, output_dir: Path,
-            rows: dict) -> int:
+            rows: dict, seed_label: int | None = None) -> int:
     """Log one result, add its status row (written at once); returns 1 for a failure."""
     _, _, label = run_names(run, atlas_name)
+    if seed_label is not None:
+        label = f"{label}_seed-{seed_label}"
     sub = f"sub-{run.subject}"
     rows[(sub, label)] = [sub, label, res["status"], res.get("reason", ""), config.hash()]
     _write_status(output_dir, rows)
