@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dsr.analysis.dstsp import dstsp  # noqa: E402
+from dsr.analysis.evaluate import zscore  # noqa: E402
 from dsr.analysis.spectrum import dh  # noqa: E402
 from dsr.config import load_config  # noqa: E402
 from dsr.models.baselines import make_baseline  # noqa: E402
@@ -60,11 +61,6 @@ def datasets(names, n_subjects):
                        np.load(SHARED / "aln" / "latent" / f"{sub}.npy"), "aln")
 
 
-def _z(a):
-    sd = a.std(0)
-    return (a - a.mean(0)) / np.where(sd > 0, sd, 1)
-
-
 def run_one(model, x, tr, truth, preset, seed, args):
     """Fit one model to one recording; returns (observed-space generation (T, N), latent-like (T', n), seconds)."""
     t0 = time.perf_counter()
@@ -76,7 +72,7 @@ def run_one(model, x, tr, truth, preset, seed, args):
         gen = (res.x_gen - res.data.mean) / res.data.std
         return gen, res.z_gen[:, :x.shape[1]], time.perf_counter() - t0
     n_train = int(0.75 * len(x))
-    xs = _z(x)
+    xs = zscore(x)
     m = make_baseline(model.split("_")[0], **SEQ_MODELS[model])
     if model == "mindy":  # MINDy is fitted to deconvolved data; its output is filtered back for D_stsp
         h = spm_hrf(tr)
@@ -119,15 +115,16 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for ds, rec, x, tr, truth, preset in datasets(args.datasets, args.subjects):
+        xz = zscore(x)
         for model in args.models:
             for seed in args.seeds:
                 gen, lat, secs = run_one(model, x, tr, truth, preset, seed, args)
                 ok = np.isfinite(gen).all()
                 n = min(len(truth), len(lat)) if truth is not None else 0
                 row = {"dataset": ds, "recording": rec, "model": model, "seed": seed, "seconds": secs,
-                       "dstsp": dstsp(_z(x), gen, seed=seed) if ok else np.inf,
-                       "dh": dh(_z(x), gen) if ok else 1.0,
-                       "dstsp_latent": (dstsp(_z(truth[:n]), _z(lat[:n]), seed=seed)
+                       "dstsp": dstsp(xz, gen, seed=seed) if ok else np.inf,
+                       "dh": dh(xz, gen) if ok else 1.0,
+                       "dstsp_latent": (dstsp(zscore(truth[:n]), zscore(lat[:n]), seed=seed)
                                         if truth is not None and np.isfinite(lat).all() else np.nan)}
                 rows.append(row)
                 print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)

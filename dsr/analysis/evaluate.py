@@ -24,7 +24,8 @@ def _t(a, model):
     return torch.as_tensor(a, dtype=model.filter.dtype, device=model.filter.device)
 
 
-def _zscore(a: np.ndarray) -> np.ndarray:
+def zscore(a: np.ndarray) -> np.ndarray:
+    """Each column to mean 0 and standard deviation 1 (constant columns only centred)."""
     sd = a.std(0)
     return (a - a.mean(0)) / np.where(sd > 0, sd, 1.0)
 
@@ -150,12 +151,12 @@ def evaluate(model: ConvSSM, sd: SubjectData, cfg: EvalConfig, latent_truth: np.
     metrics.update({"lyapunov_max": float(spectrum[0]), "lyapunov_max_per_second": float(spectrum[0] / tr),
                     "lyapunov_spectrum": [float(v) for v in spectrum]})
     if latent_truth is not None:
-        truth = _zscore(np.asarray(latent_truth, dtype=np.float64))
+        truth = zscore(np.asarray(latent_truth, dtype=np.float64))
         n_lat = truth.shape[1]
         Zl = model.generate(z0, len(truth))[0, :, :, :n_lat].cpu().double().numpy()  # (R, T_truth, n_lat)
-        _summary([dstsp(truth, _zscore(z), seed=seed, **kw) if np.isfinite(z).all() else np.inf for z in Zl],
+        _summary([dstsp(truth, zscore(z), seed=seed, **kw) if np.isfinite(z).all() else np.inf for z in Zl],
                  "dstsp_latent", metrics)
-        _summary([_dh_safe(truth, _zscore(z), cfg.spectrum_smoothing) for z in Zl], "dh_latent", metrics)
+        _summary([_dh_safe(truth, zscore(z), cfg.spectrum_smoothing) for z in Zl], "dh_latent", metrics)
     return metrics, Xn[0], Z[0, 0].cpu().double().numpy()
 
 

@@ -57,6 +57,7 @@ class _ShallowGTF(torch.autograd.Function):
         act = _activation(pre, h2.unsqueeze(1), ctx.clipped)  # (S, B*T̃, L)
         slope_t = slope.reshape(S, B, T, L)
         gz = torch.empty_like(gout)  # dL/dz_t, total
+        gact_t = torch.empty(S, B, T, L, dtype=gout.dtype, device=gout.device)  # dL/dφ_t
         gad = torch.zeros_like(keep)  # dL/d ad_t
         Ab = A.unsqueeze(1)
         g_carry = torch.zeros_like(zprev[:, :, 0])  # dL/dz̃_t from the future
@@ -64,10 +65,12 @@ class _ShallowGTF(torch.autograd.Function):
             gad[:, :, t] = g_carry
             g = torch.addcmul(gout[:, :, t - 1], g_carry, keep[:, :, t])  # (S, B, M)
             gz[:, :, t - 1] = g
-            gpre = torch.bmm(g, W1) * slope_t[:, :, t - 1]  # (S, B, L)
+            ga = torch.bmm(g, W1)  # (S, B, L)
+            gact_t[:, :, t - 1] = ga
+            gpre = ga * slope_t[:, :, t - 1]  # (S, B, L)
             g_carry = torch.baddbmm(g * Ab, gpre, W2)  # (S, B, M)
         gzf = gz.reshape(S, B * T, M)  # (S, B*T̃, M)
-        gact = torch.bmm(gzf, W1)  # (S, B*T̃, L)
+        gact = gact_t.reshape(S, B * T, L)  # (S, B*T̃, L), kept from the loop
         gpre_all = gact * slope  # (S, B*T̃, L)
         gA = (gz * zprev).sum((1, 2))
         gW1 = torch.bmm(gzf.transpose(1, 2), act)  # (S, M, L)

@@ -17,7 +17,7 @@ import torch
 
 from dsr import __version__
 from dsr.analysis.evaluate import evaluate, initial_states
-from dsr.config import DsrConfig
+from dsr.config import DsrConfig, load_config
 from dsr.errors import DsrError, InputError
 from dsr.io.arrays import validate_companion, validate_series
 from dsr.io.atomic import write_json, write_tsv
@@ -112,8 +112,6 @@ def fit(x, tr: float, config: DsrConfig | None = None, *, seed: int | None = Non
     path : str, optional
         The file ``x`` came from, named in error messages.
     """
-    from dsr.config import load_config
-
     cfg = config if config is not None else load_config("paper")
     if seed is not None:
         cfg = cfg.replace(seed=seed)
