@@ -66,6 +66,7 @@ class TrainConfig:
     checkpoint_every: int = 25
     nan_lr_factor: float = 0.5
     nan_retries: int = 3
+    sampler: str = "auto"  # batches drawn on the "host" (NumPy) or the training "device"; auto: device on CUDA
 
 
 @dataclass
@@ -140,6 +141,7 @@ class DsrConfig:
         _check(f.kind in FILTER_KINDS, f"filter kind must be one of {FILTER_KINDS}")
         _check(t.forcing in FORCING_KINDS, f"forcing must be one of {FORCING_KINDS}")
         _check(0.0 <= t.alpha <= 1.0, "alpha must lie in [0, 1]")
+        _check(t.sampler in ("auto", "host", "device"), "sampler must be auto, host or device")
         _check(0.0 < t.train_fraction <= 1.0, "train_fraction must lie in (0, 1]")
         _check(t.epochs >= 1 and t.batches_per_epoch >= 1 and t.batch_size >= 1, "epochs, batches and batch size must be >= 1")
         _check(t.forcing_interval >= 1, "forcing_interval must be >= 1")

@@ -41,12 +41,14 @@ def _setup(oscillator, seeds, forcing="weak", M=3, L=8):
     return ConvSSM.initialise(spec, torch.as_tensor(h), seeds, dtype=torch.float64), sd, cfg
 
 
-def test_stacked_fits_equal_single_fits(oscillator):
+@pytest.mark.parametrize("sampler", ["host", "device"])
+def test_stacked_fits_equal_single_fits(oscillator, sampler):
     stacked, sd, cfg = _setup(oscillator, [3, 7])
-    train(stacked, [sd, sd], cfg.train, [3, 7])
+    tcfg = cfg.replace(train={"sampler": sampler}).train
+    train(stacked, [sd, sd], tcfg, [3, 7])
     for i, seed in enumerate([3, 7]):
         alone, _, _ = _setup(oscillator, [seed])
-        train(alone, [sd], cfg.train, [seed])
+        train(alone, [sd], tcfg, [seed])
         for k, v in alone.params.items():
             torch.testing.assert_close(stacked.params[k][i:i + 1], v, atol=1e-10, rtol=1e-8)
 

@@ -22,6 +22,7 @@ from dsr.models.convssm import ConvSSM
 from dsr.ops.gtf import forcing_weights, gtf_rollout
 from dsr.training.checkpoint import load_checkpoint, save_checkpoint
 from dsr.training.data import SubjectData, sample_batch, sequence_length
+from dsr.training.device_batches import DeviceBatches
 from dsr.training.forcing import estimate_alpha, update_alpha
 from dsr.training.radam import SubjectRAdam
 
@@ -56,7 +57,8 @@ def learning_rate(cfg: TrainConfig, epoch: int) -> float:
 
 def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: list[int],
           checkpoint_dir: str | Path | None = None, resume: bool = False,
-          progress: Callable[[int, int, dict], None] | None = None) -> TrainOutcome:
+          progress: Callable[[int, int, dict], None] | None = None,
+          alphas: list[float] | None = None) -> TrainOutcome:
     """Fit ``model`` (S = len(subjects)) in place by generalized teacher forcing.
 
     Parameters
@@ -74,6 +76,9 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
         Continue from the checkpoint in ``checkpoint_dir`` when there is one.
     progress : callable or None
         Called as ``progress(epoch, epochs, info)`` after every epoch.
+    alphas : list of float or None
+        Per-fit forcing strength for weak forcing (default: ``cfg.alpha`` for every fit), so fits
+        of a hyperparameter grid over α can share one stack.
     """
     S = model.n_subjects
     dev, dtype = model.filter.device, model.filter.dtype
@@ -82,14 +87,21 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
     opt = SubjectRAdam(params)
     seq_len = sequence_length(subjects, cfg.sequence_length, model.kernel_size)
     rngs = [np.random.default_rng(int(s)) for s in seeds]
+    on_device = cfg.sampler == "device" or (cfg.sampler == "auto" and dev.type == "cuda")
+    batches = DeviceBatches(subjects, seeds, seq_len, cfg.batch_size, cfg.noise, dev, dtype) if on_device else None
     alpha = torch.full((S,), cfg.alpha if cfg.forcing != "adaptive" else 0.0, dtype=dtype, device=dev)
+    if alphas is not None:
+        if len(alphas) != S or cfg.forcing != "weak" or not all(0.0 <= a <= 1.0 for a in alphas):
+            raise ConfigError(f"per-fit alphas need weak forcing and {S} values in [0, 1]")
+        alpha = torch.tensor([float(a) for a in alphas], dtype=dtype, device=dev)  # (S,)
     lr_factor = torch.ones(S, dtype=torch.float64)
     retries = [0] * S
     status = ["ok"] * S
     curve: list[dict] = []
     start_epoch, elapsed = 0, 0.0
 
-    identity = {"train": dataclasses.asdict(cfg), "seeds": [int(x) for x in seeds], "shapes":
+    identity = {"train": dataclasses.asdict(cfg), "seeds": [int(x) for x in seeds],
+                "alphas": None if alphas is None else [float(a) for a in alphas], "shapes":
                 {k: list(v.shape) for k, v in params.items()}}
     if resume and checkpoint_dir is not None and (ck := load_checkpoint(checkpoint_dir)) is not None:
         tensors, state = ck
@@ -116,7 +128,10 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
         losses = torch.zeros(S, dtype=torch.float64)
         n_ok = torch.zeros(S, dtype=torch.float64)
         for b in range(cfg.batches_per_epoch):
-            batch = sample_batch(subjects, rngs, seq_len, cfg.batch_size, cfg.noise, dev, dtype)
+            if batches is not None:
+                batch = batches.sample(epoch * cfg.batches_per_epoch + b)
+            else:
+                batch = sample_batch(subjects, rngs, seq_len, cfg.batch_size, cfg.noise, dev, dtype)
             if cfg.forcing == "adaptive" and b % cfg.adaptive_every == 0:
                 with torch.no_grad():
                     est = estimate_alpha(model, model.targets(batch.d, batch.rd))
