@@ -186,6 +186,23 @@ def time_method(one_step, device, warmup, repeats, max_seconds):
     return statistics.median(times), times, peak
 
 
+def profile_step(one_step, device, title, steps=5):
+    """Print the ten most expensive operators of ``steps`` training steps (self device time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(3):
+        one_step()
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        for _ in range(steps):
+            one_step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(f"## profile {title} ({steps} steps)\n" + prof.key_averages().table(sort_by=key, row_limit=12,
+                                                                            max_name_column_width=40))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", nargs="+", default=["3x50", "16x50", "100x1000"], help="MxL")
@@ -198,6 +215,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--max-seconds", type=float, default=20.0, help="stop repeating a cell after this long")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--profile", action="store_true", help="print a torch.profiler table of each cell instead")
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on CPU (Triton interpreter)")
     args = ap.parse_args(argv)
     if args.cpu_smoke:
@@ -220,6 +238,8 @@ def main(argv=None):
                 try:
                     params, opt, d, x, h = make_problem(S, args.batch, args.seq_len + 1, M, L, args.taps, device)
                     one_step = make_step(method, params, opt, d, x, h, args.taps)
+                    if args.profile:
+                        profile_step(one_step, device, f"{size} S={S} {method}")
                     med, times, peak = time_method(one_step, device, args.warmup, args.repeats, args.max_seconds)
                     row.update(ms=med, ms_per_model=med / S, n=len(times), peak_mib=peak)
                 except torch.cuda.OutOfMemoryError:

@@ -50,7 +50,7 @@ OUT = ROOT / "benchmarks" / "results"
 KEYS = ("dstsp", "dh", "dstsp_latent", "dh_latent", "pe_train", "pe_test", "lyapunov_max", "diverged_rollouts")
 
 
-def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag, device="cpu", eval_only=False):
+def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag, device="cpu", eval_only=False, alphas=None):
     """Train len(xs) fits stacked, then evaluate each alone (on the CPU); returns per-fit metric dicts.
 
     With ``eval_only`` the models saved by an earlier run under the same tag are evaluated again.
@@ -67,22 +67,40 @@ def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag, device="cpu", eval_o
         filt = torch.stack([torch.nn.functional.pad(torch.as_tensor(h), (0, K - len(h))) for h in hs])  # (S, K)
         model = ConvSSM.initialise(spec, filt, seeds).to(device)
         t0 = time.perf_counter()
-        outcome = train(model, subjects, cfg.train, seeds, progress=log_progress(every=50))
+        outcome = train(model, subjects, cfg.train, seeds, progress=log_progress(every=50), alphas=alphas)
         train_s, status = time.perf_counter() - t0, outcome.status
         model.to("cpu")
         model.save(path)
+    jobs = [(str(path), i, sd, cfg.eval, truths[i], seeds[i]) for i, sd in enumerate(subjects)]
+    if EVAL_WORKERS > 1 and len(jobs) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(EVAL_WORKERS, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
+            results = list(pool.map(_evaluate_one, jobs))
+    else:
+        results = [_evaluate_one(job) for job in jobs]
     rows = []
-    for i, sd in enumerate(subjects):
-        t1 = time.perf_counter()
-        met, _, _ = evaluate(model.subject(i), sd, cfg.eval, latent_truth=truths[i], seed=seeds[i])
+    for i, (met, secs) in enumerate(results):
         row = {k: met.get(k) for k in KEYS}
-        row.update(seed=seeds[i], status=status[i], eval_seconds=time.perf_counter() - t1)
+        row.update(seed=seeds[i], status=status[i], eval_seconds=secs,
+                   alpha=cfg.train.alpha if alphas is None else alphas[i])
         rows.append(row)
         print(tag, i, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     return rows, train_s
 
 
 cfg_tr = {}
+EVAL_WORKERS = 1
+
+
+def _evaluate_one(job):
+    """Evaluate fit i of the saved stack alone, single-threaded (a process-pool entry)."""
+    path, i, sd, eval_cfg, truth, seed = job
+    torch.set_num_threads(1)
+    t1 = time.perf_counter()
+    met, _, _ = evaluate(ConvSSM.load(path).subject(i), sd, eval_cfg, latent_truth=truth, seed=seed)
+    return met, time.perf_counter() - t1
 
 
 def _train_overrides(args) -> dict:
@@ -99,27 +117,43 @@ def _train_overrides(args) -> dict:
 
 
 def lorenz(args):
+    """Lorenz-63 fits: ``--variant conv`` through the SPM HRF at TR 0.2 s (the benchmark), ``--variant
+    latent`` on the noisy trajectory itself (filter [1]; a diagnostic of training alone). With several
+    ``--alphas`` every seed is fitted once per α in one stack."""
     L = np.load(SHARED / "lorenz63.npy")  # (100000, 3), dt = 0.01
-    h = spm_hrf(0.2)
-    n = args.length + len(h)
     rng = np.random.default_rng(1234)
-    x = convolve_np(L[:n], h)[len(h):] + 0.01 * rng.standard_normal((args.length, 3))  # (T, 3) BOLD-like
-    truth = L[args.truth_start:args.truth_end]  # held out: never part of the recording
-    cfg = load_config("lorenz63", train=_train_overrides(args), eval={"n_rollouts": args.rollouts})
-    seeds = list(range(args.seeds))
-    cfg_tr[f"lorenz{args.tag}"] = 0.2
+    if args.variant == "conv":
+        h = spm_hrf(0.2)
+        n = args.length + len(h)
+        x = convolve_np(L[:n], h)[len(h):] + 0.01 * rng.standard_normal((args.length, 3))  # (T, 3) BOLD-like
+    else:
+        h = np.array([1.0])
+        x = L[:args.length] + 0.01 * rng.standard_normal((args.length, 3))  # (T, 3)
+    truth = L[args.truth_start:args.truth_end]  # held out when length + K <= truth_start
+    over = {"filter": {"kind": "none"}} if args.variant == "latent" else {}
+    cfg = load_config("lorenz63", train=_train_overrides(args), eval={"n_rollouts": args.rollouts}, **over)
+    alpha_grid = args.alphas or [cfg.train.alpha]
+    seeds = [s for _ in alpha_grid for s in range(args.seeds)]
+    alphas = [a for a in alpha_grid for _ in range(args.seeds)] if args.alphas else None
+    tag = f"lorenz{'' if args.variant == 'conv' else '_' + args.variant}{args.tag}"
+    cfg_tr[tag] = 0.2
     rows, train_s = fit_stack([x] * len(seeds), [h] * len(seeds), cfg, seeds, False, [truth] * len(seeds),
-                              f"lorenz{args.tag}", args.device, eval_only=args.eval_only)
-    floor = dstsp_bins(truth, L[args.length + len(h):args.length + len(h) + len(truth)])
-    lam = np.array([r["lyapunov_max"] for r in rows])
-    summary = {"median_dstsp_latent": float(np.median([r["dstsp_latent"] for r in rows])),
-               "median_dh_latent": float(np.median([r["dh_latent"] for r in rows])),
-               "median_dstsp_obs": float(np.median([r["dstsp"] for r in rows])),
-               "median_lyapunov_max_per_step": float(np.median(lam)),
-               "median_lyapunov_max_per_lorenz_time": float(np.median(lam) / 0.01),
-               "lyapunov_rel_error": float(abs(np.median(lam) / 0.01 - 0.9056) / 0.9056),
-               "train_seconds_all_seeds": train_s,
-               "dstsp_true_trajectory_same_length": float(floor)}
+                              tag, args.device, eval_only=args.eval_only, alphas=alphas)
+    other = L[args.length + len(h):args.length + len(h) + len(truth)]  # unseen stretch of the same length
+    floor = dstsp_bins(truth, other) if len(other) == len(truth) else float("nan")
+    summary = {"train_seconds_all_fits": train_s, "dstsp_true_trajectory_same_length": float(floor),
+               "dstsp_training_part_vs_truth": float(dstsp_bins(truth, L[:int(0.75 * args.length)]))}
+    for a in alpha_grid:
+        sel = [r for r in rows if r["alpha"] == a]
+        lam = np.array([r["lyapunov_max"] for r in sel])
+        key = "" if len(alpha_grid) == 1 else f"_alpha{a:g}"
+        summary.update({
+            f"median_dstsp_latent{key}": float(np.median([r["dstsp_latent"] for r in sel])),
+            f"median_dh_latent{key}": float(np.median([r["dh_latent"] for r in sel])),
+            f"median_dstsp_obs{key}": float(np.median([r["dstsp"] for r in sel])),
+            f"median_lyapunov_max_per_step{key}": float(np.median(lam)),
+            f"median_lyapunov_max_per_lorenz_time{key}": float(np.median(lam) / 0.01),
+            f"lyapunov_rel_error{key}": float(abs(np.median(lam) / 0.01 - 0.9056) / 0.9056)})
     return {"setup": vars(args), "config": cfg.to_dict(), "fits": rows, "summary": summary}
 
 
@@ -127,29 +161,36 @@ def aln(args):
     ids = sorted(p.stem for p in (SHARED / "aln" / "bold").glob("sub-*.npy"))[:args.subjects]
     first = args.first
     ids = ids[first:first + args.count] if args.count else ids[first:]
-    xs = [np.load(SHARED / "aln" / "bold" / f"{s}.npy")[:500] for s in ids]
-    truths = [np.load(SHARED / "aln" / "latent" / f"{s}.npy") for s in ids]
+    R = args.seeds_per_subject
+    xs = [np.load(SHARED / "aln" / "bold" / f"{s}.npy")[:500] for s in ids] * R
+    truths = [np.load(SHARED / "aln" / "latent" / f"{s}.npy") for s in ids] * R
     cfg = load_config("aln", train=dict(_train_overrides(args), train_fraction=0.75),
                       eval={"n_rollouts": args.rollouts})
-    seeds = list(range(first, first + len(ids)))  # seed = subject index: chunking never changes a fit
+    # seed = subject index (+ 1000 per extra seed): chunking never changes a fit
+    seeds = [first + i + 1000 * r for r in range(R) for i in range(len(ids))]
     h = spm_hrf(0.5) if args.variant == "conv" else np.array([1.0])
     tag = f"aln_{args.variant}{args.tag}"
     cfg_tr[tag] = 0.5
-    rows, t = fit_stack(xs, [h] * len(ids), cfg, seeds, True, truths, tag, args.device)
+    rows, t = fit_stack(xs, [h] * len(xs), cfg, seeds, True, truths, tag, args.device)
+    for row, sub in zip(rows, ids * R):
+        row["subject"] = sub
     summary = {"median_dstsp_latent": float(np.median([r["dstsp_latent"] for r in rows])),
                "median_dstsp_obs": float(np.median([r["dstsp"] for r in rows])),
-               "train_seconds": t, "n_subjects": len(ids)}
-    return {"setup": vars(args), "config": cfg.to_dict(), "subjects": ids, "fits": rows, "summary": summary}
+               "train_seconds": t, "n_subjects": len(ids), "seeds_per_subject": R}
+    return {"setup": vars(args), "config": cfg.to_dict(), "subjects": ids * R, "fits": rows, "summary": summary}
 
 
 def aln_compare(folder: Path):
     """Merge the aln_conv_*.json and aln_noconv_*.json chunks in ``folder``: how often the convSSM wins."""
     def rows(variant):
-        out = {}
+        """Per subject, each metric's median over that subject's seeds."""
+        fits: dict[str, list[dict]] = {}
         for path in sorted(p for p in folder.glob(f"aln_{variant}_*.json") if "models" not in p.name):
             res = json.loads(path.read_text())
-            out.update({sub: fit for sub, fit in zip(res["subjects"], res["fits"])})
-        return out
+            for sub, fit in zip(res["subjects"], res["fits"]):
+                fits.setdefault(sub, []).append(fit)
+        return {sub: {k: float(np.median([f[k] for f in fs])) for k in KEYS} | {"n_seeds": len(fs)}
+                for sub, fs in fits.items()}
 
     conv, plain = rows("conv"), rows("noconv")
     subs = sorted(set(conv) & set(plain))
@@ -169,7 +210,10 @@ def aln_compare(folder: Path):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("which", choices=["lorenz", "aln", "aln-compare"])
-    p.add_argument("--variant", choices=["conv", "noconv"], default="conv", help="ALN: with or without the decoder")
+    p.add_argument("--variant", choices=["conv", "noconv", "latent"], default="conv",
+                   help="ALN: conv or noconv; Lorenz: conv (through the HRF) or latent (no filter, diagnostic)")
+    p.add_argument("--alphas", type=float, nargs="+", default=None,
+                   help="Lorenz: fit every seed once per α, all in one stack")
     p.add_argument("--device", default="cpu")
     p.add_argument("--tag", default="", help="suffix of the results file name")
     p.add_argument("--eval-only", action="store_true", help="evaluate the models saved under this tag again")
@@ -183,13 +227,17 @@ def main():
     p.add_argument("--lr-end", type=float, default=None, help="override the final learning rate")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--subjects", type=int, default=20)
+    p.add_argument("--seeds-per-subject", type=int, default=1, help="ALN: fits per subject (medians compared)")
     p.add_argument("--first", type=int, default=0, help="ALN: index of the first subject of this chunk")
     p.add_argument("--count", type=int, default=0, help="ALN: subjects in this chunk (0: all)")
     p.add_argument("--epochs", type=int, default=1000)
     p.add_argument("--length", type=int, default=3000, help="Lorenz recording length (steps)")
     p.add_argument("--rollouts", type=int, default=100)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--eval-workers", type=int, default=1, help="processes evaluating fits in parallel")
     args = p.parse_args()
+    global EVAL_WORKERS
+    EVAL_WORKERS = args.eval_workers
     torch.set_num_threads(args.threads)
     OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -198,7 +246,8 @@ def main():
         name = "aln_compare"
     else:
         res = lorenz(args) if args.which == "lorenz" else aln(args)
-        name = args.which if args.which == "lorenz" else f"aln_{args.variant}"
+        name = f"aln_{args.variant}" if args.which == "aln" else (
+            "lorenz" if args.variant == "conv" else f"lorenz_{args.variant}")
     res["wall_seconds"] = time.perf_counter() - t0
     res["torch"] = torch.__version__
     res["device"] = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
