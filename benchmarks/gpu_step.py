@@ -46,7 +46,8 @@ from dsr.signal.convolution import causal_conv  # noqa: E402
 from dsr.signal.filters import spm_hrf  # noqa: E402
 from dsr.training.radam import SubjectRAdam  # noqa: E402
 
-METHODS = ("twin", "autograd", "triton", "floor_torch", "floor_triton")
+STEP_METHODS = ("twin", "autograd", "triton", "floor_torch", "floor_triton")
+METHODS = STEP_METHODS + ("loop_triton", "loop_twin")  # loop_*: with --loop
 
 
 class _FloorTorch(torch.autograd.Function):
@@ -125,8 +126,8 @@ def make_step(method, params, opt, d, x, h, K):
     """A closure running one training step with the given rollout method."""
     S, M = d.shape[0], d.shape[3]
     alpha = torch.full((S,), 0.1, device=d.device)
-    lr = torch.full((S,), 1e-3, dtype=torch.float64)
-    active = torch.ones(S, dtype=torch.bool)
+    lr = torch.full((S,), 1e-3, dtype=torch.float64, device=d.device)
+    active = torch.ones(S, dtype=torch.bool, device=d.device)
     if method == "triton":
         from dsr.ops.gtf_triton import gtf_rollout_triton
 
@@ -203,11 +204,52 @@ def profile_step(one_step, device, title, steps=5):
                                                                             max_name_column_width=40))
 
 
+def time_training_loop(S, M, L, seq_len, batch, K, device, kernel: bool, epochs=2, batches=20):
+    """ms per step of dsr's own training loop (``train``: batches drawn on the device, GTF rollout,
+    decoder, loss, backward, RAdam, NaN guard) for S stacked fits, with the kernel or the twin."""
+    import numpy as np
+
+    from dsr.config import load_config
+    from dsr.models.convssm import ConvSSM, ConvSSMSpec
+    from dsr.training.data import prepare_subject
+    from dsr.training.loop import train
+
+    rng = np.random.default_rng(0)
+    h = spm_hrf(2.0)[:K]
+    h = h / h.sum()
+    x = rng.standard_normal((4 * seq_len + 4 * K, M)).cumsum(0) * 0.1  # (T, M) smooth random data
+    cfg = load_config("paper", model={"latent_dim": M, "hidden_dim": L},
+                      train={"epochs": epochs, "batches_per_epoch": batches, "batch_size": batch,
+                             "sequence_length": seq_len, "train_fraction": 0.9})
+    sd = prepare_subject(x, h, cfg)
+    spec = ConvSSMSpec("cshPLRNN", M, L, "identity", n_obs=M, tr=2.0)
+    old = os.environ.get("DSR_DISABLE_TRITON")
+    os.environ["DSR_DISABLE_TRITON"] = "0" if kernel else "1"
+    try:
+        model = ConvSSM.initialise(spec, torch.as_tensor(h), list(range(S))).to(device)
+        train(model, [sd] * S, cfg.train.__class__(**{**cfg.train.__dict__, "epochs": 1}), list(range(S)))  # warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        train(model, [sd] * S, cfg.train, list(range(S)))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        ms = (time.perf_counter() - t0) * 1e3 / (epochs * batches)
+    finally:
+        if old is None:
+            os.environ.pop("DSR_DISABLE_TRITON", None)
+        else:
+            os.environ["DSR_DISABLE_TRITON"] = old
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+    return ms, peak
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", nargs="+", default=["3x50", "16x50", "100x1000"], help="MxL")
     ap.add_argument("--subjects", nargs="+", type=int, default=[1, 16, 256, 1024])
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--methods", nargs="+", default=list(STEP_METHODS), choices=STEP_METHODS)
     ap.add_argument("--seq-len", type=int, default=200)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--taps", type=int, default=17, help="HRF taps K (SPM HRF at TR 2 s has 17)")
@@ -216,6 +258,8 @@ def main(argv=None):
     ap.add_argument("--max-seconds", type=float, default=20.0, help="stop repeating a cell after this long")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--profile", action="store_true", help="print a torch.profiler table of each cell instead")
+    ap.add_argument("--loop", action="store_true",
+                    help="also time dsr's whole training loop (loop_triton / loop_twin rows)")
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on CPU (Triton interpreter)")
     args = ap.parse_args(argv)
     if args.cpu_smoke:
@@ -252,6 +296,21 @@ def main(argv=None):
                         torch.cuda.empty_cache()
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+            if args.loop:
+                for kernel in (True, False):
+                    row = {"M": M, "L": L, "S": S, "method": "loop_triton" if kernel else "loop_twin",
+                           "batch": args.batch, "seq_len": args.seq_len}
+                    try:
+                        ms, peak = time_training_loop(S, M, L, args.seq_len, args.batch, args.taps, device, kernel)
+                        row.update(ms=ms, ms_per_model=ms / S, peak_mib=peak)
+                    except torch.cuda.OutOfMemoryError:
+                        row.update(ms=None, error="out of memory")
+                    except Exception as exc:  # noqa: BLE001
+                        row.update(ms=None, error=f"{type(exc).__name__}: {exc}"[:300])
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
     print(table(rows))
     meta = {"device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
             "torch": torch.__version__, "triton": _triton_version(), "warmup": args.warmup,

@@ -67,6 +67,7 @@ class TrainConfig:
     nan_lr_factor: float = 0.5
     nan_retries: int = 3
     sampler: str = "auto"  # batches drawn on the "host" (NumPy) or the training "device"; auto: device on CUDA
+    cuda_graph: bool = True  # on CUDA with device batches and fixed forcing, replay each step as one CUDA graph
 
 
 @dataclass

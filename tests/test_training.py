@@ -85,3 +85,27 @@ def test_adaptive_training_runs(oscillator):
     model, sd, cfg = _setup(oscillator, [0], forcing="adaptive")
     out = train(model, [sd], cfg.train, [0])
     assert out.status == ["ok"] and 0 <= out.curve[-1]["alpha"] < 1
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("sampler", ["host", "device"])
+def test_interrupted_training_resumes_to_the_same_parameters(oscillator, tmp_path, sampler):
+    full, sd, cfg = _setup(oscillator, [2, 5])
+    tcfg = cfg.replace(train={"sampler": sampler}).train
+    train(full, [sd, sd], tcfg, [2, 5])
+
+    def kill_at_2(epoch, total, info):
+        if epoch == 2:
+            raise _Killed  # after epoch 2's update, before its checkpoint: epoch 1's is on disk
+
+    cut, _, _ = _setup(oscillator, [2, 5])
+    with pytest.raises(_Killed):
+        train(cut, [sd, sd], tcfg, [2, 5], checkpoint_dir=tmp_path, progress=kill_at_2)
+    resumed, _, _ = _setup(oscillator, [2, 5])
+    out = train(resumed, [sd, sd], tcfg, [2, 5], checkpoint_dir=tmp_path, resume=True)
+    assert out.epochs_done == 3
+    for k, v in full.params.items():
+        torch.testing.assert_close(resumed.params[k], v, atol=0, rtol=0)

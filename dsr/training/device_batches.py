@@ -59,6 +59,12 @@ class DeviceBatches:
         self.rd = _stack([sd.rd for sd in subjects], np.nan, device, dtype) if all(has[0]) else None
         self.s = _stack([sd.s for sd in subjects], 0.0, device, dtype) if all(has[1]) else None
         self.device = self.x.device
+        # staged per-step indices: window starts and noise keys, (S, B + 4), read by draw()
+        self.index = torch.zeros((len(subjects), self.B + 4), dtype=torch.int64, device=self.device)
+        pin = self.device.type == "cuda"
+        self._host = [torch.zeros(self.index.shape, dtype=torch.int64, pin_memory=pin) for _ in range(2)]
+        self._copied = [None, None]  # CUDA events: when each host buffer may be written again
+        self._turn = 0
 
     def starts(self, counter: int) -> np.ndarray:
         """Window starts (S, B) of step ``counter``: uniform over each fit's valid starts."""
@@ -66,14 +72,32 @@ class DeviceBatches:
         j = np.ceil(u * self.n_starts[:, None]).astype(np.int64) - 1  # (S, B) in [0, n_s)
         return np.take_along_axis(self.table, j, axis=1)
 
-    def sample(self, counter: int) -> Batch:
-        """The batch of training step ``counter`` (a global step number: epoch · batches + batch)."""
+    def stage(self, counter: int) -> None:
+        """Compute step ``counter``'s window starts and noise keys on the host and copy them into
+        :attr:`index` (asynchronously on CUDA, through two pinned buffers used in turn)."""
         keys = torch.stack([stream_keys(self.seeds, counter, k) for k in (1, 2, 3, 4)])  # (4, S)
-        host = torch.cat([torch.as_tensor(self.starts(counter)), keys.T], dim=1)  # (S, B + 4)
-        dev = host.to(self.device, non_blocking=True)
-        st, k = dev[:, :self.B], dev[:, self.B:]  # (S, B), (S, 4)
+        buf, ev = self._host[self._turn], self._copied[self._turn]
+        if ev is not None:
+            ev.synchronize()  # the copy that last read this buffer has run
+        buf[:, :self.B] = torch.as_tensor(self.starts(counter))
+        buf[:, self.B:] = keys.T
+        self.index.copy_(buf, non_blocking=self.device.type == "cuda")
+        if self.device.type == "cuda":
+            ev = torch.cuda.Event()
+            ev.record()
+            self._copied[self._turn] = ev
+        self._turn ^= 1
+
+    def draw(self) -> Batch:
+        """The batch of the staged step, computed on the device from :attr:`index` alone."""
+        st, k = self.index[:, :self.B], self.index[:, self.B:]  # (S, B), (S, 4)
         x = gather_noisy(self.x, st, self.T1, k[:, 0], k[:, 1], self.noise)  # (S, B, T̃+1, N)
         d = gather_noisy(self.d, st, self.T1, k[:, 2], k[:, 3], self.noise)
         plain = [None if t is None else gather_noisy(t, st, self.T1, k[:, 0], k[:, 1], 0.0)
                  for t in (self.r, self.rd, self.s)]
         return Batch(x=x, d=d, r=plain[0], rd=plain[1], s=plain[2])
+
+    def sample(self, counter: int) -> Batch:
+        """The batch of training step ``counter`` (a global step number: epoch · batches + batch)."""
+        self.stage(counter)
+        return self.draw()

@@ -25,6 +25,7 @@ from dsr.training.data import SubjectData, sample_batch, sequence_length
 from dsr.training.device_batches import DeviceBatches
 from dsr.training.forcing import estimate_alpha, update_alpha
 from dsr.training.radam import SubjectRAdam
+from dsr.training.step import StepRunner, StepState, guarded_update
 
 
 @dataclass
@@ -94,9 +95,7 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
         if len(alphas) != S or cfg.forcing != "weak" or not all(0.0 <= a <= 1.0 for a in alphas):
             raise ConfigError(f"per-fit alphas need weak forcing and {S} values in [0, 1]")
         alpha = torch.tensor([float(a) for a in alphas], dtype=dtype, device=dev)  # (S,)
-    lr_factor = torch.ones(S, dtype=torch.float64)
-    retries = [0] * S
-    status = ["ok"] * S
+    st = StepState.create(params, opt, alpha)  # the NaN guard's state lives on the device
     curve: list[dict] = []
     start_epoch, elapsed = 0, 0.0
 
@@ -111,56 +110,54 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
         with torch.no_grad():
             for k, p in params.items():
                 p.copy_(tensors[f"param.{k}"])
-        for k in opt.state:
-            opt.state[k] = tensors[f"opt.{k}"].to(opt.state[k].device, opt.state[k].dtype)
-        alpha = tensors["alpha"].to(dev, dtype)
-        lr_factor = tensors["lr_factor"].to(torch.float64)
-        for rng, st in zip(rngs, state["rng"]):
-            rng.bit_generator.state = st
-        retries, status, curve = state["retries"], state["status"], state["curve"]
+            for k, v in opt.state.items():
+                v.copy_(tensors[f"opt.{k}"])
+            st.alpha.copy_(tensors["alpha"])
+            st.lr_factor.copy_(tensors["lr_factor"])
+            st.retries.copy_(torch.tensor(state["retries"]))
+            st.active.copy_(torch.tensor([s == "ok" for s in state["status"]]))
+        for rng, rs in zip(rngs, state["rng"]):
+            rng.bit_generator.state = rs
+        curve = state["curve"]
         start_epoch, elapsed = state["epoch"] + 1, state["seconds"]
+        st.keep_good(params, opt)
 
-    good = {k: v.detach().clone() for k, v in params.items()}
-    good_opt = {k: v.clone() for k, v in opt.state.items()}
+    def step(batch=None):
+        batch = batches.draw() if batch is None else batch
+        loss_s = batch_loss(model, batch, st.alpha, cfg)  # (S,)
+        guarded_update(loss_s, _regularisation(model, cfg), params, opt, st, cfg)
+
+    graphable = batches is not None and dev.type == "cuda" and cfg.forcing != "adaptive" and cfg.cuda_graph
+    runner = StepRunner(step, graph=graphable)
+    status = ["ok" if ok else "diverged" for ok in st.active.tolist()]
     t0 = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
         lr_epoch = learning_rate(cfg, epoch)
-        losses = torch.zeros(S, dtype=torch.float64)
-        n_ok = torch.zeros(S, dtype=torch.float64)
+        st.start_epoch(lr_epoch)
         for b in range(cfg.batches_per_epoch):
-            if batches is not None:
-                batch = batches.sample(epoch * cfg.batches_per_epoch + b)
-            else:
+            if batches is None:
                 batch = sample_batch(subjects, rngs, seq_len, cfg.batch_size, cfg.noise, dev, dtype)
+            else:
+                batches.stage(epoch * cfg.batches_per_epoch + b)
+                batch = None
             if cfg.forcing == "adaptive" and b % cfg.adaptive_every == 0:
+                batch = batches.draw() if batch is None else batch
                 with torch.no_grad():
                     est = estimate_alpha(model, model.targets(batch.d, batch.rd))
-                alpha = update_alpha(alpha, est, cfg.adaptive_decay)
-            loss_s = batch_loss(model, batch, alpha, cfg)  # (S,)
-            reg = _regularisation(model, cfg)
-            active = torch.tensor([st == "ok" for st in status])
-            finite = torch.isfinite(loss_s.detach()).cpu()
-            total = torch.where(finite.to(dev) & active.to(dev), loss_s + reg, torch.zeros_like(loss_s)).sum()
-            opt.zero_grad()
-            total.backward()
-            lr = torch.full((S,), lr_epoch, dtype=torch.float64) * lr_factor
-            opt.step(lr, active & finite)
-            bad = active & ~(finite & _finite_params(params))
-            for i in torch.nonzero(bad).flatten().tolist():
-                retries[i] += 1
-                _rollback(params, opt, good, good_opt, i)
-                lr_factor[i] *= cfg.nan_lr_factor
-                if retries[i] > cfg.nan_retries:
-                    status[i] = "diverged"
-            ok = active & finite
-            losses += torch.where(ok, loss_s.detach().double().cpu(), torch.zeros(S, dtype=torch.float64))
-            n_ok += ok.double()
-        mean_loss = (losses / n_ok.clamp_min(1)).tolist()
+                    st.alpha.copy_(update_alpha(st.alpha, est, cfg.adaptive_decay))
+            if batch is None:
+                runner()
+            else:
+                step(batch)
+        # one host round trip per epoch: the curve rows and the status
+        host = torch.stack([st.losses / st.n_ok.clamp_min(1), st.alpha.double(), st.lr_factor,
+                            st.active.double()]).cpu()
+        mean_loss, alpha_h, lrf_h = host[0].tolist(), host[1].tolist(), host[2].tolist()
+        status = ["ok" if a else "diverged" for a in host[3].tolist()]
         for i in range(S):
-            curve.append({"epoch": epoch + 1, "fit": i, "loss": mean_loss[i], "alpha": float(alpha[i]),
-                          "lr": float(lr_epoch * lr_factor[i]), "status": status[i]})
-        good = {k: v.detach().clone() for k, v in params.items()}
-        good_opt = {k: v.clone() for k, v in opt.state.items()}
+            curve.append({"epoch": epoch + 1, "fit": i, "loss": mean_loss[i], "alpha": alpha_h[i],
+                          "lr": float(lr_epoch * lrf_h[i]), "status": status[i]})
+        st.keep_good(params, opt)
         seconds = elapsed + time.perf_counter() - t0
         if progress is not None:
             progress(epoch + 1, cfg.epochs, {"loss": float(np.nanmean(mean_loss)), "seconds": seconds})
@@ -168,11 +165,11 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
         if checkpoint_dir is not None and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
             tensors = {f"param.{k}": v for k, v in params.items()}
             tensors.update({f"opt.{k}": v for k, v in opt.state.items()})
-            tensors.update({"alpha": alpha, "lr_factor": lr_factor})
-            state = {"identity": identity, "epoch": epoch, "seconds": seconds, "retries": retries, "status": status, "curve": curve,
-                     "rng": [rng.bit_generator.state for rng in rngs]}
+            tensors.update({"alpha": st.alpha, "lr_factor": st.lr_factor})
+            state = {"identity": identity, "epoch": epoch, "seconds": seconds, "retries": st.retries.tolist(),
+                     "status": status, "curve": curve, "rng": [rng.bit_generator.state for rng in rngs]}
             save_checkpoint(checkpoint_dir, tensors, state)
-        if all(st != "ok" for st in status):
+        if all(s != "ok" for s in status):
             break
     model.params = {k: v.detach() for k, v in params.items()}
     done = curve[-1]["epoch"] if curve else 0
@@ -184,24 +181,6 @@ def _regularisation(model: ConvSSM, cfg: TrainConfig) -> torch.Tensor | float:
         return 0.0
     lat, obs = model.regularisation()
     return cfg.latent_reg * lat + cfg.obs_reg * obs
-
-
-def _finite_params(params: dict[str, torch.Tensor]) -> torch.Tensor:
-    """(S,) True where every parameter of the fit is finite."""
-    ok = None
-    for p in params.values():
-        f = torch.isfinite(p.detach()).flatten(1).all(1).cpu()
-        ok = f if ok is None else ok & f
-    return ok
-
-
-def _rollback(params, opt, good, good_opt, i: int) -> None:
-    """Restore fit i's parameters and optimiser state to the last good epoch."""
-    with torch.no_grad():
-        for k, p in params.items():
-            p[i] = good[k][i]
-    for k, v in opt.state.items():
-        v[i] = good_opt[k][i]
 
 
 def log_progress(stream=None, every: int = 10):

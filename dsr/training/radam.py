@@ -28,40 +28,44 @@ class SubjectRAdam:
         self.eps = eps
         first = next(iter(params.values()))
         S = first.shape[0]
-        self.state = {"step": torch.zeros(S, dtype=torch.float64)}
+        self.state = {"step": torch.zeros(S, dtype=torch.float64, device=first.device)}
         for k, p in params.items():
             self.state[f"m.{k}"] = torch.zeros_like(p)
             self.state[f"v.{k}"] = torch.zeros_like(p)
 
     @torch.no_grad()
     def step(self, lr: torch.Tensor, active: torch.Tensor) -> None:
-        """Update every subject with ``active`` True at its learning rate ``lr`` (S,)."""
-        step = self.state["step"] + active.to(torch.float64).cpu()
-        self.state["step"] = step
-        t = step.clamp(min=1)
+        """Update every subject with ``active`` True at its learning rate ``lr`` (S,).
+
+        Everything stays on the parameters' device (no host round trip), so a training step on the
+        GPU never waits for the host.
+        """
+        dev = self.state["step"].device
+        active, lr = active.to(dev), lr.to(dev, torch.float64)
+        self.state["step"].add_(active.to(torch.float64))  # in place: a captured CUDA graph reads it again
+        t = self.state["step"].clamp(min=1)  # (S,)
         rho_inf = 2 / (1 - self.b2) - 1
         b2t = self.b2 ** t
         rho = rho_inf - 2 * t * b2t / (1 - b2t)  # (S,)
         rect = torch.sqrt(((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho)).clamp(min=0))
-        use_rect = rho > 5.0
-        bc1 = 1 - self.b1 ** t
-        bc2_sqrt = torch.sqrt(1 - b2t)
+        adapt_scale = torch.where(rho > 5.0, rect, torch.zeros_like(rect))  # (S,) factor on the adaptive step
+        plain_scale = torch.where(rho > 5.0, torch.zeros_like(rect), torch.ones_like(rect))  # (S,) un-rectified
+        bc1 = 1 - self.b1 ** t  # (S,)
+        bc2_sqrt = torch.sqrt(1 - b2t)  # (S,)
+        step_size = lr / bc1  # (S,)
         for k, p in self.params.items():
             if p.grad is None:
                 continue
-            g = p.grad
-            dev, dt = p.device, p.dtype
+            g, dt = p.grad, p.dtype
             shape = (-1,) + (1,) * (p.ndim - 1)
-            act = active.to(device=dev).view(shape)
+            act = active.view(shape)
             m, v = self.state[f"m.{k}"], self.state[f"v.{k}"]
             m.copy_(torch.where(act, self.b1 * m + (1 - self.b1) * g, m))
             v.copy_(torch.where(act, self.b2 * v + (1 - self.b2) * g * g, v))
-            mhat = m / bc1.to(dev, dt).view(shape)
-            adapt = bc2_sqrt.to(dev, dt).view(shape) / (v.sqrt() + self.eps)
-            scale = torch.where(use_rect.to(dev).view(shape), rect.to(dev, dt).view(shape) * adapt,
-                                torch.ones((), dtype=dt, device=dev))
-            upd = lr.to(dev, dt).view(shape) * mhat * scale
-            p.sub_(torch.where(act, upd, torch.zeros((), dtype=dt, device=dev)))
+            adapt = bc2_sqrt.to(dt).view(shape) / (v.sqrt() + self.eps)
+            scale = adapt_scale.to(dt).view(shape) * adapt + plain_scale.to(dt).view(shape)
+            upd = step_size.to(dt).view(shape) * m * scale
+            p.sub_(torch.where(act, upd, torch.zeros((), dtype=dt, device=p.device)))
 
     def zero_grad(self) -> None:
         for p in self.params.values():
