@@ -4,6 +4,8 @@
             [--nuisance FILE] [--inputs FILE] [--latent-truth FILE] [--resume]
     dsr BIDS_DIR OUTPUT_DIR participant [--participant-label 01 02 ...] [--config ...] [--atlas ...]
     dsr BIDS_DIR OUTPUT_DIR group
+    dsr BIDS_DIR OUTPUT_DIR sweep --sweep FILE_OR_NAME [--participant-label ...]
+    participant and sweep: [--executor local|ray] [--ray-address ADDR] [--device cuda] [--fits-per-gpu K]
 
 Every user error is one line on stderr (``dsr: error: ...``) and a non-zero exit.
 """
@@ -51,11 +53,11 @@ def fit_parser() -> argparse.ArgumentParser:
 
 
 def bids_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="dsr", description="BIDS App: dsr BIDS_DIR OUTPUT_DIR {participant,group}; "
+    p = _Parser(prog="dsr", description="BIDS App: dsr BIDS_DIR OUTPUT_DIR {participant,group,sweep}; "
                                         "or dsr fit FILE --tr S --out DIR for one array.")
     p.add_argument("bids_dir")
     p.add_argument("output_dir")
-    p.add_argument("analysis_level", choices=["participant", "group"])
+    p.add_argument("analysis_level", choices=["participant", "group", "sweep"])
     p.add_argument("--participant-label", "--participant_label", nargs="+", default=None)
     p.add_argument("--task", default=None)
     p.add_argument("--session", default=None)
@@ -66,6 +68,14 @@ def bids_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-jobs", type=int, default=1)
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="participant: fit every run once per seed (the group level reports mean and spread)")
+    p.add_argument("--sweep", default=None, help="sweep level: a sweep TOML file, or a name from configs/sweeps "
+                                                 "(alpha_lr, random_small)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local processes/GPUs (default) or tasks on a Ray cluster")
+    p.add_argument("--ray-address", default=None, help="Ray cluster address (auto, HOST:6379, ray://HOST:10001); "
+                                                       "default: start a local Ray cluster")
+    p.add_argument("--fits-per-gpu", type=int, default=1, help="fits sharing one GPU (with --device cuda or auto)")
+    p.add_argument("--max-retries", type=int, default=2, help="Ray: reruns of a fit whose worker process died")
     _common(p)
     return p
 
@@ -122,6 +132,10 @@ def _load_recording(path: Path, tr: float | None, cfg):
 
 
 def run_bids(args) -> int:
+    if args.analysis_level == "sweep":
+        return run_sweep_level(args)
+    if args.sweep is not None:
+        raise DsrError("--sweep is for the sweep level: dsr BIDS_DIR OUTPUT_DIR sweep --sweep FILE")
     cfg = _load_cfg(args)
     if args.analysis_level == "participant":
         from dsr.pipelines.participant import run_participant
@@ -129,10 +143,34 @@ def run_bids(args) -> int:
         return run_participant(Path(args.bids_dir), Path(args.output_dir), participant_labels=args.participant_label,
                                task=args.task, session=args.session, space=args.space, atlas=args.atlas,
                                config=cfg, device=args.device, confounds=args.confounds, n_jobs=args.n_jobs,
-                               seeds=args.seeds)
+                               seeds=args.seeds, executor=args.executor, ray_address=args.ray_address,
+                               fits_per_gpu=args.fits_per_gpu, max_retries=args.max_retries)
     from dsr.pipelines.group import run_group
 
     return run_group(Path(args.bids_dir), Path(args.output_dir), config=cfg)
+
+
+def run_sweep_level(args) -> int:
+    """``dsr BIDS OUT sweep --sweep FILE``: trials × subjects × seeds, best trial per subject."""
+    import dataclasses
+
+    from dsr.config import load_config
+    from dsr.pipelines.executors import ExecutorSettings
+    from dsr.pipelines.sweep import load_sweep, run_sweep
+
+    if args.sweep is None:
+        raise DsrError("the sweep level needs --sweep FILE (a sweep TOML file or a name from configs/sweeps)")
+    if args.seed is not None or args.seeds is not None:
+        raise DsrError("the sweep's seeds come from its file (seeds = [...]); drop --seed/--seeds")
+    spec = load_sweep(args.sweep)
+    if args.epochs is not None:  # the command line wins over the file's [fixed]
+        spec = dataclasses.replace(spec, fixed={**spec.fixed, "train.epochs": args.epochs})
+    base = load_config(args.config) if args.config is not None else None
+    ex = ExecutorSettings(kind=args.executor, device=args.device, n_jobs=args.n_jobs, fits_per_gpu=args.fits_per_gpu,
+                          ray_address=args.ray_address, max_retries=args.max_retries)
+    return run_sweep(Path(args.bids_dir), Path(args.output_dir), spec, executor=ex,
+                     participant_labels=args.participant_label, task=args.task, session=args.session,
+                     space=args.space, atlas=args.atlas, confounds=args.confounds, base=base)
 
 
 class _StderrHandler(logging.Handler):

@@ -17,8 +17,7 @@ import json
 import logging
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +27,7 @@ from dsr.config import DsrConfig
 from dsr.errors import DsrError, InputError
 from dsr.io import bids, extract, nifti
 from dsr.io.atomic import atomic_write_text, write_json
+from dsr.pipelines.executors import ExecutorSettings, preflight, run_tasks
 
 log = logging.getLogger("dsr")
 STATUS_COLUMNS = ("participant_id", "run", "status", "reason", "config_hash")
@@ -87,8 +87,12 @@ def process_run(run: bids.BoldRun, atlas: nifti.Atlas, settings: extract.Extract
     prefix = f"{base}{seed_part}_desc-{FIT_DESC}"
     prov_path = folder / f"{prefix}_provenance.json"
     cfg_hash = config.hash()
+    _remove_orphans(folder, prefix)
     series = extract.extract_run_cached(run, atlas, settings, folder, base, filter_config=config.filter,
                                         atlas_spec=atlas_spec)
+    if not series.cached:  # fit the stored tables (as written, 8 digits) whether this job or an earlier one
+        series = extract.extract_run_cached(run, atlas, settings, folder, base, filter_config=config.filter,
+                                            atlas_spec=atlas_spec)  # extracted them: the same fit either way
     key = series.meta.get("CacheKey")
     try:
         prov = json.loads(prov_path.read_text())
@@ -102,6 +106,7 @@ def process_run(run: bids.BoldRun, atlas: nifti.Atlas, settings: extract.Extract
               "GeneratedBy": [{"Name": "dsr", "Version": __version__}], "ExtractedSeries": f"{base}_desc-cleaned_timeseries.tsv"}
     resume = same and prov.get("Status") == "running"
     write_json(prov_path, dict(record, Status="running"))
+    _test_kill_point(run)
     from dsr.pipelines.fit_array import fit_to_dir
 
     try:
@@ -117,15 +122,31 @@ def process_run(run: bids.BoldRun, atlas: nifti.Atlas, settings: extract.Extract
     return {"status": status, "reason": "" if status == "ok" else "training diverged", "metrics": summary}
 
 
-def _worker(args) -> dict:
-    """Process-pool entry: never raises; failures come back as a status."""
-    run, atlas, settings, config, output_dir, device, atlas_spec, seed_label = args
+def _worker(args, device: str | None = None) -> dict:
+    """Executor task (one job tuple; ``device`` overrides the job's): never raises; failures come back as a
+    status."""
+    run, atlas, settings, config, output_dir, device_job, atlas_spec, seed_label = args
+    device = device_job if device is None else device
     try:
         return process_run(run, atlas, settings, config, output_dir, device, atlas_spec, seed_label)
     except DsrError as exc:
         return {"status": "failed", "reason": _one_line(exc)}
     except Exception as exc:  # an unexpected bug: still one line, the run is marked failed
         return {"status": "failed", "reason": _one_line(f"{run.bold}: internal error: {type(exc).__name__}: {exc}")}
+
+
+def _remove_orphans(folder: Path, prefix: str) -> None:
+    """Delete this fit's temporary files left by a process killed while writing (``.{name}.*.tmp``); only
+    this fit writes names starting with ``prefix``."""
+    for p in [*folder.glob(f".{prefix}_*.tmp"), *(folder / f"{prefix}_checkpoint").glob(".*.tmp")]:
+        p.unlink(missing_ok=True)
+
+
+def _test_kill_point(run: bids.BoldRun) -> None:
+    """Fault injection for tests (``DSR_TEST_KILL_SUBJECT=<label>``): end this process abruptly, like an
+    out-of-memory kill, once the subject's fit has started."""
+    if os.environ.get("DSR_TEST_KILL_SUBJECT") == run.subject:
+        os._exit(137)
 
 
 def read_status(output_dir: Path) -> pd.DataFrame:
@@ -157,46 +178,29 @@ def write_description(output_dir: Path, bids_dir: Path, config: DsrConfig) -> No
         "SourceDatasets": [{"URL": Path(bids_dir).resolve().as_uri()}]})
 
 
-def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: list[str] | None,
-                    task: str | None, session: str | None, space: str | None, atlas: str | None,
-                    config: DsrConfig, device: str, confounds: str | None, n_jobs: int = 1,
-                    derivatives: str | Path | None = "auto", confounds_mode: str | None = None,
-                    high_pass: float | None = None, low_pass: float | None = None,
-                    radius: float | None = None, seeds: list[int] | None = None) -> int:
-    """Run the participant level of the BIDS App.
+@dataclass
+class ParticipantPlan:
+    """The runs of a participant-level call and what every fit of them shares."""
 
-    Parameters
-    ----------
-    bids_dir, output_dir : Path
-        Input dataset (raw BIDS, with or without ``derivatives/fmriprep``, or an fMRIPrep folder) and the
-        derivatives folder to write (never inside ``bids_dir``).
-    participant_labels, task, session, space
-        Filters (see :func:`dsr.io.bids.find_runs`).
-    atlas : str or None
-        Atlas file or coordinate atlas name; None uses the one atlas in ``BIDS_DIR/derivatives/atlas``.
-    config : DsrConfig
-    device : str
-    confounds : str or None
-        Confound strategy (:mod:`dsr.io.confounds`); None: ``motion6+wmcsf`` when a confounds table exists.
-    n_jobs : int
-        Runs fitted in parallel processes.
-    seeds : list of int or None
-        Fit every run once per seed (outputs named ``..._seed-N_desc-convssm_*``); None: one fit with
-        ``config.seed``.
-    derivatives, confounds_mode, high_pass, low_pass, radius
-        See :func:`dsr.io.bids.find_runs` and :class:`dsr.io.extract.ExtractionSettings`; the confounds
-        are kept as nuisance regressors by default when the config's observation model is ``regressor``.
+    runs: list[bids.BoldRun]
+    missing: list[str]  # requested labels without runs
+    atlas: nifti.Atlas
+    atlas_spec: str
+    settings: extract.ExtractionSettings
 
-    Returns
-    -------
-    int
-        0 when every run succeeded (or was already done), 1 when some failed.
+    def jobs(self, config: DsrConfig, output_dir: Path, device: str, seeds: list[int] | None) -> list[tuple]:
+        """One job tuple (the :func:`_worker` argument) per run and seed."""
+        seed_list = [None] if not seeds else [int(x) for x in seeds]
+        return [(r, self.atlas, self.settings, config if sd is None else config.replace(seed=sd), Path(output_dir),
+                 device, self.atlas_spec, sd) for r in self.runs for sd in seed_list]
 
-    Raises
-    ------
-    InputError
-        Output inside the BIDS folder, no run found, an unusable atlas.
-    """
+
+def plan_participant(bids_dir: Path, output_dir: Path, *, participant_labels: list[str] | None,
+                     task: str | None, session: str | None, space: str | None, atlas: str | None,
+                     config: DsrConfig, confounds: str | None, derivatives: str | Path | None = "auto",
+                     confounds_mode: str | None = None, high_pass: float | None = None,
+                     low_pass: float | None = None, radius: float | None = None) -> ParticipantPlan:
+    """Find the runs, load the atlas and settle the extraction settings (see :func:`run_participant`)."""
     bids_dir, output_dir = Path(bids_dir), Path(output_dir)
     check_output_dir(bids_dir, output_dir)
     runs = bids.find_runs(bids_dir, participant_labels=participant_labels, task=task, session=session,
@@ -212,41 +216,117 @@ def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: lis
     mode = confounds_mode or ("nuisance" if config.model.observation == "regressor" else "regress")
     settings = extract.ExtractionSettings(confounds=confounds, confounds_mode=mode, high_pass=high_pass,
                                           low_pass=low_pass, radius=radius)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_description(output_dir, bids_dir, config)
-    rows, failed = {}, 0
-    for lab in missing:
+    return ParticipantPlan(runs, missing, atlas_obj, atlas_spec, settings)
+
+
+def absolute_paths(bids_dir: Path, output_dir: Path, atlas: str | None) -> tuple[Path, Path, str | None]:
+    """The folders and an atlas *file* as absolute paths (Ray workers may run in another folder or on another
+    node; an atlas given by name stays a name)."""
+    if atlas is not None and Path(atlas).exists():
+        atlas = str(Path(atlas).resolve())
+    return Path(bids_dir).resolve(), Path(output_dir).resolve(), atlas
+
+
+def record_missing(plan: ParticipantPlan, bids_dir: Path, config: DsrConfig, rows: dict) -> int:
+    """Status rows (and one stderr line each) for requested participants without runs; returns their count."""
+    for lab in plan.missing:
         reason = _one_line(f"{bids_dir}: no BOLD runs found for sub-{lab}")
         rows[(f"sub-{lab}", "")] = [f"sub-{lab}", "", "failed", reason, config.hash()]
         print(f"dsr: sub-{lab}: failed: {reason}", file=sys.stderr)
-        failed += 1
-    seed_list = [None] if not seeds else [int(x) for x in seeds]
-    jobs = [(r, atlas_obj, settings, config if sd is None else config.replace(seed=sd), output_dir, device,
-             atlas_spec, sd) for r in runs for sd in seed_list]
-    log.info("%d run(s) of %d participant(s); atlas %s; outputs in %s", len(runs), len(found), atlas_obj.name,
-             output_dir)
-    if n_jobs > 1 and len(jobs) > 1:
-        import multiprocessing as mp
+    return len(plan.missing)
 
-        try:
-            with ProcessPoolExecutor(max_workers=min(n_jobs, len(jobs)), mp_context=mp.get_context("spawn"),
-                                     initializer=_init_worker, initargs=(n_jobs,)) as pool:
-                for job, res in zip(jobs, pool.map(_worker, jobs)):
-                    failed += _record(job[0], res, atlas_obj.name, job[3], output_dir, rows, job[7])
-        except BrokenProcessPool:
-            raise DsrError("a worker process died (out of memory?); finished runs are kept, rerun with fewer "
-                           "--n-jobs to do the rest") from None
-    else:
-        for job in jobs:
-            failed += _record(job[0], _worker(job), atlas_obj.name, job[3], output_dir, rows, job[7])
+
+def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: list[str] | None,
+                    task: str | None, session: str | None, space: str | None, atlas: str | None,
+                    config: DsrConfig, device: str, confounds: str | None, n_jobs: int = 1,
+                    derivatives: str | Path | None = "auto", confounds_mode: str | None = None,
+                    high_pass: float | None = None, low_pass: float | None = None,
+                    radius: float | None = None, seeds: list[int] | None = None,
+                    executor: str = "local", ray_address: str | None = None, fits_per_gpu: int = 1,
+                    max_retries: int = 2) -> int:
+    """Run the participant level of the BIDS App.
+
+    Parameters
+    ----------
+    bids_dir, output_dir : Path
+        Input dataset (raw BIDS, with or without ``derivatives/fmriprep``, or an fMRIPrep folder) and the
+        derivatives folder to write (never inside ``bids_dir``).
+    participant_labels, task, session, space
+        Filters (see :func:`dsr.io.bids.find_runs`).
+    atlas : str or None
+        Atlas file or coordinate atlas name; None uses the one atlas in ``BIDS_DIR/derivatives/atlas``.
+    config : DsrConfig
+    device : str
+        ``cpu``, ``cuda:K``, or ``cuda``/``auto`` to spread the fits over every visible GPU.
+    confounds : str or None
+        Confound strategy (:mod:`dsr.io.confounds`); None: ``motion6+wmcsf`` when a confounds table exists.
+    n_jobs : int
+        Runs fitted in parallel processes (local executor on CPU).
+    seeds : list of int or None
+        Fit every run once per seed (outputs named ``..._seed-N_desc-convssm_*``); None: one fit with
+        ``config.seed``.
+    derivatives, confounds_mode, high_pass, low_pass, radius
+        See :func:`dsr.io.bids.find_runs` and :class:`dsr.io.extract.ExtractionSettings`; the confounds
+        are kept as nuisance regressors by default when the config's observation model is ``regressor``.
+    executor, ray_address, fits_per_gpu, max_retries
+        See :class:`dsr.pipelines.executors.ExecutorSettings` (``executor="ray"`` runs every fit as a Ray
+        task; the outputs are the same as the local executor's).
+
+    Returns
+    -------
+    int
+        0 when every run succeeded (or was already done), 1 when some failed.
+
+    Raises
+    ------
+    InputError
+        Output inside the BIDS folder, no run found, an unusable atlas.
+    """
+    bids_dir, output_dir = Path(bids_dir), Path(output_dir)
+    ex = ExecutorSettings(kind=executor, device=device, n_jobs=n_jobs, fits_per_gpu=fits_per_gpu,
+                          ray_address=ray_address, max_retries=max_retries)
+    preflight(ex)
+    if ex.kind == "ray":
+        bids_dir, output_dir, atlas = absolute_paths(bids_dir, output_dir, atlas)
+    plan = plan_participant(bids_dir, output_dir, participant_labels=participant_labels, task=task,
+                            session=session, space=space, atlas=atlas, config=config, confounds=confounds,
+                            derivatives=derivatives, confounds_mode=confounds_mode, high_pass=high_pass,
+                            low_pass=low_pass, radius=radius)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_description(output_dir, bids_dir, config)
+    rows: dict = {}
+    failed = record_missing(plan, bids_dir, config, rows)
+    jobs = plan.jobs(config, output_dir, device, seeds)
+    log.info("%d run(s) of %d participant(s); atlas %s; outputs in %s", len(plan.runs),
+             len({r.subject for r in plan.runs}), plan.atlas.name, output_dir)
+    failed += run_jobs(jobs, ex, {output_dir: rows})
     _write_status(output_dir, rows)
     return 1 if failed else 0
 
 
-def _init_worker(n_jobs: int) -> None:
-    import torch
+def run_jobs(jobs: list[tuple], ex: ExecutorSettings, rows_by_dir: dict[Path, dict],
+             results: list | None = None) -> int:
+    """Run job tuples with an executor; status rows go to each job's output folder as results arrive.
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_jobs))
+    ``results`` (optional) receives ``(job, result)`` pairs. Returns the number of failed jobs.
+    """
+    failed = 0
+
+    def on_result(i: int, res: dict) -> None:
+        nonlocal failed
+        job = jobs[i]
+        rows = rows_by_dir.setdefault(job[4], {})
+        failed += _record(job[0], res, job[1].name, job[3], job[4], rows, job[7])
+        if results is not None:
+            results.append((job, res))
+
+    try:
+        run_tasks(_worker, jobs, ex, on_result)
+    finally:
+        for folder, rows in rows_by_dir.items():
+            if rows:
+                _write_status(folder, rows)
+    return failed
 
 
 def _record(run: bids.BoldRun, res: dict, atlas_name: str, config: DsrConfig, output_dir: Path,

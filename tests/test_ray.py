@@ -1,0 +1,120 @@
+"""A real Ray head on localhost (2 CPUs): participant level and a sweep give the local executor's outputs;
+a worker killed mid-fit leaves no partial output and a rerun computes only the missing fit."""
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from dsr.config import load_config  # noqa: E402
+from dsr.pipelines.executors import ExecutorSettings  # noqa: E402
+from dsr.pipelines.participant import run_participant  # noqa: E402
+from dsr.pipelines.sweep import SweepSpec, run_sweep  # noqa: E402
+from dsr.simulate.bids_dataset import make_dataset  # noqa: E402
+
+SUBJECTS = ("01", "02", "03", "04")
+BASE = "sub-{s}_task-rest_space-MNI152NLin2009cAsym_atlas-Sim"
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    """A real single-node Ray cluster with 2 CPUs, shut down after the module."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20,
+             logging_level="WARNING")
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config("quick").replace(train={"epochs": 2, "batches_per_epoch": 4, "checkpoint_every": 1},
+                                        eval={"n_rollouts": 2, "lyap_steps": 60, "lyap_transient": 10,
+                                              "lyap_orbits": 1})
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    bids_dir = tmp_path_factory.mktemp("ray") / "ds"
+    make_dataset(bids_dir, n_subjects=len(SUBJECTS), seed=3, n_volumes=80, tr=1.0, n_regions=3, shape=(8, 8, 8))
+    return bids_dir
+
+
+def _participant(bids_dir, out, config, **kw):
+    return run_participant(bids_dir, out, participant_labels=None, task=None, session=None, space=None, atlas=None,
+                           config=config, device="cpu", confounds=None, **kw)
+
+
+def _fit_outputs(out: Path, s: str, seed_part: str = "") -> dict:
+    """The deterministic part of one fit's outputs: metrics without timings/device, model and series bytes."""
+    func = out / f"sub-{s}" / "func"
+    stem = f"{BASE.format(s=s)}{seed_part}_desc-convssm"
+    metrics = json.loads((func / f"{stem}_metrics.json").read_text())
+    metrics = {k: v for k, v in metrics.items() if not k.endswith("seconds") and k != "device"}
+    return {"metrics": metrics, "model": (func / f"{stem}_model.safetensors").read_bytes(),
+            "generated": (func / f"{stem}_generated-obs.tsv").read_bytes()}
+
+
+def _status(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out / "status.tsv", sep="\t", keep_default_na=False).set_index("participant_id")
+
+
+def test_participant_level_on_ray_equals_local(tmp_path, dataset, config, ray_head):
+    seeds = [0, 1]
+    assert _participant(dataset, tmp_path / "local", config, n_jobs=2, seeds=seeds) == 0
+    assert _participant(dataset, tmp_path / "ray", config, executor="ray", ray_address=ray_head, seeds=seeds) == 0
+    for s in SUBJECTS:
+        for sd in seeds:
+            a, b = _fit_outputs(tmp_path / "local", s, f"_seed-{sd}"), _fit_outputs(tmp_path / "ray", s, f"_seed-{sd}")
+            assert a == b, f"sub-{s} seed {sd}: Ray and local outputs differ"
+    assert (_status(tmp_path / "ray")["status"] == "ok").all() and len(_status(tmp_path / "ray")) == 8
+
+
+def test_sweep_on_ray_equals_local(tmp_path, dataset, config, ray_head):
+    spec = SweepSpec(name="tiny", base="quick", seeds=[0], metric="dstsp_test", grid={"train.alpha": [0.05, 0.3]})
+    results = {}
+    for kind in ("local", "ray"):
+        ex = ExecutorSettings(kind=kind, n_jobs=2, ray_address=ray_head if kind == "ray" else None)
+        assert run_sweep(dataset, tmp_path / kind, spec, executor=ex, base=config) == 0
+        summary = tmp_path / kind / "sweep" / "tiny"
+        results[kind] = pd.read_csv(summary / "results.tsv", sep="\t")
+        best = {s: json.loads((summary / f"sub-{s}_best.json").read_text()) for s in SUBJECTS}
+        results[kind + "_best"] = best
+    pd.testing.assert_frame_equal(results["local"], results["ray"])
+    assert results["local_best"] == results["ray_best"]
+    assert len(results["ray"]) == 2 * len(SUBJECTS) and (results["ray"]["status"] == "ok").all()
+    for s, b in results["ray_best"].items():  # the chosen trial has the lowest held-out D_stsp
+        rows = results["ray"][results["ray"]["participant_id"] == f"sub-{s}"]
+        assert b["score"] == pytest.approx(rows["dstsp_test"].min())
+
+
+def test_killed_worker_leaves_no_partial_output_and_rerun_fits_only_the_missing(tmp_path, dataset, config, ray_head,
+                                                                                   monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setenv("DSR_TEST_KILL_SUBJECT", "02")  # its worker process dies once its fit has started
+    rc = _participant(dataset, out, config, executor="ray", ray_address=ray_head, max_retries=1)
+    assert rc == 1
+    status = _status(out)
+    assert status.loc["sub-02", "status"] == "failed" and "worker process died" in status.loc["sub-02", "reason"]
+    assert list(status.loc[["sub-01", "sub-03", "sub-04"], "status"]) == ["ok"] * 3
+    assert not list(out.rglob("*.tmp")), "a temporary file was left behind"
+    func = out / "sub-02" / "func"
+    stem = f"{BASE.format(s='02')}_desc-convssm"
+    for suffix in ("metrics.json", "model.safetensors", "generated-obs.tsv", "curve.tsv"):
+        assert not (func / f"{stem}_{suffix}").exists(), suffix
+    assert json.loads((func / f"{stem}_provenance.json").read_text())["Status"] == "running"
+    done = {s: (out / f"sub-{s}/func/{BASE.format(s=s)}_desc-convssm_metrics.json").stat().st_mtime_ns
+            for s in ("01", "03", "04")}
+    orphan = func / f".{stem}_model.safetensors.x1y2z3.tmp"  # as a kill during an atomic write would leave
+    orphan.write_bytes(b"half")
+    monkeypatch.delenv("DSR_TEST_KILL_SUBJECT")
+    assert _participant(dataset, out, config, executor="ray", ray_address=ray_head) == 0
+    status = _status(out)
+    assert (status["status"] == "ok").all()
+    for s, mtime in done.items():  # finished fits were skipped, not recomputed
+        assert status.loc[f"sub-{s}", "reason"].startswith("skipped")
+        assert (out / f"sub-{s}/func/{BASE.format(s=s)}_desc-convssm_metrics.json").stat().st_mtime_ns == mtime
+    assert status.loc["sub-02", "reason"] == "" and (func / f"{stem}_metrics.json").is_file()
+    assert json.loads((func / f"{stem}_provenance.json").read_text())["Status"] == "ok"
+    assert not list(out.rglob("*.tmp"))
