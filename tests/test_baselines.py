@@ -161,3 +161,35 @@ def test_mindy_transfer_is_sigmoid_like():
     psi = transfer(x, torch.tensor(5.0), torch.tensor(20 / 3))
     assert torch.all(psi[1:] > psi[:-1]) and psi.abs().max() < 1
     assert torch.allclose(psi, -psi.flip(0), atol=1e-6)
+
+
+def _bench():
+    """benchmarks/baselines.py as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "baselines.py"
+    spec = importlib.util.spec_from_file_location("bench_baselines", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_benchmark_shards_partition_the_jobs_and_merge(tmp_path):
+    import pandas as pd
+
+    B = _bench()
+    args = B.parse_args(["--steps", "100", "--epochs", "2"])
+    fake = [("seq", m, "aln", (None, f"sub-{r}"), s) for m in ("s4d", "ssm2d") for r in range(3) for s in (0, 1)]
+    fake.append(("conv", "convssm", "aln", [None] * 3, None))
+    parts = [B.shard(fake, f"{i}/4", args) for i in range(4)]
+    assert sorted(map(id, sum(parts, []))) == sorted(map(id, fake))
+    for i, part in enumerate(parts[:2]):
+        rows = [{k: 1.0 for k in B.KEYS} | {"dataset": "aln", "recording": f"sub-{j}", "model": "s4d", "seed": i,
+                                            "status": "ok", "device": "cpu"} for j in range(3)]
+        rows[0]["dstsp"] = float("inf")
+        B.write_tsv_atomic(pd.DataFrame(rows, columns=B.KEYS), tmp_path / f"rows-p{i}.tsv")
+    df = B.merge([tmp_path], tmp_path)
+    assert len(df) == 6 and (tmp_path / "dstsp.png").exists()
+    table = (tmp_path / "table.md").read_text()
+    assert "| aln | s4d | 6 | 0 | 1 [1, 1] (2 inf) |" in table

@@ -96,9 +96,10 @@ class SelectiveSSM(SequenceModel):
         drive = (dt * u)[..., None] * Bm[:, :, None, :]  # (B, T, E, P)
         s = ssm_s
         ys = []
-        for t in range(h.shape[1]):
-            s = decay[:, t] * s + drive[:, t]  # (B, E, P)
-            ys.append((s * Cm[:, t, None, :]).sum(-1))  # (B, E)
+        # unbind once: indexing [:, t] inside the loop makes backward zero-fill a full-size grad per step (O(T²))
+        for dec_t, drv_t, c_t in zip(decay.unbind(1), drive.unbind(1), Cm.unbind(1)):
+            s = dec_t * s + drv_t  # (B, E, P)
+            ys.append((s * c_t[:, None, :]).sum(-1))  # (B, E)
         y = torch.stack(ys, 1) + params[f"{k}.d"] * u  # (B, T, E)
         return linear(params, f"{k}.out", y * F.silu(z)), new_conv, s
 

@@ -113,8 +113,9 @@ class SSM2D(SequenceModel):
         C = torch.cat([params[f"{k}.c_f"], params[f"{k}.c_b"]], -1)  # (H, 2P)
         decay, drive = decay.repeat(1, 1, 1, 1, 2), drive.repeat(1, 1, 1, 1, 2)  # (B, T, N, H, 2P)
         s, ys = state, []
-        for t in range(h.shape[1]):
-            s = mix_variates(M, decay[:, t] * s + drive[:, t])  # (B, N, H, 2P)
+        # unbind once: indexing [:, t] inside the loop makes backward zero-fill a full-size grad per step (O(T²))
+        for dec_t, drv_t in zip(decay.unbind(1), drive.unbind(1)):
+            s = mix_variates(M, dec_t * s + drv_t)  # (B, N, H, 2P)
             ys.append((s * C).sum(-1))  # (B, N, H)
         y = params[f"{k}.d"] * u + torch.stack(ys, 1)  # (B, T, N, H)
         return linear(params, f"{k}.out", F.gelu(y)), s
