@@ -80,3 +80,30 @@ def test_refuses_output_inside_bids_dir(tmp_path, config):
         _run(tmp_path / "ds", tmp_path / "ds" / "derivatives" / "dsr", config)
     with pytest.raises(InputError, match="no BOLD runs found"):
         _run(tmp_path / "ds", tmp_path / "out", config)
+
+
+def test_concurrent_status_writers_keep_every_row(tmp_path):
+    """Array tasks sharing OUT each add their row to status.tsv at once: none is lost."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_add_status_rows, args=(str(tmp_path), i)) for i in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    from dsr.pipelines.participant import read_status
+
+    df = read_status(tmp_path)
+    assert len(df) == 4 * 25 and set(df.participant_id) == {f"sub-{i}" for i in range(4)}
+
+
+def _add_status_rows(folder: str, i: int) -> None:
+    from pathlib import Path
+
+    from dsr.pipelines.participant import _write_status
+
+    rows = {}
+    for k in range(25):  # one write per finished fit, as the executor does
+        rows[(f"sub-{i}", f"run-{k}")] = [f"sub-{i}", f"run-{k}", "ok", "", "h"]
+        _write_status(Path(folder), rows)

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,12 +162,31 @@ def read_status(output_dir: Path) -> pd.DataFrame:
 
 
 def _write_status(output_dir: Path, rows: dict) -> None:
-    old = read_status(output_dir)
-    merged = {(r.participant_id, r.run): list(r) for r in old.itertuples(index=False)}
-    merged.update(rows)
-    lines = ["\t".join(STATUS_COLUMNS)] + ["\t".join(_one_line(v).replace("\t", " ") for v in row)
-                                           for _, row in sorted(merged.items())]
-    atomic_write_text(output_dir / "status.tsv", "\n".join(lines) + "\n")
+    """Merge ``rows`` into status.tsv. The read-merge-write holds an exclusive lock on
+    ``.status.lock``, so concurrent writers (SLURM array tasks sharing OUT) never drop each other's rows."""
+    with _status_lock(output_dir):
+        old = read_status(output_dir)
+        merged = {(r.participant_id, r.run): list(r) for r in old.itertuples(index=False)}
+        merged.update(rows)
+        lines = ["\t".join(STATUS_COLUMNS)] + ["\t".join(_one_line(v).replace("\t", " ") for v in row)
+                                               for _, row in sorted(merged.items())]
+        atomic_write_text(output_dir / "status.tsv", "\n".join(lines) + "\n")
+
+
+@contextmanager
+def _status_lock(output_dir: Path):
+    """An exclusive advisory lock (``fcntl.flock``) on ``output_dir/.status.lock``; a no-op without fcntl."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no concurrent array tasks to guard against
+        yield
+        return
+    with open(output_dir / ".status.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def write_description(output_dir: Path, bids_dir: Path, config: DsrConfig) -> None:
