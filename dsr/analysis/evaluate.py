@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dsr.analysis.dstsp import dstsp
+from dsr.analysis.dstsp import dstsp_many
 from dsr.analysis.lyapunov import lyapunov_spectrum
 from dsr.analysis.spectrum import dh
 from dsr.config import EvalConfig
@@ -141,7 +141,7 @@ def evaluate(model: ConvSSM, sd: SubjectData, cfg: EvalConfig, latent_truth: np.
     for suffix, ref in parts.items():
         if len(ref) < 2:
             continue
-        _summary([dstsp(ref, xg, seed=seed, **kw) for xg in Xn], f"dstsp{suffix}", metrics)
+        _summary(dstsp_many(ref, list(Xn), seed=seed, **kw), f"dstsp{suffix}", metrics)
         _summary([_dh_safe(ref, xg, cfg.spectrum_smoothing) for xg in Xn], f"dh{suffix}", metrics)
     metrics["diverged_rollouts"] = float(np.mean(~np.isfinite(Xn).all(axis=(1, 2))))
     pe_train, pe_test = prediction_errors(model, sd, cfg.pe_steps)
@@ -154,8 +154,8 @@ def evaluate(model: ConvSSM, sd: SubjectData, cfg: EvalConfig, latent_truth: np.
         truth = zscore(np.asarray(latent_truth, dtype=np.float64))
         n_lat = truth.shape[1]
         Zl = model.generate(z0, len(truth))[0, :, :, :n_lat].cpu().double().numpy()  # (R, T_truth, n_lat)
-        _summary([dstsp(truth, zscore(z), seed=seed, **kw) if np.isfinite(z).all() else np.inf for z in Zl],
-                 "dstsp_latent", metrics)
+        gens = [zscore(z) if np.isfinite(z).all() else np.full_like(z, np.nan) for z in Zl]
+        _summary(dstsp_many(truth, gens, seed=seed, **kw), "dstsp_latent", metrics)
         _summary([_dh_safe(truth, zscore(z), cfg.spectrum_smoothing) for z in Zl], "dh_latent", metrics)
     return metrics, Xn[0], Z[0, 0].cpu().double().numpy()
 
