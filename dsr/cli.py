@@ -6,6 +6,7 @@
     dsr BIDS_DIR OUTPUT_DIR group
     dsr BIDS_DIR OUTPUT_DIR sweep --sweep FILE_OR_NAME [--participant-label ...]
     participant and sweep: [--executor local|ray] [--ray-address ADDR] [--device cuda] [--fits-per-gpu K]
+    participant: [--stack] (all runs x seeds trained as one stacked model)
 
 Every user error is one line on stderr (``dsr: error: ...``) and a non-zero exit.
 """
@@ -76,6 +77,9 @@ def bids_parser() -> argparse.ArgumentParser:
                                                        "default: start a local Ray cluster")
     p.add_argument("--fits-per-gpu", type=int, default=1, help="fits sharing one GPU (with --device cuda or auto)")
     p.add_argument("--max-retries", type=int, default=2, help="Ray: reruns of a fit whose worker process died")
+    p.add_argument("--stack", action="store_true",
+                   help="participant: train all fits (runs x seeds) as one stacked model in this process "
+                        "(fills a GPU; each fit's outputs are those of a fit of its own)")
     _common(p)
     return p
 
@@ -144,7 +148,8 @@ def run_bids(args) -> int:
                                task=args.task, session=args.session, space=args.space, atlas=args.atlas,
                                config=cfg, device=args.device, confounds=args.confounds, n_jobs=args.n_jobs,
                                seeds=args.seeds, executor=args.executor, ray_address=args.ray_address,
-                               fits_per_gpu=args.fits_per_gpu, max_retries=args.max_retries)
+                               fits_per_gpu=args.fits_per_gpu, max_retries=args.max_retries,
+                               stack=args.stack)
     from dsr.pipelines.group import run_group
 
     return run_group(Path(args.bids_dir), Path(args.output_dir), config=cfg)

@@ -25,7 +25,7 @@ import pandas as pd
 
 from dsr import __version__
 from dsr.config import DsrConfig
-from dsr.errors import DsrError, InputError
+from dsr.errors import ConfigError, DsrError, InputError
 from dsr.io import bids, extract, nifti
 from dsr.io.atomic import atomic_write_text, write_json
 from dsr.pipelines.executors import ExecutorSettings, preflight, run_tasks
@@ -77,11 +77,23 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def process_run(run: bids.BoldRun, atlas: nifti.Atlas, settings: extract.ExtractionSettings,
-                config: DsrConfig, output_dir: Path, device: str = "cpu", atlas_spec: str | None = None,
-                seed_label: int | None = None) -> dict:
-    """Extract, fit and write one run; returns ``{"status", "reason", "metrics"}`` (status ok or diverged;
-    ``"skipped": True`` when an earlier identical fit was found) or raises DsrError."""
+@dataclass
+class PendingFit:
+    """A run whose inputs are extracted and whose provenance says "running": ready to be fitted."""
+
+    run: bids.BoldRun
+    folder: Path
+    prefix: str
+    prov_path: Path
+    record: dict
+    series: extract.RunSeries
+    resume: bool
+
+
+def start_run(run: bids.BoldRun, atlas: nifti.Atlas, settings: extract.ExtractionSettings, config: DsrConfig,
+              output_dir: Path, atlas_spec: str | None = None, seed_label: int | None = None) -> PendingFit | dict:
+    """Extract a run's series and mark its fit as running; a result dict instead when an identical fit
+    finished earlier (``"skipped": True``). Raises DsrError for bad input."""
     sub_folder, base, _ = run_names(run, atlas.name)
     folder = output_dir / sub_folder
     seed_part = "" if seed_label is None else f"_seed-{seed_label}"  # several seeds: one fit each
@@ -108,19 +120,37 @@ def process_run(run: bids.BoldRun, atlas: nifti.Atlas, settings: extract.Extract
     resume = same and prov.get("Status") == "running"
     write_json(prov_path, dict(record, Status="running"))
     _test_kill_point(run)
+    return PendingFit(run, folder, prefix, prov_path, record, series, resume)
+
+
+def finish_run(pending: PendingFit, metrics: dict) -> dict:
+    """Write the final provenance of a fitted run; returns its result dict."""
+    status = str(metrics.get("status", "ok"))
+    summary = {k: metrics.get(k) for k in ("dstsp", "dh", "lyapunov_max_per_second") if k in metrics}
+    write_json(pending.prov_path, dict(pending.record, Status=status, Metrics=summary))
+    return {"status": status, "reason": "" if status == "ok" else "training diverged", "metrics": summary}
+
+
+def process_run(run: bids.BoldRun, atlas: nifti.Atlas, settings: extract.ExtractionSettings,
+                config: DsrConfig, output_dir: Path, device: str = "cpu", atlas_spec: str | None = None,
+                seed_label: int | None = None) -> dict:
+    """Extract, fit and write one run; returns ``{"status", "reason", "metrics"}`` (status ok or diverged;
+    ``"skipped": True`` when an earlier identical fit was found) or raises DsrError."""
+    pending = start_run(run, atlas, settings, config, output_dir, atlas_spec, seed_label)
+    if isinstance(pending, dict):
+        return pending
     from dsr.pipelines.fit_array import fit_to_dir
 
+    series = pending.series
     try:
-        metrics = fit_to_dir(series.series, series.tr, folder, config, prefix=prefix, nuisance=series.nuisance,
-                             inputs=series.inputs, device=device, resume=resume, source=str(run.bold))
+        metrics = fit_to_dir(series.series, series.tr, pending.folder, config, prefix=pending.prefix,
+                             nuisance=series.nuisance, inputs=series.inputs, device=device, resume=pending.resume,
+                             source=str(run.bold))
     except InputError as exc:
         if exc.path is None:  # name the file the series came from
             raise InputError(exc.message, run.bold) from None
         raise
-    status = str(metrics.get("status", "ok"))
-    summary = {k: metrics.get(k) for k in ("dstsp", "dh", "lyapunov_max_per_second") if k in metrics}
-    write_json(prov_path, dict(record, Status=status, Metrics=summary))
-    return {"status": status, "reason": "" if status == "ok" else "training diverged", "metrics": summary}
+    return finish_run(pending, metrics)
 
 
 def _worker(args, device: str | None = None) -> dict:
@@ -263,7 +293,7 @@ def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: lis
                     high_pass: float | None = None, low_pass: float | None = None,
                     radius: float | None = None, seeds: list[int] | None = None,
                     executor: str = "local", ray_address: str | None = None, fits_per_gpu: int = 1,
-                    max_retries: int = 2) -> int:
+                    max_retries: int = 2, stack: bool = False) -> int:
     """Run the participant level of the BIDS App.
 
     Parameters
@@ -291,6 +321,9 @@ def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: lis
     executor, ray_address, fits_per_gpu, max_retries
         See :class:`dsr.pipelines.executors.ExecutorSettings` (``executor="ray"`` runs every fit as a Ray
         task; the outputs are the same as the local executor's).
+    stack : bool
+        Train all pending fits that share TR, channel count and config (seeds aside) as one stacked model
+        in this process (:mod:`dsr.pipelines.stacked`); each fit's outputs are those of a fit of its own.
 
     Returns
     -------
@@ -305,6 +338,8 @@ def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: lis
     bids_dir, output_dir = Path(bids_dir), Path(output_dir)
     ex = ExecutorSettings(kind=executor, device=device, n_jobs=n_jobs, fits_per_gpu=fits_per_gpu,
                           ray_address=ray_address, max_retries=max_retries)
+    if stack and ex.kind != "local":
+        raise ConfigError("--stack trains the fits together in this process: use it with the local executor")
     preflight(ex)
     if ex.kind == "ray":
         bids_dir, output_dir, atlas = absolute_paths(bids_dir, output_dir, atlas)
@@ -319,7 +354,12 @@ def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: lis
     jobs = plan.jobs(config, output_dir, device, seeds)
     log.info("%d run(s) of %d participant(s); atlas %s; outputs in %s", len(plan.runs),
              len({r.subject for r in plan.runs}), plan.atlas.name, output_dir)
-    failed += run_jobs(jobs, ex, {output_dir: rows})
+    if stack:
+        from dsr.pipelines.stacked import run_stacked
+
+        failed += run_stacked(jobs, device, {output_dir: rows})
+    else:
+        failed += run_jobs(jobs, ex, {output_dir: rows})
     _write_status(output_dir, rows)
     return 1 if failed else 0
 
