@@ -114,7 +114,11 @@ def _clean(x: np.ndarray, tr: float, settings: ExtractionSettings, conf: np.ndar
 
 def extract_run(run: bids.BoldRun, atlas: nifti.Atlas, settings: ExtractionSettings | None = None, *,
                 filter_config=None) -> RunSeries:
-    """Extract and clean the region series of one run (no cache).
+    """Extract and clean the region series of one run (no cache), on one BLAS thread.
+
+    The BLAS thread count changes the order of floating-point sums in the masker and the cleaning, so the
+    series would differ in the last bits between a process pool, a Ray worker and a laptop; one thread
+    makes the extraction -- and every fit downstream -- the same wherever it runs.
 
     Parameters
     ----------
@@ -129,6 +133,15 @@ def extract_run(run: bids.BoldRun, atlas: nifti.Atlas, settings: ExtractionSetti
     InputError
         Any bad input, naming the file.
     """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - comes with scikit-learn, which nilearn needs
+        return _extract_run(run, atlas, settings, filter_config)
+    with threadpool_limits(limits=1):
+        return _extract_run(run, atlas, settings, filter_config)
+
+
+def _extract_run(run, atlas, settings, filter_config) -> RunSeries:
     settings = settings or ExtractionSettings()
     img = nifti.load_bold(run.bold)
     tr, tr_source = bids.repetition_time(run, nifti.header_tr(img))
