@@ -34,7 +34,7 @@ def _problem(S=3, T=50, N=4, B=5, T1=7, seed=0):
 
 @pytest.mark.parametrize("sigma", [0.0, 0.05, 1.0])
 def test_kernel_matches_twin(sigma):
-    triton = pytest.importorskip("triton")  # noqa: F841
+    pytest.importorskip("triton")
     from dsr.ops.sample_triton import gather_noisy_triton
 
     src, starts, keys = _problem()

@@ -13,7 +13,7 @@ import torch
 
 from dsr.config import DsrConfig
 from dsr.errors import InputError
-from dsr.signal.deconvolution import edge_cuts, wiener_deconvolve
+from dsr.signal.deconvolution import wiener_deconvolve
 
 
 @dataclass

@@ -7,8 +7,6 @@ frozen without touching the others. For S = 1 it matches ``torch.optim.RAdam``.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 
