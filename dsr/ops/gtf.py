@@ -17,10 +17,11 @@ z_1 … z_T̃ are returned: they are what the decoder sees.
 """
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import torch
+
+from dsr.ops import kernel_module
 
 StepFn = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 
@@ -93,13 +94,7 @@ def gtf_rollout_ref(step: StepFn, z0: torch.Tensor, a: torch.Tensor, ad: torch.T
 
 def _triton_kernel():
     """The fused kernel module, or None where Triton is absent or disabled (``DSR_DISABLE_TRITON=1``)."""
-    if os.environ.get("DSR_DISABLE_TRITON", "0") not in ("", "0"):
-        return None
-    try:
-        from dsr.ops import gtf_triton
-    except ImportError:
-        return None
-    return gtf_triton
+    return kernel_module("gtf_triton")
 
 
 def gtf_rollout(step: StepFn, z0, a, ad, inputs=None, model_kind: str | None = None, params=None):

@@ -15,9 +15,10 @@ products masked to 32 bits, so CPU, CUDA and the kernel give the same integers.
 from __future__ import annotations
 
 import math
-import os
 
 import torch
+
+from dsr.ops import kernel_module
 
 _MASK = 0xFFFFFFFF
 _M1, _M2 = 0x7FEB352D, 0x846CA68B  # multipliers of a well-mixing 32-bit finaliser
@@ -87,18 +88,8 @@ def gather_noisy_ref(src: torch.Tensor, starts: torch.Tensor, T1: int, key1: tor
     return out + sigma * z.reshape(S, B, T1, N).to(out.dtype)
 
 
-def _kernel_module():
-    if os.environ.get("DSR_DISABLE_TRITON", "0") not in ("", "0"):
-        return None
-    try:
-        from dsr.ops import sample_triton
-    except ImportError:
-        return None
-    return sample_triton
-
-
 def gather_noisy(src, starts, T1, key1, key2, sigma):
     """Dispatch: the Triton kernel for float32 CUDA tensors, the twin otherwise (same result)."""
-    if src.is_cuda and src.dtype == torch.float32 and (k := _kernel_module()) is not None:
+    if src.is_cuda and src.dtype == torch.float32 and (k := kernel_module("sample_triton")) is not None:
         return k.gather_noisy_triton(src, starts, T1, key1, key2, sigma)
     return gather_noisy_ref(src, starts, T1, key1, key2, sigma)
