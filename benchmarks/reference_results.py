@@ -113,6 +113,8 @@ def _train_overrides(args) -> dict:
         out["lr_start"] = args.lr_start
     if args.lr_end is not None:
         out["lr_end"] = args.lr_end
+    if args.seq_len is not None:
+        out["sequence_length"] = args.seq_len
     return out
 
 
@@ -225,6 +227,7 @@ def main():
     p.add_argument("--forcing", default=None, help="override the forcing kind (weak, sparse, adaptive, none)")
     p.add_argument("--lr-start", type=float, default=None, help="override the initial learning rate")
     p.add_argument("--lr-end", type=float, default=None, help="override the final learning rate")
+    p.add_argument("--seq-len", type=int, default=None, help="override the training sequence length")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--subjects", type=int, default=20)
     p.add_argument("--seeds-per-subject", type=int, default=1, help="ALN: fits per subject (medians compared)")
