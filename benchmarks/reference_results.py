@@ -47,7 +47,8 @@ from dsr.training.loop import log_progress, train  # noqa: E402
 
 SHARED = Path(os.environ.get("DSR_SHARED_DATA", ROOT.parent / "shared" / "data"))
 OUT = ROOT / "benchmarks" / "results"
-KEYS = ("dstsp", "dh", "dstsp_latent", "dh_latent", "pe_train", "pe_test", "lyapunov_max", "diverged_rollouts")
+KEYS = ("dstsp", "dh", "dstsp_test", "dh_test", "dstsp_latent", "dh_latent", "pe_train", "pe_test", "lyapunov_max",
+        "diverged_rollouts")
 
 
 def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag, device="cpu", eval_only=False, alphas=None):
@@ -191,7 +192,7 @@ def aln_compare(folder: Path):
             res = json.loads(path.read_text())
             for sub, fit in zip(res["subjects"], res["fits"]):
                 fits.setdefault(sub, []).append(fit)
-        return {sub: {k: float(np.median([f[k] for f in fs])) for k in KEYS} | {"n_seeds": len(fs)}
+        return {sub: {k: float(np.median([f.get(k, np.nan) for f in fs])) for k in KEYS} | {"n_seeds": len(fs)}
                 for sub, fs in fits.items()}
 
     conv, plain = rows("conv"), rows("noconv")
