@@ -195,13 +195,7 @@ def extract_run_cached(run: bids.BoldRun, atlas: nifti.Atlas, settings: Extracti
     key = series_cache.cache_key(spec, prints)
     hit = series_cache.load_series(folder, base, key)
     if hit is not None:
-        meta = hit["meta"]
-        series, names = hit["cleaned"]
-        check_length(series.shape[0], float(meta["RepetitionTime"]), filter_config, run.bold)
-        nuis, nuis_names = hit.get("nuisance", (None, []))
-        inp, inp_names = hit.get("inputs", (None, []))
-        return RunSeries(series, names, float(meta["RepetitionTime"]), nuis, nuis_names, inp, inp_names,
-                         meta, cached=True)
+        return _from_cache(hit, run, filter_config, cached=True)
     out = extract_run(run, atlas, settings, filter_config=filter_config)
     meta = dict(out.meta, Settings=spec, SettingsHash=series_cache.settings_hash(spec))
     tables = {"cleaned": (out.series, out.names)}
@@ -210,5 +204,17 @@ def extract_run_cached(run: bids.BoldRun, atlas: nifti.Atlas, settings: Extracti
     if out.inputs is not None:
         tables["inputs"] = (out.inputs, out.input_names)
     series_cache.save_series(folder, base, tables, meta, key)
-    out.meta = dict(meta, CacheKey=key)
-    return out
+    # return the tables as stored (rounded as written), so a fit gives the same result whether this call
+    # or an earlier one extracted them
+    return _from_cache(series_cache.load_series(folder, base, key), run, filter_config, cached=False)
+
+
+def _from_cache(hit: dict, run: bids.BoldRun, filter_config, cached: bool) -> RunSeries:
+    """A :class:`RunSeries` from the tables and sidecar read back by :func:`series_cache.load_series`."""
+    meta = hit["meta"]
+    series, names = hit["cleaned"]
+    check_length(series.shape[0], float(meta["RepetitionTime"]), filter_config, run.bold)
+    nuis, nuis_names = hit.get("nuisance", (None, []))
+    inp, inp_names = hit.get("inputs", (None, []))
+    return RunSeries(series, names, float(meta["RepetitionTime"]), nuis, nuis_names, inp, inp_names, meta,
+                     cached=cached)

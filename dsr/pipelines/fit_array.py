@@ -120,18 +120,27 @@ def fit(x, tr: float, config: DsrConfig | None = None, *, seed: int | None = Non
     spec = ConvSSMSpec(cfg.model.latent_model, cfg.model.latent_dim, cfg.model.hidden_dim, cfg.model.observation,
                        n_obs=sd.x.shape[1], n_regressors=0 if sd.r is None else sd.r.shape[1],
                        n_inputs=0 if sd.s is None else sd.s.shape[1], tr=float(tr),
-                       meta={"mean": sd.mean.tolist(), "std": sd.std.tolist(), "config": cfg.to_dict(),
-                             "dsr_version": __version__})
+                       meta=_model_meta(sd, cfg))
     model = ConvSSM.initialise(spec, torch.as_tensor(h), [cfg.seed]).to(dev)
     outcome = train(model, [sd], cfg.train, [cfg.seed], checkpoint_dir=checkpoint_dir, resume=resume,
                     progress=progress)
     model.spec.meta["status"] = outcome.status[0]
     metrics, xg, zg = evaluate(model, sd, cfg.eval, latent_truth=latent_truth, seed=cfg.seed)
-    metrics.update({"status": outcome.status[0], "fit_seconds": outcome.seconds, "epochs": outcome.epochs_done,
-                    "seed": cfg.seed, "config_hash": cfg.hash(), "tr": float(tr), "n_samples": int(len(sd.x)),
-                    "n_train": int(sd.n_train), "n_channels": int(sd.x.shape[1]), "filter_taps": int(len(h)),
-                    "device": str(dev)})
+    metrics.update(_fit_record(outcome.status[0], outcome.seconds, outcome.epochs_done, cfg, tr, sd, h, dev))
     return FitResult(model, sd, cfg, outcome, metrics, xg * sd.std + sd.mean, zg)
+
+
+def _model_meta(sd: SubjectData, cfg: DsrConfig) -> dict:
+    """What a saved model carries besides its tensors: the data scaling and the config."""
+    return {"mean": sd.mean.tolist(), "std": sd.std.tolist(), "config": cfg.to_dict(), "dsr_version": __version__}
+
+
+def _fit_record(status: str, seconds: float, epochs: int, cfg: DsrConfig, tr: float, sd: SubjectData, h,
+                dev) -> dict:
+    """The fit's own entries of metrics.json (status, timing, seed, data sizes)."""
+    return {"status": status, "fit_seconds": seconds, "epochs": epochs, "seed": cfg.seed, "config_hash": cfg.hash(),
+            "tr": float(tr), "n_samples": int(len(sd.x)), "n_train": int(sd.n_train),
+            "n_channels": int(sd.x.shape[1]), "filter_taps": int(len(h)), "device": str(dev)}
 
 
 def fit_many(xs: list, tr: float, configs: list[DsrConfig], *, device: str = "cpu", paths=None,
@@ -165,16 +174,13 @@ def fit_many(xs: list, tr: float, configs: list[DsrConfig], *, device: str = "cp
     results = []
     for i, (sd, c) in enumerate(zip(sds, cfgs)):
         one = model.subject(i)
-        one.spec = dataclasses.replace(spec, meta={"mean": sd.mean.tolist(), "std": sd.std.tolist(),
-                                                   "config": c.to_dict(), "dsr_version": __version__,
-                                                   "status": outcome.status[i], "stacked_with": len(sds)})
+        one.spec = dataclasses.replace(spec, meta=dict(_model_meta(sd, c), status=outcome.status[i],
+                                                       stacked_with=len(sds)))
         out_i = TrainOutcome(status=[outcome.status[i]], seconds=outcome.seconds, epochs_done=outcome.epochs_done,
                              curve=[dict(r, fit=0) for r in outcome.curve if r["fit"] == i])
         metrics, xg, zg = evaluate(one, sd, c.eval, seed=c.seed)
-        metrics.update({"status": outcome.status[i], "fit_seconds": outcome.seconds / len(sds),
-                        "epochs": outcome.epochs_done, "seed": c.seed, "config_hash": c.hash(), "tr": float(tr),
-                        "n_samples": int(len(sd.x)), "n_train": int(sd.n_train), "n_channels": int(sd.x.shape[1]),
-                        "filter_taps": int(len(h)), "device": str(dev), "stacked_with": len(sds)})
+        metrics.update(_fit_record(outcome.status[i], outcome.seconds / len(sds), outcome.epochs_done, c, tr, sd,
+                                   h, dev), stacked_with=len(sds))
         results.append(FitResult(one, sd, c, out_i, metrics, xg * sd.std + sd.mean, zg))
     return results
 

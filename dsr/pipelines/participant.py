@@ -103,9 +103,6 @@ def start_run(run: bids.BoldRun, atlas: nifti.Atlas, settings: extract.Extractio
     _remove_orphans(folder, prefix)
     series = extract.extract_run_cached(run, atlas, settings, folder, base, filter_config=config.filter,
                                         atlas_spec=atlas_spec)
-    if not series.cached:  # fit the stored tables (as written, 8 digits) whether this job or an earlier one
-        series = extract.extract_run_cached(run, atlas, settings, folder, base, filter_config=config.filter,
-                                            atlas_spec=atlas_spec)  # extracted them: the same fit either way
     key = series.meta.get("CacheKey")
     try:
         prov = json.loads(prov_path.read_text())
@@ -139,18 +136,27 @@ def process_run(run: bids.BoldRun, atlas: nifti.Atlas, settings: extract.Extract
     pending = start_run(run, atlas, settings, config, output_dir, atlas_spec, seed_label)
     if isinstance(pending, dict):
         return pending
+    return fit_pending(pending, config, device)
+
+
+def fit_pending(pending: PendingFit, config: DsrConfig, device: str) -> dict:
+    """Fit a started run on its own, write its outputs and final provenance; returns its result dict."""
     from dsr.pipelines.fit_array import fit_to_dir
 
-    series = pending.series
+    s = pending.series
     try:
-        metrics = fit_to_dir(series.series, series.tr, pending.folder, config, prefix=pending.prefix,
-                             nuisance=series.nuisance, inputs=series.inputs, device=device, resume=pending.resume,
-                             source=str(run.bold))
+        metrics = fit_to_dir(s.series, s.tr, pending.folder, config, prefix=pending.prefix, nuisance=s.nuisance,
+                             inputs=s.inputs, device=device, resume=pending.resume, source=str(pending.run.bold))
     except InputError as exc:
-        if exc.path is None:  # name the file the series came from
-            raise InputError(exc.message, run.bold) from None
-        raise
+        raise name_input_error(exc, pending.run.bold) from None
     return finish_run(pending, metrics)
+
+
+def name_input_error(exc: DsrError, path) -> DsrError:
+    """An input error that names no file gets ``path`` (the run's BOLD file)."""
+    if isinstance(exc, InputError) and exc.path is None:
+        return InputError(exc.message, path)
+    return exc
 
 
 def _worker(args, device: str | None = None) -> dict:

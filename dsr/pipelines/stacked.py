@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from dsr.errors import DsrError, InputError
+from dsr.errors import DsrError
 from dsr.pipelines import participant as part
-from dsr.pipelines.fit_array import fit_many, fit_to_dir, prepare, write_outputs
+from dsr.pipelines.fit_array import fit_many, prepare, write_outputs
 
 log = logging.getLogger("dsr")
 
@@ -39,11 +39,11 @@ def run_stacked(jobs: list[tuple], device: str, rows_by_dir: dict[Path, dict]) -
                 continue
             s = pending.series
             if s.nuisance is not None or s.inputs is not None or pending.resume:
-                record(job, _fit_alone(job, pending, device))
+                record(job, part.fit_pending(pending, config, device))
                 continue
             prepare(s.series, s.tr, config, path=str(run.bold))  # bad input fails this run alone, now
         except DsrError as exc:
-            record(job, {"status": "failed", "reason": part._one_line(_named(exc, run.bold))})
+            record(job, {"status": "failed", "reason": part._one_line(part.name_input_error(exc, run.bold))})
             continue
         key = (round(float(s.tr), 9), s.series.shape[1], config.replace(seed=0).hash())
         groups.setdefault(key, []).append((job, pending))
@@ -61,18 +61,3 @@ def run_stacked(jobs: list[tuple], device: str, rows_by_dir: dict[Path, dict]) -
             metrics = write_outputs(res, pending.folder, pending.prefix, str(job[0].bold))
             record(job, part.finish_run(pending, metrics))
     return failed
-
-
-def _fit_alone(job: tuple, pending: part.PendingFit, device: str) -> dict:
-    """One run fitted on its own (regressors, inputs or an interrupted fit to resume)."""
-    s = pending.series
-    metrics = fit_to_dir(s.series, s.tr, pending.folder, job[3], prefix=pending.prefix, nuisance=s.nuisance,
-                         inputs=s.inputs, device=device, resume=pending.resume, source=str(job[0].bold))
-    return part.finish_run(pending, metrics)
-
-
-def _named(exc: DsrError, path) -> DsrError:
-    """An input error that names no file gets the run's BOLD file."""
-    if isinstance(exc, InputError) and exc.path is None:
-        return InputError(exc.message, path)
-    return exc
