@@ -90,6 +90,23 @@ def test_kernel_matches_twin_other_forcing(mode):
         _close(gf, gr, name)
 
 
+@pytest.mark.parametrize("prefetch", [True, False])
+@pytest.mark.parametrize("block_l", [None, 16])
+def test_kernel_variants_and_targets_without_grad(prefetch, block_l, monkeypatch):
+    """Both load schedules give the twin's result; with targets that need no gradient the kernel
+    skips dL/d ad and the other gradients are unchanged."""
+    monkeypatch.setattr(gtf_triton, "TUNING", {"fwd": {"PREFETCH": prefetch}, "bwd": {"PREFETCH": prefetch}})
+    p, z0, a, ad, w = _problem("cshPLRNN", 2, 5, 9, 6, 40, seed=7)
+    ad = ad.detach()  # data targets: no gradient wanted
+    fast = gtf_rollout_triton(p, z0, a, ad, block_l=block_l)
+    ref = gtf_rollout_shallow(p, z0, a, ad)
+    _close(fast, ref, "output")
+    inputs = [z0] + list(p.values())
+    for name, gf, gr in zip(["z0"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
+                            torch.autograd.grad((ref * w).sum(), inputs)):
+        _close(gf, gr, name)
+
+
 def test_unsupported_calls_fall_back_to_twin():
     p, z0, a, ad, _ = _problem("cshPLRNN", 1, 2, 4, 3, 5)
     s = torch.randn(1, 2, 4, 2, device=DEVICE)

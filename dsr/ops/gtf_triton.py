@@ -29,6 +29,8 @@ module is imported). Uses only APIs present in Triton 3.0–3.9.
 """
 from __future__ import annotations
 
+import functools
+
 import triton
 import triton.language as tl
 import torch
@@ -57,7 +59,7 @@ def _act(pre, h2, CLIPPED: tl.constexpr):
 def _fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, out_ptr, zprev_ptr,
                 B, T1, M, L,
                 CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
-                N_LC: tl.constexpr):
+                N_LC: tl.constexpr, PREFETCH: tl.constexpr):
     s = tl.program_id(0)
     rb = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)  # (BB,) sequence index
     rm = tl.arange(0, BLOCK_M)  # (BM,)
@@ -78,14 +80,22 @@ def _fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, ou
         w2t = tl.load(W2_s + rl[None, :] * M + rm[:, None], mask=mask_ml, other=0.0)  # (BM, BL) = W2ᵀ
         w1t = tl.trans(tl.load(W1_s + rm[:, None] * L + rl[None, :], mask=mask_ml, other=0.0))  # (BL, BM)
         h2 = tl.load(h2_s + rl, mask=ml, other=0.0)  # (BL,)
+        a_n = tl.load(a_ptr + seq_in + M, mask=mask_bm, other=0.0)  # forcing of step 1, (BB, BM)
+        ad_n = tl.load(ad_ptr + seq_in + M, mask=mask_bm, other=0.0)
         for t in range(1, T1):
+            if PREFETCH:  # issue step t+1's loads before step t's arithmetic, off the dependency chain
+                a_t, ad_t = a_n, ad_n
+                tn = tl.minimum(t + 1, T1 - 1)
+                a_n = tl.load(a_ptr + seq_in + tn * M, mask=mask_bm, other=0.0)
+                ad_n = tl.load(ad_ptr + seq_in + tn * M, mask=mask_bm, other=0.0)
             tl.store(zprev_ptr + seq_out + (t - 1) * M, z, mask=mask_bm)
             pre = tl.dot(z, w2t, input_precision="ieee")  # (BB, BL)
             act, slope, on = _act(pre, h2[None, :], CLIPPED)
             znew = A[None, :] * z + h1[None, :] + tl.dot(act, w1t, input_precision="ieee")  # (BB, BM)
             tl.store(out_ptr + seq_out + (t - 1) * M, znew, mask=mask_bm)
-            a_t = tl.load(a_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
-            ad_t = tl.load(ad_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
+            if not PREFETCH:
+                a_t = tl.load(a_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
+                ad_t = tl.load(ad_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
             z = znew * (1.0 - a_t) + ad_t
     else:
         for t in range(1, T1):
@@ -112,7 +122,7 @@ def _bwd_kernel(gout_ptr, zprev_ptr, a_ptr, A_ptr, W1_ptr, W2_ptr, h2_ptr,
                 gz0_ptr, gad_ptr, gz_ptr, gA_ptr, gh1_ptr, gW1_ptr, gW2_ptr, gh2_ptr,
                 B, T1, M, L, NB,
                 CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
-                N_LC: tl.constexpr):
+                N_LC: tl.constexpr, PREFETCH: tl.constexpr, NEED_GAD: tl.constexpr):
     s = tl.program_id(0)
     pb = tl.program_id(1)
     rb = pb * BLOCK_B + tl.arange(0, BLOCK_B)  # (BB,)
@@ -140,12 +150,24 @@ def _bwd_kernel(gout_ptr, zprev_ptr, a_ptr, A_ptr, W1_ptr, W2_ptr, h2_ptr,
         gW1 = tl.zeros((BLOCK_M, BLOCK_L), dtype=tl.float32)
         gW2 = tl.zeros((BLOCK_L, BLOCK_M), dtype=tl.float32)
         gh2 = tl.zeros((BLOCK_L,), dtype=tl.float32)
+        a_n = tl.load(a_ptr + seq_in + T * M, mask=mask_bm, other=0.0)  # step T̃'s inputs, (BB, BM)
+        go_n = tl.load(gout_ptr + seq_out + (T - 1) * M, mask=mask_bm, other=0.0)
+        zp_n = tl.load(zprev_ptr + seq_out + (T - 1) * M, mask=mask_bm, other=0.0)
         for i in range(0, T):
             t = T - i
-            tl.store(gad_ptr + seq_in + t * M, gc, mask=mask_bm)
-            a_t = tl.load(a_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
-            g = tl.load(gout_ptr + seq_out + (t - 1) * M, mask=mask_bm, other=0.0) + gc * (1.0 - a_t)
-            zp = tl.load(zprev_ptr + seq_out + (t - 1) * M, mask=mask_bm, other=0.0)  # z̃_{t−1} (BB, BM)
+            if PREFETCH:  # step t−1's loads go out before step t's arithmetic
+                a_t, go_t, zp = a_n, go_n, zp_n
+                tn = tl.maximum(t - 1, 1)
+                a_n = tl.load(a_ptr + seq_in + tn * M, mask=mask_bm, other=0.0)
+                go_n = tl.load(gout_ptr + seq_out + (tn - 1) * M, mask=mask_bm, other=0.0)
+                zp_n = tl.load(zprev_ptr + seq_out + (tn - 1) * M, mask=mask_bm, other=0.0)
+            else:
+                a_t = tl.load(a_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
+                go_t = tl.load(gout_ptr + seq_out + (t - 1) * M, mask=mask_bm, other=0.0)
+                zp = tl.load(zprev_ptr + seq_out + (t - 1) * M, mask=mask_bm, other=0.0)  # z̃_{t−1} (BB, BM)
+            if NEED_GAD:
+                tl.store(gad_ptr + seq_in + t * M, gc, mask=mask_bm)
+            g = go_t + gc * (1.0 - a_t)
             gA += tl.sum(g * zp, axis=0)
             gh1 += tl.sum(g, axis=0)
             pre = tl.dot(zp, w2t, input_precision="ieee")  # (BB, BL)
@@ -163,7 +185,8 @@ def _bwd_kernel(gout_ptr, zprev_ptr, a_ptr, A_ptr, W1_ptr, W2_ptr, h2_ptr,
     else:
         for i in range(0, T):
             t = T - i
-            tl.store(gad_ptr + seq_in + t * M, gc, mask=mask_bm)
+            if NEED_GAD:
+                tl.store(gad_ptr + seq_in + t * M, gc, mask=mask_bm)
             a_t = tl.load(a_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
             g = tl.load(gout_ptr + seq_out + (t - 1) * M, mask=mask_bm, other=0.0) + gc * (1.0 - a_t)
             tl.store(gz_ptr + seq_out + (t - 1) * M, g, mask=mask_bm)
@@ -212,6 +235,34 @@ def _num_warps(BM: int, BL: int) -> int:
     return 4 if BM * BL <= _ONE_TILE else 8
 
 
+# Launch overrides; benchmarks/gtf_kernel_tune.py sets them to compare variants on a GPU.
+TUNING: dict[str, dict] = {"fwd": {}, "bwd": {}}
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(device: torch.device) -> int:
+    """Multiprocessors of a CUDA device (4 for the interpreter on CPU)."""
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
+
+
+def _launch_options(which: str, BM: int, BL: int, n_programs: int, device: torch.device) -> dict:
+    """Launch options of the forward or backward kernel (num_warps, PREFETCH, optionally maxnreg).
+
+    One-tile sizes: 4 warps while there are at most as many programs as multiprocessors (each step's
+    latency is what counts); with more programs, fewer warps per program (1 forward, 2 backward) do
+    the same work with less synchronisation and more programs resident. On an H100 at (M, L) =
+    (16, 50), S = 1024 this took the forward from 3.0 to 1.7 ms and the backward from 2.5 to 2.2 ms;
+    prefetching the next step's loads took S = 1 from 0.51 to 0.42 ms forward
+    (benchmarks/results/gtf_kernel_tune.json).
+    """
+    nw = _num_warps(BM, BL)
+    if nw == 4 and n_programs > _sm_count(device):
+        nw = 1 if which == "fwd" else 2
+    opts = {"num_warps": nw, "PREFETCH": True}
+    opts.update(TUNING[which])
+    return opts
+
+
 def _activation(pre, h2, clipped):
     act = torch.relu(pre + h2)
     return act - torch.relu(pre) if clipped else act
@@ -229,7 +280,7 @@ class _TritonGTF(torch.autograd.Function):
         grid = (S, triton.cdiv(B, BLOCK_B))
         _fwd_kernel[grid](z0, a, ad, A, W1, W2, h1, h2, out, zprev, B, T1, M, L,
                           CLIPPED=bool(clipped), BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL, N_LC=n_lc,
-                          num_warps=_num_warps(BM, BL))
+                          **_launch_options("fwd", BM, BL, grid[0] * grid[1], z0.device))
         ctx.save_for_backward(zprev, a, A, W1, W2, h2)
         ctx.meta = (bool(clipped), BM, BL, n_lc)
         return out
@@ -244,7 +295,8 @@ class _TritonGTF(torch.autograd.Function):
         gout = gout.contiguous()
         kw = dict(dtype=torch.float32, device=a.device)
         gz0 = torch.empty(S, B, M, **kw)
-        gad = torch.zeros(S, B, T1, M, **kw)  # dL/d ad_0 = 0
+        need_gad = ctx.needs_input_grad[2]  # targets depend on parameters (e.g. a regressor decoder)
+        gad = torch.zeros(S, B, T1, M, **kw) if need_gad else torch.empty(0, **kw)  # dL/d ad_0 = 0
         gA, gh1 = torch.empty(S, NB, M, **kw), torch.empty(S, NB, M, **kw)  # per-program partials
         one = n_lc == 1
         gz = torch.empty(0, **kw) if one else torch.empty(S, B, T1 - 1, M, **kw)  # dL/dz_t (chunked path)
@@ -253,7 +305,7 @@ class _TritonGTF(torch.autograd.Function):
         gh2 = torch.empty(S, NB, L, **kw) if one else torch.empty(0, **kw)
         _bwd_kernel[(S, NB)](gout, zprev, a, A, W1, W2, h2, gz0, gad, gz, gA, gh1, gW1, gW2, gh2,
                              B, T1, M, L, NB, CLIPPED=clipped, BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL, N_LC=n_lc,
-                             num_warps=_num_warps(BM, BL))
+                             NEED_GAD=need_gad, **_launch_options("bwd", BM, BL, S * NB, a.device))
         if one:
             gW1, gW2, gh2 = gW1.sum(1), gW2.sum(1), gh2.sum(1)
         else:  # weight gradients over all steps at once, as in the twin
@@ -268,7 +320,7 @@ class _TritonGTF(torch.autograd.Function):
             gW1 = torch.bmm(gzf.transpose(1, 2), act)  # (S, M, L)
             gW2 = torch.bmm((gact * slope).transpose(1, 2), zflat)  # (S, L, M)
             gh2 = (gact * on).sum(1)  # (S, L)
-        return gz0, None, gad, gA.sum(1), gW1, gW2, gh1.sum(1), gh2, None, None
+        return gz0, None, gad if need_gad else None, gA.sum(1), gW1, gW2, gh1.sum(1), gh2, None, None
 
 
 def supported(params: dict[str, torch.Tensor], z0: torch.Tensor, a: torch.Tensor,
