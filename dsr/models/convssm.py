@@ -128,13 +128,15 @@ class ConvSSM:
         """Full latent state from a target (S, B, n_forced) → (S, B, M)."""
         return observation.init_state(self.spec.observation, self.obs_params, d0, self.spec.latent_dim)
 
-    def observe(self, z: torch.Tensor, r: torch.Tensor | None = None) -> torch.Tensor:
+    def observe(self, z: torch.Tensor, r: torch.Tensor | None = None, conv=causal_conv) -> torch.Tensor:
         """Filter and decode a latent sequence z (S, B, T, M) → (S, B, T−K+1, N).
 
-        ``r`` (S, B, T−K+1, P) are nuisance regressors aligned with the output.
+        ``r`` (S, B, T−K+1, P) are nuisance regressors aligned with the output. ``conv`` is the
+        causal convolution (the training loop passes :func:`dsr.ops.conv.causal_conv`, which takes
+        the Triton kernel on a GPU).
         """
         used = self.spec.n_obs if self.spec.observation == "identity" else self.spec.latent_dim
-        zc = causal_conv(z[..., :used], self.filter, mode="valid")  # (S, B, T-K+1, used)
+        zc = conv(z[..., :used], self.filter, mode="valid")  # (S, B, T-K+1, used)
         return observation.decode(self.spec.observation, self.obs_params, zc, self.spec.n_obs, r)
 
     @torch.no_grad()
