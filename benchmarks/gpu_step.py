@@ -11,7 +11,8 @@ for S models stacked on the leading axis, batch 16 sequences of T̃ = 200 steps 
 Methods:
     twin      ``gtf_rollout_shallow`` (plain PyTorch, hand-written backward loop; the eager path)
     autograd  ``gtf_rollout_ref`` with ``latent.step`` (PyTorch autograd through the time loop)
-    triton    ``gtf_rollout_triton`` (the fused kernel, forward and backward in one launch each)
+    triton    ``gtf_rollout_triton`` (the fused kernel, forward and backward in one launch each) and the
+              Triton causal convolution (``dsr.ops.conv``); the other methods convolve with ``F.conv1d``
     floor     the same chain of T̃ dependent steps forward and T̃ backward with trivial arithmetic:
               one elementwise op per step in PyTorch (``floor_torch``) and one launch whose program runs
               the dependent loop with a load and store per step (``floor_triton``); the rest of the
@@ -40,6 +41,7 @@ if "--cpu-smoke" in sys.argv:  # the Triton interpreter must be chosen before tr
 import torch  # noqa: E402
 
 from dsr.models import latent  # noqa: E402
+from dsr.ops.conv import causal_conv as triton_conv  # noqa: E402
 from dsr.ops.gtf import forcing_weights, gtf_rollout_ref  # noqa: E402
 from dsr.ops.gtf_shallow import gtf_rollout_shallow  # noqa: E402
 from dsr.signal.convolution import causal_conv  # noqa: E402
@@ -145,12 +147,14 @@ def make_step(method, params, opt, d, x, h, K):
     else:
         raise ValueError(method)
 
+    conv = triton_conv if method in ("triton", "floor_triton") else causal_conv  # kernel path: both kernels
+
     def one_step():
         a, ad = forcing_weights(d, alpha, M, "weak")  # (S, B, T̃+1, M)
         if method.startswith("floor"):
             ad = ad * params["A"][:, None, None, :]  # let gradients reach the parameters
         Z = roll(torch.nan_to_num(d[:, :, 0]), a, ad)  # (S, B, T̃, M)
-        xhat = causal_conv(Z, h, mode="valid")  # (S, B, T̃-K+1, M)
+        xhat = conv(Z, h, mode="valid")  # (S, B, T̃-K+1, M)
         loss = (xhat - x[:, :, K - 1:]).pow(2).mean(dim=(1, 2, 3)).sum()
         for p in params.values():
             p.grad = None
@@ -204,9 +208,14 @@ def profile_step(one_step, device, title, steps=5):
                                                                             max_name_column_width=40))
 
 
-def time_training_loop(S, M, L, seq_len, batch, K, device, kernel: bool, epochs=2, batches=20):
+def time_training_loop(S, M, L, seq_len, batch, K, device, kernel: bool, epochs=6, batches=20):
     """ms per step of dsr's own training loop (``train``: batches drawn on the device, GTF rollout,
-    decoder, loss, backward, RAdam, NaN guard) for S stacked fits, with the kernel or the twin."""
+    decoder, loss, backward, RAdam, NaN guard) for S stacked fits, with the kernel or the twin.
+
+    Steady state: the time from the end of epoch 2 to the end of the last epoch (the loop synchronises
+    once per epoch) over the steps in between, so data upload, compilation and CUDA-graph capture in
+    the first epochs are left out; they are returned apart as ``setup_s`` (the first two epochs).
+    """
     import numpy as np
 
     from dsr.config import load_config
@@ -231,18 +240,18 @@ def time_training_loop(S, M, L, seq_len, batch, K, device, kernel: bool, epochs=
         if device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
-        train(model, [sd] * S, cfg.train, list(range(S)))
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        ms = (time.perf_counter() - t0) * 1e3 / (epochs * batches)
+        marks = {}
+        train(model, [sd] * S, cfg.train, list(range(S)),
+              progress=lambda e, n, info: marks.__setitem__(e, info["seconds"]))
+        ms = (marks[epochs] - marks[2]) * 1e3 / ((epochs - 2) * batches)
+        setup_s = marks[2] - 2 * batches * ms / 1e3
     finally:
         if old is None:
             os.environ.pop("DSR_DISABLE_TRITON", None)
         else:
             os.environ["DSR_DISABLE_TRITON"] = old
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
-    return ms, peak
+    return ms, peak, setup_s
 
 
 def main(argv=None):
@@ -301,8 +310,9 @@ def main(argv=None):
                     row = {"M": M, "L": L, "S": S, "method": "loop_triton" if kernel else "loop_twin",
                            "batch": args.batch, "seq_len": args.seq_len}
                     try:
-                        ms, peak = time_training_loop(S, M, L, args.seq_len, args.batch, args.taps, device, kernel)
-                        row.update(ms=ms, ms_per_model=ms / S, peak_mib=peak)
+                        ms, peak, setup = time_training_loop(S, M, L, args.seq_len, args.batch, args.taps, device,
+                                                             kernel)
+                        row.update(ms=ms, ms_per_model=ms / S, peak_mib=peak, setup_s=setup)
                     except torch.cuda.OutOfMemoryError:
                         row.update(ms=None, error="out of memory")
                     except Exception as exc:  # noqa: BLE001
