@@ -109,12 +109,40 @@ def dstsp_bins(x_true, x_gen, n_bins: int = 30) -> float:
     return float(kl)
 
 
+def subsample_index(n: int, max_points: int) -> np.ndarray | None:
+    """Row indices of an even subsample of at most max_points of n rows (first and last kept); None: keep all."""
+    if n <= max_points:
+        return None
+    return np.unique(np.linspace(0, n - 1, max_points).round().astype(np.int64))
+
+
 def _even_subsample(x: np.ndarray, max_points: int) -> np.ndarray:
     """At most max_points rows of x (T, N), evenly spaced in time, first and last kept."""
-    if x.shape[0] <= max_points:
-        return x
-    idx = np.unique(np.linspace(0, x.shape[0] - 1, max_points).round().astype(np.int64))
-    return x[idx]
+    idx = subsample_index(x.shape[0], max_points)
+    return x if idx is None else x[idx]
+
+
+def gmm_reference(x_true, scaling: float = 1.0, n_samples: int = 1000, max_points: int = 10000,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The reference mixture's centres and the Monte-Carlo samples drawn from it (shared by all GMM paths).
+
+    Returns
+    -------
+    mu_t : ndarray (T_s, N)
+        Centres: x_true subsampled evenly to at most ``max_points`` rows.
+    samples : ndarray (n_samples, N)
+        Draws from the mixture, from ``np.random.default_rng(seed)``.
+    """
+    if scaling <= 0:
+        raise ValueError(f"scaling must be > 0, got {scaling}")
+    x_true = _as_2d(x_true, "x_true")
+    if not np.isfinite(x_true).all():
+        raise ValueError("x_true contains non-finite values")
+    mu_t = _even_subsample(x_true, max_points)  # (T_s, N)
+    rng = np.random.default_rng(seed)
+    t_idx = rng.integers(0, mu_t.shape[0], n_samples)  # (S,)
+    samples = mu_t[t_idx] + np.sqrt(scaling) * rng.standard_normal((n_samples, mu_t.shape[1]))  # (S, N)
+    return mu_t, samples
 
 
 def _gmm_log_density(samples: np.ndarray, centres: np.ndarray, scaling: float) -> np.ndarray:
@@ -174,15 +202,8 @@ def dstsp_gmm_many(x_true, x_gens, scaling: float = 1.0, n_samples: int = 1000, 
     The Monte-Carlo samples and the reference mixture's density at them depend only on ``x_true`` and
     ``seed``, so they are computed once; each entry equals ``dstsp_gmm(x_true, x_gens[i], ...)``.
     """
-    if scaling <= 0:
-        raise ValueError(f"scaling must be > 0, got {scaling}")
     x_true = _as_2d(x_true, "x_true")
-    if not np.isfinite(x_true).all():
-        raise ValueError("x_true contains non-finite values")
-    mu_t = _even_subsample(x_true, max_points)  # (T_s, N)
-    rng = np.random.default_rng(seed)
-    t_idx = rng.integers(0, mu_t.shape[0], n_samples)  # (S,)
-    samples = mu_t[t_idx] + np.sqrt(scaling) * rng.standard_normal((n_samples, mu_t.shape[1]))  # (S, N)
+    mu_t, samples = gmm_reference(x_true, scaling, n_samples, max_points, seed)  # (T_s, N), (S, N)
     log_p = None
     out = []
     for x_gen in x_gens:

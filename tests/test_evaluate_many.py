@@ -1,0 +1,105 @@
+"""evaluate_many of a stacked convSSM equals evaluate of each fit alone (CPU)."""
+import numpy as np
+import pytest
+import torch
+
+from dsr.analysis.evaluate import evaluate
+from dsr.analysis.evaluate_many import _lyapunov_gram_schmidt, evaluate_many
+from dsr.analysis.lyapunov import lyapunov_spectrum
+from dsr.config import EvalConfig, load_config
+from dsr.models.convssm import ConvSSM, ConvSSMSpec
+from dsr.signal.filters import spm_hrf
+from dsr.training.data import prepare_subject
+
+TR = 2.0
+EVAL = EvalConfig(n_rollouts=8, lyap_steps=60, lyap_transient=20, lyap_orbits=3)
+
+
+def _data(n, T, seed):
+    """Heavy-tailed AR(1) series (T, n): wide enough that the models' rollouts fall inside the binned volume."""
+    rng = np.random.default_rng(seed)
+    e = rng.standard_t(2, (T, n))  # (T, n)
+    x = np.empty_like(e)
+    x[0] = e[0]
+    for t in range(1, T):
+        x[t] = 0.8 * x[t - 1] + e[t]
+    return x
+
+
+def _stack(spec, lengths, seeds, diverge=None, **prep):
+    h = spm_hrf(TR)
+    cfg = load_config("quick")
+    subs = [prepare_subject(_data(spec.n_obs, T, s), h, cfg,
+                            **{k: v(T, s) for k, v in prep.items()}) for T, s in zip(lengths, seeds)]
+    model = ConvSSM.initialise(spec, torch.as_tensor(h), seeds)
+    with torch.no_grad():
+        model.params["latent.W1"] *= 3.0  # livelier dynamics than the initialisation
+        if diverge is not None:
+            model.params["latent.A"][diverge] = 3.0
+    return model, subs
+
+
+def _same(a, b, key):
+    if isinstance(a, list):
+        assert len(a) == len(b), key
+        for u, v in zip(a, b):
+            _same(u, v, key)
+    elif isinstance(a, float) and (np.isinf(a) or np.isnan(a)):
+        assert (np.isnan(a) and np.isnan(b)) or a == b, key
+    else:
+        assert b == pytest.approx(a, rel=1e-6, abs=1e-9), key
+
+
+def _check(model, subs, seeds, truths=None, chunk=None):
+    got = evaluate_many(model, subs, EVAL, seeds, latent_truths=truths, chunk=chunk)
+    for i in range(model.n_subjects):
+        want = evaluate(model.subject(i), subs[i], EVAL, None if truths is None else truths[i], seed=seeds[i])
+        assert set(got[i][0]) == set(want[0])
+        for key, v in want[0].items():
+            _same(v, got[i][0][key], key)
+        np.testing.assert_allclose(got[i][1], want[1], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(got[i][2], want[2], rtol=1e-6, atol=1e-9)
+    return got
+
+
+def test_gmm_with_diverging_fit_and_latent_truth():
+    spec = ConvSSMSpec("cshPLRNN", 5, 20, "identity", n_obs=5, tr=TR)
+    seeds = [3, 4, 5]
+    model, subs = _stack(spec, [200] * 3, seeds, diverge=1)
+    truths = [_data(4, 190, s + 10) for s in seeds]
+    got = _check(model, subs, seeds, truths, chunk=2)  # chunks [0, 1], [2]
+    assert got[1][0]["dstsp"] == float("inf") and got[1][0]["diverged_rollouts"] == 1.0
+    assert np.isfinite(got[0][0]["dstsp"]) and np.isfinite(got[0][0]["dstsp_latent"])
+
+
+def test_bins_with_unequal_lengths_and_latent_truth():
+    spec = ConvSSMSpec("cshPLRNN", 4, 20, "identity", n_obs=3, tr=TR)
+    seeds = [0, 1, 2]
+    model, subs = _stack(spec, [200, 230, 200], seeds)
+    truths = [_data(3, 240, s + 20) for s in seeds]  # longer than the rollout: generated further
+    _check(model, subs, seeds, truths)
+
+
+def test_regressors_inputs_and_latent_truth():
+    spec = ConvSSMSpec("cshPLRNN", 5, 20, "regressor", n_obs=4, n_regressors=2, n_inputs=2, tr=TR)
+    seeds = [7, 8]
+    rand = lambda T, s: np.random.default_rng(s + 100).standard_normal((T, 2))  # noqa: E731
+    model, subs = _stack(spec, [200, 200], seeds, nuisance=rand, inputs=rand)
+    _check(model, subs, seeds, [_data(2, 150, s) for s in seeds])  # latent rollouts without inputs
+
+
+def test_gram_schmidt_lyapunov_matches_lapack_qr():
+    spec = ConvSSMSpec("cshPLRNN", 5, 20, "identity", n_obs=5, tr=TR)
+    model = ConvSSM.initialise(spec, torch.as_tensor(spm_hrf(TR)), [0, 1]).to(dtype=torch.float64)
+    model.params["latent.W1"] *= 3.0
+    z0 = torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def step(z):
+        return model.step(z.view(2, 4, 5)).reshape(8, 5)
+
+    def jac(z):
+        return model.jacobian(z.view(2, 4, 5)).reshape(8, 5, 5)
+
+    want = lyapunov_spectrum(step, jac, z0.reshape(8, 5), n_steps=200, transient=20)
+    got = _lyapunov_gram_schmidt(step, jac, z0.reshape(8, 5), 200, 20)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
