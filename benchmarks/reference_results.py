@@ -167,8 +167,8 @@ def aln(args):
     R = args.seeds_per_subject
     xs = [np.load(SHARED / "aln" / "bold" / f"{s}.npy")[:500] for s in ids] * R
     truths = [np.load(SHARED / "aln" / "latent" / f"{s}.npy") for s in ids] * R
-    cfg = load_config("aln", train=dict(_train_overrides(args), train_fraction=0.75),
-                      eval={"n_rollouts": args.rollouts})
+    ev = {"n_rollouts": args.rollouts} | ({} if args.dstsp_scaling is None else {"dstsp_scaling": args.dstsp_scaling})
+    cfg = load_config("aln", train=dict(_train_overrides(args), train_fraction=0.75), eval=ev)
     # seed = subject index (+ 1000 per extra seed): chunking never changes a fit
     seeds = [first + i + 1000 * r for r in range(R) for i in range(len(ids))]
     h = spm_hrf(0.5) if args.variant == "conv" else np.array([1.0])
@@ -237,6 +237,7 @@ def main():
     p.add_argument("--epochs", type=int, default=1000)
     p.add_argument("--length", type=int, default=3000, help="Lorenz recording length (steps)")
     p.add_argument("--rollouts", type=int, default=100)
+    p.add_argument("--dstsp-scaling", type=float, default=None, help="ALN: GMM component variance (preset: 1.0)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--eval-workers", type=int, default=1, help="processes evaluating fits in parallel")
     args = p.parse_args()
