@@ -47,8 +47,8 @@ from dsr.training.loop import log_progress, train  # noqa: E402
 
 SHARED = Path(os.environ.get("DSR_SHARED_DATA", ROOT.parent / "shared" / "data"))
 OUT = ROOT / "benchmarks" / "results"
-KEYS = ("dstsp", "dh", "dstsp_test", "dh_test", "dstsp_latent", "dh_latent", "pe_train", "pe_test", "lyapunov_max",
-        "diverged_rollouts")
+KEYS = ("dstsp", "dh", "dstsp_test", "dh_test", "dstsp_latent", "dh_latent", "dstsp_latent_units", "pe_train",
+        "pe_test", "lyapunov_max", "diverged_rollouts")
 
 
 def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag, device="cpu", eval_only=False, alphas=None):
@@ -152,6 +152,7 @@ def lorenz(args):
         key = "" if len(alpha_grid) == 1 else f"_alpha{a:g}"
         summary.update({
             f"median_dstsp_latent{key}": float(np.median([r["dstsp_latent"] for r in sel])),
+            f"median_dstsp_latent_units{key}": float(np.median([r["dstsp_latent_units"] for r in sel])),
             f"median_dh_latent{key}": float(np.median([r["dh_latent"] for r in sel])),
             f"median_dstsp_obs{key}": float(np.median([r["dstsp"] for r in sel])),
             f"median_lyapunov_max_per_step{key}": float(np.median(lam)),
@@ -178,6 +179,7 @@ def aln(args):
     for row, sub in zip(rows, ids * R):
         row["subject"] = sub
     summary = {"median_dstsp_latent": float(np.median([r["dstsp_latent"] for r in rows])),
+               "median_dstsp_latent_units": float(np.median([r["dstsp_latent_units"] for r in rows])),
                "median_dstsp_obs": float(np.median([r["dstsp"] for r in rows])),
                "train_seconds": t, "n_subjects": len(ids), "seeds_per_subject": R}
     return {"setup": vars(args), "config": cfg.to_dict(), "subjects": ids * R, "fits": rows, "summary": summary}
@@ -199,7 +201,7 @@ def aln_compare(folder: Path):
     subs = sorted(set(conv) & set(plain))
     wins = [conv[s]["dstsp_latent"] < plain[s]["dstsp_latent"] for s in subs]
     other = {key: float(np.mean([conv[s][key] < plain[s][key] for s in subs]))
-             for key in ("dh_latent", "dstsp", "dh", "pe_test")}
+             for key in ("dstsp_latent_units", "dh_latent", "dstsp", "dh", "pe_test")}
     return {"subjects": subs, "conv": [conv[s] for s in subs], "noconv": [plain[s] for s in subs],
             "summary": {"conv_wins_fraction": float(np.mean(wins)), "n_subjects": len(wins),
                         "median_dstsp_latent_conv": float(np.median([conv[s]["dstsp_latent"] for s in subs])),

@@ -70,6 +70,20 @@ def test_gmm_with_diverging_fit_and_latent_truth():
     got = _check(model, subs, seeds, truths, chunk=2)  # chunks [0, 1], [2]
     assert got[1][0]["dstsp"] == float("inf") and got[1][0]["diverged_rollouts"] == 1.0
     assert np.isfinite(got[0][0]["dstsp"]) and np.isfinite(got[0][0]["dstsp_latent"])
+    assert np.isfinite(got[0][0]["dstsp_latent_units"])
+
+
+def test_latent_units_see_scale_zscored_does_not():
+    """A truth 5× larger: the z-scored latent D_stsp is unchanged, the one in data units gets worse."""
+    spec = ConvSSMSpec("cshPLRNN", 3, 20, "identity", n_obs=3, tr=TR)
+    model, subs = _stack(spec, [200], [1])
+    truth = model.generate(torch.as_tensor(subs[0].d_full[40], dtype=torch.float32)[None, None], 200)[0, 0]
+    truth = truth.double().numpy() * subs[0].std + subs[0].mean  # (200, 3) the model's own orbit, data units
+    one = model.subject(0)
+    near = evaluate(one, subs[0], EVAL, truth, seed=1)[0]
+    far = evaluate(one, subs[0], EVAL, 5.0 * truth, seed=1)[0]
+    assert far["dstsp_latent"] == pytest.approx(near["dstsp_latent"], rel=1e-9)
+    assert far["dstsp_latent_units"] > near["dstsp_latent_units"] + 1.0
 
 
 def test_bins_with_unequal_lengths_and_latent_truth():
@@ -85,7 +99,8 @@ def test_regressors_inputs_and_latent_truth():
     seeds = [7, 8]
     rand = lambda T, s: np.random.default_rng(s + 100).standard_normal((T, 2))  # noqa: E731
     model, subs = _stack(spec, [200, 200], seeds, nuisance=rand, inputs=rand)
-    _check(model, subs, seeds, [_data(2, 150, s) for s in seeds])  # latent rollouts without inputs
+    got = _check(model, subs, seeds, [_data(2, 150, s) for s in seeds])  # latent rollouts without inputs
+    assert "dstsp_latent" in got[0][0] and "dstsp_latent_units" not in got[0][0]  # latents not in data units
 
 
 def test_gram_schmidt_lyapunov_matches_lapack_qr():

@@ -3,9 +3,15 @@
 Metrics (DESIGN §1): D_stsp and D_H of generated against observed series (whole
 series, training part, test part), n-step prediction errors PE_n with the
 conv-aware alignment, and Lyapunov exponents along generated orbits; and, when
-ground-truth latents are given, D_stsp and D_H in latent space. Generated
-latents and the truth are each z-scored per dimension before the latent-space
-comparison, since the latent scale is only identified up to the filter's gain.
+ground-truth latents are given, D_stsp and D_H in latent space. For
+``dstsp_latent`` and ``dh_latent`` generated latents and the truth are each
+z-scored per dimension, which compares shapes only. With the identity
+observation model the latent scale is identified (the filter sums to 1, so the
+read-out latents are in the units of the observed channels): then
+``dstsp_latent_units`` also compares the generated latents mapped back to data
+units with the truth, both standardised by the truth's mean and SD, so a model
+whose latents are too smooth or too small (e.g. one without the decoder, whose
+latents are the haemodynamic signal) is scored as such.
 """
 from __future__ import annotations
 
@@ -157,7 +163,23 @@ def evaluate(model: ConvSSM, sd: SubjectData, cfg: EvalConfig, latent_truth: np.
         gens = [zscore(z) if np.isfinite(z).all() else np.full_like(z, np.nan) for z in Zl]
         _summary(dstsp_many(truth, gens, seed=seed, **kw), "dstsp_latent", metrics)
         _summary([_dh_safe(truth, zscore(z), cfg.spectrum_smoothing) for z in Zl], "dh_latent", metrics)
+        if latent_identified(model, n_lat):
+            mu, sd_t = truth_scale(latent_truth)
+            units = [(z * sd.std[:n_lat] + sd.mean[:n_lat] - mu) / sd_t for z in Zl]  # truth-standardised
+            _summary(dstsp_many(truth, units, seed=seed, **kw), "dstsp_latent_units", metrics)
     return metrics, Xn[0], Z[0, 0].cpu().double().numpy()
+
+
+def latent_identified(model: ConvSSM, n_lat: int) -> bool:
+    """Whether the first n_lat latents are in data units (identity read-out of observed channels)."""
+    return model.spec.observation == "identity" and n_lat <= model.spec.n_obs
+
+
+def truth_scale(latent_truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and SD (constant columns: 1) per column of a latent truth (T, n), as :func:`zscore` uses."""
+    a = np.asarray(latent_truth, dtype=np.float64)
+    sd = a.std(0)
+    return a.mean(0), np.where(sd > 0, sd, 1.0)
 
 
 def _dh_safe(ref: np.ndarray, gen: np.ndarray, smoothing: float) -> float:

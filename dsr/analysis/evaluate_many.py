@@ -31,7 +31,8 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 
 from dsr.analysis.dstsp import dstsp_many, gmm_reference, subsample_index
-from dsr.analysis.evaluate import _summary, clean_observations, initial_states, zscore
+from dsr.analysis.evaluate import (_summary, clean_observations, initial_states, latent_identified, truth_scale,
+                                   zscore)
 from dsr.analysis.lyapunov import _finite_rows, lyapunov_spectrum
 from dsr.config import EvalConfig
 from dsr.models.convssm import ConvSSM
@@ -385,11 +386,24 @@ def _score_chunk(model, idx, subjects, x_obs, z0s, truths, seeds, cfg, T, n_trai
                 Zl_np = Zl.cpu().numpy()
             return [zscore(z) if np.isfinite(z).all() else np.full_like(z, np.nan) for z in Zl_np[i]]
 
-        Zz = _zscore_t(torch.where(fin_l[:, :, None, None], Zl, torch.zeros((), dtype=Zl.dtype, device=dev)))
-        ds, dh = _state_metrics(truth, Zz, fin_l, sds, cfg, budget, np_lat)
+        Zl0 = torch.where(fin_l[:, :, None, None], Zl, torch.zeros((), dtype=Zl.dtype, device=dev))
+        ds, dh = _state_metrics(truth, _zscore_t(Zl0), fin_l, sds, cfg, budget, np_lat)
         for f in range(F):
             _summary(list(ds[f]), "dstsp_latent", metrics[f])
             _summary(list(dh[f]), "dh_latent", metrics[f])
+        if latent_identified(model, n_lat):  # also in data units, standardised by the truth
+            scale = [(sd.std[:n_lat], sd.mean[:n_lat]) + truth_scale(truths[i]) for sd, i in zip(subs, idx)]
+            a = torch.as_tensor(np.stack([(s_ / t_) for s_, _, _, t_ in scale]), device=dev)  # (F, n_lat)
+            b = torch.as_tensor(np.stack([(m_ - mu) / t_ for _, m_, mu, t_ in scale]), device=dev)  # (F, n_lat)
+            Zu = Zl0 * a[:, None, None] + b[:, None, None]  # (F, R, t_len, n_lat)
+
+            def np_units(i):
+                return [z if np.isfinite(z).all() else np.full_like(z, np.nan)
+                        for z in (Zl[i] * a[i] + b[i]).cpu().numpy()]
+
+            ds_u, _ = _state_metrics(truth, Zu, fin_l, sds, cfg, budget, np_units)
+            for f in range(F):
+                _summary(list(ds_u[f]), "dstsp_latent_units", metrics[f])
     X0 = Xd[:, 0].cpu().numpy()  # (F, T, N)
     Z0 = Z[:, 0, :n_gen].cpu().double().numpy()  # (F, T+K-1, M)
     for f, i in enumerate(idx):
