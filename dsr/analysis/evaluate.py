@@ -116,7 +116,8 @@ def lyapunov(model: ConvSSM, sd: SubjectData, cfg: EvalConfig, gen: torch.Genera
     return np.nanmedian(spec.numpy(), axis=0) if np.isfinite(spec.numpy()).any() else np.full(z0.shape[1], np.nan)
 
 
-def _summary(values: list[float], name: str, out: dict) -> None:
+def summarise_rollouts(values: list[float], name: str, out: dict) -> None:
+    """Write ``out[name]`` (mean over finite rollout values, inf if none) and ``out[name_median]``."""
     v = np.asarray(values, dtype=float)
     fin = v[np.isfinite(v)]
     out[name] = float(fin.mean()) if fin.size else float("inf")
@@ -147,8 +148,8 @@ def evaluate(model: ConvSSM, sd: SubjectData, cfg: EvalConfig, latent_truth: np.
     for suffix, ref in parts.items():
         if len(ref) < 2:
             continue
-        _summary(dstsp_many(ref, list(Xn), seed=seed, **kw), f"dstsp{suffix}", metrics)
-        _summary([_dh_safe(ref, xg, cfg.spectrum_smoothing) for xg in Xn], f"dh{suffix}", metrics)
+        summarise_rollouts(dstsp_many(ref, list(Xn), seed=seed, **kw), f"dstsp{suffix}", metrics)
+        summarise_rollouts([_dh_safe(ref, xg, cfg.spectrum_smoothing) for xg in Xn], f"dh{suffix}", metrics)
     metrics["diverged_rollouts"] = float(np.mean(~np.isfinite(Xn).all(axis=(1, 2))))
     pe_train, pe_test = prediction_errors(model, sd, cfg.pe_steps)
     metrics.update({"pe_train": pe_train, "pe_test": pe_test, "pe_steps": cfg.pe_steps})
@@ -161,12 +162,12 @@ def evaluate(model: ConvSSM, sd: SubjectData, cfg: EvalConfig, latent_truth: np.
         n_lat = truth.shape[1]
         Zl = model.generate(z0, len(truth))[0, :, :, :n_lat].cpu().double().numpy()  # (R, T_truth, n_lat)
         gens = [zscore(z) if np.isfinite(z).all() else np.full_like(z, np.nan) for z in Zl]
-        _summary(dstsp_many(truth, gens, seed=seed, **kw), "dstsp_latent", metrics)
-        _summary([_dh_safe(truth, zscore(z), cfg.spectrum_smoothing) for z in Zl], "dh_latent", metrics)
+        summarise_rollouts(dstsp_many(truth, gens, seed=seed, **kw), "dstsp_latent", metrics)
+        summarise_rollouts([_dh_safe(truth, zscore(z), cfg.spectrum_smoothing) for z in Zl], "dh_latent", metrics)
         if latent_identified(model, n_lat):
             mu, sd_t = truth_scale(latent_truth)
             units = [(z * sd.std[:n_lat] + sd.mean[:n_lat] - mu) / sd_t for z in Zl]  # truth-standardised
-            _summary(dstsp_many(truth, units, seed=seed, **kw), "dstsp_latent_units", metrics)
+            summarise_rollouts(dstsp_many(truth, units, seed=seed, **kw), "dstsp_latent_units", metrics)
     return metrics, Xn[0], Z[0, 0].cpu().double().numpy()
 
 

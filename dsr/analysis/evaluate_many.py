@@ -31,9 +31,9 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 
 from dsr.analysis.dstsp import dstsp_many, gmm_reference, subsample_index
-from dsr.analysis.evaluate import (_summary, clean_observations, initial_states, latent_identified, truth_scale,
+from dsr.analysis.evaluate import (summarise_rollouts, clean_observations, initial_states, latent_identified, truth_scale,
                                    zscore)
-from dsr.analysis.lyapunov import _finite_rows, lyapunov_spectrum
+from dsr.analysis.lyapunov import finite_rows, lyapunov_spectrum
 from dsr.config import EvalConfig
 from dsr.models.convssm import ConvSSM
 from dsr.training.data import SubjectData
@@ -217,10 +217,10 @@ def _qr_gram_schmidt(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _lyapunov_gram_schmidt(step, jacobian, z0: torch.Tensor, n_steps: int, transient: int) -> torch.Tensor:
     """:func:`dsr.analysis.lyapunov.lyapunov_spectrum` (all exponents, QR every step) with a batched QR."""
     batch, m = z0.shape
-    z, ok = z0.clone(), _finite_rows(z0)  # (B, M), (B,)
+    z, ok = z0.clone(), finite_rows(z0)  # (B, M), (B,)
     for _ in range(transient):
         z = step(z)  # (B, M)
-        ok &= _finite_rows(z)
+        ok &= finite_rows(z)
         z = torch.where(ok[:, None], z, torch.zeros_like(z))
     eye = torch.eye(m, dtype=z.dtype, device=z.device)  # (M, M)
     q = eye.expand(batch, m, m).clone()  # (B, M, M)
@@ -228,7 +228,7 @@ def _lyapunov_gram_schmidt(step, jacobian, z0: torch.Tensor, n_steps: int, trans
     for _ in range(n_steps):
         q = jacobian(z) @ q  # (B, M, M)
         z = step(z)  # (B, M)
-        ok &= _finite_rows(z) & _finite_rows(q)
+        ok &= finite_rows(z) & finite_rows(q)
         z = torch.where(ok[:, None], z, torch.zeros_like(z))
         q = torch.where(ok[:, None, None], q, eye)
         q, d = _qr_gram_schmidt(q)  # (B, M, M), (B, M)
@@ -361,8 +361,8 @@ def _score_chunk(model, idx, subjects, x_obs, z0s, truths, seeds, cfg, T, n_trai
             continue
         ds, dh = _state_metrics([x[lo:hi] for x in xs], Xd, fin, sds, cfg, budget, np_gens)
         for f in range(F):
-            _summary(list(ds[f]), f"dstsp{suffix}", metrics[f])
-            _summary(list(dh[f]), f"dh{suffix}", metrics[f])
+            summarise_rollouts(list(ds[f]), f"dstsp{suffix}", metrics[f])
+            summarise_rollouts(list(dh[f]), f"dh{suffix}", metrics[f])
     div = (~fin).double().mean(1).cpu().numpy()  # (F,)
     pes = _prediction_errors(sub, subs, xs, cfg.pe_steps)
     for f in range(F):
@@ -389,8 +389,8 @@ def _score_chunk(model, idx, subjects, x_obs, z0s, truths, seeds, cfg, T, n_trai
         Zl0 = torch.where(fin_l[:, :, None, None], Zl, torch.zeros((), dtype=Zl.dtype, device=dev))
         ds, dh = _state_metrics(truth, _zscore_t(Zl0), fin_l, sds, cfg, budget, np_lat)
         for f in range(F):
-            _summary(list(ds[f]), "dstsp_latent", metrics[f])
-            _summary(list(dh[f]), "dh_latent", metrics[f])
+            summarise_rollouts(list(ds[f]), "dstsp_latent", metrics[f])
+            summarise_rollouts(list(dh[f]), "dh_latent", metrics[f])
         if latent_identified(model, n_lat):  # also in data units, standardised by the truth
             scale = [(sd.std[:n_lat], sd.mean[:n_lat]) + truth_scale(truths[i]) for sd, i in zip(subs, idx)]
             a = torch.as_tensor(np.stack([(s_ / t_) for s_, _, _, t_ in scale]), device=dev)  # (F, n_lat)
@@ -403,7 +403,7 @@ def _score_chunk(model, idx, subjects, x_obs, z0s, truths, seeds, cfg, T, n_trai
 
             ds_u, _ = _state_metrics(truth, Zu, fin_l, sds, cfg, budget, np_units)
             for f in range(F):
-                _summary(list(ds_u[f]), "dstsp_latent_units", metrics[f])
+                summarise_rollouts(list(ds_u[f]), "dstsp_latent_units", metrics[f])
     X0 = Xd[:, 0].cpu().numpy()  # (F, T, N)
     Z0 = Z[:, 0, :n_gen].cpu().double().numpy()  # (F, T+K-1, M)
     for f, i in enumerate(idx):

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 
-def _finite_rows(x: Tensor) -> Tensor:
+def finite_rows(x: Tensor) -> Tensor:
     """True for each batch element whose entries are all finite: x (B, ...) -> (B,)."""
     return torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
 
@@ -60,10 +60,10 @@ def lyapunov_spectrum(
     if not 1 <= k <= m:
         raise ValueError(f"n_exponents must be in [1, {m}], got {k}")
     z = z0.clone()  # (B, M)
-    ok = _finite_rows(z)  # (B,)
+    ok = finite_rows(z)  # (B,)
     for _ in range(transient):
         z = step(z)  # (B, M)
-        ok &= _finite_rows(z)
+        ok &= finite_rows(z)
         z = torch.where(ok[:, None], z, torch.zeros_like(z))  # (B, M) park diverged rows at 0
 
     eye = torch.eye(m, k, dtype=z.dtype, device=z.device)  # (M, k)
@@ -72,7 +72,7 @@ def lyapunov_spectrum(
     for t in range(n_steps):
         q = jacobian(z) @ q  # (B, M, k)
         z = step(z)  # (B, M)
-        ok &= _finite_rows(z) & _finite_rows(q)
+        ok &= finite_rows(z) & finite_rows(q)
         z = torch.where(ok[:, None], z, torch.zeros_like(z))  # (B, M)
         q = torch.where(ok[:, None, None], q, eye)  # (B, M, k)
         if (t + 1) % ortho_every == 0 or t + 1 == n_steps:
