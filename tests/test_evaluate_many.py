@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dsr.analysis.evaluate import evaluate
-from dsr.analysis.evaluate_many import _lyapunov_gram_schmidt, evaluate_many
+from dsr.analysis.evaluate_many import evaluate_many
 from dsr.analysis.lyapunov import lyapunov_spectrum
 from dsr.config import EvalConfig, load_config
 from dsr.models.convssm import ConvSSM, ConvSSMSpec
@@ -115,6 +115,6 @@ def test_gram_schmidt_lyapunov_matches_lapack_qr():
     def jac(z):
         return model.jacobian(z.view(2, 4, 5)).reshape(8, 5, 5)
 
-    want = lyapunov_spectrum(step, jac, z0.reshape(8, 5), n_steps=200, transient=20)
-    got = _lyapunov_gram_schmidt(step, jac, z0.reshape(8, 5), 200, 20)
+    want = lyapunov_spectrum(step, jac, z0.reshape(8, 5), n_steps=200, transient=20, qr="lapack")
+    got = lyapunov_spectrum(step, jac, z0.reshape(8, 5), n_steps=200, transient=20, qr="gram_schmidt")
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)

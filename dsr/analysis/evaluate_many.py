@@ -12,9 +12,8 @@
   the numpy code per fit;
 * D_H in float64 torch (the Gaussian smoothing as a matrix built with scipy's own filter);
 * PE_n with the prediction windows of all fits padded to one batch;
-* Lyapunov spectra of all fits × orbits in one float64 batch. On CPU this is
-  :func:`dsr.analysis.lyapunov.lyapunov_spectrum` itself; on a GPU the same loop with a batched
-  Gram–Schmidt QR (``torch.linalg.qr`` loops over the batch there for small matrices).
+* Lyapunov spectra of all fits × orbits in one float64 batch
+  (:func:`dsr.analysis.lyapunov.lyapunov_spectrum`, which uses a batched Gram–Schmidt QR on a GPU).
 
 Fits may differ in length: they are grouped by (T, n_train, latent-truth length). Nuisance
 regressors (``sd.r``, ``sd.rd``, ``obs.J``) and external inputs (``sd.s``) are supported.
@@ -33,7 +32,7 @@ from scipy.ndimage import gaussian_filter1d
 from dsr.analysis.dstsp import dstsp_many, gmm_reference, subsample_index
 from dsr.analysis.evaluate import (summarise_rollouts, clean_observations, initial_states, latent_identified, truth_scale,
                                    zscore)
-from dsr.analysis.lyapunov import finite_rows, lyapunov_spectrum
+from dsr.analysis.lyapunov import lyapunov_spectrum
 from dsr.config import EvalConfig
 from dsr.models.convssm import ConvSSM
 from dsr.training.data import SubjectData
@@ -195,48 +194,6 @@ def _prediction_errors(model: ConvSSM, subs: list[SubjectData], xs: list[np.ndar
 
 
 # ---- Lyapunov ---------------------------------------------------------------------------------------
-def _qr_gram_schmidt(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Thin QR of a batch of small matrices by classical Gram–Schmidt with reorthogonalisation.
-
-    a (B, M, k) -> Q (B, M, k), diag(R) (B, k) >= 0 (equal to LAPACK's after its sign fix).
-    """
-    q = a.clone()  # (B, M, k)
-    d = torch.empty(a.shape[0], a.shape[2], dtype=a.dtype, device=a.device)  # (B, k)
-    for j in range(a.shape[2]):
-        v = q[:, :, j]  # (B, M)
-        if j:
-            prev = q[:, :, :j]  # (B, M, j)
-            for _ in range(2):
-                v = v - (prev @ (prev.transpose(1, 2) @ v[..., None]))[..., 0]  # (B, M)
-        d[:, j] = torch.linalg.vector_norm(v, dim=1)
-        q[:, :, j] = v / d[:, j, None]
-    return q, d
-
-
-@torch.no_grad()
-def _lyapunov_gram_schmidt(step, jacobian, z0: torch.Tensor, n_steps: int, transient: int) -> torch.Tensor:
-    """:func:`dsr.analysis.lyapunov.lyapunov_spectrum` (all exponents, QR every step) with a batched QR."""
-    batch, m = z0.shape
-    z, ok = z0.clone(), finite_rows(z0)  # (B, M), (B,)
-    for _ in range(transient):
-        z = step(z)  # (B, M)
-        ok &= finite_rows(z)
-        z = torch.where(ok[:, None], z, torch.zeros_like(z))
-    eye = torch.eye(m, dtype=z.dtype, device=z.device)  # (M, M)
-    q = eye.expand(batch, m, m).clone()  # (B, M, M)
-    log_r = torch.zeros(batch, m, dtype=z.dtype, device=z.device)  # (B, M)
-    for _ in range(n_steps):
-        q = jacobian(z) @ q  # (B, M, M)
-        z = step(z)  # (B, M)
-        ok &= finite_rows(z) & finite_rows(q)
-        z = torch.where(ok[:, None], z, torch.zeros_like(z))
-        q = torch.where(ok[:, None, None], q, eye)
-        q, d = _qr_gram_schmidt(q)  # (B, M, M), (B, M)
-        log_r += torch.log(d)
-    exps = torch.sort(log_r / n_steps, dim=1, descending=True).values  # (B, M)
-    return torch.where(ok[:, None], exps, torch.full_like(exps, float("nan")))
-
-
 def _lyapunov_all(model: ConvSSM, subjects: list[SubjectData], cfg: EvalConfig,
                   gens: list[torch.Generator]) -> list[np.ndarray]:
     """:func:`dsr.analysis.evaluate.lyapunov` of every fit (float64 on the model's device), list of (M,)."""
@@ -251,10 +208,7 @@ def _lyapunov_all(model: ConvSSM, subjects: list[SubjectData], cfg: EvalConfig,
     def jac(z):
         return m64.jacobian(z.view(S, O, M)).reshape(S * O, M, M)
 
-    if z0.device.type == "cpu":
-        spec = lyapunov_spectrum(step, jac, z0, n_steps=cfg.lyap_steps, transient=cfg.lyap_transient)
-    else:
-        spec = _lyapunov_gram_schmidt(step, jac, z0, cfg.lyap_steps, cfg.lyap_transient)
+    spec = lyapunov_spectrum(step, jac, z0, n_steps=cfg.lyap_steps, transient=cfg.lyap_transient)  # (S*O, M)
     spec = spec.view(S, O, M).cpu().numpy()  # (S, O, M)
     return [np.nanmedian(s, axis=0) if np.isfinite(s).any() else np.full(M, np.nan) for s in spec]
 
