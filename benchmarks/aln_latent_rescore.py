@@ -4,14 +4,15 @@
 
 Loads ``benchmarks/results/aln_{conv,noconv}{tag}_models.safetensors`` (written by
 ``reference_results.py aln``), rebuilds each fit's data and seed exactly as that script does, and
-computes the latent-space part of :func:`dsr.analysis.evaluate.evaluate` (same initial states, same
-rollouts): ``dstsp_latent`` (each series z-scored) and ``dstsp_latent_units`` (generated latents in
+computes the latent-space part of :func:`dsr.analysis.evaluate.evaluate`
+(:func:`dsr.analysis.evaluate.latent_metrics`, same initial states and rollouts): ``dstsp_latent`` (each series z-scored) and ``dstsp_latent_units`` (generated latents in
 data units, both standardised by the truth), for each GMM scaling. Prints, per selection rule, how many
 subjects the convSSM wins, and writes ``aln_latent_rescore{tag}.json``.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -22,8 +23,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dsr.analysis.dstsp import dstsp_many  # noqa: E402
-from dsr.analysis.evaluate import initial_states, truth_scale, zscore  # noqa: E402
+from dsr.analysis.evaluate import initial_states, latent_metrics  # noqa: E402
 from dsr.config import load_config  # noqa: E402
 from dsr.models.convssm import ConvSSM  # noqa: E402
 from dsr.signal.filters import spm_hrf  # noqa: E402
@@ -33,23 +33,14 @@ OUT = ROOT / "benchmarks" / "results"
 
 
 def latent_scores(model, sd, truth, seed, rollouts, scalings):
-    """{scaling: (z-scored, data-units)} mean latent D_stsp over the rollouts of one fit (S = 1)."""
+    """{scaling: (z-scored, data-units)} latent D_stsp of one fit (S = 1), as ``evaluate`` computes it."""
     cfg = load_config("aln").eval
-    gen = torch.Generator().manual_seed(seed)
-    z0 = initial_states(model, sd, rollouts, cfg.perturbation, gen)  # (1, R, M)
-    n = truth.shape[1]
-    Zl = model.generate(z0, len(truth))[0, :, :, :n].double().numpy()  # (R, T, n)
-    t = zscore(truth)
-    mu, sd_t = truth_scale(truth)
-    z_gens = [zscore(z) if np.isfinite(z).all() else np.full_like(z, np.nan) for z in Zl]
-    u_gens = [(z * sd.std[:n] + sd.mean[:n] - mu) / sd_t for z in Zl]
-
-    def mean_fin(v):
-        v = np.asarray(v, float)
-        return float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else float("inf")
-
-    return {s: (mean_fin(dstsp_many(t, z_gens, scaling=s, bins_max_dims=3, seed=seed)),
-                mean_fin(dstsp_many(t, u_gens, scaling=s, bins_max_dims=3, seed=seed))) for s in scalings}
+    z0 = initial_states(model, sd, rollouts, cfg.perturbation, torch.Generator().manual_seed(seed))  # (1, R, M)
+    out = {}
+    for s in scalings:
+        met = latent_metrics(model, sd, z0, truth, dataclasses.replace(cfg, dstsp_scaling=s), seed)
+        out[s] = (met["dstsp_latent"], met["dstsp_latent_units"])
+    return out
 
 
 def main(argv=None):

@@ -30,10 +30,17 @@ def _t(a, model):
     return torch.as_tensor(a, dtype=model.filter.dtype, device=model.filter.device)
 
 
+def column_scale(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and SD per column of a (T, n) series; a constant column gets SD 1."""
+    a = np.asarray(a)
+    sd = a.std(0)
+    return a.mean(0), np.where(sd > 0, sd, 1.0)
+
+
 def zscore(a: np.ndarray) -> np.ndarray:
     """Each column to mean 0 and standard deviation 1 (constant columns only centred)."""
-    sd = a.std(0)
-    return (a - a.mean(0)) / np.where(sd > 0, sd, 1.0)
+    mu, sd = column_scale(a)
+    return (a - mu) / sd
 
 
 def initial_states(model: ConvSSM, sd: SubjectData, n: int, sigma: float, gen: torch.Generator) -> torch.Tensor:
@@ -158,29 +165,36 @@ def evaluate(model: ConvSSM, sd: SubjectData, cfg: EvalConfig, latent_truth: np.
     metrics.update({"lyapunov_max": float(spectrum[0]), "lyapunov_max_per_second": float(spectrum[0] / tr),
                     "lyapunov_spectrum": [float(v) for v in spectrum]})
     if latent_truth is not None:
-        truth = zscore(np.asarray(latent_truth, dtype=np.float64))
-        n_lat = truth.shape[1]
-        Zl = model.generate(z0, len(truth))[0, :, :, :n_lat].cpu().double().numpy()  # (R, T_truth, n_lat)
-        gens = [zscore(z) if np.isfinite(z).all() else np.full_like(z, np.nan) for z in Zl]
-        summarise_rollouts(dstsp_many(truth, gens, seed=seed, **kw), "dstsp_latent", metrics)
-        summarise_rollouts([_dh_safe(truth, zscore(z), cfg.spectrum_smoothing) for z in Zl], "dh_latent", metrics)
-        if latent_identified(model, n_lat):
-            mu, sd_t = truth_scale(latent_truth)
-            units = [(z * sd.std[:n_lat] + sd.mean[:n_lat] - mu) / sd_t for z in Zl]  # truth-standardised
-            summarise_rollouts(dstsp_many(truth, units, seed=seed, **kw), "dstsp_latent_units", metrics)
+        metrics.update(latent_metrics(model, sd, z0, latent_truth, cfg, seed))
     return metrics, Xn[0], Z[0, 0].cpu().double().numpy()
+
+
+def latent_metrics(model: ConvSSM, sd: SubjectData, z0: torch.Tensor, latent_truth: np.ndarray, cfg: EvalConfig,
+                   seed: int = 0) -> dict:
+    """Latent-space D_stsp and D_H of rollouts from z0 (1, R, M) against a ground truth (T, n_lat).
+
+    ``dstsp_latent``/``dh_latent`` compare z-scored series; ``dstsp_latent_units`` (only where
+    :func:`latent_identified`) compares the latents in data units, standardised with the truth.
+    """
+    kw = dict(n_bins=cfg.dstsp_bins, scaling=cfg.dstsp_scaling, bins_max_dims=cfg.bins_max_dims)
+    latent_truth = np.asarray(latent_truth, dtype=np.float64)
+    truth = zscore(latent_truth)
+    n_lat = truth.shape[1]
+    Zl = model.generate(z0, len(truth))[0, :, :, :n_lat].cpu().double().numpy()  # (R, T_truth, n_lat)
+    gens = [zscore(z) if np.isfinite(z).all() else np.full_like(z, np.nan) for z in Zl]
+    out: dict = {}
+    summarise_rollouts(dstsp_many(truth, gens, seed=seed, **kw), "dstsp_latent", out)
+    summarise_rollouts([_dh_safe(truth, zscore(z), cfg.spectrum_smoothing) for z in Zl], "dh_latent", out)
+    if latent_identified(model, n_lat):
+        mu, sd_t = column_scale(latent_truth)
+        units = [(z * sd.std[:n_lat] + sd.mean[:n_lat] - mu) / sd_t for z in Zl]  # truth-standardised
+        summarise_rollouts(dstsp_many(truth, units, seed=seed, **kw), "dstsp_latent_units", out)
+    return out
 
 
 def latent_identified(model: ConvSSM, n_lat: int) -> bool:
     """Whether the first n_lat latents are in data units (identity read-out of observed channels)."""
     return model.spec.observation == "identity" and n_lat <= model.spec.n_obs
-
-
-def truth_scale(latent_truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and SD (constant columns: 1) per column of a latent truth (T, n), as :func:`zscore` uses."""
-    a = np.asarray(latent_truth, dtype=np.float64)
-    sd = a.std(0)
-    return a.mean(0), np.where(sd > 0, sd, 1.0)
 
 
 def _dh_safe(ref: np.ndarray, gen: np.ndarray, smoothing: float) -> float:

@@ -30,8 +30,8 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 
 from dsr.analysis.dstsp import dstsp_many, gmm_reference, subsample_index
-from dsr.analysis.evaluate import (summarise_rollouts, clean_observations, initial_states, latent_identified, truth_scale,
-                                   zscore)
+from dsr.analysis.evaluate import (clean_observations, column_scale, initial_states, latent_identified,
+                                   summarise_rollouts, zscore)
 from dsr.analysis.lyapunov import lyapunov_spectrum
 from dsr.config import EvalConfig
 from dsr.models.convssm import ConvSSM
@@ -346,7 +346,8 @@ def _score_chunk(model, idx, subjects, x_obs, z0s, truths, seeds, cfg, T, n_trai
             summarise_rollouts(list(ds[f]), "dstsp_latent", metrics[f])
             summarise_rollouts(list(dh[f]), "dh_latent", metrics[f])
         if latent_identified(model, n_lat):  # also in data units, standardised by the truth
-            scale = [(sd.std[:n_lat], sd.mean[:n_lat]) + truth_scale(truths[i]) for sd, i in zip(subs, idx)]
+            scale = [(sd.std[:n_lat], sd.mean[:n_lat]) + column_scale(np.asarray(truths[i], dtype=np.float64))
+                     for sd, i in zip(subs, idx)]
             a = torch.as_tensor(np.stack([(s_ / t_) for s_, _, _, t_ in scale]), device=dev)  # (F, n_lat)
             b = torch.as_tensor(np.stack([(m_ - mu) / t_ for _, m_, mu, t_ in scale]), device=dev)  # (F, n_lat)
             Zu = Zl0 * a[:, None, None] + b[:, None, None]  # (F, R, t_len, n_lat)
