@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from dsr.analysis.dstsp import dstsp_bins  # noqa: E402
 from dsr.analysis.evaluate import evaluate  # noqa: E402
+from dsr.analysis.evaluate_many import evaluate_many  # noqa: E402
 from dsr.config import load_config  # noqa: E402
 from dsr.models.convssm import ConvSSM, ConvSSMSpec  # noqa: E402
 from dsr.signal.convolution import convolve_np  # noqa: E402
@@ -55,6 +56,9 @@ def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag, device="cpu", eval_o
     """Train len(xs) fits stacked, then evaluate each alone (on the CPU); returns per-fit metric dicts.
 
     With ``eval_only`` the models saved by an earlier run under the same tag are evaluated again.
+    With ``SNAPSHOT_EVERY`` > 0 the parameters of every fit are also saved every that many epochs
+    (``<tag>_snapshots.safetensors``, each tensor (n_snapshots, S, ...), plus ``epoch``); with
+    ``TRAIN_ONLY`` nothing is evaluated (rows hold seed, status and alpha only).
     """
     subjects = [prepare_subject(x, h, cfg, standardise=standardise) for x, h in zip(xs, hs)]
     path = OUT / f"{tag}_models.safetensors"
@@ -67,13 +71,35 @@ def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag, device="cpu", eval_o
         K = max(len(h) for h in hs)
         filt = torch.stack([torch.nn.functional.pad(torch.as_tensor(h), (0, K - len(h))) for h in hs])  # (S, K)
         model = ConvSSM.initialise(spec, filt, seeds).to(device)
+        snaps: list[tuple[int, dict]] = []
+        log = log_progress(every=50)
+
+        def progress(epoch, total, info):
+            log(epoch, total, info)
+            if SNAPSHOT_EVERY and (epoch % SNAPSHOT_EVERY == 0 or epoch == total):
+                snaps.append((epoch, {k: v.detach().to("cpu", copy=True) for k, v in model.params.items()}))
+
         t0 = time.perf_counter()
-        outcome = train(model, subjects, cfg.train, seeds, progress=log_progress(every=50), alphas=alphas)
+        outcome = train(model, subjects, cfg.train, seeds, progress=progress, alphas=alphas)
         train_s, status = time.perf_counter() - t0, outcome.status
         model.to("cpu")
         model.save(path)
+        if snaps:
+            from safetensors.torch import save_file
+            tensors = {k: torch.stack([p[k] for _, p in snaps]).contiguous() for k in snaps[0][1]}  # (n, S, ...)
+            tensors["epoch"] = torch.tensor([e for e, _ in snaps])
+            save_file(tensors, str(OUT / f"{tag}_snapshots.safetensors"))
+    if TRAIN_ONLY:
+        rows = [{"seed": sd, "status": st, "alpha": cfg.train.alpha if alphas is None else alphas[i]}
+                for i, (sd, st) in enumerate(zip(seeds, status))]
+        return rows, train_s
     jobs = [(str(path), i, sd, cfg.eval, truths[i], seeds[i]) for i, sd in enumerate(subjects)]
-    if EVAL_WORKERS > 1 and len(jobs) > 1:
+    if EVAL_DEVICE is not None:  # every fit at once with evaluate_many on that device
+        t1 = time.perf_counter()
+        res = evaluate_many(ConvSSM.load(path).to(EVAL_DEVICE), subjects, cfg.eval, list(seeds), latent_truths=truths)
+        secs = (time.perf_counter() - t1) / len(res)
+        results = [(met, secs) for met, _, _ in res]
+    elif EVAL_WORKERS > 1 and len(jobs) > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
@@ -93,6 +119,9 @@ def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag, device="cpu", eval_o
 
 cfg_tr = {}
 EVAL_WORKERS = 1
+SNAPSHOT_EVERY = 0
+TRAIN_ONLY = False
+EVAL_DEVICE = None
 
 
 def _evaluate_one(job):
@@ -146,7 +175,7 @@ def lorenz(args):
     floor = dstsp_bins(truth, other) if len(other) == len(truth) else float("nan")
     summary = {"train_seconds_all_fits": train_s, "dstsp_true_trajectory_same_length": float(floor),
                "dstsp_training_part_vs_truth": float(dstsp_bins(truth, L[:int(0.75 * args.length)]))}
-    for a in alpha_grid:
+    for a in alpha_grid if not TRAIN_ONLY else []:
         sel = [r for r in rows if r["alpha"] == a]
         lam = np.array([r["lyapunov_max"] for r in sel])
         key = "" if len(alpha_grid) == 1 else f"_alpha{a:g}"
@@ -178,10 +207,11 @@ def aln(args):
     rows, t = fit_stack(xs, [h] * len(xs), cfg, seeds, True, truths, tag, args.device)
     for row, sub in zip(rows, ids * R):
         row["subject"] = sub
-    summary = {"median_dstsp_latent": float(np.median([r["dstsp_latent"] for r in rows])),
-               "median_dstsp_latent_units": float(np.median([r["dstsp_latent_units"] for r in rows])),
-               "median_dstsp_obs": float(np.median([r["dstsp"] for r in rows])),
-               "train_seconds": t, "n_subjects": len(ids), "seeds_per_subject": R}
+    summary = {"train_seconds": t, "n_subjects": len(ids), "seeds_per_subject": R}
+    if not TRAIN_ONLY:
+        summary.update({key: float(np.median([r[k] for r in rows])) for key, k in (
+            ("median_dstsp_latent", "dstsp_latent"), ("median_dstsp_latent_units", "dstsp_latent_units"),
+            ("median_dstsp_obs", "dstsp"))})
     return {"setup": vars(args), "config": cfg.to_dict(), "subjects": ids * R, "fits": rows, "summary": summary}
 
 
@@ -241,10 +271,15 @@ def main():
     p.add_argument("--rollouts", type=int, default=100)
     p.add_argument("--dstsp-scaling", type=float, default=None, help="ALN: GMM component variance (preset: 1.0)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--snapshot-every", type=int, default=0, help="also save all fits' parameters every N epochs")
+    p.add_argument("--train-only", action="store_true", help="train and save, evaluate nothing")
+    p.add_argument("--eval-device", default=None,
+                   help="evaluate all fits at once with evaluate_many on this device (default: one by one on the CPU)")
     p.add_argument("--eval-workers", type=int, default=1, help="processes evaluating fits in parallel")
     args = p.parse_args()
-    global EVAL_WORKERS
-    EVAL_WORKERS = args.eval_workers
+    global EVAL_WORKERS, SNAPSHOT_EVERY, TRAIN_ONLY, EVAL_DEVICE
+    EVAL_WORKERS, SNAPSHOT_EVERY, TRAIN_ONLY = args.eval_workers, args.snapshot_every, args.train_only
+    EVAL_DEVICE = args.eval_device
     torch.set_num_threads(args.threads)
     OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
