@@ -118,3 +118,27 @@ def test_gram_schmidt_lyapunov_matches_lapack_qr():
     want = lyapunov_spectrum(step, jac, z0.reshape(8, 5), n_steps=200, transient=20, qr="lapack")
     got = lyapunov_spectrum(step, jac, z0.reshape(8, 5), n_steps=200, transient=20, qr="gram_schmidt")
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_equals_cpu_for_a_contracting_model_in_float64():
+    """The GPU path (torch GMM, D_H, PE windows, Gram–Schmidt Lyapunov) equals the CPU path.
+
+    A contracting float64 model keeps rollouts of the two devices together, so every metric must agree
+    to rounding; on a chaotic float32 model they would drift apart after some steps.
+    """
+    spec = ConvSSMSpec("cshPLRNN", 5, 20, "identity", n_obs=5, tr=TR)
+    seeds = [3, 4, 5]
+    model, subs = _stack(spec, [200, 230, 200], seeds)
+    model = model.to(dtype=torch.float64)
+    with torch.no_grad():
+        model.params["latent.W1"] /= 3.0  # undo _stack's livelier dynamics: a contracting map
+    truths = [_data(4, 190, s + 10) for s in seeds]
+    want = evaluate_many(model, subs, EVAL, seeds, latent_truths=truths)
+    got = evaluate_many(model.to("cuda"), subs, EVAL, seeds, latent_truths=truths)
+    for g, w in zip(got, want):
+        assert set(g[0]) == set(w[0])
+        for key, v in w[0].items():
+            _same(v, g[0][key], key)
+        np.testing.assert_allclose(g[1], w[1], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(g[2], w[2], rtol=1e-6, atol=1e-9)
