@@ -142,3 +142,16 @@ def test_cuda_equals_cpu_for_a_contracting_model_in_float64():
             _same(v, g[0][key], key)
         np.testing.assert_allclose(g[1], w[1], rtol=1e-6, atol=1e-9)
         np.testing.assert_allclose(g[2], w[2], rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("n_freq", [5, 80, 81, 82, 161, 4001])
+@pytest.mark.parametrize("smoothing", [20.0, 0.7])
+def test_spectrum_smoothing_equals_scipy_reflect(n_freq, smoothing):
+    """The padded-convolution smoothing equals scipy's reflect-mode filter, also below the kernel radius."""
+    from scipy.ndimage import gaussian_filter1d
+
+    from dsr.analysis.evaluate_many import _smooth
+
+    ps = np.random.default_rng(n_freq).random((2, n_freq, 3))  # (B, F, N)
+    want = gaussian_filter1d(ps, smoothing, axis=1, mode="reflect", truncate=4.0)
+    np.testing.assert_allclose(_smooth(torch.as_tensor(ps), smoothing).numpy(), want, rtol=1e-10, atol=1e-13)

@@ -93,8 +93,31 @@ def _dstsp_gmm(refs: list[np.ndarray], gens: torch.Tensor, fin: torch.Tensor, se
 
 @lru_cache(maxsize=32)
 def _smoother(n_freq: int, smoothing: float) -> np.ndarray:
-    """scipy's reflect-mode Gaussian filter along frequency as a matrix: smoothed = G @ ps, (F, F)."""
+    """scipy's reflect-mode Gaussian filter along frequency as a matrix: smoothed = G @ ps, (F, F).
+
+    Only for spectra shorter than the kernel radius, where reflection repeats; see :func:`_smooth`.
+    """
     return gaussian_filter1d(np.eye(n_freq), smoothing, axis=0, mode="reflect", truncate=4.0)
+
+
+def _smooth(ps: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """scipy ``gaussian_filter1d(ps, smoothing, axis=1, mode="reflect", truncate=4.0)`` of ps (B, F, N).
+
+    Reflect-pads by the kernel radius r (scipy's "reflect" repeats the edge sample: d c b a | a b c d)
+    and convolves with scipy's normalised kernel: O(F r) work and memory, where the (F, F) matrix of
+    :func:`_smoother` would need F² (16 GB at F = 45001, a 90000-step series).
+    """
+    B, F, N = ps.shape
+    r = int(4.0 * float(smoothing) + 0.5)
+    if F < r + 1:  # reflection wraps more than once: the small dense matrix does it exactly
+        g = torch.as_tensor(_smoother(F, float(smoothing)), dtype=ps.dtype, device=ps.device)  # (F, F)
+        return torch.einsum("gf,bfn->bgn", g, ps)
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / float(smoothing)) ** 2)
+    k = torch.as_tensor(k / k.sum(), dtype=ps.dtype, device=ps.device)  # (2r+1,)
+    padded = torch.cat([ps[:, :r].flip(1), ps, ps[:, F - r:].flip(1)], dim=1)  # (B, F+2r, N)
+    out = torch.nn.functional.conv1d(padded.transpose(1, 2).reshape(B * N, 1, F + 2 * r),
+                                     k.view(1, 1, -1))  # (B*N, 1, F)
+    return out.view(B, N, F).transpose(1, 2)  # (B, F, N)
 
 
 def _spectra(x: torch.Tensor, smoothing: float) -> torch.Tensor:
@@ -107,8 +130,7 @@ def _spectra(x: torch.Tensor, smoothing: float) -> torch.Tensor:
     impulse[0] = 1.0
     ps = torch.where(const[:, None, :], impulse[None, :, None], ps)  # (B, F, N)
     if smoothing > 0:
-        g = torch.as_tensor(_smoother(ps.shape[1], float(smoothing)), dtype=ps.dtype, device=ps.device)  # (F, F)
-        ps = torch.einsum("gf,bfn->bgn", g, ps).clamp_(min=0.0)  # (B, F, N)
+        ps = _smooth(ps, smoothing).clamp_(min=0.0)  # (B, F, N)
     return ps / ps.sum(dim=1, keepdim=True)  # (B, F, N)
 
 
