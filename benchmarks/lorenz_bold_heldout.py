@@ -30,8 +30,8 @@ from dsr.analysis.evaluate import initial_states  # noqa: E402
 from dsr.config import load_config  # noqa: E402
 from dsr.models.convssm import ConvSSM  # noqa: E402
 from dsr.signal.convolution import convolve_np  # noqa: E402
-from dsr.signal.filters import spm_hrf  # noqa: E402
 from dsr.training.data import prepare_subject  # noqa: E402
+from reference_results import lorenz_recording  # noqa: E402
 
 SHARED = Path(os.environ.get("DSR_SHARED_DATA", ROOT.parent / "shared" / "data"))
 OUT = ROOT / "benchmarks" / "results"
@@ -46,10 +46,8 @@ def main():
     p.add_argument("--rollouts", type=int, default=10)
     args = p.parse_args()
     L = np.load(SHARED / "lorenz63.npy")  # (100000, 3)
-    h = spm_hrf(0.2)
+    x, h = lorenz_recording(L, args.length)  # (T, 3)
     K = len(h)
-    rng = np.random.default_rng(1234)  # the recording of reference_results.py lorenz
-    x = convolve_np(L[:args.length + K], h)[K:] + 0.01 * rng.standard_normal((args.length, 3))  # (T, 3)
     sd = prepare_subject(x, h, load_config("lorenz63"), standardise=False)
     clean = convolve_np(L[args.truth_start - K:args.truth_end], h)[K:]  # (T_truth, 3) noise-free BOLD
     before = convolve_np(L[:args.truth_start], h)[K:]  # clean BOLD before the held-out stretch

@@ -148,19 +148,24 @@ def _train_overrides(args) -> dict:
     return out
 
 
+def lorenz_recording(L: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """The benchmark recording: the first ``length`` steps of L through the SPM HRF at TR 0.2 s plus
+    noise σ = 0.01 (seed 1234); returns (x (length, 3), h)."""
+    h = spm_hrf(0.2)
+    noise = 0.01 * np.random.default_rng(1234).standard_normal((length, 3))
+    return convolve_np(L[:length + len(h)], h)[len(h):] + noise, h  # (T, 3) BOLD-like
+
+
 def lorenz(args):
     """Lorenz-63 fits: ``--variant conv`` through the SPM HRF at TR 0.2 s (the benchmark), ``--variant
     latent`` on the noisy trajectory itself (filter [1]; a diagnostic of training alone). With several
     ``--alphas`` every seed is fitted once per α in one stack."""
     L = np.load(SHARED / "lorenz63.npy")  # (100000, 3), dt = 0.01
-    rng = np.random.default_rng(1234)
     if args.variant == "conv":
-        h = spm_hrf(0.2)
-        n = args.length + len(h)
-        x = convolve_np(L[:n], h)[len(h):] + 0.01 * rng.standard_normal((args.length, 3))  # (T, 3) BOLD-like
+        x, h = lorenz_recording(L, args.length)
     else:
         h = np.array([1.0])
-        x = L[:args.length] + 0.01 * rng.standard_normal((args.length, 3))  # (T, 3)
+        x = L[:args.length] + 0.01 * np.random.default_rng(1234).standard_normal((args.length, 3))  # (T, 3)
     truth = L[args.truth_start:args.truth_end]  # held out when length + K <= truth_start
     over = {"filter": {"kind": "none"}} if args.variant == "latent" else {}
     cfg = load_config("lorenz63", train=_train_overrides(args), eval={"n_rollouts": args.rollouts}, **over)

@@ -37,9 +37,9 @@ from dsr.analysis.evaluate import column_scale  # noqa: E402
 from dsr.analysis.evaluate_many import evaluate_many  # noqa: E402
 from dsr.config import load_config  # noqa: E402
 from dsr.models.convssm import ConvSSM, ConvSSMSpec  # noqa: E402
-from dsr.signal.convolution import convolve_np  # noqa: E402
 from dsr.signal.filters import spm_hrf  # noqa: E402
 from dsr.training.data import prepare_subject  # noqa: E402
+from reference_results import lorenz_recording  # noqa: E402
 
 SHARED = Path(os.environ.get("DSR_SHARED_DATA", ROOT.parent / "shared" / "data"))
 OUT = ROOT / "benchmarks" / "results"
@@ -57,9 +57,11 @@ def snapshot_stack(path: Path, spec: ConvSSMSpec, h: np.ndarray) -> tuple[ConvSS
     return ConvSSM(spec, params, filt), epochs, S
 
 
-def observation_scores(model: ConvSSM, subjects, seeds, rollouts: int, truths=None, scaling=None) -> list[dict]:
-    """Data-only metrics (and latent ones if truths are given) of every fit, few rollouts, no long Lyapunov run."""
-    cfg = load_config("paper").eval
+def observation_scores(model: ConvSSM, subjects, seeds, cfg, rollouts: int, truths=None, scaling=None) -> list[dict]:
+    """Data-only metrics (and latent ones if truths are given) of every fit, few rollouts, no long Lyapunov run.
+
+    ``cfg`` is the preset's EvalConfig; rollouts, Lyapunov length and (optionally) the GMM σ² are overridden.
+    """
     cfg = dataclasses.replace(cfg, n_rollouts=rollouts, lyap_steps=50, lyap_transient=10, lyap_orbits=1,
                               **({} if scaling is None else {"dstsp_scaling": scaling}))
     res = evaluate_many(model, subjects, cfg, seeds, latent_truths=truths)
@@ -67,7 +69,8 @@ def observation_scores(model: ConvSSM, subjects, seeds, rollouts: int, truths=No
     return [{k: float(m.get(k, np.nan)) for k in keys} for m, _, _ in res]
 
 
-def _bin_edges(truth: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+def _bin_edges(truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The binned volume of :func:`dsr.analysis.dstsp.dstsp_bins`: [min − 0.1σ, max + 0.1σ] per dim."""
     sigma = truth.std(axis=0, ddof=1)
     return truth.min(axis=0) - 0.1 * sigma, truth.max(axis=0) + 0.1 * sigma
 
@@ -101,7 +104,7 @@ def lorenz_latent_scan(model: ConvSSM, z0: torch.Tensor, truth: np.ndarray, data
     T, N = truth.shape
     mu_t, sd_t = column_scale(truth)
     tz = (truth - mu_t) / sd_t  # z-scored truth
-    lo, hi = _bin_edges(tz, n_bins)
+    lo, hi = _bin_edges(tz)
     lo_t, hi_t = torch.as_tensor(lo), torch.as_tensor(hi)
     C = n_bins ** N
     p_counts = np.bincount(_flat_bins(torch.as_tensor(tz), lo_t, hi_t, n_bins).numpy().clip(-1) + 1,
@@ -151,10 +154,7 @@ def lorenz_latent_scan(model: ConvSSM, z0: torch.Tensor, truth: np.ndarray, data
 
 def lorenz(args) -> list[dict]:
     L = np.load(SHARED / "lorenz63.npy")
-    rng = np.random.default_rng(1234)  # the recording of reference_results.py lorenz
-    h = spm_hrf(0.2)
-    n = args.length + len(h)
-    x = convolve_np(L[:n], h)[len(h):] + 0.01 * rng.standard_normal((args.length, 3))
+    x, h = lorenz_recording(L, args.length)  # (T, 3)
     truth = L[args.truth_start:args.truth_end]
     cfg = load_config("lorenz63")
     sd = prepare_subject(x, h, cfg, standardise=False)
@@ -164,7 +164,7 @@ def lorenz(args) -> list[dict]:
     F = model.n_subjects
     seeds = [i % S for i in range(F)]
     t0 = time.perf_counter()
-    obs = observation_scores(model, [sd] * F, seeds, args.rollouts)
+    obs = observation_scores(model, [sd] * F, seeds, cfg.eval, args.rollouts)
     print(f"observation scores: {time.perf_counter() - t0:.0f} s", flush=True)
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(0)
@@ -196,7 +196,7 @@ def aln(args) -> list[dict]:
         F = model.n_subjects
         t0 = time.perf_counter()
         res = observation_scores(model, [subs[i % S % len(ids)] for i in range(F)], [fit_seeds[i % S] for i in range(F)],
-                                 args.rollouts, truths=[truths[i % S % len(ids)] for i in range(F)],
+                                 cfg.eval, args.rollouts, truths=[truths[i % S % len(ids)] for i in range(F)],
                                  scaling=args.dstsp_scaling)
         print(f"{variant}: {time.perf_counter() - t0:.0f} s", flush=True)
         rows += [dict(res[i], variant=variant, epoch=int(epochs[i // S]), fit=i % S,

@@ -10,7 +10,7 @@
 * D_stsp by the GMM estimator in float64 torch, with the Monte-Carlo samples of the numpy path
   (:func:`dsr.analysis.dstsp.gmm_reference`); the binned estimator (N <= ``bins_max_dims``) calls
   the numpy code per fit;
-* D_H in float64 torch (the Gaussian smoothing as a matrix built with scipy's own filter);
+* D_H in float64 torch (scipy's reflect-mode Gaussian smoothing as a padded convolution);
 * PE_n with the prediction windows of all fits padded to one batch;
 * Lyapunov spectra of all fits × orbits in one float64 batch
   (:func:`dsr.analysis.lyapunov.lyapunov_spectrum`, which uses a batched Gram–Schmidt QR on a GPU).
