@@ -5,8 +5,9 @@
 Loads ``benchmarks/results/aln_{conv,noconv}{tag}_models.safetensors`` (written by
 ``reference_results.py aln``), rebuilds each fit's data and seed exactly as that script does, and
 computes the latent-space part of :func:`dsr.analysis.evaluate.evaluate`
-(:func:`dsr.analysis.evaluate.latent_metrics`, same initial states and rollouts): ``dstsp_latent`` (each series z-scored) and ``dstsp_latent_units`` (generated latents in
-data units, both standardised by the truth), for each GMM scaling. Prints, per selection rule, how many
+(:func:`dsr.analysis.evaluate.latent_metrics`, same initial states and rollouts): ``dstsp_latent``
+(each series z-scored) and ``dstsp_latent_units`` (generated latents in data units, both standardised
+by the truth), for each GMM scaling. Prints, per selection rule, how many
 subjects the convSSM wins, and writes ``aln_latent_rescore{tag}.json``.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -52,7 +54,7 @@ def main(argv=None):
     p.add_argument("--rollouts", type=int, default=100)
     p.add_argument("--reuse", action="store_true", help="keep the variants already in the output file")
     args = p.parse_args(argv)
-    shared = Path(__import__("os").environ.get("DSR_SHARED_DATA", ROOT.parent / "shared" / "data"))
+    shared = Path(os.environ.get("DSR_SHARED_DATA", ROOT.parent / "shared" / "data"))
     ids = sorted(q.stem for q in (shared / "aln" / "bold").glob("sub-*.npy"))[:args.subjects]
     R = args.seeds_per_subject
     cfg = load_config("aln", train={"train_fraction": 0.75})
@@ -84,8 +86,7 @@ def main(argv=None):
                         "median_conv": float(np.median(list(med["conv"].values()))),
                         "median_noconv": float(np.median(list(med["noconv"].values())))}
         print(key, summary[key], flush=True)
-    out.write_text(json.dumps({"setup": vars(args), "summary": summary,
-                                                                        "fits": scores}, indent=1, default=float))
+    out.write_text(json.dumps({"setup": vars(args), "summary": summary, "fits": scores}, indent=1, default=float))
 
 
 if __name__ == "__main__":
