@@ -250,26 +250,28 @@ def dstsp_gmm_ref(x_true, x_gen, scaling: float = 1.0, n_samples: int = 1000, ma
 def _log_mixture(samples: torch.Tensor, centres: torch.Tensor, scaling: float, budget: int) -> torch.Tensor:
     """log (1/T) Σ_t exp(−‖s − μ_t‖² / (2 scaling)) per sample, as :func:`_gmm_log_density`.
 
-    samples (F, Sm, N), centres (F, G, T, N) -> (F, G, Sm); blocks of at most ~budget distances.
+    samples (F, Sm, N), centres (F, G, T, N) -> (F, G, Sm); blocks of at most ~budget distances. The
+    exponent −(‖μ‖² − 2 s·μ) / (2 scaling) comes from one ``baddbmm``; −‖s‖² / (2 scaling) is added after.
     """
     F, Sm = samples.shape[:2]
     G, T = centres.shape[1:3]
-    s_sq = (samples**2).sum(-1)  # (F, Sm)
-    c_sq = (centres**2).sum(-1)  # (F, G, T)
+    c = -0.5 / scaling
+    s_sq = (samples**2).sum(-1) * c  # (F, Sm)
+    c_sq = (centres**2).sum(-1) * c  # (F, G, T)
     out = torch.empty(F, G, Sm, dtype=samples.dtype, device=samples.device)
     gb = max(1, min(G, budget // (Sm * T)))
     fb = max(1, budget // (G * Sm * T)) if gb == G else 1
     for f in range(0, F, fb):
         sl = slice(f, f + fb)
         for g in range(0, G, gb):
-            c = centres[sl, g:g + gb].flatten(1, 2)  # (fb, gb*T, N)
-            norms = s_sq[sl, :, None] + c_sq[sl, g:g + gb].flatten(1)[:, None, :]  # (fb, Sm, gb*T)
-            d2 = torch.baddbmm(norms, samples[sl], c.transpose(1, 2), alpha=-2.0)  # (fb, Sm, gb*T)
-            a = d2.clamp_(min=0.0).view(d2.shape[0], Sm, -1, T)  # (fb, Sm, gb, T) squared distances
-            m = a.amin(-1, keepdim=True)  # (fb, Sm, gb, 1) the nearest centre
-            lse = a.sub_(m).mul_(-0.5 / scaling).exp_().sum(-1).log_() - 0.5 / scaling * m[..., 0]  # (fb, Sm, gb)
+            mu = centres[sl, g:g + gb].flatten(1, 2)  # (fb, gb*T, N)
+            a = torch.baddbmm(c_sq[sl, g:g + gb].flatten(1)[:, None, :], samples[sl], mu.transpose(1, 2),
+                              alpha=-2.0 * c)  # (fb, Sm, gb*T)
+            a = a.view(a.shape[0], Sm, -1, T)  # (fb, Sm, gb, T)
+            m = a.amax(-1, keepdim=True)  # (fb, Sm, gb, 1) the nearest centre
+            lse = a.sub_(m).exp_().sum(-1).log_() + m[..., 0]  # (fb, Sm, gb)
             out[sl, g:g + gb] = lse.transpose(1, 2)  # (fb, gb, Sm)
-    return out - math.log(T)
+    return out + s_sq[:, None, :] - math.log(T)
 
 
 def dstsp_gmm_batch(refs: list[np.ndarray], gens: torch.Tensor, seeds: list[int], scaling: float = 1.0,
