@@ -5,7 +5,7 @@
 Loads ``benchmarks/results/aln_{conv,noconv}{tag}_models.safetensors`` (written by
 ``reference_results.py aln``), rebuilds each fit's data and seed exactly as that script does, and
 computes the latent-space part of :func:`dsr.analysis.evaluate.evaluate`
-(:func:`dsr.analysis.evaluate.latent_metrics`, same initial states and rollouts): ``dstsp_latent``
+(its latent metrics, same initial states and rollouts): ``dstsp_latent``
 (each series z-scored) and ``dstsp_latent_units`` (generated latents in data units, both standardised
 by the truth), for each GMM scaling. Prints, per selection rule, how many
 subjects the convSSM wins, and writes ``aln_latent_rescore{tag}.json``.
@@ -20,12 +20,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dsr.analysis.evaluate import initial_states, latent_metrics  # noqa: E402
+from dsr.analysis.evaluate import evaluate  # noqa: E402
 from dsr.config import load_config  # noqa: E402
 from dsr.models.convssm import ConvSSM  # noqa: E402
 from dsr.signal.filters import spm_hrf  # noqa: E402
@@ -36,12 +35,12 @@ OUT = ROOT / "benchmarks" / "results"
 
 def latent_scores(model, sd, truth, seed, rollouts, scalings):
     """{scaling: (z-scored, data-units)} latent D_stsp of one fit (S = 1), as ``evaluate`` computes it."""
-    cfg = load_config("aln").eval
-    z0 = initial_states(model, sd, rollouts, cfg.perturbation, torch.Generator().manual_seed(seed))  # (1, R, M)
+    cfg = dataclasses.replace(load_config("aln").eval, n_rollouts=rollouts, lyap_steps=1, lyap_transient=0,
+                              lyap_orbits=1)  # the latent metrics only: no Lyapunov run to speak of
     out = {}
     for s in scalings:
-        met = latent_metrics(model, sd, z0, truth, dataclasses.replace(cfg, dstsp_scaling=s), seed)
-        out[s] = (met["dstsp_latent"], met["dstsp_latent_units"])
+        met = evaluate(model, [sd], dataclasses.replace(cfg, dstsp_scaling=s), [seed], [truth])[0][0]
+        out[s] = (met.dstsp_latent, met.dstsp_latent_units)
     return out
 
 

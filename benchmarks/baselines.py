@@ -138,11 +138,11 @@ def conv_stack(model: str, recs: list, seeds: list[int], epochs: int, device: st
     for i, ((ds, rec, x, _, truth, _), seed) in enumerate(fits):
         t1 = time.perf_counter()
         sd = subjects[i]
-        met, xg, zg = evaluate(net.subject(i), sd, cfg.eval, seed=seed)  # xg (T, N) std units, zg (T+K-1, M)
+        met, xg, zg = evaluate(net.subject(i), [sd], cfg.eval, [seed])[0]  # xg (T, N) std units, zg (T+K-1, M)
         lat = zg[len(h) - 1:, :truth.shape[1]] if truth is not None else None  # latent at observation times
         yield {"dataset": ds, "recording": rec, "model": model, "seed": seed, "x": sd.x, "gen": xg,
-               "lat": lat, "truth": truth, "pe": met["pe_test"], "pe_steps": cfg.eval.pe_steps,
-               "lyap_max": met["lyapunov_max"], "status": outcome.status[i], "device": device,
+               "lat": lat, "truth": truth, "pe": met.pe_test, "pe_steps": cfg.eval.pe_steps,
+               "lyap_max": met.lyapunov_max, "status": outcome.status[i], "device": device,
                "stack": len(fits), "train_seconds": train_s / len(fits), "eval_seconds": time.perf_counter() - t1}
 
 

@@ -10,7 +10,7 @@ observation noise), 16 regions, T = 652 at TR 1.4 s, like LEMON rest fMRI. Proto
 
 Timing is end to end: data preparation (deconvolution), training, and evaluation (100 rollouts per
 fit). ``--eval gpu`` (default) evaluates all fits at once on the training device
-(:func:`dsr.analysis.evaluate_many.evaluate_many`); the medians then cover every fit, and
+(:func:`dsr.analysis.evaluate.evaluate`); the medians then cover every fit, and
 ``selected`` reports the best seed per subject (lowest ``dstsp_test``) and medians over those fits.
 ``--eval cpu`` evaluates the first ``--eval-fits`` fits (one seed per subject by default) with
 :func:`dsr.analysis.evaluate.evaluate` in parallel CPU processes. If a short
@@ -35,7 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dsr.analysis.evaluate import evaluate  # noqa: E402
-from dsr.analysis.evaluate_many import evaluate_many  # noqa: E402
 from dsr.config import load_config  # noqa: E402
 from dsr.models.convssm import ConvSSM, ConvSSMSpec  # noqa: E402
 from dsr.signal.filters import spm_hrf  # noqa: E402
@@ -64,8 +63,8 @@ def make_subjects(n: int, seed: int = 0) -> tuple[list[np.ndarray], list[float]]
 def _eval_one(job):
     path, i, sd, eval_cfg, seed = job
     torch.set_num_threads(1)
-    met, _, _ = evaluate(ConvSSM.load(path).subject(i), sd, eval_cfg, seed=seed)
-    return {k: met.get(k) for k in KEYS}
+    met, _, _ = evaluate(ConvSSM.load(path).subject(i), [sd], eval_cfg, [seed])[0]
+    return {k: met.to_json().get(k) for k in KEYS}
 
 
 def _median(metrics: list[dict], key: str) -> float:
@@ -102,7 +101,7 @@ def main(argv=None):
     p.add_argument("--device", default="cuda")
     p.add_argument("--budget", type=float, default=540.0, help="seconds of training the run may take")
     p.add_argument("--eval", choices=("gpu", "cpu"), default="gpu",
-                   help="gpu: all fits with evaluate_many on the device; cpu: --eval-fits fits in CPU processes")
+                   help="gpu: all fits with the metric engine on the device; cpu: --eval-fits fits in CPU processes")
     p.add_argument("--eval-fits", type=int, default=51)
     p.add_argument("--eval-workers", type=int, default=14)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "lemon_scale.json")
@@ -144,7 +143,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     selected = None
     if args.eval == "gpu":
-        metrics = [{k: m.get(k) for k in KEYS} for m, _, _ in evaluate_many(model, stack, cfg.eval, seeds)]
+        metrics = [{k: m.to_json().get(k) for k in KEYS} for m, _, _ in evaluate(model, stack, cfg.eval, seeds)]
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
     else:

@@ -38,7 +38,6 @@ sys.path.insert(0, str(ROOT))
 
 from dsr.analysis.dstsp import dstsp_bins  # noqa: E402
 from dsr.analysis.evaluate import evaluate  # noqa: E402
-from dsr.analysis.evaluate_many import evaluate_many  # noqa: E402
 from dsr.config import load_config  # noqa: E402
 from dsr.models.convssm import ConvSSM, ConvSSMSpec  # noqa: E402
 from dsr.signal.convolution import convolve_np  # noqa: E402
@@ -94,11 +93,11 @@ def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag, device="cpu", eval_o
                 for i, (sd, st) in enumerate(zip(seeds, status))]
         return rows, train_s
     jobs = [(str(path), i, sd, cfg.eval, truths[i], seeds[i]) for i, sd in enumerate(subjects)]
-    if EVAL_DEVICE is not None:  # every fit at once with evaluate_many on that device
+    if EVAL_DEVICE is not None:  # every fit at once with the metric engine on that device
         t1 = time.perf_counter()
-        res = evaluate_many(ConvSSM.load(path).to(EVAL_DEVICE), subjects, cfg.eval, list(seeds), latent_truths=truths)
+        res = evaluate(ConvSSM.load(path).to(EVAL_DEVICE), subjects, cfg.eval, list(seeds), latent_truths=truths)
         secs = (time.perf_counter() - t1) / len(res)
-        results = [(met, secs) for met, _, _ in res]
+        results = [(met.to_json(), secs) for met, _, _ in res]
     elif EVAL_WORKERS > 1 and len(jobs) > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
@@ -129,8 +128,8 @@ def _evaluate_one(job):
     path, i, sd, eval_cfg, truth, seed = job
     torch.set_num_threads(1)
     t1 = time.perf_counter()
-    met, _, _ = evaluate(ConvSSM.load(path).subject(i), sd, eval_cfg, latent_truth=truth, seed=seed)
-    return met, time.perf_counter() - t1
+    met, _, _ = evaluate(ConvSSM.load(path).subject(i), [sd], eval_cfg, [seed], latent_truths=[truth])[0]
+    return met.to_json(), time.perf_counter() - t1
 
 
 def _train_overrides(args) -> dict:
@@ -279,7 +278,7 @@ def main():
     p.add_argument("--snapshot-every", type=int, default=0, help="also save all fits' parameters every N epochs")
     p.add_argument("--train-only", action="store_true", help="train and save, evaluate nothing")
     p.add_argument("--eval-device", default=None,
-                   help="evaluate all fits at once with evaluate_many on this device (default: one by one on the CPU)")
+                   help="evaluate all fits at once with the metric engine on this device (default: one by one on the CPU)")
     p.add_argument("--eval-workers", type=int, default=1, help="processes evaluating fits in parallel")
     args = p.parse_args()
     global EVAL_WORKERS, SNAPSHOT_EVERY, TRAIN_ONLY, EVAL_DEVICE

@@ -33,8 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dsr.analysis.dstsp import LAPLACE_ALPHA  # noqa: E402
-from dsr.analysis.evaluate import column_scale  # noqa: E402
-from dsr.analysis.evaluate_many import evaluate_many  # noqa: E402
+from dsr.analysis.evaluate import column_scale, evaluate  # noqa: E402
 from dsr.config import load_config  # noqa: E402
 from dsr.models.convssm import ConvSSM, ConvSSMSpec  # noqa: E402
 from dsr.signal.filters import spm_hrf  # noqa: E402
@@ -64,9 +63,9 @@ def observation_scores(model: ConvSSM, subjects, seeds, cfg, rollouts: int, trut
     """
     cfg = dataclasses.replace(cfg, n_rollouts=rollouts, lyap_steps=50, lyap_transient=10, lyap_orbits=1,
                               **({} if scaling is None else {"dstsp_scaling": scaling}))
-    res = evaluate_many(model, subjects, cfg, seeds, latent_truths=truths)
+    res = evaluate(model, subjects, cfg, seeds, latent_truths=truths)
     keys = OBS_KEYS + (("dstsp_latent", "dstsp_latent_units", "dh_latent") if truths is not None else ())
-    return [{k: float(m.get(k, np.nan)) for k in keys} for m, _, _ in res]
+    return [{k: float(m.to_json().get(k, np.nan)) for k in keys} for m, _, _ in res]
 
 
 def _bin_edges(truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

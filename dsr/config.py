@@ -78,12 +78,18 @@ class EvalConfig:
     perturbation: float = 0.01
     dstsp_bins: int = 30
     dstsp_scaling: float = 1.0
-    bins_max_dims: int = 3  # bins up to this many dims, GMM above
+    bins_max_dims: int = 5  # bins up to this many dims, GMM above (the reference: bins for N < 6)
     spectrum_smoothing: float = 20.0
     pe_steps: int = 20
     lyap_steps: int = 5000
     lyap_transient: int = 1000
     lyap_orbits: int = 10
+    generation: str = "deterministic"  # "stochastic": rollouts with the model's noise (the fMRI presets)
+    latent_noise: str = "none"  # "targets": also estimate process noise from one-step target residuals
+
+    def __post_init__(self):
+        _check(self.generation in ("stochastic", "deterministic"), "eval.generation must be stochastic or deterministic")
+        _check(self.latent_noise in ("none", "targets"), "eval.latent_noise must be none or targets")
 
 
 @dataclass

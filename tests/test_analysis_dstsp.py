@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from dsr.analysis.dstsp import dstsp, dstsp_bins, dstsp_gmm
+from dsr.analysis.dstsp import (dstsp, dstsp_bins, dstsp_bins_batch, dstsp_bins_ref, dstsp_gmm, dstsp_gmm_batch,
+                               dstsp_gmm_ref)
 
 
 def _lorenz_like(t=4000, seed=0):
@@ -92,19 +93,46 @@ def test_dispatch():
     assert dstsp(x, y, bins_max_dims=5) == dstsp_bins(x, y)
 
 
-def test_many_generated_series_equal_one_at_a_time():
-    """dstsp_many shares the reference's work across rollouts; every value equals a single call."""
-    from scipy.special import logsumexp
+def test_default_estimator_switches_at_six_dims():
+    """The reference (stsp_measure.jl decide_on_measure) bins N < 6 dims and uses the GMM from N = 6."""
+    rng = np.random.default_rng(5)
+    for n, est in ((5, dstsp_bins), (6, dstsp_gmm)):
+        x = rng.standard_normal((400, n))
+        y = x * 1.3 + 0.2
+        assert dstsp(x, y) == est(x, y)
 
-    from dsr.analysis.dstsp import _logsumexp_rows, dstsp_many
 
-    rng = np.random.default_rng(3)
-    a = rng.normal(size=(7, 50)) * 30
-    np.testing.assert_allclose(_logsumexp_rows(a), logsumexp(a, axis=1), rtol=1e-13)
-    truth = rng.normal(size=(400, 6))
-    gens = [rng.normal(size=(300, 6)) * s for s in (0.5, 1.0, 2.0)] + [np.full((300, 6), np.nan)]
-    many = dstsp_many(truth, gens, seed=4)
-    assert many[:3] == [dstsp(truth, g, seed=4) for g in gens[:3]] and many[3] == float("inf")
-    assert many[1] < many[0] and many[1] < many[2]  # the matching spread is closest
-    truth3 = truth[:, :3]
-    assert dstsp_many(truth3, [g[:, :3] for g in gens[:2]]) == [dstsp_bins(truth3, g[:, :3]) for g in gens[:2]]
+def test_gmm_uses_the_first_rows():
+    """The GMM keeps the first max_points rows of each series (stsp_measure.jl X[1:T̃]), not an even subsample."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((400, 6))
+    far = np.concatenate([x[:300], x[300:] + 50.0])  # agrees with x on the first 300 rows only
+    assert dstsp_gmm(x, far, max_points=300) == pytest.approx(0.0, abs=1e-12)
+    assert dstsp_gmm(x, far, max_points=400) == pytest.approx(np.log(4 / 3), abs=0.05)  # a quarter of q is far
+    assert dstsp_gmm_ref(x, far, max_points=300) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("n_dims", [1, 3, 5])
+def test_binned_batch_equals_ref(n_dims):
+    """Batched torch bins equal the NumPy twin: unequal generated spreads, points outside, a diverged rollout."""
+    rng = np.random.default_rng(n_dims)
+    refs = rng.standard_t(3, (2, 300, n_dims))  # (F, T, N)
+    gens = rng.standard_normal((2, 4, 350, n_dims)) * np.array([0.3, 1.0, 3.0, 1.0])[None, :, None, None]
+    gens[1, 3, 17, 0] = np.nan  # diverged
+    gens[0, 3] = 99.0  # entirely outside the volume
+    got = dstsp_bins_batch(torch.as_tensor(refs), torch.as_tensor(gens), n_bins=30).numpy()  # (F, R)
+    want = np.array([[dstsp_bins_ref(refs[f], gens[f, r]) for r in range(4)] for f in range(2)])
+    assert np.isinf(want[1, 3]) and np.isinf(want[0, 3])
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_gmm_batch_equals_ref():
+    rng = np.random.default_rng(8)
+    refs = [rng.standard_normal((250, 7)) for _ in range(2)]
+    gens = rng.standard_normal((2, 3, 260, 7)) * np.array([0.5, 1.0, 2.0])[None, :, None, None]
+    gens[0, 2, 5, 3] = np.inf
+    got = dstsp_gmm_batch(refs, torch.as_tensor(gens), [4, 5], scaling=0.3).numpy()
+    want = np.array([[dstsp_gmm_ref(refs[f], gens[f, r], scaling=0.3, seed=[4, 5][f]) for r in range(3)]
+                     for f in range(2)])
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    assert np.isinf(got[0, 2]) and got[1, 1] < got[1, 0] and got[1, 1] < got[1, 2]  # matching spread closest

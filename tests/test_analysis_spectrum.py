@@ -2,7 +2,10 @@
 import numpy as np
 import pytest
 
-from dsr.analysis.spectrum import dh, peak_frequencies, power_spectrum
+import torch
+
+from dsr.analysis.spectrum import (dh, dh_batch, dh_ref, peak_frequencies, power_spectrum, power_spectrum_ref,
+                                  smooth_spectra)
 
 
 def _sines(freqs, t=10000, dt=1.0):
@@ -61,3 +64,40 @@ def test_peak_frequency():
     x = _sines([0.1, 0.25], t=1000, dt=dt)
     df = 1.0 / (1000 * dt)
     assert np.allclose(peak_frequencies(x, dt), [0.1, 0.25], atol=df)
+
+
+@pytest.mark.parametrize("n_freq", [5, 80, 81, 82, 161, 4001])
+@pytest.mark.parametrize("smoothing", [20.0, 0.7])
+@pytest.mark.parametrize("mode", ["mirror", "reflect"])
+def test_spectrum_smoothing_equals_scipy(n_freq, smoothing, mode):
+    """The padded-convolution smoothing equals scipy's filter in both border modes, also below the kernel radius."""
+    from scipy.ndimage import gaussian_filter1d
+
+    ps = np.random.default_rng(n_freq).random((2, n_freq, 3))  # (B, F, N)
+    want = gaussian_filter1d(ps, smoothing, axis=1, mode=mode, truncate=4.0)
+    got = smooth_spectra(torch.as_tensor(ps), smoothing, mode).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13)
+
+
+def test_border_reflects_about_the_edge_sample():
+    """The reference (pse.jl, ImageFiltering "reflect") pads c b | a b c: numpy's pad mode "reflect"."""
+    ps = np.random.default_rng(1).random(50)
+    r = 4  # radius of σ = 1
+    k = np.exp(-0.5 * np.arange(-r, r + 1) ** 2)
+    want = np.convolve(np.pad(ps, r, mode="reflect"), k / k.sum(), mode="valid")  # (50,)
+    got = smooth_spectra(torch.as_tensor(ps)[None, :, None], 1.0)[0, :, 0].numpy()  # default border
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    edge_repeated = np.convolve(np.pad(ps, r, mode="symmetric"), k / k.sum(), mode="valid")
+    assert not np.allclose(got[:r], edge_repeated[:r])
+
+
+def test_batched_dh_equals_ref():
+    rng = np.random.default_rng(2)
+    refs = rng.standard_normal((2, 120, 3))  # (F, T, N)
+    gens = rng.standard_normal((2, 3, 150, 3)).cumsum(2) * 0.1  # (F, R, T', N) longer: first 120 steps used
+    gens[1, 2, 7, 1] = np.nan
+    got = dh_batch(torch.as_tensor(refs), torch.as_tensor(gens), 1.0).numpy()
+    want = np.array([[dh_ref(refs[f], gens[f, r, :120], 1.0) for r in range(3)] for f in range(2)])
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    assert got[1, 2] == 1.0
+    np.testing.assert_allclose(power_spectrum(refs[0], 3.0), power_spectrum_ref(refs[0], 3.0), rtol=1e-10)

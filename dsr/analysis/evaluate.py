@@ -1,33 +1,44 @@
-"""Evaluate a fitted convSSM the paper's way: many rollouts from perturbed initial states.
+"""The metric engine: every fit of a stacked convSSM evaluated the paper's way, at once, on any device.
 
-Metrics (DESIGN §1): D_stsp and D_H of generated against observed series (whole
-series, training part, test part), n-step prediction errors PE_n with the
-conv-aware alignment, and Lyapunov exponents along generated orbits; and, when
-ground-truth latents are given, D_stsp and D_H in latent space. For
-``dstsp_latent`` and ``dh_latent`` generated latents and the truth are each
-z-scored per dimension, which compares shapes only. With the identity
-observation model the latent scale is identified (the filter sums to 1, so the
-read-out latents are in the units of the observed channels): then
-``dstsp_latent_units`` also compares the generated latents mapped back to data
-units with the truth, both standardised by the truth's mean and SD, so a model
-whose latents are too smooth or too small (e.g. one without the decoder, whose
-latents are the haemodynamic signal) is scored as such.
+For each fit (DESIGN of the paper: 100 rollouts from initial states perturbed by N(0, 0.01²)):
+
+* initial states from the fit's own ``torch.Generator().manual_seed(seed)`` (rollout perturbations
+  first, then the Lyapunov orbit starts);
+* rollouts of the configured generator (``eval.generation``): "deterministic" runs the latent map
+  freely, filters and decodes; "stochastic" adds latent process noise N(0, σ_z²) to every step (when
+  the model has ``noise.latent``) and observation noise N(0, σ_obs²) per region to the decoded series,
+  drawn from a generator seeded per fit (:func:`noise_generator`). σ_obs is estimated from the training
+  residuals if the model has none (:mod:`dsr.analysis.noise`; stored in ``model.params``). With the
+  stochastic generator the deterministic rollouts are scored too (``*_det`` in the record);
+* D_stsp (:mod:`dsr.analysis.dstsp`) and D_H (:mod:`dsr.analysis.spectrum`) of the rollouts against
+  the observed series, its training part and its test part (nuisance part J r removed), and, given a
+  latent truth, in latent space (z-scored: ``dstsp_latent``, ``dh_latent``; and with the identity
+  read-out, whose latents are in data units because the filter sums to 1, in data units standardised
+  by the truth: ``dstsp_latent_units``);
+* PE_n (:mod:`dsr.analysis.prediction`), deterministic predictions;
+* Lyapunov spectra along deterministic orbits of all fits in one float64 batch
+  (:func:`dsr.analysis.lyapunov.lyapunov_spectrum`).
+
+Fits may differ in length (grouped by T, n_train and truth length). All metric estimators are
+batched float64 torch code with NumPy ``*_ref`` twins that the tests compare them with. On a GPU
+float32 rollouts of chaotic models drift from the CPU ones, so metrics agree only statistically.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from dsr.analysis.dstsp import dstsp_many
+from dsr.analysis.dstsp import dstsp_batch
 from dsr.analysis.lyapunov import lyapunov_spectrum
-from dsr.analysis.spectrum import dh
+from dsr.analysis.metrics_record import FitMetrics, RolloutMetrics
+from dsr.analysis.noise import estimate_noise
+from dsr.analysis.prediction import clean_observations, prediction_errors
+from dsr.analysis.spectrum import dh_batch
 from dsr.config import EvalConfig
-from dsr.models.convssm import ConvSSM
+from dsr.models.convssm import LATENT_NOISE, OBS_NOISE, ConvSSM
 from dsr.training.data import SubjectData
 
-
-def _t(a, model):
-    return torch.as_tensor(a, dtype=model.filter.dtype, device=model.filter.device)
+_ROLLOUT_BYTES = {"cpu": 2**28, "cuda": 2**32}  # float64 rollouts held per chunk of fits
 
 
 def column_scale(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -43,153 +54,10 @@ def zscore(a: np.ndarray) -> np.ndarray:
     return (a - mu) / sd
 
 
-def initial_states(model: ConvSSM, sd: SubjectData, n: int, sigma: float, gen: torch.Generator) -> torch.Tensor:
-    """n perturbed copies of the state at the first valid target: (1, n, M); row 0 unperturbed."""
-    t0 = int(np.flatnonzero(np.isfinite(sd.d[:, 0]))[0])
-    rd0 = None if sd.rd is None else _t(sd.rd[t0], model)[None, None, None]
-    d0 = model.targets(_t(sd.d[t0], model)[None, None, None], rd0)[:, :, 0]  # (1, 1, Mf)
-    z0 = model.init_state(d0).expand(1, n, -1).clone()  # (1, n, M)
-    noise = torch.randn(z0.shape, generator=gen, dtype=z0.dtype).to(z0.device) * sigma
-    noise[:, 0] = 0
-    return z0 + noise
-
-
-def generate_observations(model: ConvSSM, z0: torch.Tensor, n_obs: int, sd: SubjectData | None = None):
-    """Latent rollouts and their observations: (1, R, n_obs+K−1, M) and (1, R, n_obs, N).
-
-    Nuisance regressors are left out: generated observations are the model's dynamics part.
-    """
-    K = model.kernel_size
-    inputs = None
-    if sd is not None and sd.s is not None:
-        s = np.zeros((n_obs + K - 1, sd.s.shape[1]))
-        m = min(len(s), len(sd.s))
-        s[:m] = sd.s[:m]
-        inputs = _t(s, model)[None, None].expand(1, z0.shape[1], -1, -1)
-    with torch.no_grad():
-        Z = model.generate(z0, n_obs + K - 1, inputs)  # (1, R, n_obs+K-1, M)
-        X = model.observe(Z)  # (1, R, n_obs, N)
-    return Z, X
-
-
-def clean_observations(model: ConvSSM, sd: SubjectData) -> np.ndarray:
-    """Observed series with the fitted nuisance part J r removed (standardised units), (T, N)."""
-    if sd.r is None or "obs.J" not in model.params:
-        return sd.x
-    J = model.params["obs.J"][0].detach().cpu().double().numpy()  # (N, P)
-    return sd.x - sd.r @ J.T
-
-
-def prediction_errors(model: ConvSSM, sd: SubjectData, n: int) -> tuple[float, float]:
-    """PE_n on the training and test parts (MSE in standardised units), conv-aware alignment.
-
-    From every valid deconvolved state d_t the model runs n steps; the n-step predictions,
-    ordered by the time they predict, are filtered and decoded and compared with the data.
-    """
-    K = model.kernel_size
-    x = clean_observations(model, sd)
-    out = []
-    for d, lo, hi in ((sd.d, 0, sd.n_train), (sd.d_full, sd.n_train, len(sd.x))):
-        idx = np.flatnonzero(np.isfinite(d[:, 0]))
-        if idx.size == 0:
-            out.append(float("nan"))
-            continue
-        idx = np.arange(idx[0], idx[-1] + 1)
-        pred_t = idx + n  # times predicted
-        keep = pred_t < len(sd.x)
-        idx, pred_t = idx[keep], pred_t[keep]
-        rd = None if sd.rd is None else _t(np.nan_to_num(sd.rd[idx]), model)[None, None]
-        with torch.no_grad():
-            z = model.init_state(model.targets(_t(d[idx], model)[None, None], rd)[:, 0])  # (1, I, M)
-            for _ in range(n):
-                z = model.step(z)
-            xhat = model.observe(z[:, None]).squeeze(1)[0].cpu().double().numpy()  # (I-K+1, N)
-        times = pred_t[K - 1:]  # time of each filtered prediction
-        sel = (times >= lo) & (times < hi)
-        if not sel.any():
-            out.append(float("nan"))
-            continue
-        out.append(float(np.mean((xhat[sel] - x[times[sel]]) ** 2)))
-    return out[0], out[1]
-
-
-def lyapunov(model: ConvSSM, sd: SubjectData, cfg: EvalConfig, gen: torch.Generator) -> np.ndarray:
-    """Lyapunov spectrum per step (median over ``cfg.lyap_orbits`` orbits), shape (M,)."""
-    m64 = ConvSSM(model.spec, {k: v.detach().double().cpu() for k, v in model.params.items()},
-                  model.filter.double().cpu())
-    z0 = initial_states(m64, sd, cfg.lyap_orbits, 0.1, gen)[0]  # (R, M)
-    spec = lyapunov_spectrum(lambda z: m64.step(z[None])[0], lambda z: m64.jacobian(z[None])[0], z0,
-                             n_steps=cfg.lyap_steps, transient=cfg.lyap_transient)  # (R, M)
-    return np.nanmedian(spec.numpy(), axis=0) if np.isfinite(spec.numpy()).any() else np.full(z0.shape[1], np.nan)
-
-
-def summarise_rollouts(values: list[float], name: str, out: dict) -> None:
-    """Write ``out[name]`` (mean over finite rollout values, inf if none) and ``out[name_median]``."""
-    v = np.asarray(values, dtype=float)
-    fin = v[np.isfinite(v)]
-    out[name] = float(fin.mean()) if fin.size else float("inf")
-    out[f"{name}_median"] = float(np.median(v)) if v.size else float("nan")
-
-
-def evaluate(model: ConvSSM, sd: SubjectData, cfg: EvalConfig, latent_truth: np.ndarray | None = None,
-             seed: int = 0) -> tuple[dict, np.ndarray, np.ndarray]:
-    """All metrics of one fitted model (S = 1) on its data.
-
-    Returns
-    -------
-    metrics : dict
-    x_gen : ndarray (T, N)
-        The unperturbed rollout in observation space (standardised units).
-    z_gen : ndarray (T+K−1, M)
-        Its latent trajectory.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    T, N = sd.x.shape
-    x_obs = clean_observations(model, sd)
-    z0 = initial_states(model, sd, cfg.n_rollouts, cfg.perturbation, gen)  # (1, R, M)
-    Z, X = generate_observations(model, z0, T, sd)
-    Xn = X[0].cpu().double().numpy()  # (R, T, N)
-    parts = {"": x_obs, "_train": x_obs[:sd.n_train], "_test": x_obs[sd.n_train:]}
-    metrics: dict = {}
-    kw = dict(n_bins=cfg.dstsp_bins, scaling=cfg.dstsp_scaling, bins_max_dims=cfg.bins_max_dims)
-    for suffix, ref in parts.items():
-        if len(ref) < 2:
-            continue
-        summarise_rollouts(dstsp_many(ref, list(Xn), seed=seed, **kw), f"dstsp{suffix}", metrics)
-        summarise_rollouts([_dh_safe(ref, xg, cfg.spectrum_smoothing) for xg in Xn], f"dh{suffix}", metrics)
-    metrics["diverged_rollouts"] = float(np.mean(~np.isfinite(Xn).all(axis=(1, 2))))
-    pe_train, pe_test = prediction_errors(model, sd, cfg.pe_steps)
-    metrics.update({"pe_train": pe_train, "pe_test": pe_test, "pe_steps": cfg.pe_steps})
-    spectrum = lyapunov(model, sd, cfg, gen)
-    tr = model.spec.tr
-    metrics.update({"lyapunov_max": float(spectrum[0]), "lyapunov_max_per_second": float(spectrum[0] / tr),
-                    "lyapunov_spectrum": [float(v) for v in spectrum]})
-    if latent_truth is not None:
-        metrics.update(latent_metrics(model, sd, z0, latent_truth, cfg, seed))
-    return metrics, Xn[0], Z[0, 0].cpu().double().numpy()
-
-
-def latent_metrics(model: ConvSSM, sd: SubjectData, z0: torch.Tensor, latent_truth: np.ndarray, cfg: EvalConfig,
-                   seed: int = 0) -> dict:
-    """Latent-space D_stsp and D_H of rollouts from z0 (1, R, M) against a ground truth (T, n_lat).
-
-    ``dstsp_latent``/``dh_latent`` compare z-scored series; ``dstsp_latent_units`` (only where
-    :func:`latent_identified`) compares the latents in data units, standardised with the truth.
-    """
-    kw = dict(n_bins=cfg.dstsp_bins, scaling=cfg.dstsp_scaling, bins_max_dims=cfg.bins_max_dims)
-    latent_truth = np.asarray(latent_truth, dtype=np.float64)
-    truth = zscore(latent_truth)
-    n_lat = truth.shape[1]
-    Zl = model.generate(z0, len(truth))[0, :, :, :n_lat].cpu().double().numpy()  # (R, T_truth, n_lat)
-    gens = [zscore(z) if np.isfinite(z).all() else np.full_like(z, np.nan) for z in Zl]
-    out: dict = {}
-    summarise_rollouts(dstsp_many(truth, gens, seed=seed, **kw), "dstsp_latent", out)
-    summarise_rollouts([_dh_safe(truth, zscore(z), cfg.spectrum_smoothing) for z in Zl], "dh_latent", out)
-    if latent_identified(model, n_lat):
-        mu, sd_t = column_scale(latent_truth)
-        units = [(z * sd.std[:n_lat] + sd.mean[:n_lat] - mu) / sd_t for z in Zl]  # truth-standardised
-        summarise_rollouts(dstsp_many(truth, units, seed=seed, **kw), "dstsp_latent_units", out)
-    return out
+def _zscore_t(a: torch.Tensor) -> torch.Tensor:
+    """:func:`zscore` along dim -2 of a float64 tensor (..., T, n)."""
+    sd = a.std(dim=-2, correction=0, keepdim=True)  # (..., 1, n)
+    return (a - a.mean(dim=-2, keepdim=True)) / torch.where(sd > 0, sd, torch.ones_like(sd))
 
 
 def latent_identified(model: ConvSSM, n_lat: int) -> bool:
@@ -197,6 +65,208 @@ def latent_identified(model: ConvSSM, n_lat: int) -> bool:
     return model.spec.observation == "identity" and n_lat <= model.spec.n_obs
 
 
-def _dh_safe(ref: np.ndarray, gen: np.ndarray, smoothing: float) -> float:
-    n = min(len(ref), len(gen))
-    return dh(ref[:n], gen[:n], smoothing) if np.isfinite(gen).all() else 1.0
+def initial_states(model: ConvSSM, sd: SubjectData, n: int, sigma: float, gen: torch.Generator) -> torch.Tensor:
+    """n perturbed copies of the state at the first valid target: (1, n, M); row 0 unperturbed (model S = 1)."""
+    t = lambda a: torch.as_tensor(a, dtype=model.filter.dtype, device=model.filter.device)  # noqa: E731
+    t0 = int(np.flatnonzero(np.isfinite(sd.d[:, 0]))[0])
+    rd0 = None if sd.rd is None else t(sd.rd[t0])[None, None, None]
+    d0 = model.targets(t(sd.d[t0])[None, None, None], rd0)[:, :, 0]  # (1, 1, Mf)
+    z0 = model.init_state(d0).expand(1, n, -1).clone()  # (1, n, M)
+    noise = torch.randn(z0.shape, generator=gen, dtype=z0.dtype).to(z0.device) * sigma
+    noise[:, 0] = 0
+    return z0 + noise
+
+
+def noise_generator(seed: int) -> torch.Generator:
+    """The CPU generator of a fit's generation noise: seeded from (seed, 1), apart from the initial states'."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), 1]).generate_state(1)[0]))
+
+
+def generation_noise(seed: int, n_rollouts: int, n_latent: int, n_obs: int, M: int, N: int,
+                     latent: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Standard-normal draws of one fit: latent (R, n_latent−1, M) or None, then observation (R, n_obs, N), float64."""
+    gen = noise_generator(seed)
+    eps_z = torch.randn(n_rollouts, max(n_latent - 1, 0), M, generator=gen, dtype=torch.float64) if latent else None
+    eps_x = torch.randn(n_rollouts, n_obs, N, generator=gen, dtype=torch.float64)
+    return eps_z, eps_x
+
+
+def lyapunov_spectra(model: ConvSSM, subjects: list[SubjectData], cfg: EvalConfig,
+                     gens: list[torch.Generator]) -> np.ndarray:
+    """Lyapunov spectrum per step of every fit, median over ``cfg.lyap_orbits`` orbits (float64): (S, M)."""
+    m64 = ConvSSM(model.spec, {k: v.detach().double() for k, v in model.params.items()}, model.filter.double())
+    S, O, M = model.n_subjects, cfg.lyap_orbits, model.spec.latent_dim
+    z0 = torch.cat([initial_states(m64.subject(i), sd, O, 0.1, g)[0]
+                    for i, (sd, g) in enumerate(zip(subjects, gens))])  # (S*O, M)
+    spec = lyapunov_spectrum(lambda z: m64.step(z.view(S, O, M)).reshape(S * O, M),
+                             lambda z: m64.jacobian(z.view(S, O, M)).reshape(S * O, M, M), z0,
+                             n_steps=cfg.lyap_steps, transient=cfg.lyap_transient)  # (S*O, M)
+    spec = spec.view(S, O, M).cpu().numpy()  # (S, O, M)
+    return np.stack([np.nanmedian(s, axis=0) if np.isfinite(s).any() else np.full(M, np.nan) for s in spec])
+
+
+def _summaries(values: torch.Tensor, name: str, out: list[dict]) -> None:
+    """Per fit: ``name`` = mean over finite rollout values (inf if none), ``name_median`` = median; values (F, R)."""
+    for f, v in enumerate(values.cpu().numpy()):
+        fin = v[np.isfinite(v)]
+        out[f][name] = float(fin.mean()) if fin.size else float("inf")
+        out[f][f"{name}_median"] = float(np.median(v)) if v.size else float("nan")
+
+
+@torch.no_grad()
+def evaluate(model: ConvSSM, subjects: list[SubjectData], cfg: EvalConfig, seeds: list[int],
+             latent_truths: list[np.ndarray | None] | None = None,
+             chunk: int | None = None) -> list[tuple[FitMetrics, np.ndarray, np.ndarray]]:
+    """All metrics of every fit of a stacked model, batched on the model's device.
+
+    Parameters
+    ----------
+    model : ConvSSM
+        S stacked fits (parameters (S, ...)), on any device. With ``cfg.generation == "stochastic"``
+        and no ``noise.obs`` parameter, the noise is estimated and added to ``model.params``.
+    subjects : list of SubjectData
+        The data of each fit (length S); N and the TR are shared, T may differ.
+    cfg : EvalConfig
+    seeds : list of int
+        Seed of each fit's evaluation (perturbations, Monte-Carlo samples, orbit starts, noise).
+    latent_truths : list of (ndarray (T_i, n_lat) or None), optional
+        Ground-truth latents per fit for the latent-space metrics.
+    chunk : int, optional
+        Fits generated and scored together (default: from the rollout size and the device).
+
+    Returns
+    -------
+    list of (FitMetrics, x_gen, z_gen)
+        Per fit: the record, the unperturbed rollout of the configured generator (T, N, standardised
+        units) and its latents (T+K−1, M).
+    """
+    S = model.n_subjects
+    if len(subjects) != S or len(seeds) != S:
+        raise ValueError(f"{S} fits but {len(subjects)} subjects and {len(seeds)} seeds")
+    stochastic = cfg.generation == "stochastic"
+    if stochastic and OBS_NOISE not in model.params:
+        estimate_noise(model, subjects, latent=cfg.latent_noise == "targets")
+    truths = list(latent_truths) if latent_truths is not None else [None] * S
+    kind = "cuda" if model.filter.device.type == "cuda" else "cpu"
+    R, K = cfg.n_rollouts, model.kernel_size
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    ones = [model.subject(i) for i in range(S)]
+    z0s = [initial_states(one, sd, R, cfg.perturbation, g) for one, sd, g in zip(ones, subjects, gens)]  # (1, R, M)
+    x_obs = [clean_observations(one, sd) for one, sd in zip(ones, subjects)]  # (T, N)
+    del ones
+    spectra = lyapunov_spectra(model, subjects, cfg, gens)  # (S, M), after the rollout draws
+    pes = prediction_errors(model, subjects, cfg.pe_steps)
+    scored: list = [None] * S
+    groups: dict = {}
+    for i, (sd, t) in enumerate(zip(subjects, truths)):
+        groups.setdefault((len(sd.x), sd.n_train, None if t is None else len(t)), []).append(i)
+    for (T, n_train, t_len), members in groups.items():
+        per_fit = R * max(T + K - 1, t_len or 0) * model.spec.latent_dim * 8 * (6 if stochastic else 3)
+        step = chunk or max(1, min(len(members), _ROLLOUT_BYTES[kind] // per_fit))
+        for c in range(0, len(members), step):
+            _score_chunk(model, members[c:c + step], subjects, x_obs, z0s, truths, seeds, cfg, T, n_train, t_len,
+                         stochastic, scored)
+    sd_obs, sd_lat = model.noise_sd(OBS_NOISE), model.noise_sd(LATENT_NOISE)
+    out = []
+    for i in range(S):
+        main, det, xg, zg = scored[i]
+        rec = FitMetrics(**main, generation=cfg.generation, pe_train=pes[i][0], pe_test=pes[i][1],
+                         pe_steps=cfg.pe_steps, lyapunov_max=float(spectra[i, 0]),
+                         lyapunov_max_per_second=float(spectra[i, 0] / model.spec.tr),
+                         lyapunov_spectrum=[float(v) for v in spectra[i]],
+                         obs_noise_sd=None if sd_obs is None or not stochastic else sd_obs[i].tolist(),
+                         latent_noise_sd=None if sd_lat is None or not stochastic else sd_lat[i].tolist(),
+                         deterministic=None if det is None else RolloutMetrics(**det))
+        out.append((rec, xg, zg))
+    return out
+
+
+def _rollout_metrics(X: torch.Tensor, Zl: torch.Tensor | None, xs: list[np.ndarray], truths: list, scales,
+                     seeds: list[int], cfg: EvalConfig, T: int, n_train: int) -> list[dict]:
+    """RolloutMetrics fields of F fits: observations X (F, R, T, N), latents Zl (F, R, t_len, n_lat) or None."""
+    metrics: list[dict] = [dict() for _ in xs]
+    kw = dict(n_bins=cfg.dstsp_bins, scaling=cfg.dstsp_scaling, bins_max_dims=cfg.bins_max_dims)
+    for suffix, lo, hi in (("", 0, T), ("_train", 0, n_train), ("_test", n_train, T)):
+        if hi - lo < 2:
+            continue
+        refs = [x[lo:hi] for x in xs]
+        _summaries(dstsp_batch(refs, X, seeds, **kw), f"dstsp{suffix}", metrics)
+        ref_t = torch.as_tensor(np.stack(refs), device=X.device)  # (F, T_part, N)
+        _summaries(dh_batch(ref_t, X, cfg.spectrum_smoothing), f"dh{suffix}", metrics)
+    div = (~torch.isfinite(X).all(-1).all(-1)).double().mean(1).cpu().numpy()  # (F,)
+    for f in range(len(xs)):
+        metrics[f]["diverged_rollouts"] = float(div[f])
+    if Zl is None:
+        return metrics
+    truth = [zscore(np.asarray(t, dtype=np.float64)) for t in truths]
+    fin = torch.isfinite(Zl).all(-1).all(-1)  # (F, R)
+    Zl0 = torch.where(fin[:, :, None, None], Zl, torch.zeros((), dtype=Zl.dtype, device=Zl.device))
+    nan = torch.full((), float("nan"), dtype=Zl.dtype, device=Zl.device)
+    Zz = torch.where(fin[:, :, None, None], _zscore_t(Zl0), nan)  # (F, R, t_len, n_lat) diverged: NaN
+    _summaries(dstsp_batch(truth, Zz, seeds, **kw), "dstsp_latent", metrics)
+    truth_t = torch.as_tensor(np.stack(truth), device=Zl.device)  # (F, t_len, n_lat)
+    _summaries(dh_batch(truth_t, Zz, cfg.spectrum_smoothing), "dh_latent", metrics)
+    if scales is not None:  # in data units, standardised by the truth
+        a, b = scales  # (F, n_lat) each
+        Zu = Zl * a[:, None, None] + b[:, None, None]  # (F, R, t_len, n_lat)
+        _summaries(dstsp_batch(truth, Zu, seeds, **kw), "dstsp_latent_units", metrics)
+    return metrics
+
+
+def _score_chunk(model, idx, subjects, x_obs, z0s, truths, seeds, cfg, T, n_train, t_len, stochastic, scored):
+    """Generate and score the fits idx (same T, n_train and truth length) into scored[i]."""
+    sel = torch.as_tensor(idx, device=model.filter.device)
+    sub = ConvSSM(model.spec, {k: v[sel] for k, v in model.params.items()}, model.filter[sel])
+    subs = [subjects[i] for i in idx]
+    sds = [int(seeds[i]) for i in idx]
+    F, K, dev = len(idx), model.kernel_size, model.filter.device
+    M, N = model.spec.latent_dim, model.spec.n_obs
+    n_gen = T + K - 1
+    z0 = torch.cat([z0s[i] for i in idx])  # (F, R, M)
+    R, dt = z0.shape[1], z0.dtype
+    inputs = None
+    if any(sd.s is not None for sd in subs):
+        q = next(sd.s for sd in subs if sd.s is not None).shape[1]
+        s = np.zeros((F, n_gen, q))  # (F, n_gen, Q); a fit without inputs gets zeros
+        for f, sd in enumerate(subs):
+            if sd.s is not None:
+                m = min(n_gen, len(sd.s))
+                s[f, :m] = sd.s[:m]
+        inputs = torch.as_tensor(s, dtype=dt, device=dev)[:, None].expand(-1, R, -1, -1)  # (F, R, n_gen, Q)
+    n_lat = max(n_gen, t_len or 0)
+    lat_noise = stochastic and LATENT_NOISE in sub.params
+    draws = [generation_noise(s_, R, n_lat, T, M, N, lat_noise) for s_ in sds] if stochastic else None
+    eps_z = torch.stack([d[0] for d in draws]).to(dev, dt) if lat_noise else None  # (F, R, n_lat-1, M)
+
+    def rollouts(noise):
+        Z = sub.generate(z0, n_gen if inputs is not None else n_lat, inputs, noise)  # (F, R, n, M)
+        X = sub.observe(Z[:, :, :n_gen]).double()  # (F, R, T, N)
+        Zl = None
+        if t_len is not None:  # latent rollouts without inputs, as long as the truth
+            Zl = sub.generate(z0, t_len, None, noise) if inputs is not None else Z
+            Zl = Zl[:, :, :t_len, :len(truths[idx[0]][0])].double()  # (F, R, t_len, n_lat)
+        return Z, X, Zl
+
+    scales = None
+    if t_len is not None and latent_identified(model, len(truths[idx[0]][0])):
+        n_l = len(truths[idx[0]][0])
+        sc = [(sd.std[:n_l], sd.mean[:n_l]) + column_scale(np.asarray(truths[i], dtype=np.float64))
+              for sd, i in zip(subs, idx)]
+        scales = (torch.as_tensor(np.stack([s_ / t_ for s_, _, _, t_ in sc]), device=dev),  # (F, n_lat)
+                  torch.as_tensor(np.stack([(m_ - mu) / t_ for _, m_, mu, t_ in sc]), device=dev))
+    xs, tr_ = [x_obs[i] for i in idx], [truths[i] for i in idx]
+    Z, X, Zl = rollouts(None)
+    det = _rollout_metrics(X, Zl, xs, tr_, scales, sds, cfg, T, n_train)
+    main = det
+    if stochastic:
+        if lat_noise:
+            Z, X, Zl_s = rollouts(eps_z)
+        else:
+            Zl_s = Zl
+        eps_x = torch.stack([d[1] for d in draws]).to(dev)  # (F, R, T, N) float64
+        X = sub.add_observation_noise(X, eps_x)  # (F, R, T, N) float64
+        main = _rollout_metrics(X, Zl_s, xs, tr_, scales, sds, cfg, T, n_train)
+    X0 = X[:, 0].cpu().numpy()  # (F, T, N)
+    Z0 = Z[:, 0, :n_gen].cpu().double().numpy()  # (F, T+K-1, M)
+    for f, i in enumerate(idx):
+        scored[i] = (main[f], det[f] if stochastic else None, X0[f], Z0[f])

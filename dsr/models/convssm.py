@@ -22,6 +22,8 @@ from dsr.models import latent, observation
 from dsr.signal.convolution import causal_conv
 
 FORMAT_VERSION = 1
+OBS_NOISE = "noise.obs"  # (S, N) SD of the observation noise per region, standardised units
+LATENT_NOISE = "noise.latent"  # (S, M) SD of the latent process noise per latent dim
 
 
 @dataclass
@@ -140,18 +142,37 @@ class ConvSSM:
         return observation.decode(self.spec.observation, self.obs_params, zc, self.spec.n_obs, r)
 
     @torch.no_grad()
-    def generate(self, z0: torch.Tensor, n_steps: int, inputs: torch.Tensor | None = None) -> torch.Tensor:
+    def generate(self, z0: torch.Tensor, n_steps: int, inputs: torch.Tensor | None = None,
+                 noise: torch.Tensor | None = None) -> torch.Tensor:
         """Free-running latent trajectory from z0 (S, B, M) → (S, B, n_steps, M), z0 first.
 
         ``inputs`` (S, B, n_steps, P) external inputs, ``inputs[:, :, t]`` drives step t → t+1.
+        ``noise`` (S, B, ≥ n_steps−1, M) standard-normal draws: with it, process noise
+        σ_z ⊙ noise[:, :, t−1] (σ_z = ``params["noise.latent"]``) is added to step t → t+1.
         """
         out = torch.empty(*z0.shape[:2], n_steps, z0.shape[-1], dtype=z0.dtype, device=z0.device)
+        sd = None if noise is None else self.noise_sd(LATENT_NOISE)
+        if noise is not None and sd is None:
+            raise ValueError("generate(noise=...) needs the model's 'noise.latent' parameter")
         z = z0
         out[:, :, 0] = z
         for t in range(1, n_steps):
             z = self.step(z, None if inputs is None else inputs[:, :, t - 1])
+            if sd is not None:
+                z = z + sd[:, None] * noise[:, :, t - 1]  # (S, B, M)
             out[:, :, t] = z
         return out
+
+    def noise_sd(self, key: str = OBS_NOISE) -> torch.Tensor | None:
+        """The noise SDs ``params[key]`` ((S, N) observation or (S, M) latent), or None if the model has none."""
+        return self.params.get(key)
+
+    def add_observation_noise(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Generated observations plus observation noise: x + σ_obs ⊙ noise, x and noise (S, B, T, N)."""
+        sd = self.noise_sd(OBS_NOISE)
+        if sd is None:
+            raise ValueError("the model has no observation noise ('noise.obs'); estimate it first")
+        return x + sd[:, None, None] * noise  # (S, B, T, N)
 
     def regularisation(self) -> torch.Tensor:
         """L2 terms (S,) for the latent and observation weights, unweighted."""

@@ -17,7 +17,6 @@ import torch
 
 from dsr import __version__
 from dsr.analysis.evaluate import evaluate, initial_states
-from dsr.analysis.evaluate_many import evaluate_many
 from dsr.config import DsrConfig, load_config
 from dsr.errors import DsrError, InputError
 from dsr.io.arrays import validate_companion, validate_series
@@ -126,7 +125,8 @@ def fit(x, tr: float, config: DsrConfig | None = None, *, seed: int | None = Non
     outcome = train(model, [sd], cfg.train, [cfg.seed], checkpoint_dir=checkpoint_dir, resume=resume,
                     progress=progress)
     model.spec.meta["status"] = outcome.status[0]
-    metrics, xg, zg = evaluate(model, sd, cfg.eval, latent_truth=latent_truth, seed=cfg.seed)
+    record, xg, zg = evaluate(model, [sd], cfg.eval, [cfg.seed], latent_truths=[latent_truth])[0]
+    metrics = record.to_json()
     metrics.update(_fit_record(outcome.status[0], outcome.seconds, outcome.epochs_done, cfg, tr, sd, h, dev))
     return FitResult(model, sd, cfg, outcome, metrics, xg * sd.std + sd.mean, zg)
 
@@ -172,7 +172,7 @@ def fit_many(xs: list, tr: float, configs: list[DsrConfig], *, device: str = "cp
                        n_obs=sds[0].x.shape[1], tr=float(tr))
     model = ConvSSM.initialise(spec, torch.as_tensor(h), seeds).to(dev)
     outcome = train(model, sds, cfg.train, seeds, progress=progress)
-    evaluated = evaluate_many(model, sds, cfg.eval, seeds)  # all fits at once, on the training device
+    evaluated = evaluate(model, sds, cfg.eval, seeds)  # all fits at once, on the training device
     results = []
     for i, (sd, c) in enumerate(zip(sds, cfgs)):
         one = model.subject(i)
@@ -180,7 +180,8 @@ def fit_many(xs: list, tr: float, configs: list[DsrConfig], *, device: str = "cp
                                                        stacked_with=len(sds)))
         out_i = TrainOutcome(status=[outcome.status[i]], seconds=outcome.seconds, epochs_done=outcome.epochs_done,
                              curve=[dict(r, fit=0) for r in outcome.curve if r["fit"] == i])
-        metrics, xg, zg = evaluated[i]
+        record, xg, zg = evaluated[i]
+        metrics = record.to_json()
         metrics.update(_fit_record(outcome.status[i], outcome.seconds / len(sds), outcome.epochs_done, c, tr, sd,
                                    h, dev), stacked_with=len(sds))
         results.append(FitResult(one, sd, c, out_i, metrics, xg * sd.std + sd.mean, zg))
