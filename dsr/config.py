@@ -20,6 +20,7 @@ LATENT_MODELS = ("cshPLRNN", "shPLRNN", "PLRNN", "mcPLRNN", "clipped_dendPLRNN",
 OBSERVATION_MODELS = ("identity", "affine", "regressor")
 FILTER_KINDS = ("spm", "glover", "calcium", "none")
 FORCING_KINDS = ("weak", "sparse", "adaptive", "none")
+LOSS_STATES = ("free", "forced")
 
 
 @dataclass
@@ -54,6 +55,9 @@ class TrainConfig:
     sequence_length: int = 200
     forcing: str = "weak"
     alpha: float = 0.1
+    # which latent states the loss decodes: "free" z_t, or "forced" (1−α) z_t + α d_t as the reference code
+    # does (humml-lab/GTF-ConvSSM src/tf_training/forcing.jl overwrites the state in place)
+    loss_states: str = "free"
     forcing_interval: int = 16  # tau of sparse forcing
     adaptive_every: int = 5  # batches between adaptive alpha estimates
     adaptive_decay: float = 0.999
@@ -142,6 +146,7 @@ class DsrConfig:
         _check(f.kind in FILTER_KINDS, f"filter kind must be one of {FILTER_KINDS}")
         _check(t.forcing in FORCING_KINDS, f"forcing must be one of {FORCING_KINDS}")
         _check(0.0 <= t.alpha <= 1.0, "alpha must lie in [0, 1]")
+        _check(t.loss_states in LOSS_STATES, f"train.loss_states must be one of {LOSS_STATES}")
         _check(t.sampler in ("auto", "host", "device"), "sampler must be auto, host or device")
         _check(0.0 < t.train_fraction <= 1.0, "train_fraction must lie in (0, 1]")
         _check(t.epochs >= 1 and t.batches_per_epoch >= 1 and t.batch_size >= 1, "epochs, batches and batch size must be >= 1")
