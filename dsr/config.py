@@ -43,6 +43,9 @@ class FilterConfig:
     cut_l: float = 0.25  # fraction of the kernel length masked at the start
     cut_r: float = 0.5  # fraction of the kernel length masked at the end
     min_noise: float = 1e-5  # floor of the wavelet noise estimate
+    # test-part targets: each deconvolved from a window of the training length, at most this many
+    # samples, ending cut_r·K samples after it (the reference: the training length, no cap)
+    sliding_window: int = 2048
 
 
 @dataclass
@@ -144,6 +147,7 @@ class DsrConfig:
         _check(m.observation in OBSERVATION_MODELS, f"observation must be one of {OBSERVATION_MODELS}")
         _check(m.latent_dim >= 1 and m.hidden_dim >= 1, "latent_dim and hidden_dim must be >= 1")
         _check(f.kind in FILTER_KINDS, f"filter kind must be one of {FILTER_KINDS}")
+        _check(f.sliding_window >= 2, "filter.sliding_window must be >= 2")
         _check(t.forcing in FORCING_KINDS, f"forcing must be one of {FORCING_KINDS}")
         _check(0.0 <= t.alpha <= 1.0, "alpha must lie in [0, 1]")
         _check(t.loss_states in LOSS_STATES, f"train.loss_states must be one of {LOSS_STATES}")

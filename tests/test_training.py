@@ -127,3 +127,22 @@ def test_loss_states_per_fit_in_a_stack_equal_single_fits(oscillator):
     assert not torch.allclose(got["forced"]["latent.W1"], got["free"]["latent.W1"])
     with pytest.raises(Exception, match="loss_states"):
         load_config("quick", train={"loss_states": "both"})
+
+
+def test_test_part_targets_do_not_see_far_future_data(oscillator):
+    """SubjectData.d_full: the training part's targets, then each later target deconvolved from a
+    window ending ⌊cut_r K⌋ samples after it, so data far in the future never change it; no gaps."""
+    x, h = oscillator  # (387, 2), K = 33
+    cfg = load_config("quick")
+    sd = prepare_subject(x, h, cfg, standardise=False)
+    K, n, T = len(h), sd.n_train, len(x)
+    cl, cr = int(0.25 * K), int(0.5 * K)
+    fin = np.isfinite(sd.d_full[:, 0])
+    assert not fin[:cl].any() and fin[cl:T - cr].all() and not fin[T - cr:].any()
+    np.testing.assert_array_equal(sd.d_full[:n - cr], sd.d[:n - cr])
+    j = T - 40
+    x2 = x.copy()
+    x2[j:] = -x2[j:]  # the far future changes
+    sd2 = prepare_subject(x2, h, cfg, standardise=False)
+    np.testing.assert_allclose(sd2.d_full[:j - cr], sd.d_full[:j - cr], rtol=1e-12, atol=1e-12)
+    assert not np.allclose(sd2.d_full[j - cr:T - cr], sd.d_full[j - cr:T - cr])

@@ -176,3 +176,57 @@ def wiener_deconvolve(x: np.ndarray, h: np.ndarray, cut_l: float = 0.25, cut_r: 
         if cr > 0:
             out[T - cr:] = np.nan
     return out[:, 0] if was_1d else out
+
+
+def sliding_wiener_deconvolve(x: np.ndarray, h: np.ndarray, first: int, window: int, cut_r: float = 0.5,
+                              min_noise: float = 1e-5, max_columns: int = 2048) -> np.ndarray:
+    """Deconvolve samples ``first`` … T−1−⌊cut_r K⌋, each from its own window that ends ⌊cut_r K⌋
+    samples after it: a target sees that many future samples and no more.
+
+    This is how the reference code builds the test part's targets (humml-lab/GTF-ConvSSM
+    src/utilities/fMRI_helpers.jl ``get_deconv_data``: one Wiener deconvolution of a training-length
+    window per test sample, the value ``cut_r`` from the window's end). The reference stores that value
+    at the window's last sample, ``cut_r`` steps after the time it estimates; here it stays at its own
+    time.
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, N) or (T,)
+        Observed series.
+    h : ndarray, shape (K,)
+        Filter.
+    first : int
+        First target sample (≥ 0).
+    window : int
+        Window length (the reference: the training length); lowered to ``first + ⌊cut_r K⌋ + 1`` where
+        the series has fewer samples before the first window's end.
+    cut_r : float
+        Fraction of K each target sees ahead; the last ⌊cut_r K⌋ samples get no target.
+    min_noise : float
+        Floor of the noise σ.
+    max_columns : int
+        Window columns deconvolved together (memory: about 10 · window · max_columns floats).
+
+    Returns
+    -------
+    ndarray, same shape as x, float64
+        The targets; NaN before ``first`` and in the last ⌊cut_r K⌋ samples.
+    """
+    x2, was_1d = _as_2d(x)
+    h = np.asarray(h, dtype=np.float64).ravel()
+    T, N = x2.shape
+    _, cr = edge_cuts(h.size, 0.0, cut_r)
+    out = np.full((T, N), np.nan)
+    targets = np.arange(max(int(first), 0), T - cr)  # (n,)
+    if targets.size:
+        W = int(min(window, targets[0] + cr + 1))
+        if W < max(h.size, 2):
+            raise InputError(f"a sliding window of {W} samples is shorter than the filter of {h.size} taps")
+        views = np.lib.stride_tricks.sliding_window_view(x2, W, axis=0)  # (T-W+1, N, W), by window start
+        starts = targets + cr - W + 1  # (n,)
+        per = max(1, max_columns // N)
+        for c in range(0, targets.size, per):
+            cols = views[starts[c:c + per]].reshape(-1, W).T  # (W, n_c * N)
+            d = wiener_deconvolve(cols, h, 0.0, 0.0, min_noise, mask_edges=False)  # (W, n_c * N)
+            out[targets[c:c + per]] = d[W - 1 - cr].reshape(-1, N)
+    return out[:, 0] if was_1d else out

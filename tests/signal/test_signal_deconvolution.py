@@ -8,6 +8,7 @@ from dsr.signal import (
     convolve_np,
     edge_cuts,
     estimate_noise_sigma,
+    sliding_wiener_deconvolve,
     spm_hrf,
     wavelet_denoise,
     wiener_deconvolve,
@@ -146,3 +147,24 @@ def test_visushrink_is_hard_on_all_coefficients_at_the_reference_depth():
         x = rng.standard_normal(n) + np.sin(np.arange(n) / 20.0)
         np.testing.assert_allclose(wavelet_denoise(x), wavelet_denoise(x, level=depth), atol=1e-12)
         assert not np.allclose(wavelet_denoise(x), wavelet_denoise(x, level=depth + 1 if depth < 6 else 5))
+
+
+def test_sliding_targets_see_only_cut_r_samples_ahead():
+    """Each target comes from its own window ending ⌊cut_r K⌋ samples after it (the reference's test
+    part): changing the data from sample j on leaves every target t < j − ⌊cut_r K⌋ unchanged."""
+    h = spm_hrf(1.0)  # K = 33, cut_r 0.5 -> 16 samples ahead
+    z, x = _bold(300, h, seed=4)
+    first, W, cr = 150, 120, 16
+    d = sliding_wiener_deconvolve(x, h, first, W, max_columns=7)  # small chunks: several batches
+    assert np.isnan(d[:first]).all() and np.isnan(d[300 - cr:]).all() and np.isfinite(d[first:300 - cr]).all()
+    for t in (first, 200, 300 - cr - 1):  # each equals a plain deconvolution of its own window
+        win = wiener_deconvolve(x[t + cr - W + 1:t + cr + 1], h, mask_edges=False)
+        np.testing.assert_allclose(d[t], win[W - 1 - cr], rtol=1e-12, atol=1e-12)
+    j = 240
+    x2 = x.copy()
+    x2[j:] += 5.0 * np.random.default_rng(0).standard_normal(x2[j:].shape)
+    d2 = sliding_wiener_deconvolve(x2, h, first, W)
+    np.testing.assert_allclose(d2[first:j - cr], d[first:j - cr], rtol=1e-12, atol=1e-12)
+    assert not np.allclose(d2[j - cr:300 - cr], d[j - cr:300 - cr])
+    corr = [np.corrcoef(d[first:300 - cr, i], z[first:300 - cr, i])[0, 1] for i in range(3)]
+    assert min(corr) > 0.9  # still recovers the latent
