@@ -51,14 +51,17 @@ KEYS = ("dstsp", "dh", "dstsp_test", "dh_test", "dstsp_latent", "dh_latent", "ds
         "pe_test", "lyapunov_max", "diverged_rollouts")
 
 
-def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag, device="cpu", eval_only=False, alphas=None):
+def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag, device="cpu", eval_only=False, alphas=None,
+              loss_states=None):
     """Train len(xs) fits stacked, then evaluate each alone (on the CPU); returns per-fit metric dicts.
 
     With ``eval_only`` the models saved by an earlier run under the same tag are evaluated again.
     With ``SNAPSHOT_EVERY`` > 0 the parameters of every fit are also saved every that many epochs
     (``<tag>_snapshots.safetensors``, each tensor (n_snapshots, S, ...), plus ``epoch``); with
-    ``TRAIN_ONLY`` nothing is evaluated (rows hold seed, status and alpha only).
+    ``TRAIN_ONLY`` nothing is evaluated (rows hold seed, status and alpha only). ``loss_states``: per-fit
+    ``train.loss_states`` (default: the config's for all).
     """
+    states = loss_states or [cfg.train.loss_states] * len(seeds)
     subjects = [prepare_subject(x, h, cfg, standardise=standardise) for x, h in zip(xs, hs)]
     path = OUT / f"{tag}_models.safetensors"
     if eval_only:
@@ -79,7 +82,7 @@ def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag, device="cpu", eval_o
                 snaps.append((epoch, {k: v.detach().to("cpu", copy=True) for k, v in model.params.items()}))
 
         t0 = time.perf_counter()
-        outcome = train(model, subjects, cfg.train, seeds, progress=progress, alphas=alphas)
+        outcome = train(model, subjects, cfg.train, seeds, progress=progress, alphas=alphas, loss_states=states)
         train_s, status = time.perf_counter() - t0, outcome.status
         model.to("cpu")
         model.save(path)
@@ -89,8 +92,8 @@ def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag, device="cpu", eval_o
             tensors["epoch"] = torch.tensor([e for e, _ in snaps])
             save_file(tensors, str(OUT / f"{tag}_snapshots.safetensors"))
     if TRAIN_ONLY:
-        rows = [{"seed": sd, "status": st, "alpha": cfg.train.alpha if alphas is None else alphas[i]}
-                for i, (sd, st) in enumerate(zip(seeds, status))]
+        rows = [{"seed": sd, "status": st, "alpha": cfg.train.alpha if alphas is None else alphas[i],
+                 "loss_states": states[i]} for i, (sd, st) in enumerate(zip(seeds, status))]
         return rows, train_s
     jobs = [(str(path), i, sd, cfg.eval, truths[i], seeds[i]) for i, sd in enumerate(subjects)]
     if EVAL_DEVICE is not None:  # every fit at once with the metric engine on that device
@@ -110,7 +113,7 @@ def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag, device="cpu", eval_o
     for i, (met, secs) in enumerate(results):
         row = {k: met.get(k) for k in KEYS}
         row.update(seed=seeds[i], status=status[i], eval_seconds=secs,
-                   alpha=cfg.train.alpha if alphas is None else alphas[i])
+                   alpha=cfg.train.alpha if alphas is None else alphas[i], loss_states=states[i])
         rows.append(row)
         print(tag, i, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     return rows, train_s
@@ -147,12 +150,69 @@ def _train_overrides(args) -> dict:
     return out
 
 
-def lorenz_recording(L: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """The benchmark recording: the first ``length`` steps of L through the SPM HRF at TR 0.2 s plus
-    noise σ = 0.01 (seed 1234); returns (x (length, 3), h)."""
+def lorenz_recording(L: np.ndarray, length: int, noise_sd: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+    """The benchmark recording: ``length`` steps of L through the SPM HRF at TR 0.2 s plus noise
+    σ = ``noise_sd`` (seed 1234); returns (x (length, 3), h).
+
+    Sample t of x is the filtered latent L[K + t] (K = len(h): every sample has a full filter
+    history), so ``length`` ≤ len(L) − K; the matching clean latent is L[K:K + length].
+    """
     h = spm_hrf(0.2)
-    noise = 0.01 * np.random.default_rng(1234).standard_normal((length, 3))
+    if length + len(h) > len(L):
+        raise ValueError(f"a {length}-step recording needs {length + len(h)} latent steps, the series has {len(L)}")
+    noise = noise_sd * np.random.default_rng(1234).standard_normal((length, 3))
     return convolve_np(L[:length + len(h)], h)[len(h):] + noise, h  # (T, 3) BOLD-like
+
+
+def _lorenz_rhs(s: np.ndarray, sigma=10.0, rho=28.0, beta=8.0 / 3.0) -> np.ndarray:
+    x, y, z = s[..., 0], s[..., 1], s[..., 2]
+    return np.stack([sigma * (y - x), x * (rho - z) - y, x * y - beta * z], -1)
+
+
+def lorenz63_simulate(n_steps: int, n_traj: int, seed: int = 0, dt: float = 0.01, transient: int = 5000):
+    """Independent Lorenz-63 trajectories (σ 10, ρ 28, β 8/3; RK4 at dt 0.01, the shared series'
+    sampling), each standardised by its own mean and SD like ``lorenz63.npy``: (n_traj, n_steps, 3).
+
+    The floor of a D_stsp between series of length n: two of these never share a step. (The shared
+    series' own disjoint pieces are used where it is long enough.)
+    """
+    s = np.random.default_rng(seed).normal(0.0, 1.0, (n_traj, 3)) + np.array([1.0, 1.0, 20.0])  # (J, 3)
+    out = np.empty((n_steps, n_traj, 3))
+    for i in range(-transient, n_steps):
+        k1 = _lorenz_rhs(s)
+        k2 = _lorenz_rhs(s + 0.5 * dt * k1)
+        k3 = _lorenz_rhs(s + 0.5 * dt * k2)
+        k4 = _lorenz_rhs(s + dt * k3)
+        s = s + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+        if i >= 0:
+            out[i] = s
+    out = out.transpose(1, 0, 2)  # (J, n, 3)
+    return (out - out.mean(1, keepdims=True)) / out.std(1, keepdims=True)
+
+
+def lorenz_floors(L: np.ndarray, lengths, n_traj: int = 6, sim_steps: int = 100000, seed: int = 0) -> dict:
+    """30-bin D_stsp between independent stretches of the true system, per length n.
+
+    ``shared_disjoint``: consecutive disjoint pieces of the shared series L (pairs (0,1), (2,3), …),
+    as long as two fit; ``simulated``: every pair of ``n_traj`` independent simulated trajectories
+    (:func:`lorenz63_simulate`), first n steps; ``shared_vs_simulated``: L[:n] against each.
+    Returns per length the values and their median, min and max.
+    """
+    sims = lorenz63_simulate(max(sim_steps, max(lengths)), n_traj, seed)  # (J, n, 3)
+    out = {}
+    for n in lengths:
+        row = {}
+        pieces = [L[i * n:(i + 1) * n] for i in range(len(L) // n)]
+        row["shared_disjoint"] = [dstsp_bins(pieces[i], pieces[i + 1]) for i in range(0, len(pieces) - 1, 2)]
+        row["simulated"] = [dstsp_bins(sims[i, :n], sims[j, :n]) for i in range(n_traj) for j in range(n_traj)
+                            if i != j]
+        row["shared_vs_simulated"] = [dstsp_bins(L[:n], sims[j, :n]) for j in range(n_traj)] if n <= len(L) else []
+        for k in list(row):
+            v = row[k]
+            row[k + "_summary"] = ({"median": float(np.median(v)), "min": float(np.min(v)),
+                                    "max": float(np.max(v)), "n": len(v)} if v else None)
+        out[str(n)] = row
+    return out
 
 
 def lorenz(args):
@@ -199,39 +259,71 @@ def aln(args):
     first = args.first
     ids = ids[first:first + args.count] if args.count else ids[first:]
     R = args.seeds_per_subject
-    xs = [np.load(SHARED / "aln" / "bold" / f"{s}.npy")[:500] for s in ids] * R
-    truths = [np.load(SHARED / "aln" / "latent" / f"{s}.npy") for s in ids] * R
+    grid = args.loss_states or [None]  # every (subject, seed) once per loss_states, all in one stack
+    xs = [np.load(SHARED / "aln" / "bold" / f"{s}.npy")[:500] for s in ids] * R * len(grid)
+    truths = [np.load(SHARED / "aln" / "latent" / f"{s}.npy") for s in ids] * R * len(grid)
     ev = {"n_rollouts": args.rollouts} | ({} if args.dstsp_scaling is None else {"dstsp_scaling": args.dstsp_scaling})
     cfg = load_config("aln", train=dict(_train_overrides(args), train_fraction=0.75), eval=ev)
     # seed = subject index (+ 1000 per extra seed): chunking never changes a fit
-    seeds = [first + i + 1000 * r for r in range(R) for i in range(len(ids))]
+    seeds = [first + i + 1000 * r for _ in grid for r in range(R) for i in range(len(ids))]
+    states = None if args.loss_states is None else [ls for ls in grid for _ in range(R * len(ids))]
     h = spm_hrf(0.5) if args.variant == "conv" else np.array([1.0])
     tag = f"aln_{args.variant}{args.tag}"
     cfg_tr[tag] = 0.5
-    rows, t = fit_stack(xs, [h] * len(xs), cfg, seeds, True, truths, tag, args.device)
-    for row, sub in zip(rows, ids * R):
+    rows, t = fit_stack(xs, [h] * len(xs), cfg, seeds, True, truths, tag, args.device, loss_states=states)
+    for row, sub in zip(rows, ids * R * len(grid)):
         row["subject"] = sub
     summary = {"train_seconds": t, "n_subjects": len(ids), "seeds_per_subject": R}
     if not TRAIN_ONLY:
-        summary.update({key: float(np.median([r[k] for r in rows])) for key, k in (
-            ("median_dstsp_latent", "dstsp_latent"), ("median_dstsp_latent_units", "dstsp_latent_units"),
-            ("median_dstsp_obs", "dstsp"))})
-    return {"setup": vars(args), "config": cfg.to_dict(), "subjects": ids * R, "fits": rows, "summary": summary}
+        for ls in sorted({r["loss_states"] for r in rows}):
+            sel = [r for r in rows if r["loss_states"] == ls]
+            key = "" if len(grid) == 1 else f"_{ls}"
+            summary.update({f"{name}{key}": float(np.median([r[k] for r in sel])) for name, k in (
+                ("median_dstsp_latent", "dstsp_latent"), ("median_dstsp_latent_units", "dstsp_latent_units"),
+                ("median_dstsp_obs", "dstsp"), ("median_dh_latent", "dh_latent"))})
+    return {"setup": vars(args), "config": cfg.to_dict(), "subjects": ids * R * len(grid), "fits": rows,
+            "summary": summary}
 
 
 def aln_compare(folder: Path):
-    """Merge the aln_conv_*.json and aln_noconv_*.json chunks in ``folder``: how often the convSSM wins."""
-    def rows(variant):
-        """Per subject, each metric's median over that subject's seeds."""
-        fits: dict[str, list[dict]] = {}
+    """Merge the aln_conv_*.json and aln_noconv_*.json chunks in ``folder``: how often the convSSM wins.
+
+    Fits are compared within one ``train.loss_states`` (rows without the field count as "free"); with
+    both present the result holds one comparison per loss_states under ``by_loss_states`` and the
+    top level is the "free" one.
+    """
+    def load(variant):
+        fits: list[dict] = []
         for path in sorted(p for p in folder.glob(f"aln_{variant}_*.json") if "models" not in p.name):
             res = json.loads(path.read_text())
-            for sub, fit in zip(res["subjects"], res["fits"]):
-                fits.setdefault(sub, []).append(fit)
-        return {sub: {k: float(np.median([f.get(k, np.nan) for f in fs])) for k in KEYS} | {"n_seeds": len(fs)}
-                for sub, fs in fits.items()}
+            fits += [dict(fit, subject=sub) for sub, fit in zip(res["subjects"], res["fits"])]
+        return fits
 
-    conv, plain = rows("conv"), rows("noconv")
+    conv_all, plain_all = load("conv"), load("noconv")
+    states = sorted({f.get("loss_states", "free") for f in conv_all} & {f.get("loss_states", "free") for f in plain_all})
+    out = {ls: _aln_compare_rows([f for f in conv_all if f.get("loss_states", "free") == ls],
+                                 [f for f in plain_all if f.get("loss_states", "free") == ls]) for ls in states}
+    main = out.get("free") or next(iter(out.values()))
+    if len(out) > 1:
+        main = dict(main, by_loss_states=out)  # every subject's medians per loss_states
+        main["summary"] = dict(main["summary"], by_loss_states={ls: {
+            k: r["summary"][k] for k in ("conv_wins_fraction", "conv_better_fraction_other_metrics",
+                                         "median_dstsp_latent_units_conv", "median_dstsp_latent_units_noconv",
+                                         "median_dh_latent_conv", "median_dh_latent_noconv")} for ls, r in out.items()})
+    return main
+
+
+def _aln_compare_rows(conv_fits: list[dict], plain_fits: list[dict]) -> dict:
+    """The comparison of :func:`aln_compare` for one set of fits of each variant."""
+    def rows(fits_list):
+        """Per subject, each metric's median over that subject's seeds."""
+        fits: dict[str, list[dict]] = {}
+        for fit in fits_list:
+            fits.setdefault(fit["subject"], []).append(fit)
+        return {sub: {k: float(np.median([np.nan if f.get(k) is None else f.get(k) for f in fs])) for k in KEYS}
+                | {"n_seeds": len(fs)} for sub, fs in fits.items()}
+
+    conv, plain = rows(conv_fits), rows(plain_fits)
     subs = sorted(set(conv) & set(plain))
     wins = [conv[s]["dstsp_latent"] < plain[s]["dstsp_latent"] for s in subs]
     other = {key: float(np.mean([conv[s][key] < plain[s][key] for s in subs]))
@@ -240,6 +332,11 @@ def aln_compare(folder: Path):
             "summary": {"conv_wins_fraction": float(np.mean(wins)), "n_subjects": len(wins),
                         "median_dstsp_latent_conv": float(np.median([conv[s]["dstsp_latent"] for s in subs])),
                         "median_dstsp_latent_noconv": float(np.median([plain[s]["dstsp_latent"] for s in subs])),
+                        "median_dstsp_latent_units_conv": float(np.median([conv[s]["dstsp_latent_units"] for s in subs])),
+                        "median_dstsp_latent_units_noconv": float(np.median(
+                            [plain[s]["dstsp_latent_units"] for s in subs])),
+                        "conv_wins_fraction_latent_units": float(np.mean(
+                            [conv[s]["dstsp_latent_units"] < plain[s]["dstsp_latent_units"] for s in subs])),
                         "median_dh_latent_conv": float(np.median([conv[s]["dh_latent"] for s in subs])),
                         "median_dh_latent_noconv": float(np.median([plain[s]["dh_latent"] for s in subs])),
                         "conv_better_fraction_other_metrics": other,
@@ -248,9 +345,11 @@ def aln_compare(folder: Path):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("which", choices=["lorenz", "aln", "aln-compare"])
+    p.add_argument("which", choices=["lorenz", "aln", "aln-compare", "floors"])
     p.add_argument("--variant", choices=["conv", "noconv", "latent"], default="conv",
                    help="ALN: conv or noconv; Lorenz: conv (through the HRF) or latent (no filter, diagnostic)")
+    p.add_argument("--loss-states", nargs="+", default=None, choices=["free", "forced"],
+                   help="ALN: fit every (subject, seed) once per train.loss_states, all in one stack")
     p.add_argument("--alphas", type=float, nargs="+", default=None,
                    help="Lorenz: fit every seed once per α, all in one stack")
     p.add_argument("--device", default="cpu")
@@ -259,7 +358,8 @@ def main():
     p.add_argument("--truth-start", type=int, default=10000, help="Lorenz: held-out truth segment start")
     p.add_argument("--truth-end", type=int, default=100000, help="Lorenz: held-out truth segment end")
     p.add_argument("--out-tag", default="", help="extra suffix of the results file (e.g. for --eval-only)")
-    p.add_argument("--dir", default=str(OUT), help="aln-compare: folder holding the chunk results")
+    p.add_argument("--dir", default=None, help="aln-compare: folder holding the chunk results (default: --out)")
+    p.add_argument("--out", default=None, help="folder of the results and the saved models (default: benchmarks/results)")
     p.add_argument("--alpha", type=float, default=None, help="override the forcing strength")
     p.add_argument("--forcing", default=None, help="override the forcing kind (weak, sparse, adaptive, none)")
     p.add_argument("--lr-start", type=float, default=None, help="override the initial learning rate")
@@ -275,13 +375,17 @@ def main():
     p.add_argument("--rollouts", type=int, default=100)
     p.add_argument("--dstsp-scaling", type=float, default=None, help="ALN: GMM component variance (preset: 1.0)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--floor-lengths", type=int, nargs="+", default=[2250, 5000, 20000, 50000, 90000, 99840],
+                   help="floors: lengths of the compared stretches")
     p.add_argument("--snapshot-every", type=int, default=0, help="also save all fits' parameters every N epochs")
     p.add_argument("--train-only", action="store_true", help="train and save, evaluate nothing")
     p.add_argument("--eval-device", default=None,
                    help="evaluate all fits at once with the metric engine on this device (default: one by one on the CPU)")
     p.add_argument("--eval-workers", type=int, default=1, help="processes evaluating fits in parallel")
     args = p.parse_args()
-    global EVAL_WORKERS, SNAPSHOT_EVERY, TRAIN_ONLY, EVAL_DEVICE
+    global EVAL_WORKERS, SNAPSHOT_EVERY, TRAIN_ONLY, EVAL_DEVICE, OUT
+    OUT = Path(args.out) if args.out else OUT
+    args.dir = args.dir or str(OUT)
     EVAL_WORKERS, SNAPSHOT_EVERY, TRAIN_ONLY = args.eval_workers, args.snapshot_every, args.train_only
     EVAL_DEVICE = args.eval_device
     torch.set_num_threads(args.threads)
@@ -290,6 +394,11 @@ def main():
     if args.which == "aln-compare":
         res = aln_compare(Path(args.dir))
         name = "aln_compare"
+    elif args.which == "floors":
+        res = {"floors": lorenz_floors(np.load(SHARED / "lorenz63.npy"), args.floor_lengths)}
+        res["summary"] = {n: {k: v for k, v in row.items() if k.endswith("_summary")}
+                          for n, row in res["floors"].items()}
+        name = "lorenz_floors"
     else:
         res = lorenz(args) if args.which == "lorenz" else aln(args)
         name = f"aln_{args.variant}" if args.which == "aln" else (

@@ -20,6 +20,7 @@ LATENT_MODELS = ("cshPLRNN", "shPLRNN", "PLRNN", "mcPLRNN", "clipped_dendPLRNN",
 OBSERVATION_MODELS = ("identity", "affine", "regressor")
 FILTER_KINDS = ("spm", "glover", "calcium", "none")
 FORCING_KINDS = ("weak", "sparse", "adaptive", "none")
+LOSS_STATES = ("free", "forced")
 
 
 @dataclass
@@ -42,6 +43,9 @@ class FilterConfig:
     cut_l: float = 0.25  # fraction of the kernel length masked at the start
     cut_r: float = 0.5  # fraction of the kernel length masked at the end
     min_noise: float = 1e-5  # floor of the wavelet noise estimate
+    # test-part targets: each deconvolved from a window of the training length, at most this many
+    # samples, ending cut_r·K samples after it (the reference: the training length, no cap)
+    sliding_window: int = 2048
 
 
 @dataclass
@@ -54,6 +58,9 @@ class TrainConfig:
     sequence_length: int = 200
     forcing: str = "weak"
     alpha: float = 0.1
+    # which latent states the loss decodes: "free" z_t, or "forced" (1−α) z_t + α d_t as the reference code
+    # does (humml-lab/GTF-ConvSSM src/tf_training/forcing.jl overwrites the state in place)
+    loss_states: str = "free"
     forcing_interval: int = 16  # tau of sparse forcing
     adaptive_every: int = 5  # batches between adaptive alpha estimates
     adaptive_decay: float = 0.999
@@ -146,8 +153,10 @@ class DsrConfig:
         _check(m.observation in OBSERVATION_MODELS, f"observation must be one of {OBSERVATION_MODELS}")
         _check(m.latent_dim >= 1 and m.hidden_dim >= 1, "latent_dim and hidden_dim must be >= 1")
         _check(f.kind in FILTER_KINDS, f"filter kind must be one of {FILTER_KINDS}")
+        _check(f.sliding_window >= 2, "filter.sliding_window must be >= 2")
         _check(t.forcing in FORCING_KINDS, f"forcing must be one of {FORCING_KINDS}")
         _check(0.0 <= t.alpha <= 1.0, "alpha must lie in [0, 1]")
+        _check(t.loss_states in LOSS_STATES, f"train.loss_states must be one of {LOSS_STATES}")
         _check(t.sampler in ("auto", "host", "device"), "sampler must be auto, host or device")
         _check(0.0 < t.train_fraction <= 1.0, "train_fraction must lie in (0, 1]")
         _check(t.epochs >= 1 and t.batches_per_epoch >= 1 and t.batch_size >= 1, "epochs, batches and batch size must be >= 1")

@@ -59,3 +59,14 @@ def test_init_A_is_normalised_diagonal():
     gen = torch.Generator().manual_seed(0)
     A = latent.init_params("cshPLRNN", 3, 6, 5, gen)["A"]
     assert A.shape == (3, 6) and torch.all(A > 0) and torch.all(A <= 1)
+
+
+def test_shallow_init_bounds_follow_the_reference():
+    """cshPLRNN: W1 ±1/√L, W2 ±1/√M, h2 ±1/√L (shallow_plrnn.jl uniform_init); shPLRNN: h2 = 0."""
+    M, L = 4, 400  # L ≫ M: a ±1/√M bound on h2 would show
+    p = latent.init_params("cshPLRNN", 2, M, L, torch.Generator().manual_seed(0), dtype=torch.float64)
+    for name, bound in (("W1", 1 / L**0.5), ("W2", 1 / M**0.5), ("h2", 1 / L**0.5)):
+        v = p[name].abs()
+        assert v.max() <= bound and v.max() > 0.9 * bound, name  # fills the interval, never exceeds it
+    sh = latent.init_params("shPLRNN", 1, M, L, torch.Generator().manual_seed(0))
+    assert torch.all(sh["h2"] == 0)

@@ -85,3 +85,37 @@ def test_no_forcing_is_free_running():
     for t in range(6):
         z = latent.step("cshPLRNN", p, z)
         torch.testing.assert_close(out[:, :, t], z)
+
+
+@pytest.mark.parametrize("kind", ["cshPLRNN", "shPLRNN"])
+def test_forced_outputs_match_formula_and_autograd(kind):
+    """loss_states "forced": the twin returns z̃_t = z_t (1 − a_t) + ad_t for the fits flagged 1, with
+    its hand-written backward equal to autograd of the plain formula (z0, targets and every parameter)."""
+    gen = torch.Generator().manual_seed(5)
+    S, B, T1, M, L = 3, 4, 8, 3, 6
+    p = {k: v.requires_grad_(True) for k, v in
+         latent.init_params(kind, S, M, L, gen, dtype=torch.float64).items()}
+    d = torch.randn(S, B, T1, M, generator=gen, dtype=torch.float64)
+    d[1, 2, 3] = float("nan")
+    d.requires_grad_(True)
+    alpha = torch.tensor([0.1, 0.3, 0.2], dtype=torch.float64)
+    z0 = torch.randn(S, B, M, generator=gen, dtype=torch.float64, requires_grad=True)
+    forced = torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64)
+    a, ad = forcing_weights(d, alpha, M, "weak")
+    free = _plain_formula(kind, p, z0, d, alpha, None)  # (S, B, T̃, M)
+    dt = torch.nan_to_num(d[:, :, 1:])
+    fin = torch.isfinite(d[:, :, 1:])
+    want_forced = torch.where(fin, free + alpha[:, None, None, None] * (dt - free), free)
+    want = torch.where(forced[:, None, None, None] > 0, want_forced, free)
+    fast = gtf_rollout_shallow(p, z0, a, ad, clipped=kind == "cshPLRNN", forced=forced)
+    ref = gtf_rollout_ref(lambda z, s: latent.step(kind, p, z, s), z0, a, ad, forced=forced)
+    torch.testing.assert_close(fast, want, atol=1e-12, rtol=0)
+    torch.testing.assert_close(ref, want, atol=1e-12, rtol=0)
+    w = torch.randn(want.shape, generator=gen, dtype=torch.float64)
+    inputs = [z0, d] + list(p.values())
+    g_want = torch.autograd.grad((want * w).sum(), inputs, allow_unused=True)
+    g_fast = torch.autograd.grad((fast * w).sum(), inputs, allow_unused=True)
+    for name, x, gr, gf in zip(["z0", "d"] + list(p), inputs, g_want, g_fast):
+        gr = torch.zeros_like(x) if gr is None else torch.nan_to_num(gr)
+        gf = torch.zeros_like(x) if gf is None else torch.nan_to_num(gf)
+        torch.testing.assert_close(gf, gr, atol=1e-11, rtol=0, msg=name)

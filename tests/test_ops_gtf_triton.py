@@ -138,3 +138,24 @@ def test_tile_choice():
     assert gtf_triton._blocks(100, 1000, None) == (128, 32, 32)
     with pytest.raises(ValueError, match="block_l"):
         gtf_triton._blocks(100, 1000, 128)
+
+
+@pytest.mark.parametrize("block_l", [None, 16])
+@pytest.mark.parametrize("kind", ["cshPLRNN", "shPLRNN"])
+def test_kernel_matches_twin_forced_outputs(kind, block_l):
+    """``forced`` per fit (loss_states "forced" for some fits of a stack): outputs and every gradient,
+    dL/d ad included, equal the twin's; fits with 0 equal the plain call."""
+    S = 3
+    p, z0, a, ad, w = _problem(kind, S, 17, 6, 5, 40, seed=11)
+    forced = torch.tensor([1.0, 0.0, 1.0], device=DEVICE)
+    clipped = kind == "cshPLRNN"
+    fast = gtf_rollout_triton(p, z0, a, ad, clipped=clipped, block_l=block_l, forced=forced)
+    ref = gtf_rollout_shallow(p, z0, a, ad, clipped=clipped, forced=forced)
+    plain = gtf_rollout_shallow(p, z0, a, ad, clipped=clipped)
+    _close(fast, ref, "output")
+    _close(fast[1], plain[1], "free fit")
+    assert not torch.allclose(fast[0], plain[0])  # the forced fits return other states
+    inputs = [z0, ad] + list(p.values())
+    for name, gf, gr in zip(["z0", "ad"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
+                            torch.autograd.grad((ref * w).sum(), inputs)):
+        _close(gf, gr, name)

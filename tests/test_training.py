@@ -109,3 +109,40 @@ def test_interrupted_training_resumes_to_the_same_parameters(oscillator, tmp_pat
     assert out.epochs_done == 3
     for k, v in full.params.items():
         torch.testing.assert_close(resumed.params[k], v, atol=0, rtol=0)
+
+
+def test_loss_states_per_fit_in_a_stack_equal_single_fits(oscillator):
+    """train.loss_states: a stack mixing "forced" and "free" fits equals each fit trained alone with its
+    config's loss_states, and the forced loss trains other parameters than the free one."""
+    stacked, sd, cfg = _setup(oscillator, [3, 3])
+    train(stacked, [sd, sd], cfg.train, [3, 3], loss_states=["forced", "free"])
+    got = {}
+    for states in ("forced", "free"):
+        alone, _, _ = _setup(oscillator, [3])
+        train(alone, [sd], cfg.replace(train={"loss_states": states}).train, [3])
+        got[states] = alone.params
+    for i, states in enumerate(("forced", "free")):
+        for k, v in got[states].items():
+            torch.testing.assert_close(stacked.params[k][i:i + 1], v, atol=1e-10, rtol=1e-8)
+    assert not torch.allclose(got["forced"]["latent.W1"], got["free"]["latent.W1"])
+    with pytest.raises(Exception, match="loss_states"):
+        load_config("quick", train={"loss_states": "both"})
+
+
+def test_test_part_targets_do_not_see_far_future_data(oscillator):
+    """SubjectData.d_full: the training part's targets, then each later target deconvolved from a
+    window ending ⌊cut_r K⌋ samples after it, so data far in the future never change it; no gaps."""
+    x, h = oscillator  # (387, 2), K = 33
+    cfg = load_config("quick")
+    sd = prepare_subject(x, h, cfg, standardise=False)
+    K, n, T = len(h), sd.n_train, len(x)
+    cl, cr = int(0.25 * K), int(0.5 * K)
+    fin = np.isfinite(sd.d_full[:, 0])
+    assert not fin[:cl].any() and fin[cl:T - cr].all() and not fin[T - cr:].any()
+    np.testing.assert_array_equal(sd.d_full[:n - cr], sd.d[:n - cr])
+    j = T - 40
+    x2 = x.copy()
+    x2[j:] = -x2[j:]  # the far future changes
+    sd2 = prepare_subject(x2, h, cfg, standardise=False)
+    np.testing.assert_allclose(sd2.d_full[:j - cr], sd.d_full[:j - cr], rtol=1e-12, atol=1e-12)
+    assert not np.allclose(sd2.d_full[j - cr:T - cr], sd.d_full[j - cr:T - cr])

@@ -54,7 +54,9 @@ def init_params(kind: str, S: int, M: int, L: int, gen: torch.Generator, n_input
     if kind in ("shPLRNN", "cshPLRNN"):
         p["W1"] = _uniform(gen, (S, M, L), 1 / math.sqrt(L), dtype)  # (S, M, L)
         p["W2"] = _uniform(gen, (S, L, M), 1 / math.sqrt(M), dtype)  # (S, L, M)
-        p["h2"] = (_uniform(gen, (S, L), 1 / math.sqrt(M), dtype) if kind == "cshPLRNN"
+        # h2 uniform ±1/√L for the clipped model, zero otherwise (humml-lab/GTF-ConvSSM
+        # src/models/shallow_plrnn.jl: uniform_init((hidden_dim,)), whose bound is 1/√(last dim))
+        p["h2"] = (_uniform(gen, (S, L), 1 / math.sqrt(L), dtype) if kind == "cshPLRNN"
                    else torch.zeros(S, L, dtype=dtype))
     elif kind in ("PLRNN", "mcPLRNN"):
         p["W"] = _uniform(gen, (S, M, M), 1 / math.sqrt(M), dtype) * _offdiag(M, dtype)  # (S, M, M)

@@ -13,7 +13,10 @@ Recurrence (DESIGN §1), for a sequence of T̃+1 targets d_0 … d_T̃:
 
 where ``a_t`` is α (weak / adaptive forcing), 1 every τ steps (sparse forcing)
 or 0 (no forcing), and 0 wherever the target is NaN. The un-forced states
-z_1 … z_T̃ are returned: they are what the decoder sees.
+z_1 … z_T̃ are returned (they are what the decoder sees), or, per fit with
+``forced`` = 1, the forced states z̃_1 … z̃_T̃ (``train.loss_states = "forced"``,
+what the reference code's loss decodes: humml-lab/GTF-ConvSSM
+src/tf_training/forcing.jl ``force`` overwrites the state in place).
 """
 from __future__ import annotations
 
@@ -63,7 +66,7 @@ def forcing_weights(d: torch.Tensor, alpha: torch.Tensor, M: int, mode: str, int
 
 
 def gtf_rollout_ref(step: StepFn, z0: torch.Tensor, a: torch.Tensor, ad: torch.Tensor,
-                    inputs: torch.Tensor | None = None) -> torch.Tensor:
+                    inputs: torch.Tensor | None = None, forced: torch.Tensor | None = None) -> torch.Tensor:
     """Forced rollout in plain PyTorch.
 
     Parameters
@@ -76,19 +79,22 @@ def gtf_rollout_ref(step: StepFn, z0: torch.Tensor, a: torch.Tensor, ad: torch.T
         Forcing weights and weighted targets from :func:`forcing_weights`.
     inputs : Tensor (S, B, T̃+1, P) or None
         External inputs; ``inputs[:, :, t-1]`` drives the step into t.
+    forced : Tensor (S,) or None
+        Per fit 0 (return z_t) or 1 (return z̃_t); None: all 0.
 
     Returns
     -------
     Tensor (S, B, T̃, M)
-        Un-forced states z_1 … z_T̃.
+        Un-forced states z_1 … z_T̃ (forced states z̃_t for fits with ``forced`` = 1).
     """
     T1 = a.shape[2]
     zt = z0
     out = []
+    f = None if forced is None else forced.to(z0.dtype).view(-1, 1, 1)  # (S, 1, 1)
     for t in range(1, T1):
         z = step(zt, None if inputs is None else inputs[:, :, t - 1])  # (S, B, M)
-        out.append(z)
         zt = z * (1 - a[:, :, t]) + ad[:, :, t]  # (S, B, M)
+        out.append(z if f is None else z + f * (zt - z))
     return torch.stack(out, dim=2)
 
 
@@ -97,7 +103,8 @@ def _triton_kernel():
     return kernel_module("gtf_triton")
 
 
-def gtf_rollout(step: StepFn, z0, a, ad, inputs=None, model_kind: str | None = None, params=None):
+def gtf_rollout(step: StepFn, z0, a, ad, inputs=None, model_kind: str | None = None, params=None,
+                forced: torch.Tensor | None = None):
     """The one dispatch point for the forced rollout.
 
     Shallow PLRNNs on CUDA without external inputs take the fused Triton kernel
@@ -109,14 +116,15 @@ def gtf_rollout(step: StepFn, z0, a, ad, inputs=None, model_kind: str | None = N
     twin for now. Other shallow PLRNN calls take the
     hand-differentiated loop (:mod:`dsr.ops.gtf_shallow`, the kernel's twin);
     other models take the autograd reference :func:`gtf_rollout_ref`.
-    ``DSR_DISABLE_TRITON=1`` forces the twin.
+    ``DSR_DISABLE_TRITON=1`` forces the twin. ``forced`` (S,) of 0/1 picks per fit
+    which states come back (see :func:`gtf_rollout_ref`); every path supports it.
     """
     if model_kind in ("shPLRNN", "cshPLRNN") and params is not None:
         clipped = model_kind == "cshPLRNN"
         if z0.is_cuda and inputs is None and (kernel := _triton_kernel()) is not None \
                 and kernel.supported(params, z0, a, inputs, ad) and kernel.fits_one_tile(*params["W1"].shape[1:]):
-            return kernel.gtf_rollout_triton(params, z0, a, ad, None, clipped=clipped)
+            return kernel.gtf_rollout_triton(params, z0, a, ad, None, clipped=clipped, forced=forced)
         from dsr.ops.gtf_shallow import gtf_rollout_shallow
 
-        return gtf_rollout_shallow(params, z0, a, ad, inputs, clipped=clipped)
-    return gtf_rollout_ref(step, z0, a, ad, inputs)
+        return gtf_rollout_shallow(params, z0, a, ad, inputs, clipped=clipped, forced=forced)
+    return gtf_rollout_ref(step, z0, a, ad, inputs, forced=forced)

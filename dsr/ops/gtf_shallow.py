@@ -12,6 +12,13 @@ Forward, t = 1 … T̃ (z̃_0 = z0):
     φ_t  = ReLU(p_t + h2) − ReLU(p_t)      (cshPLRNN; ReLU(p_t + h2) for shPLRNN)
     z_t  = A ⊙ z̃_{t−1} + W1 φ_t + h1 (+ C s_{t−1})
     z̃_t  = z_t ⊙ (1 − a_t) + ad_t
+    out_t = z_t, or z̃_t for fits with ``forced`` = 1 (more generally z_t + f ⊙ (z̃_t − z_t))
+
+``forced`` (S,) per fit, 0 or 1: which states the loss decodes. 0 decodes the free states z_t; 1
+decodes the forced states z̃_t = (1−α) z_t + α d_t, as the reference code does (its ``force``
+overwrites the state in place, humml-lab/GTF-ConvSSM src/tf_training/forcing.jl, called from
+tfrecur.jl ``WeakTFRecur``). Backward with f = ``forced``: g̃_t = dL/dz̃_t = f ⊙ gout_t + (future);
+dL/d ad_t = g̃_t; dL/dz_t = (1 − f) ⊙ gout_t + g̃_t ⊙ (1 − a_t).
 """
 from __future__ import annotations
 
@@ -25,8 +32,9 @@ def _activation(pre, h2, clipped):
 
 class _ShallowGTF(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z0, a, ad, A, W1, W2, h1, h2, C, s, clipped):
+    def forward(ctx, z0, a, ad, A, W1, W2, h1, h2, C, s, clipped, forced):
         S, B, T1, M = a.shape
+        f = None if forced is None else forced.to(z0.dtype).view(S, 1, 1)  # (S, 1, 1)
         W1T, W2T = W1.transpose(1, 2), W2.transpose(1, 2)  # (S, L, M), (S, M, L)
         h2b, Ab, h1b = h2.unsqueeze(1), A.unsqueeze(1), h1.unsqueeze(1)
         keep = 1 - a  # (S, B, T̃+1, M)
@@ -39,15 +47,15 @@ class _ShallowGTF(torch.autograd.Function):
             z = torch.baddbmm(torch.addcmul(h1b, Ab, zt), act, W1T)  # (S, B, M)
             if C is not None:
                 z = torch.baddbmm(z, s[:, :, t - 1], C.transpose(1, 2))
-            out[:, :, t - 1] = z
             zt = torch.addcmul(ad[:, :, t], z, keep[:, :, t])  # (S, B, M)
-        ctx.save_for_backward(zprev, keep, A, W1, W2, h2, C, s)
+            out[:, :, t - 1] = z if f is None else torch.addcmul(z, f, zt - z)
+        ctx.save_for_backward(zprev, keep, A, W1, W2, h2, C, s, f)
         ctx.clipped = clipped
         return out
 
     @staticmethod
     def backward(ctx, gout):
-        zprev, keep, A, W1, W2, h2, C, s = ctx.saved_tensors
+        zprev, keep, A, W1, W2, h2, C, s, f = ctx.saved_tensors
         S, B, T, M = zprev.shape
         L = W2.shape[1]
         zflat = zprev.reshape(S, B * T, M)  # (S, B*T̃, M)
@@ -62,8 +70,12 @@ class _ShallowGTF(torch.autograd.Function):
         Ab = A.unsqueeze(1)
         g_carry = torch.zeros_like(zprev[:, :, 0])  # dL/dz̃_t from the future
         for t in range(T, 0, -1):
+            go = gout[:, :, t - 1]  # (S, B, M)
+            if f is not None:  # the loss saw z_t + f (z̃_t − z_t)
+                g_carry = torch.addcmul(g_carry, f, go)  # dL/dz̃_t, (S, B, M)
+                go = go - f * go
             gad[:, :, t] = g_carry
-            g = torch.addcmul(gout[:, :, t - 1], g_carry, keep[:, :, t])  # (S, B, M)
+            g = torch.addcmul(go, g_carry, keep[:, :, t])  # (S, B, M)
             gz[:, :, t - 1] = g
             ga = torch.bmm(g, W1)  # (S, B, L)
             gact_t[:, :, t - 1] = ga
@@ -80,12 +92,16 @@ class _ShallowGTF(torch.autograd.Function):
         gC = None
         if C is not None:
             gC = torch.bmm(gzf.transpose(1, 2), s[:, :, :T].reshape(S, B * T, -1))  # (S, M, P)
-        return g_carry, None, gad, gA, gW1, gW2, gh1, gh2, gC, None, None
+        return g_carry, None, gad, gA, gW1, gW2, gh1, gh2, gC, None, None, None
 
 
 def gtf_rollout_shallow(params: dict[str, torch.Tensor], z0: torch.Tensor, a: torch.Tensor, ad: torch.Tensor,
-                        inputs: torch.Tensor | None = None, clipped: bool = True) -> torch.Tensor:
-    """Forced rollout (S, B, T̃, M) of a (clipped) shallow PLRNN; see :func:`dsr.ops.gtf.gtf_rollout_ref`."""
+                        inputs: torch.Tensor | None = None, clipped: bool = True,
+                        forced: torch.Tensor | None = None) -> torch.Tensor:
+    """Forced rollout (S, B, T̃, M) of a (clipped) shallow PLRNN; see :func:`dsr.ops.gtf.gtf_rollout_ref`.
+
+    ``forced`` (S,) of 0/1 or None (all 0): per fit, return the forced states z̃_t instead of z_t.
+    """
     C = params.get("C") if inputs is not None else None
     return _ShallowGTF.apply(z0, a, ad, params["A"], params["W1"], params["W2"], params["h1"], params["h2"],
-                             C, inputs, clipped)
+                             C, inputs, clipped, forced)

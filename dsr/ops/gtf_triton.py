@@ -10,10 +10,12 @@ Forward, t = 1 … T̃ (z̃_0 = z0), per program:
     φ_t  = ReLU(p_t + h2) − ReLU(p_t)     (cshPLRNN; ReLU(p_t + h2) for shPLRNN)
     z_t  = A ⊙ z̃_{t−1} + φ_t W1ᵀ + h1                    (BLOCK_B, M)
     z̃_t  = z_t ⊙ (1 − a_t) + ad_t
-The forward stores z_t (the output) and z̃_{t−1} (for the backward).
+The forward stores the output, z_t (or, for fits with ``forced`` = 1, z̃_t:
+``train.loss_states = "forced"``, see :mod:`dsr.ops.gtf_shallow`), and z̃_{t−1}
+(for the backward).
 
-Backward, t = T̃ … 1 (g̃ = dL/dz̃_t from the future, 0 at t = T̃):
-    dL/d ad_t = g̃;   g = dL/dz_t = gout_t + g̃ ⊙ (1 − a_t)
+Backward, t = T̃ … 1 (g̃ = dL/dz̃_t from the future, 0 at t = T̃; f = ``forced``):
+    g̃ ← g̃ + f gout_t;   dL/d ad_t = g̃;   g = dL/dz_t = (1 − f) gout_t + g̃ ⊙ (1 − a_t)
     gφ = g W1;  gp = gφ ⊙ slope(p_t);  g̃ ← g ⊙ A + gp W2
 and dL/dz0 = g̃ at the end. Weight gradients: when the hidden layer fits in one
 tile (``BLOCK_M * BLOCK_L ≤ _ONE_TILE``) they are accumulated in registers per
@@ -56,10 +58,10 @@ def _act(pre, h2, CLIPPED: tl.constexpr):
 
 
 @triton.jit
-def _fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, out_ptr, zprev_ptr,
+def _fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, out_ptr, zprev_ptr, f_ptr,
                 B, T1, M, L,
                 CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
-                N_LC: tl.constexpr, PREFETCH: tl.constexpr):
+                N_LC: tl.constexpr, PREFETCH: tl.constexpr, MIX: tl.constexpr):
     s = tl.program_id(0)
     rb = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)  # (BB,) sequence index
     rm = tl.arange(0, BLOCK_M)  # (BM,)
@@ -70,6 +72,9 @@ def _fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, ou
     s64 = s.to(tl.int64)
     A = tl.load(A_ptr + s64 * M + rm, mask=mm, other=0.0)  # (BM,)
     h1 = tl.load(h1_ptr + s64 * M + rm, mask=mm, other=0.0)  # (BM,)
+    fs = 0.0
+    if MIX:  # 1: this fit's output is the forced state
+        fs = tl.load(f_ptr + s64)
     z = tl.load(z0_ptr + (s64 * B + rb[:, None]) * M + rm[None, :], mask=mask_bm, other=0.0)  # (BB, BM)
     seq_in = (s64 * B + rb[:, None]) * T1 * M + rm[None, :]  # (BB, BM) offsets into a, ad at t = 0
     seq_out = (s64 * B + rb[:, None]) * T * M + rm[None, :]  # (BB, BM) offsets into out, zprev at t = 1
@@ -92,11 +97,14 @@ def _fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, ou
             pre = tl.dot(z, w2t, input_precision="ieee")  # (BB, BL)
             act, slope, on = _act(pre, h2[None, :], CLIPPED)
             znew = A[None, :] * z + h1[None, :] + tl.dot(act, w1t, input_precision="ieee")  # (BB, BM)
-            tl.store(out_ptr + seq_out + (t - 1) * M, znew, mask=mask_bm)
             if not PREFETCH:
                 a_t = tl.load(a_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
                 ad_t = tl.load(ad_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
             z = znew * (1.0 - a_t) + ad_t
+            if MIX:
+                tl.store(out_ptr + seq_out + (t - 1) * M, znew + fs * (z - znew), mask=mask_bm)
+            else:
+                tl.store(out_ptr + seq_out + (t - 1) * M, znew, mask=mask_bm)
     else:
         for t in range(1, T1):
             tl.store(zprev_ptr + seq_out + (t - 1) * M, z, mask=mask_bm)
@@ -111,18 +119,21 @@ def _fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, ou
                 pre = tl.dot(z, w2t, input_precision="ieee")  # (BB, BL)
                 act, slope, on = _act(pre, h2[None, :], CLIPPED)
                 acc += tl.dot(act, w1t, input_precision="ieee")
-            tl.store(out_ptr + seq_out + (t - 1) * M, acc, mask=mask_bm)
             a_t = tl.load(a_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
             ad_t = tl.load(ad_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
             z = acc * (1.0 - a_t) + ad_t
+            if MIX:
+                tl.store(out_ptr + seq_out + (t - 1) * M, acc + fs * (z - acc), mask=mask_bm)
+            else:
+                tl.store(out_ptr + seq_out + (t - 1) * M, acc, mask=mask_bm)
 
 
 @triton.jit
-def _bwd_kernel(gout_ptr, zprev_ptr, a_ptr, A_ptr, W1_ptr, W2_ptr, h2_ptr,
+def _bwd_kernel(gout_ptr, zprev_ptr, a_ptr, A_ptr, W1_ptr, W2_ptr, h2_ptr, f_ptr,
                 gz0_ptr, gad_ptr, gz_ptr, gA_ptr, gh1_ptr, gW1_ptr, gW2_ptr, gh2_ptr,
                 B, T1, M, L, NB,
                 CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
-                N_LC: tl.constexpr, PREFETCH: tl.constexpr, NEED_GAD: tl.constexpr):
+                N_LC: tl.constexpr, PREFETCH: tl.constexpr, NEED_GAD: tl.constexpr, MIX: tl.constexpr):
     s = tl.program_id(0)
     pb = tl.program_id(1)
     rb = pb * BLOCK_B + tl.arange(0, BLOCK_B)  # (BB,)
@@ -134,6 +145,9 @@ def _bwd_kernel(gout_ptr, zprev_ptr, a_ptr, A_ptr, W1_ptr, W2_ptr, h2_ptr,
     s64 = s.to(tl.int64)
     part = s64 * NB + pb  # this program's slot in the per-program partial sums
     A = tl.load(A_ptr + s64 * M + rm, mask=mm, other=0.0)  # (BM,)
+    fs = 0.0
+    if MIX:  # 1: the loss saw this fit's forced states
+        fs = tl.load(f_ptr + s64)
     seq_in = (s64 * B + rb[:, None]) * T1 * M + rm[None, :]
     seq_out = (s64 * B + rb[:, None]) * T * M + rm[None, :]
     W1_s, W2_s, h2_s = W1_ptr + s64 * M * L, W2_ptr + s64 * L * M, h2_ptr + s64 * L
@@ -165,6 +179,9 @@ def _bwd_kernel(gout_ptr, zprev_ptr, a_ptr, A_ptr, W1_ptr, W2_ptr, h2_ptr,
                 a_t = tl.load(a_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
                 go_t = tl.load(gout_ptr + seq_out + (t - 1) * M, mask=mask_bm, other=0.0)
                 zp = tl.load(zprev_ptr + seq_out + (t - 1) * M, mask=mask_bm, other=0.0)  # z̃_{t−1} (BB, BM)
+            if MIX:  # dL/dz̃_t gains the loss term; dL/dz_t keeps (1 − f) of it
+                gc = gc + fs * go_t
+                go_t = go_t - fs * go_t
             if NEED_GAD:
                 tl.store(gad_ptr + seq_in + t * M, gc, mask=mask_bm)
             g = go_t + gc * (1.0 - a_t)
@@ -185,10 +202,14 @@ def _bwd_kernel(gout_ptr, zprev_ptr, a_ptr, A_ptr, W1_ptr, W2_ptr, h2_ptr,
     else:
         for i in range(0, T):
             t = T - i
+            go_t = tl.load(gout_ptr + seq_out + (t - 1) * M, mask=mask_bm, other=0.0)
+            if MIX:
+                gc = gc + fs * go_t
+                go_t = go_t - fs * go_t
             if NEED_GAD:
                 tl.store(gad_ptr + seq_in + t * M, gc, mask=mask_bm)
             a_t = tl.load(a_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
-            g = tl.load(gout_ptr + seq_out + (t - 1) * M, mask=mask_bm, other=0.0) + gc * (1.0 - a_t)
+            g = go_t + gc * (1.0 - a_t)
             tl.store(gz_ptr + seq_out + (t - 1) * M, g, mask=mask_bm)
             zp = tl.load(zprev_ptr + seq_out + (t - 1) * M, mask=mask_bm, other=0.0)
             gA += tl.sum(g * zp, axis=0)
@@ -270,25 +291,27 @@ def _activation(pre, h2, clipped):
 
 class _TritonGTF(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z0, a, ad, A, W1, W2, h1, h2, clipped, block_l):
+    def forward(ctx, z0, a, ad, A, W1, W2, h1, h2, clipped, block_l, forced):
         S, B, T1, M = a.shape
         L = W1.shape[2]
         z0, a, ad, A, W1, W2, h1, h2 = (x.contiguous() for x in (z0, a, ad, A, W1, W2, h1, h2))
+        mix = forced is not None
+        f = forced.to(device=z0.device, dtype=torch.float32).contiguous() if mix else A  # (S,); A: unused
         BM, BL, n_lc = _blocks(M, L, block_l)
         out = torch.empty(S, B, T1 - 1, M, dtype=z0.dtype, device=z0.device)  # z_1 … z_T̃
         zprev = torch.empty_like(out)  # z̃_0 … z̃_{T̃-1}
         grid = (S, triton.cdiv(B, BLOCK_B))
-        _fwd_kernel[grid](z0, a, ad, A, W1, W2, h1, h2, out, zprev, B, T1, M, L,
-                          CLIPPED=bool(clipped), BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL, N_LC=n_lc,
+        _fwd_kernel[grid](z0, a, ad, A, W1, W2, h1, h2, out, zprev, f, B, T1, M, L,
+                          CLIPPED=bool(clipped), BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL, N_LC=n_lc, MIX=mix,
                           **_launch_options("fwd", BM, BL, grid[0] * grid[1], z0.device))
-        ctx.save_for_backward(zprev, a, A, W1, W2, h2)
-        ctx.meta = (bool(clipped), BM, BL, n_lc)
+        ctx.save_for_backward(zprev, a, A, W1, W2, h2, f)
+        ctx.meta = (bool(clipped), BM, BL, n_lc, mix)
         return out
 
     @staticmethod
     def backward(ctx, gout):
-        zprev, a, A, W1, W2, h2 = ctx.saved_tensors
-        clipped, BM, BL, n_lc = ctx.meta
+        zprev, a, A, W1, W2, h2, f = ctx.saved_tensors
+        clipped, BM, BL, n_lc, mix = ctx.meta
         S, B, T1, M = a.shape
         L = W1.shape[2]
         NB = triton.cdiv(B, BLOCK_B)
@@ -303,9 +326,9 @@ class _TritonGTF(torch.autograd.Function):
         gW1 = torch.empty(S, NB, M, L, **kw) if one else torch.empty(0, **kw)
         gW2 = torch.empty(S, NB, L, M, **kw) if one else torch.empty(0, **kw)
         gh2 = torch.empty(S, NB, L, **kw) if one else torch.empty(0, **kw)
-        _bwd_kernel[(S, NB)](gout, zprev, a, A, W1, W2, h2, gz0, gad, gz, gA, gh1, gW1, gW2, gh2,
+        _bwd_kernel[(S, NB)](gout, zprev, a, A, W1, W2, h2, f, gz0, gad, gz, gA, gh1, gW1, gW2, gh2,
                              B, T1, M, L, NB, CLIPPED=clipped, BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL, N_LC=n_lc,
-                             NEED_GAD=need_gad, **_launch_options("bwd", BM, BL, S * NB, a.device))
+                             NEED_GAD=need_gad, MIX=mix, **_launch_options("bwd", BM, BL, S * NB, a.device))
         if one:
             gW1, gW2, gh2 = gW1.sum(1), gW2.sum(1), gh2.sum(1)
         else:  # weight gradients over all steps at once, as in the twin
@@ -320,7 +343,7 @@ class _TritonGTF(torch.autograd.Function):
             gW1 = torch.bmm(gzf.transpose(1, 2), act)  # (S, M, L)
             gW2 = torch.bmm((gact * slope).transpose(1, 2), zflat)  # (S, L, M)
             gh2 = (gact * on).sum(1)  # (S, L)
-        return gz0, None, gad if need_gad else None, gA.sum(1), gW1, gW2, gh1.sum(1), gh2, None, None
+        return gz0, None, gad if need_gad else None, gA.sum(1), gW1, gW2, gh1.sum(1), gh2, None, None, None
 
 
 def supported(params: dict[str, torch.Tensor], z0: torch.Tensor, a: torch.Tensor,
@@ -335,7 +358,7 @@ def supported(params: dict[str, torch.Tensor], z0: torch.Tensor, a: torch.Tensor
 
 def gtf_rollout_triton(params: dict[str, torch.Tensor], z0: torch.Tensor, a: torch.Tensor, ad: torch.Tensor,
                        inputs: torch.Tensor | None = None, clipped: bool = True,
-                       block_l: int | None = None) -> torch.Tensor:
+                       block_l: int | None = None, forced: torch.Tensor | None = None) -> torch.Tensor:
     """Forced rollout (S, B, T̃, M) of a (clipped) shallow PLRNN by the fused kernel.
 
     Parameters
@@ -354,16 +377,18 @@ def gtf_rollout_triton(params: dict[str, torch.Tensor], z0: torch.Tensor, a: tor
     block_l : int or None
         Hidden-layer tile; None picks one (one tile when it fits). Tests set it
         small to exercise the tiled path.
+    forced : Tensor (S,) of 0/1, or None
+        Per fit, return the forced states z̃_t instead of z_t (None: all 0).
 
     Returns
     -------
     Tensor (S, B, T̃, M)
-        Un-forced states z_1 … z_T̃; differentiable in z0, ad and the parameters
+        Un-forced states z_1 … z_T̃ (forced ones where ``forced`` = 1); differentiable in z0, ad and the parameters
         (not in ``a``, like the twin).
     """
     if not supported(params, z0, a, inputs, ad):
         from dsr.ops.gtf_shallow import gtf_rollout_shallow
 
-        return gtf_rollout_shallow(params, z0, a, ad, inputs, clipped=clipped)
+        return gtf_rollout_shallow(params, z0, a, ad, inputs, clipped=clipped, forced=forced)
     return _TritonGTF.apply(z0, a, ad, params["A"], params["W1"], params["W2"], params["h1"], params["h2"],
-                            clipped, block_l)
+                            clipped, block_l, forced)

@@ -4,6 +4,7 @@ from dsr.signal.convolution import causal_conv, convolve_np
 from dsr.signal.deconvolution import (
     edge_cuts,
     estimate_noise_sigma,
+    sliding_wiener_deconvolve,
     wavelet_denoise,
     wiener_deconvolve,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "glover_hrf",
     "indicator_tau",
     "make_filter",
+    "sliding_wiener_deconvolve",
     "spm_hrf",
     "wavelet_denoise",
     "wiener_deconvolve",

@@ -43,6 +43,17 @@ def _n_taps(length: float, dt: float) -> int:
     return int(math.floor(length / dt + 1e-9)) + 1
 
 
+def _n_taps_reference(length: float, dt: float) -> int:
+    """Taps of the reference code's SPM HRF: ``floor(length / TR) + 1`` with the TR in float32.
+
+    humml-lab/GTF-ConvSSM src/utilities/fMRI_helpers.jl ``spm_hrf`` takes the TR as parsed, a
+    Float32 (src/parsing.jl), and divides in Float64: where the float32 TR lies just above a TR
+    that divides the length (0.2, 0.4, 0.8, 0.1 s, ...) the last tap (at exactly 32 s) is dropped:
+    160 taps at TR 0.2 s, not 161. Everywhere else this equals ``floor(length / TR) + 1``.
+    """
+    return int(math.floor(length / float(np.float32(dt)))) + 1
+
+
 def _normalise(h: np.ndarray, what: str) -> np.ndarray:
     total = h.sum()
     if not np.isfinite(total) or total <= 0:
@@ -63,11 +74,12 @@ def spm_hrf(tr: float, params=SPM_HRF_PARAMS) -> np.ndarray:
     Returns
     -------
     h : ndarray, shape (K,), float64
-        ``K = floor(length / tr) + 1`` taps at ``u = 0, tr, ...`` (minus onset), summing to 1.
+        ``K = floor(length / tr) + 1`` taps at ``u = 0, tr, ...`` (minus onset), summing to 1; with
+        the tap count of the reference code (:func:`_n_taps_reference`: 160 at TR 0.2 s).
     """
     tr = _check_dt(tr)
     p1, p2, p3, p4, p5, p6, p7 = (float(p) for p in params)
-    u = np.arange(_n_taps(p7, tr), dtype=np.float64) * tr - p6  # (K,)
+    u = np.arange(_n_taps_reference(p7, tr), dtype=np.float64) * tr - p6  # (K,)
     h = gamma.pdf(u, p1 / p3, scale=p3) - gamma.pdf(u, p2 / p4, scale=p4) / p5  # (K,)
     return _normalise(h, "the SPM HRF")
 

@@ -13,7 +13,7 @@ import torch
 
 from dsr.config import DsrConfig
 from dsr.errors import InputError
-from dsr.signal.deconvolution import wiener_deconvolve
+from dsr.signal.deconvolution import edge_cuts, sliding_wiener_deconvolve, wiener_deconvolve
 
 
 @dataclass
@@ -22,7 +22,8 @@ class SubjectData:
 
     x: np.ndarray  # (T, N) standardised observations, whole series
     d: np.ndarray  # (T, N) deconvolved training part (NaN at unreliable edges and in the test part)
-    d_full: np.ndarray  # (T, N) deconvolved whole series (NaN at its edges): initial states for test metrics
+    d_full: np.ndarray  # (T, N) targets as the test metrics may use them: the training part's, then each
+    # later sample deconvolved from a window ending cut_r·K samples after it (NaN at the edges)
     n_train: int  # samples in the training split
     mean: np.ndarray  # (N,) removed before training
     std: np.ndarray  # (N,) divided out before training
@@ -64,17 +65,24 @@ def prepare_subject(x: np.ndarray, h: np.ndarray, cfg: DsrConfig, nuisance: np.n
         raise InputError(f"the training part has {n_train} samples, fewer than the filter's {K} taps + 2")
     xs, mean, std = _standardise(np.asarray(x, np.float64), n_train, standardise)
     f = cfg.filter
-    d, d_full = _targets(xs, n_train, h, f.cut_l, f.cut_r, f.min_noise)
+    d, d_full = _targets(xs, n_train, h, f.cut_l, f.cut_r, f.min_noise, f.sliding_window)
     r = rd = None
     if nuisance is not None:
         r, _, _ = _standardise(np.asarray(nuisance, np.float64), n_train, True)
-        rd, _ = _targets(r, n_train, h, f.cut_l, f.cut_r, f.min_noise)
+        rd, _ = _targets(r, n_train, h, f.cut_l, f.cut_r, f.min_noise, f.sliding_window, test_part=False)
     s = None if inputs is None else np.asarray(inputs, np.float64)
     return SubjectData(x=xs, d=d, d_full=d_full, n_train=n_train, mean=mean, std=std, r=r, rd=rd, s=s)
 
 
-def _targets(xs, n_train, h, cut_l, cut_r, min_noise):
-    """Deconvolve the training part (test part NaN) and, separately, the whole series."""
+def _targets(xs, n_train, h, cut_l, cut_r, min_noise, window, test_part=True):
+    """Targets of the training part (test part NaN), and of the whole series (``d_full``).
+
+    ``d_full`` keeps the training part's targets up to its last ⌊cut_r K⌋ samples; from there on
+    every sample is deconvolved from its own window of the training length (at most ``window``)
+    that ends ⌊cut_r K⌋ samples after it, so a test target never sees the data further ahead
+    (the reference's test-part deconvolution, humml-lab/GTF-ConvSSM src/utilities/fMRI_helpers.jl
+    ``get_deconv_data``). Without ``test_part`` d_full is None.
+    """
     if len(h) == 1:
         d = xs / h[0]
         d_train = d.copy()
@@ -82,7 +90,13 @@ def _targets(xs, n_train, h, cut_l, cut_r, min_noise):
         return d_train, d
     d_train = np.full_like(xs, np.nan)
     d_train[:n_train] = wiener_deconvolve(xs[:n_train], h, cut_l, cut_r, min_noise)
-    d_full = wiener_deconvolve(xs, h, cut_l, cut_r, min_noise)
+    if not test_part:
+        return d_train, None
+    d_full = d_train.copy()
+    _, cr = edge_cuts(len(h), cut_l, cut_r)
+    if n_train < len(xs):
+        first = max(n_train - cr, 0)
+        d_full[first:] = sliding_wiener_deconvolve(xs, h, first, min(n_train, window), cut_r, min_noise)[first:]
     return d_train, d_full
 
 

@@ -39,13 +39,19 @@ class TrainOutcome:
     epochs_done: int = 0
 
 
-def batch_loss(model: ConvSSM, batch, alpha: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    """Per-fit GTF loss (S,): MSE of the decoded un-forced states on steps with a full filter history."""
+def batch_loss(model: ConvSSM, batch, alpha: torch.Tensor, cfg: TrainConfig,
+               forced: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-fit GTF loss (S,): MSE of the decoded states on steps with a full filter history.
+
+    The decoded states are the un-forced z_t, or for fits with ``forced`` (S,) = 1 the forced states
+    (1−α) z_t + α d_t (``train.loss_states = "forced"``; :func:`train` builds ``forced``); None: all free.
+    """
     K = model.kernel_size
     d = model.targets(batch.d, batch.rd)  # (S, B, T̃+1, Mf)
     z0 = model.init_state(torch.nan_to_num(d[:, :, 0]))  # (S, B, M)
     a, ad = forcing_weights(d, alpha, model.spec.latent_dim, cfg.forcing, cfg.forcing_interval)
-    Z = gtf_rollout(model.step, z0, a, ad, batch.s, model.spec.latent_model, model.latent_params)  # (S, B, T̃, M)
+    Z = gtf_rollout(model.step, z0, a, ad, batch.s, model.spec.latent_model, model.latent_params,
+                    forced=forced)  # (S, B, T̃, M)
     r = None if batch.r is None else batch.r[:, :, K:]
     xhat = model.observe(Z, r, conv=causal_conv)  # (S, B, T̃-K+1, N)
     return (xhat - batch.x[:, :, K:]).pow(2).mean(dim=(1, 2, 3))
@@ -60,7 +66,7 @@ def learning_rate(cfg: TrainConfig, epoch: int) -> float:
 def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: list[int],
           checkpoint_dir: str | Path | None = None, resume: bool = False,
           progress: Callable[[int, int, dict], None] | None = None,
-          alphas: list[float] | None = None) -> TrainOutcome:
+          alphas: list[float] | None = None, loss_states: list[str] | None = None) -> TrainOutcome:
     """Fit ``model`` (S = len(subjects)) in place by generalized teacher forcing.
 
     Parameters
@@ -81,6 +87,9 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
     alphas : list of float or None
         Per-fit forcing strength for weak forcing (default: ``cfg.alpha`` for every fit), so fits
         of a hyperparameter grid over α can share one stack.
+    loss_states : list of str or None
+        Per-fit ``"free"`` / ``"forced"`` (default: ``cfg.loss_states`` for every fit), so both
+        variants can share one stack.
     """
     S = model.n_subjects
     dev, dtype = model.filter.device, model.filter.dtype
@@ -96,12 +105,18 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
         if len(alphas) != S or cfg.forcing != "weak" or not all(0.0 <= a <= 1.0 for a in alphas):
             raise ConfigError(f"per-fit alphas need weak forcing and {S} values in [0, 1]")
         alpha = torch.tensor([float(a) for a in alphas], dtype=dtype, device=dev)  # (S,)
+    states = [cfg.loss_states] * S if loss_states is None else list(loss_states)
+    if len(states) != S or any(x not in ("free", "forced") for x in states):
+        raise ConfigError(f"per-fit loss_states need {S} values, each 'free' or 'forced'")
+    forced = None if all(x == "free" for x in states) else \
+        torch.tensor([float(x == "forced") for x in states], dtype=dtype, device=dev)  # (S,)
     st = StepState.create(params, opt, alpha)  # the NaN guard's state lives on the device
     curve: list[dict] = []
     start_epoch, elapsed = 0, 0.0
 
     identity = {"train": dataclasses.asdict(cfg), "seeds": [int(x) for x in seeds],
-                "alphas": None if alphas is None else [float(a) for a in alphas], "shapes":
+                "alphas": None if alphas is None else [float(a) for a in alphas],
+                "loss_states": None if loss_states is None else states, "shapes":
                 {k: list(v.shape) for k, v in params.items()}}
     if resume and checkpoint_dir is not None and (ck := load_checkpoint(checkpoint_dir)) is not None:
         tensors, state = ck
@@ -125,7 +140,7 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
 
     def step(batch=None):
         batch = batches.draw() if batch is None else batch
-        loss_s = batch_loss(model, batch, st.alpha, cfg)  # (S,)
+        loss_s = batch_loss(model, batch, st.alpha, cfg, forced)  # (S,)
         guarded_update(loss_s, _regularisation(model, cfg), params, opt, st, cfg)
 
     graphable = batches is not None and dev.type == "cuda" and cfg.forcing != "adaptive" and cfg.cuda_graph

@@ -8,6 +8,7 @@ from dsr.signal import (
     convolve_np,
     edge_cuts,
     estimate_noise_sigma,
+    sliding_wiener_deconvolve,
     spm_hrf,
     wavelet_denoise,
     wiener_deconvolve,
@@ -98,7 +99,7 @@ def test_wavelet_denoise_reduces_noise():
     noisy = clean + 0.2 * np.random.default_rng(2).standard_normal(i.size)
     den = wavelet_denoise(noisy)
     assert den.shape == noisy.shape
-    # measured: RMS error 0.094 after vs 0.202 before (soft thresholding also shrinks the signal)
+    # measured: RMS error 0.043 after vs 0.202 before (hard thresholding keeps the large coefficients whole)
     assert np.sqrt(np.mean((den - clean) ** 2)) < 0.6 * np.sqrt(np.mean((noisy - clean) ** 2))
     both = wavelet_denoise(np.stack([noisy, noisy[::-1]], axis=1))
     np.testing.assert_allclose(both[:, 0], den, atol=1e-12)
@@ -122,3 +123,48 @@ def test_series_shorter_than_filter():
         wiener_deconvolve(np.zeros((50, 2)), h)
     with pytest.raises(InputError):
         wiener_deconvolve(np.full((100, 1), np.nan), h)
+
+
+def test_visushrink_is_hard_on_all_coefficients_at_the_reference_depth():
+    """Wavelets.jl ``denoise`` defaults (the reference code's signal spectrum): hard thresholding, so a
+    large coefficient comes back whole; the approximation coefficients are thresholded too, so a
+    constant offset below σ√(2 ln T) per coefficient is removed; depth = factors of 2 in T (≤ 6)."""
+    import pywt
+
+    rng = np.random.default_rng(0)
+    T = 1024
+    coeffs = pywt.wavedec(np.zeros(T), "sym5", mode="periodization", level=6)
+    coeffs[3][5] = 40.0  # one large detail coefficient
+    spike = pywt.waverec(coeffs, "sym5", mode="periodization")
+    noisy = spike + 0.1 * rng.standard_normal(T)
+    den = pywt.wavedec(wavelet_denoise(noisy), "sym5", mode="periodization", level=6)
+    raw = pywt.wavedec(noisy, "sym5", mode="periodization", level=6)
+    assert den[3][5] == pytest.approx(raw[3][5], rel=1e-9)  # soft thresholding would shrink it by ~0.4
+    # T = 1002 = 2 · 501: one level; the offset 1 gives approximation coefficients √2 < 3.7 σ
+    offset = 1.0 + rng.standard_normal(1002)
+    assert abs(wavelet_denoise(offset).mean()) < 0.3  # detail-only thresholding would keep the mean 1
+    for n, depth in ((1000, 3), (1024, 6), (4096, 6), (1001, 1)):  # odd: one zero appended (1002)
+        x = rng.standard_normal(n) + np.sin(np.arange(n) / 20.0)
+        np.testing.assert_allclose(wavelet_denoise(x), wavelet_denoise(x, level=depth), atol=1e-12)
+        assert not np.allclose(wavelet_denoise(x), wavelet_denoise(x, level=depth + 1 if depth < 6 else 5))
+
+
+def test_sliding_targets_see_only_cut_r_samples_ahead():
+    """Each target comes from its own window ending ⌊cut_r K⌋ samples after it (the reference's test
+    part): changing the data from sample j on leaves every target t < j − ⌊cut_r K⌋ unchanged."""
+    h = spm_hrf(1.0)  # K = 33, cut_r 0.5 -> 16 samples ahead
+    z, x = _bold(300, h, seed=4)
+    first, W, cr = 150, 120, 16
+    d = sliding_wiener_deconvolve(x, h, first, W, max_columns=7)  # small chunks: several batches
+    assert np.isnan(d[:first]).all() and np.isnan(d[300 - cr:]).all() and np.isfinite(d[first:300 - cr]).all()
+    for t in (first, 200, 300 - cr - 1):  # each equals a plain deconvolution of its own window
+        win = wiener_deconvolve(x[t + cr - W + 1:t + cr + 1], h, mask_edges=False)
+        np.testing.assert_allclose(d[t], win[W - 1 - cr], rtol=1e-12, atol=1e-12)
+    j = 240
+    x2 = x.copy()
+    x2[j:] += 5.0 * np.random.default_rng(0).standard_normal(x2[j:].shape)
+    d2 = sliding_wiener_deconvolve(x2, h, first, W)
+    np.testing.assert_allclose(d2[first:j - cr], d[first:j - cr], rtol=1e-12, atol=1e-12)
+    assert not np.allclose(d2[j - cr:300 - cr], d[j - cr:300 - cr])
+    corr = [np.corrcoef(d[first:300 - cr, i], z[first:300 - cr, i])[0, 1] for i in range(3)]
+    assert min(corr) > 0.9  # still recovers the latent

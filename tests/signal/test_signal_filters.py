@@ -30,11 +30,15 @@ def _spm_hrf_reference(rt, fmri_t=16):
     return np.array([v / total for v in hrf])
 
 
-@pytest.mark.parametrize("tr, n_taps", [(1.0, 33), (0.2, 161), (0.5, 65), (1.4, 23)])
+# taps as the reference code (GTF-ConvSSM fMRI_helpers.jl spm_hrf with a Float32 TR) builds them:
+# one fewer than floor(32 / TR) + 1 where the float32 TR lies just above a divisor of 32 s
+@pytest.mark.parametrize("tr, n_taps", [(1.0, 33), (0.2, 160), (0.5, 65), (1.4, 23), (0.4, 80), (0.8, 40),
+                                        (0.1, 320), (0.25, 129), (0.64, 51), (2.0, 17)])
 def test_spm_hrf_matches_spm_formula(tr, n_taps):
     h = spm_hrf(tr)
     assert h.dtype == np.float64 and h.shape == (n_taps,)
-    np.testing.assert_allclose(h, _spm_hrf_reference(tr), rtol=1e-10, atol=1e-14)
+    ref = _spm_hrf_reference(tr)[:n_taps]  # SPM's taps up to the reference's count, renormalised
+    np.testing.assert_allclose(h, ref / ref.sum(), rtol=1e-10, atol=1e-14)
     assert h.sum() == pytest.approx(1.0, abs=1e-12)
 
 

@@ -1,0 +1,288 @@
+"""The paper's Lorenz-63 protocol (G1) and the short-data measure (G2) of issue 13, in one stacked run.
+
+    python benchmarks/lorenz_protocol.py [--device cuda] [--epochs 1000|5000] [--seeds 10] [--tag _x]
+    python benchmarks/lorenz_protocol.py --smoke          # a few seconds on a CPU: checks the script
+
+G1 (Volkmann et al., NeurIPS 2024, section 4.1; the reference code github humml-lab/GTF-ConvSSM ships
+the 100 000-step series as example_data/lorenz.npy and splits 3:1, settings/defaults.json): the whole
+``lorenz63.npy`` through the SPM HRF at TR 0.2 s (every sample with a full filter history, so
+T = 100 000 − K), observation noise σ 0.01 and 0.1, 3:1 split, M 3, L 50, α 0.1, ≥ 10 seeds, with
+``train.loss_states`` "free" and "forced". Scores per fit:
+
+* ``dstsp`` -- 30-bin D_stsp of generated BOLD against the whole recording at equal length (the
+  reference's comparison, src/measures/stsp_measure.jl), mean over rollouts;
+* ``dstsp_latent_units`` -- latent D_stsp in data units against the clean latent under the recording;
+* λ_max per Lorenz time unit: one sample is one step of 0.01 Lorenz time (the TR of 0.2 s only sets
+  the HRF's sampling), so λ per step / 0.01, against 0.9056.
+
+Each score comes with the same estimator's floor: independent stretches of the true system of equal
+length (simulated trajectories, :func:`reference_results.lorenz63_simulate`; for BOLD through the same
+HRF with the same noise level), median and range.
+
+G2 (beyond the paper): recordings of 3000 and 6667 steps (2250 and 5000 training steps), rollouts of
+90 000 steps compared with the held-out clean steps 10 000–100 000; R = D_stsp(model) / D_stsp(training
+stretch vs truth), both latent, in the truth's standardisation: how much of the attractor a model
+recovers beyond what its data showed (R < 1: more than the data).
+
+All fits (G1 and G2, every seed, noise level and loss_states) train in one stack
+(:func:`dsr.training.loop.train`; stacked fits equal fits run alone). Writes
+``benchmarks/results/lorenz_protocol<tag>.json`` (and the models) and prints a table last.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from dsr.analysis.dstsp import dstsp_bins  # noqa: E402
+from dsr.config import load_config  # noqa: E402
+from dsr.models.convssm import ConvSSM, ConvSSMSpec  # noqa: E402
+from dsr.signal.convolution import convolve_np  # noqa: E402
+from dsr.signal.filters import spm_hrf  # noqa: E402
+from dsr.training.data import prepare_subject  # noqa: E402
+from dsr.training.loop import log_progress, train  # noqa: E402
+from reference_results import lorenz63_simulate, lorenz_recording  # noqa: E402
+
+SHARED = Path(os.environ.get("DSR_SHARED_DATA", ROOT.parent / "shared" / "data"))
+OUT = ROOT / "benchmarks" / "results"
+LAMBDA_REF = 0.9056  # Lorenz-63 λ_max per Lorenz time unit
+DT = 0.01  # Lorenz time per sample of lorenz63.npy
+KEYS = ("dstsp", "dstsp_median", "dstsp_test", "dh", "dstsp_latent", "dstsp_latent_units",
+        "dstsp_latent_units_median", "dh_latent", "pe_train", "pe_test", "lyapunov_max", "diverged_rollouts")
+
+
+def score_fits(model: ConvSSM, subjects, eval_cfg, seeds, truths) -> list[dict]:
+    """Every metric of every fit of the stack: the one call into the metric engine."""
+    from dsr.analysis.evaluate_many import evaluate_many
+
+    return [met for met, _, _ in evaluate_many(model, subjects, eval_cfg, list(seeds), latent_truths=truths)]
+
+
+def protocol_fits(args, L: np.ndarray, K: int) -> list[dict]:
+    """The fits of the run: one dict per fit (part, recording length, noise, loss_states, seed)."""
+    g1_len = args.g1_length or len(L) - K
+    fits = []
+    for ls in args.loss_states:
+        if "g1" in args.parts:
+            fits += [dict(part="G1", length=g1_len, noise=nz, loss_states=ls, seed=s)
+                     for nz in args.noise for s in range(args.seeds)]
+        if "g2" in args.parts:
+            fits += [dict(part="G2", length=int(np.ceil(n / 0.75)), n_train=n, noise=0.01, loss_states=ls, seed=s)
+                     for n in args.g2_train for s in range(args.seeds)]
+    return fits
+
+
+def _prepare(job):
+    x, h, cfg = job
+    return prepare_subject(x, h, cfg, standardise=False)
+
+
+def _prepare_all(recordings: dict, h: np.ndarray, cfg) -> dict:
+    """prepare_subject of every recording, in parallel processes (the sliding test-part deconvolution of
+    a 100 000-step series takes seconds)."""
+    keys = list(recordings)
+    jobs = [(recordings[k], h, cfg) for k in keys]
+    workers = min(len(jobs), os.cpu_count() or 1)
+    if workers < 2:
+        return {k: _prepare(j) for k, j in zip(keys, jobs)}
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        return dict(zip(keys, pool.map(_prepare, jobs)))
+
+
+def _floor_summary(values) -> dict:
+    v = np.asarray(values, dtype=float)
+    return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max()), "n": int(v.size)}
+
+
+def floors(L: np.ndarray, h: np.ndarray, g1_len: int, g2_truth: np.ndarray, recordings: dict,
+           n_sims: int, sim_steps: int) -> dict:
+    """The estimators' floors from independent simulated trajectories (never a step shared with L).
+
+    G1 BOLD: each recording against an independent trajectory through the same HRF plus the same noise
+    level; G1 latent: the clean latent under the recording against an independent latent stretch;
+    G2: the 90 000-step truth against independent 90 000-step stretches.
+    """
+    K = len(h)
+    sims = lorenz63_simulate(max(sim_steps, g1_len + K, len(g2_truth)), n_sims, seed=2024)  # (J, n, 3)
+    rng = np.random.default_rng(99)
+    out = {}
+    for (length, nz), x in recordings.items():
+        if length != g1_len:
+            continue
+        bold = [convolve_np(sim[:length + K], h)[K:] + nz * rng.standard_normal((length, 3)) for sim in sims]
+        out[f"G1_bold_noise{nz:g}"] = _floor_summary([dstsp_bins(x, b) for b in bold])
+    truth = L[K:K + g1_len]
+    out["G1_latent"] = _floor_summary([dstsp_bins(truth, _as_truth_units(sim[:g1_len], truth)) for sim in sims])
+    out["G2_latent_90000"] = _floor_summary([dstsp_bins(g2_truth, _as_truth_units(sim[:len(g2_truth)], g2_truth))
+                                             for sim in sims])
+    return out
+
+
+def _as_truth_units(a: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """A series standardised by the truth's mean and SD, as ``dstsp_latent_units`` compares (a is already
+    in the units of lorenz63.npy)."""
+    mu, sd = truth.mean(0), truth.std(0)
+    return (a - mu) / sd
+
+
+def _stats(values) -> dict:
+    v = np.asarray([np.inf if x is None else x for x in values], dtype=float)
+    fin = v[np.isfinite(v)]
+    return {"mean": float(v.mean()) if v.size else float("nan"), "median": float(np.median(v)) if v.size else float("nan"),
+            "mean_finite": float(fin.mean()) if fin.size else float("nan"), "n_finite": int(fin.size), "n": int(v.size)}
+
+
+def summarise(fits: list[dict], rows: list[dict], fl: dict, g2_denominator: dict) -> dict:
+    """Mean and median over seeds per group, with the floors beside them."""
+    groups: dict = {}
+    for f, r in zip(fits, rows):
+        key = (f["part"], f["length"], f["noise"], f["loss_states"])
+        groups.setdefault(key, []).append(r)
+    out = {}
+    for (part, length, nz, ls), rs in groups.items():
+        lam = np.array([r["lyapunov_max"] for r in rs], dtype=float) / DT  # per Lorenz time unit
+        g = {"part": part, "length": length, "noise": nz, "loss_states": ls, "n_fits": len(rs),
+             "n_ok": sum(r["status"] == "ok" for r in rs),
+             "lyapunov_per_lorenz_time": {"median": float(np.nanmedian(lam)), "mean": float(np.nanmean(lam)),
+                                          "rel_error_median": float(abs(np.nanmedian(lam) - LAMBDA_REF) / LAMBDA_REF)}}
+        for k in ("dstsp", "dstsp_latent_units", "dstsp_latent", "dh_latent", "dh", "pe_test"):
+            g[k] = _stats([r.get(k) for r in rs])
+        if part == "G1":
+            g["floor_dstsp"] = fl.get(f"G1_bold_noise{nz:g}")
+            g["floor_dstsp_latent_units"] = fl.get("G1_latent")
+            name = f"G1 σ{nz:g}"
+        else:
+            den = g2_denominator[length]
+            ratios = [r["dstsp_latent_units"] / den for r in rs]
+            g["training_stretch_vs_truth"] = den
+            g["R"] = _stats(ratios)
+            g["floor_dstsp_latent_units"] = fl.get("G2_latent_90000")
+            name = f"G2 n_train {int(np.floor(0.75 * length))}"
+        out[f"{name} {ls}"] = g
+    return out
+
+
+def table(summary: dict) -> str:
+    """A short text table: one line per group."""
+    lines = [f"{'group':<26} {'D_stsp BOLD mean/med (floor)':<30} {'latent units mean/med (floor)':<31} "
+             f"{'λ/Lorenz t':<10} {'R med':<6} ok"]
+    for name, g in summary.items():
+        fd, fl = g.get("floor_dstsp"), g.get("floor_dstsp_latent_units")
+        bold = f"{g['dstsp']['mean']:.3g}/{g['dstsp']['median']:.3g}" + (f" ({fd['median']:.3g})" if fd else "")
+        lat = (f"{g['dstsp_latent_units']['mean']:.3g}/{g['dstsp_latent_units']['median']:.3g}"
+               + (f" ({fl['median']:.3g})" if fl else ""))
+        r = f"{g['R']['median']:.3g}" if "R" in g else "-"
+        lines.append(f"{name:<26} {bold:<30} {lat:<31} {g['lyapunov_per_lorenz_time']['median']:<10.4g} {r:<6} "
+                     f"{g['n_ok']}/{g['n_fits']}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--eval-device", default=None, help="device of the evaluation (default: --device)")
+    p.add_argument("--epochs", type=int, default=1000)
+    p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--parts", nargs="+", default=["g1", "g2"], choices=["g1", "g2"])
+    p.add_argument("--noise", type=float, nargs="+", default=[0.01, 0.1], help="G1 observation noise levels")
+    p.add_argument("--loss-states", nargs="+", default=["free", "forced"], choices=["free", "forced"])
+    p.add_argument("--g2-train", type=int, nargs="+", default=[2250, 5000], help="G2 training steps")
+    p.add_argument("--g1-length", type=int, default=0, help="G1 recording length (0: all of lorenz63.npy)")
+    p.add_argument("--g2-truth", type=int, nargs=2, default=[10000, 100000], help="G2 held-out truth steps")
+    p.add_argument("--rollouts", type=int, default=10, help="rollouts per fit (D_stsp is their mean)")
+    p.add_argument("--floor-sims", type=int, default=4, help="independent simulated trajectories for the floors")
+    p.add_argument("--tag", default="")
+    p.add_argument("--out", default=str(OUT), help="folder of the JSON and the models")
+    p.add_argument("--smoke", action="store_true", help="tiny CPU run: 2 epochs, 2 seeds, short series")
+    args = p.parse_args(argv)
+    train_over: dict = {"epochs": args.epochs}
+    eval_over: dict = {"n_rollouts": args.rollouts}
+    sim_steps = 100000
+    if args.smoke:
+        args.seeds, args.g1_length, args.g2_train, args.g2_truth = 2, 1200, [400, 600], [10000, 12000]
+        args.rollouts, args.floor_sims, sim_steps = 2, 2, 2000
+        train_over.update(epochs=2, batches_per_epoch=2, batch_size=4)
+        eval_over.update(n_rollouts=2, lyap_steps=100, lyap_transient=20, lyap_orbits=2)
+        args.tag = args.tag or "_smoke"
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    t_start = time.perf_counter()
+
+    L = np.load(SHARED / "lorenz63.npy")  # (100000, 3), one sample per 0.01 Lorenz time
+    cfg = load_config("lorenz63", train=train_over, eval=eval_over)
+    h = spm_hrf(0.2)  # the recording's filter (lorenz_recording)
+    K = len(h)
+    fits = protocol_fits(args, L, K)
+    if not fits:
+        raise SystemExit("nothing to fit")
+    g1_len = args.g1_length or len(L) - K
+    recordings = {}
+    for f in fits:
+        key = (f["length"], f["noise"])
+        if key not in recordings:
+            recordings[key] = lorenz_recording(L, f["length"], f["noise"])[0]  # (T, 3)
+    subjects = _prepare_all(recordings, h, cfg)
+    g2_truth = L[args.g2_truth[0]:args.g2_truth[1]]  # held out: every G2 recording ends before it
+    if any(f["part"] == "G2" and f["length"] + K > args.g2_truth[0] for f in fits):
+        raise SystemExit("a G2 recording overlaps the held-out truth")
+    truths = [L[K:K + f["length"]] if f["part"] == "G1" else g2_truth for f in fits]
+    seeds = [f["seed"] for f in fits]
+    subs = [subjects[(f["length"], f["noise"])] for f in fits]
+    t_prep = time.perf_counter() - t_start
+
+    spec = ConvSSMSpec(cfg.model.latent_model, cfg.model.latent_dim, cfg.model.hidden_dim, cfg.model.observation,
+                       n_obs=3, tr=0.2, meta={"fits": fits, "config": cfg.to_dict()})
+    model = ConvSSM.initialise(spec, torch.as_tensor(h), seeds).to(args.device)
+    print(f"{len(fits)} fits stacked on {args.device}: {cfg.train.epochs} epochs", flush=True)
+    t0 = time.perf_counter()
+    outcome = train(model, subs, cfg.train, seeds, progress=log_progress(every=100),
+                    loss_states=[f["loss_states"] for f in fits])
+    train_s = time.perf_counter() - t0
+    model.to("cpu")
+    model.spec.meta["status"] = outcome.status
+    model.save(out_dir / f"lorenz_protocol{args.tag}_models.safetensors")
+
+    t1 = time.perf_counter()
+    model = model.to(args.eval_device or args.device)
+    metrics = score_fits(model, subs, cfg.eval, seeds, truths)
+    eval_s = time.perf_counter() - t1
+    rows = []
+    for f, met, st in zip(fits, metrics, outcome.status):
+        rows.append(dict(f, status=st, **{k: met.get(k) for k in KEYS}))
+
+    t2 = time.perf_counter()
+    fl = floors(L, h, g1_len, g2_truth, recordings, args.floor_sims, sim_steps)
+    mu, sd = g2_truth.mean(0), g2_truth.std(0)
+    g2_den = {f["length"]: dstsp_bins(g2_truth, (L[K:K + f["n_train"]] - mu) / sd) for f in fits if f["part"] == "G2"}
+    floor_s = time.perf_counter() - t2
+    summary = summarise(fits, rows, fl, g2_den)
+    res = {"setup": vars(args), "config": cfg.to_dict(), "kernel_taps": K, "g1_length": g1_len,
+           "fits": rows, "floors": fl, "g2_training_stretch_vs_truth": {str(k): v for k, v in g2_den.items()},
+           "summary": summary,
+           "seconds": {"prepare": t_prep, "train_all_fits": train_s, "evaluate_all_fits": eval_s, "floors": floor_s,
+                       "total": time.perf_counter() - t_start},
+           "torch": torch.__version__,
+           "device": torch.cuda.get_device_name() if str(args.device).startswith("cuda") else "cpu"}
+    path = out_dir / f"lorenz_protocol{args.tag}.json"
+    path.write_text(json.dumps(res, indent=2, default=float))
+    print(f"wrote {path}; train {train_s:.0f} s, evaluate {eval_s:.0f} s, floors {floor_s:.0f} s", flush=True)
+    print(table(summary), flush=True)
+    return res
+
+
+if __name__ == "__main__":
+    main()

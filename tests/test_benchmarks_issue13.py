@@ -1,0 +1,53 @@
+"""The issue-13 device script runs end to end: ``device_issue13.sh --smoke`` (G1, G2 and the ALN
+comparison for both train.loss_states, tiny settings, CPU) on data generated here."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from reference_results import lorenz63_simulate  # noqa: E402
+
+from dsr.signal.convolution import convolve_np  # noqa: E402
+from dsr.signal.filters import spm_hrf  # noqa: E402
+
+
+def _shared_data(folder: Path) -> None:
+    """A 12 000-step standardised Lorenz-63 series and two ALN-like subjects (500 × 16, TR 0.5 s)."""
+    np.save(folder / "lorenz63.npy", lorenz63_simulate(12000, 1, seed=3, transient=500)[0])
+    rng = np.random.default_rng(0)
+    h = spm_hrf(0.5)
+    for kind in ("bold", "latent"):
+        (folder / "aln" / kind).mkdir(parents=True)
+    for i in (1, 2):
+        z = np.cumsum(rng.standard_normal((500 + len(h), 16)), 0) * 0.1  # (T+K, 16)
+        z = np.sin(z) + 0.1 * rng.standard_normal(z.shape)
+        np.save(folder / "aln" / "latent" / f"sub-00{i}.npy", z[len(h):])
+        np.save(folder / "aln" / "bold" / f"sub-00{i}.npy", convolve_np(z, h)[len(h):])
+
+
+def test_device_script_smoke(tmp_path):
+    data = tmp_path / "shared"
+    data.mkdir()
+    _shared_data(data)
+    env = dict(os.environ, DSR_SHARED_DATA=str(data), TMPDIR=str(tmp_path))
+    run = subprocess.run(["bash", "benchmarks/device_issue13.sh", "--smoke"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    out = Path(run.stdout.strip().splitlines()[-1].split()[-1])
+    res = json.loads((out / "lorenz_protocol_smoke.json").read_text())
+    groups = res["summary"]
+    assert len(groups) == 8  # G1 2 noise levels + G2 2 lengths, each free and forced
+    assert {g["loss_states"] for g in groups.values()} == {"free", "forced"}
+    assert all(g["n_fits"] == 2 for g in groups.values())
+    assert all(g["floor_dstsp_latent_units"]["n"] == 2 for g in groups.values())
+    assert all(np.isfinite(g["R"]["median"]) for g in groups.values() if g["part"] == "G2")
+    assert "group" in run.stdout and "G1 σ0.01 forced" in run.stdout  # the table is printed
+    cmp = json.loads((out / "aln" / "aln_compare.json").read_text())
+    assert set(cmp["summary"]["by_loss_states"]) == {"free", "forced"}
+    assert cmp["summary"]["n_subjects"] == 2

@@ -1,0 +1,13 @@
+"""Preset values that follow the reference code's evaluation settings."""
+import pytest
+
+from dsr.config import load_config
+
+
+@pytest.mark.parametrize("preset", ["rest_fmri", "aln", "paper"])
+def test_fmri_presets_smooth_spectra_with_sigma_one(preset):
+    assert load_config(preset).eval.spectrum_smoothing == 1.0
+
+
+def test_lorenz_preset_keeps_sigma_twenty():
+    assert load_config("lorenz63").eval.spectrum_smoothing == 20.0
