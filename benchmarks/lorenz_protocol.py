@@ -63,9 +63,9 @@ KEYS = ("dstsp", "dstsp_median", "dstsp_test", "dh", "dstsp_latent", "dstsp_late
 
 def score_fits(model: ConvSSM, subjects, eval_cfg, seeds, truths) -> list[dict]:
     """Every metric of every fit of the stack: the one call into the metric engine."""
-    from dsr.analysis.evaluate_many import evaluate_many
+    from dsr.analysis.evaluate import evaluate
 
-    return [met for met, _, _ in evaluate_many(model, subjects, eval_cfg, list(seeds), latent_truths=truths)]
+    return [met.to_json() for met, _, _ in evaluate(model, subjects, eval_cfg, list(seeds), latent_truths=truths)]
 
 
 def protocol_fits(args, L: np.ndarray, K: int) -> list[dict]:
