@@ -122,3 +122,15 @@ def test_unreachable_ray_address_is_one_line_before_anything_is_written(tmp_path
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"dsr: error: --ray-address 127.0.0.1:{port}: no Ray cluster")
     assert not out.exists()
+
+
+def test_stack_shards_one_per_gpu():
+    from dsr.pipelines.stacked import shard, stack_devices
+
+    assert stack_devices(ExecutorSettings(device="cuda", fits_per_gpu=4, n_gpus=2), 100) == ["cuda:0", "cuda:1"]
+    assert stack_devices(ExecutorSettings(device="auto", n_gpus=3), 2) == ["cuda:0", "cuda:1"]
+    assert stack_devices(ExecutorSettings(device="cuda:1", n_gpus=2), 100) == ["cuda:1"]
+    assert stack_devices(ExecutorSettings(device="cpu", n_jobs=2, n_gpus=2), 100) == ["cpu", "cpu"]
+    parts = shard(list(range(51 * 20)), 2)
+    assert [len(p) for p in parts] == [510, 510] and sum(parts, []) == list(range(1020))
+    assert [len(p) for p in shard(list(range(5)), 3)] == [2, 2, 1] and shard([1], 4) == [[1]]

@@ -5,6 +5,7 @@ the only place that knows the output file names of a single fit.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import shutil
@@ -31,15 +32,27 @@ log = logging.getLogger("dsr")
 
 
 def resolve_device(device: str) -> torch.device:
-    """'cpu', 'cuda', 'cuda:1' or 'auto' → torch.device; clear error when CUDA is missing."""
+    """'cpu', 'cuda', 'cuda:1' or 'auto' → torch.device; one clear error when CUDA or that GPU is missing."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DsrError(f"--device {device}: no CUDA device is available on this machine (use --device cpu)")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except RuntimeError:
-        raise DsrError(f"unknown device '{device}' (use cpu, cuda or auto)") from None
+        raise DsrError(f"unknown device '{device}' (use cpu, cuda, cuda:N or auto)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DsrError(f"--device {device}: no CUDA device is available on this machine (use --device cpu)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise DsrError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s) "
+                       f"(cuda:0 … cuda:{torch.cuda.device_count() - 1})")
+    if dev.type not in ("cpu", "cuda"):
+        raise DsrError(f"unknown device '{device}' (use cpu, cuda, cuda:N or auto)")
+    return dev
+
+
+def on_device(dev: torch.device):
+    """A context in which ``dev`` is the current CUDA device (kernels, streams and CUDA graphs of a fit on
+    ``cuda:1`` then go to that GPU); a no-op on the CPU."""
+    return torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext()
 
 
 def build_filter(cfg: DsrConfig, tr: float) -> np.ndarray:
@@ -122,11 +135,12 @@ def fit(x, tr: float, config: DsrConfig | None = None, *, seed: int | None = Non
                        n_obs=sd.x.shape[1], n_regressors=0 if sd.r is None else sd.r.shape[1],
                        n_inputs=0 if sd.s is None else sd.s.shape[1], tr=float(tr),
                        meta=_model_meta(sd, cfg))
-    model = ConvSSM.initialise(spec, torch.as_tensor(h), [cfg.seed]).to(dev)
-    outcome = train(model, [sd], cfg.train, [cfg.seed], checkpoint_dir=checkpoint_dir, resume=resume,
-                    progress=progress)
-    model.spec.meta["status"] = outcome.status[0]
-    metrics, xg, zg = evaluate(model, sd, cfg.eval, latent_truth=latent_truth, seed=cfg.seed)
+    with on_device(dev):
+        model = ConvSSM.initialise(spec, torch.as_tensor(h), [cfg.seed]).to(dev)
+        outcome = train(model, [sd], cfg.train, [cfg.seed], checkpoint_dir=checkpoint_dir, resume=resume,
+                        progress=progress)
+        model.spec.meta["status"] = outcome.status[0]
+        metrics, xg, zg = evaluate(model, sd, cfg.eval, latent_truth=latent_truth, seed=cfg.seed)
     metrics.update(_fit_record(outcome.status[0], outcome.seconds, outcome.epochs_done, cfg, tr, sd, h, dev))
     return FitResult(model, sd, cfg, outcome, metrics, xg * sd.std + sd.mean, zg)
 
@@ -170,9 +184,10 @@ def fit_many(xs: list, tr: float, configs: list[DsrConfig], *, device: str = "cp
     dev = resolve_device(device)
     spec = ConvSSMSpec(cfg.model.latent_model, cfg.model.latent_dim, cfg.model.hidden_dim, cfg.model.observation,
                        n_obs=sds[0].x.shape[1], tr=float(tr))
-    model = ConvSSM.initialise(spec, torch.as_tensor(h), seeds).to(dev)
-    outcome = train(model, sds, cfg.train, seeds, progress=progress)
-    evaluated = evaluate_many(model, sds, cfg.eval, seeds)  # all fits at once, on the training device
+    with on_device(dev):
+        model = ConvSSM.initialise(spec, torch.as_tensor(h), seeds).to(dev)
+        outcome = train(model, sds, cfg.train, seeds, progress=progress)
+        evaluated = evaluate_many(model, sds, cfg.eval, seeds)  # all fits at once, on the training device
     results = []
     for i, (sd, c) in enumerate(zip(sds, cfgs)):
         one = model.subject(i)

@@ -342,10 +342,11 @@ def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: lis
         Output inside the BIDS folder, no run found, an unusable atlas.
     """
     bids_dir, output_dir = Path(bids_dir), Path(output_dir)
-    ex = ExecutorSettings(kind=executor, device=device, n_jobs=n_jobs, fits_per_gpu=fits_per_gpu,
-                          ray_address=ray_address, max_retries=max_retries)
-    if stack and ex.kind != "local":
-        raise ConfigError("--stack trains the fits together in this process: use it with the local executor")
+    if stack and executor not in ("local", "stack"):
+        raise ConfigError("--stack trains the fits together on this machine's devices: use it with the local "
+                          "executor")
+    ex = ExecutorSettings(kind="stack" if stack else executor, device=device, n_jobs=n_jobs,
+                          fits_per_gpu=fits_per_gpu, ray_address=ray_address, max_retries=max_retries)
     preflight(ex)
     if ex.kind == "ray":
         bids_dir, output_dir, atlas = absolute_paths(bids_dir, output_dir, atlas)
@@ -360,10 +361,10 @@ def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: lis
     jobs = plan.jobs(config, output_dir, device, seeds)
     log.info("%d run(s) of %d participant(s); atlas %s; outputs in %s", len(plan.runs),
              len({r.subject for r in plan.runs}), plan.atlas.name, output_dir)
-    if stack:
+    if ex.kind == "stack":
         from dsr.pipelines.stacked import run_stacked
 
-        failed += run_stacked(jobs, device, {output_dir: rows})
+        failed += run_stacked(jobs, ex, {output_dir: rows})
     else:
         failed += run_jobs(jobs, ex, {output_dir: rows})
     _write_status(output_dir, rows)
