@@ -77,7 +77,7 @@ def _status(out: Path) -> pd.DataFrame:
 
 def test_participant_level_on_ray_equals_local(tmp_path, dataset, config, ray_head):
     seeds = [0, 1]
-    assert _participant(dataset, tmp_path / "local", config, n_jobs=2, seeds=seeds) == 0
+    assert _participant(dataset, tmp_path / "local", config, nprocs=2, seeds=seeds) == 0
     assert _participant(dataset, tmp_path / "ray", config, executor="ray", ray_address=ray_head, seeds=seeds) == 0
     for s in SUBJECTS:
         for sd in seeds:
@@ -90,7 +90,7 @@ def test_sweep_on_ray_equals_local(tmp_path, dataset, config, ray_head):
     spec = SweepSpec(name="tiny", base="quick", seeds=[0], metric="dstsp_test", grid={"train.alpha": [0.05, 0.3]})
     results = {}
     for kind in ("local", "ray"):
-        ex = ExecutorSettings(kind=kind, n_jobs=2, ray_address=ray_head if kind == "ray" else None)
+        ex = ExecutorSettings(kind=kind, nprocs=2, ray_address=ray_head if kind == "ray" else None)
         assert run_sweep(dataset, tmp_path / kind, spec, executor=ex, base=config) == 0
         summary = tmp_path / kind / "sweep" / "tiny"
         results[kind] = pd.read_csv(summary / "results.tsv", sep="\t")

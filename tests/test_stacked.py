@@ -40,7 +40,7 @@ def _run(bids_dir, out, config, **kw):
 def test_stacked_fits_equal_fits_alone(tmp_path, dataset, config, capsys):
     assert _run(dataset, tmp_path / "alone", config) == 1  # sub-03 is corrupt
     assert _run(dataset, tmp_path / "stacked", config, stack=True) == 1
-    assert _run(dataset, tmp_path / "sharded", config, stack=True, n_jobs=2) == 1  # two stacks, two processes
+    assert _run(dataset, tmp_path / "sharded", config, stack=True, nprocs=2) == 1  # two stacks, two processes
     err = capsys.readouterr().err
     assert "Traceback" not in err and "sub-03" in err
     status = pd.read_csv(tmp_path / "stacked" / "status.tsv", sep="\t", keep_default_na=False)

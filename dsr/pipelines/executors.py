@@ -10,7 +10,7 @@ Kinds: ``local`` (this module), ``ray`` (:mod:`dsr.pipelines.ray_executor`) and 
 
 Devices
 -------
-``device="cpu"``: ``n_jobs`` CPU processes. ``"cuda"``/``"auto"`` with ``G`` visible GPUs: ``G × fits_per_gpu``
+``device="cpu"``: ``nprocs`` CPU processes. ``"cuda"``/``"auto"`` with ``G`` visible GPUs: ``G × fits_per_gpu``
 worker processes, each pinned to one GPU, round robin (``cuda:0, cuda:1, …, cuda:0, …``), so small fits are
 packed several per GPU. ``"cuda:K"``: every fit on that GPU. On Ray each task asks for ``1/fits_per_gpu``
 of a GPU (0 on a CPU-only cluster) and one CPU; Ray sets ``CUDA_VISIBLE_DEVICES`` so the task uses ``cuda``.
@@ -44,8 +44,11 @@ class ExecutorSettings:
     kind : {"local", "ray", "stack"}
     device : str
         ``cpu``, ``cuda``, ``cuda:K`` or ``auto`` (CUDA when present).
-    n_jobs : int
+    nprocs : int
         Local CPU worker processes (1: in the driver process).
+    threads : int
+        Intra-op threads of every process that fits (torch, OpenMP and BLAS); 1 by default, so that N
+        workers use N cores and a busy machine is not oversubscribed.
     fits_per_gpu : int
         Fits that share one GPU (local worker processes per GPU; Ray: ``num_gpus = 1/fits_per_gpu``).
     ray_address : str or None
@@ -61,7 +64,8 @@ class ExecutorSettings:
 
     kind: str = "local"
     device: str = "cpu"
-    n_jobs: int = 1
+    nprocs: int = 1
+    threads: int = 1
     fits_per_gpu: int = 1
     ray_address: str | None = None
     ray_num_cpus: int | None = None
@@ -71,8 +75,27 @@ class ExecutorSettings:
     def __post_init__(self):
         if self.kind not in EXECUTORS:
             raise DsrError(f"unknown executor '{self.kind}' (use {' or '.join(EXECUTORS)})")
-        if self.n_jobs < 1 or self.fits_per_gpu < 1 or self.max_retries < 0:
-            raise DsrError("--n-jobs and --fits-per-gpu must be >= 1, --max-retries >= 0")
+        if self.nprocs < 1 or self.threads < 1 or self.fits_per_gpu < 1 or self.max_retries < 0:
+            raise DsrError("--nprocs, --omp-nthreads and --fits-per-gpu must be >= 1, --max-retries >= 0")
+
+
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def limit_threads(threads: int) -> None:
+    """Make this process (and the worker processes it starts) compute on ``threads`` threads: torch's
+    intra-op pool, the BLAS / OpenMP pools already loaded (``threadpoolctl``) and, for children, the
+    ``OMP_NUM_THREADS``-style environment variables."""
+    import torch
+
+    for key in THREAD_ENV:
+        os.environ[key] = str(threads)
+    torch.set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # numpy's BLAS keeps its own count; torch (the hot loops) is limited above
+        return
+    threadpool_limits(limits=threads)
 
 
 def gpu_count() -> int:
@@ -99,16 +122,18 @@ def slot_devices(settings: ExecutorSettings, n_tasks: int) -> list[str]:
     if uses_gpus(settings.device) and n_gpus > 0:
         slots = [f"cuda:{i % n_gpus}" for i in range(n_gpus * settings.fits_per_gpu)]
     elif settings.device == "auto":
-        slots = ["cpu"] * settings.n_jobs
+        slots = ["cpu"] * settings.nprocs
     else:
-        slots = [settings.device] * settings.n_jobs
+        slots = [settings.device] * settings.nprocs
     return slots[:max(1, n_tasks)]
 
 
 def probe(job, device: str) -> dict:
-    """A task that fits nothing: reports the device and process it ran in (checks the spread over GPUs)."""
-    return {"status": "ok", "job": job, "device": device, "pid": os.getpid(),
-            "visible": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    """A task that fits nothing: reports the device, process and threads it ran with (checks the placement)."""
+    import torch
+
+    return {"status": "ok", "job": job, "device": device, "pid": os.getpid(), "threads": torch.get_num_threads(),
+            "omp": os.environ.get("OMP_NUM_THREADS"), "visible": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
 def run_tasks(fn: Task, jobs: Sequence, settings: ExecutorSettings, on_result: OnResult) -> None:
@@ -166,10 +191,10 @@ def _init_local(counter, devices: list[str], threads: int) -> None:
 
 
 def _pin(device: str, threads: int) -> None:
-    """Make ``device`` this process's current CUDA device (where it is one) and set its torch threads."""
+    """Make ``device`` this process's current CUDA device (where it is one) and set its threads."""
     import torch
 
-    torch.set_num_threads(threads)
+    limit_threads(threads)
     if device.startswith("cuda:") and torch.cuda.is_available():
         torch.cuda.set_device(device)
 
@@ -190,6 +215,7 @@ def run_pinned(fn: Task, jobs: list, devices: list[str], on_result: OnResult, th
     only one job); ``on_result(i, result)`` as they finish. A dead worker raises :class:`DsrError` after
     every other job has reported."""
     if len(jobs) == 1:
+        limit_threads(threads)
         on_result(0, fn(jobs[0], devices[0]))
         return
     import multiprocessing as mp
@@ -220,6 +246,7 @@ def run_pinned(fn: Task, jobs: list, devices: list[str], on_result: OnResult, th
 def _run_local(fn: Task, jobs: list, settings: ExecutorSettings, on_result: OnResult) -> None:
     devices = slot_devices(settings, len(jobs))
     if len(devices) == 1:
+        limit_threads(settings.threads)
         for i, job in enumerate(jobs):
             on_result(i, fn(job, devices[0]))
         return
@@ -229,7 +256,7 @@ def _run_local(fn: Task, jobs: list, settings: ExecutorSettings, on_result: OnRe
 
     ctx = mp.get_context("spawn")
     counter = ctx.Value("i", 0)
-    threads = max(1, (os.cpu_count() or 1) // len(devices))
+    threads = settings.threads
     log.info("local executor: %d worker process(es) on %s", len(devices), ", ".join(sorted(set(devices))))
     done: set[int] = set()
     try:
@@ -246,7 +273,7 @@ def _run_local(fn: Task, jobs: list, settings: ExecutorSettings, on_result: OnRe
             if i not in done:
                 on_result(i, {"status": "failed", "reason": "not finished: a worker process died"})
         raise DsrError("a worker process died (out of memory?); finished runs are kept, rerun (with fewer "
-                       "--n-jobs) to do the rest") from None
+                       "--nprocs) to do the rest") from None
 
 
 def preflight(settings: ExecutorSettings) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ from dsr.analysis.attractor import KINDS, FitAnalysis, analyse_fit, read_tsv
 from dsr.config import DsrConfig
 from dsr.errors import InputError
 from dsr.io.atomic import atomic_write_text, write_json
+from dsr.pipelines.executors import ExecutorSettings, run_tasks
 from dsr.report import plots
 from dsr.report.html import Report
 
@@ -188,8 +188,17 @@ def group_report(table: pd.DataFrame, feats: list[str], stats: pd.DataFrame, icc
     return rep
 
 
+def _analyse_task(job: tuple, device: str) -> dict:
+    """Executor task: the features of one participant's fits, or its failure as one line."""
+    sub, paths, config = job
+    try:
+        return {"status": "ok", "items": analyse_subject(sub, paths, config)}
+    except Exception as exc:  # one bad folder: one line, the others go on
+        return {"status": "failed", "reason": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
+
+
 def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None, n_perm: int = 2000,
-              reports: bool = True) -> int:
+              reports: bool = True, nprocs: int = 1, threads: int = 1) -> int:
     """Run the group level of the BIDS App.
 
     Parameters
@@ -204,6 +213,9 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
         Permutations per test.
     reports : bool
         Write the HTML reports (group.html and sub-XX.html).
+    nprocs, threads : int
+        Participants analysed in parallel processes, and the compute threads of each (``--nprocs``,
+        ``--omp-nthreads``).
 
     Returns
     -------
@@ -223,11 +235,14 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
     if not any(fits.values()):
         raise InputError("no fitted models found; run the participant level first", output_dir)
     done, skipped = {}, 0
-    for sub, paths in fits.items():
-        try:
-            done[sub] = analyse_subject(sub, paths, config)
-        except Exception as exc:  # one bad folder: one line, the others go on
-            print(f"dsr: {sub}: skipped: {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
+    jobs = [(sub, paths, config) for sub, paths in fits.items()]
+    results: dict[int, dict] = {}
+    run_tasks(_analyse_task, jobs, ExecutorSettings(nprocs=nprocs, threads=threads), results.__setitem__)
+    for i, (sub, _, _) in enumerate(jobs):
+        if results[i]["status"] == "ok":
+            done[sub] = results[i]["items"]
+        else:
+            log.warning("%s: skipped: %s", sub, results[i]["reason"])
             skipped += 1
     if not done:
         raise InputError("no participant folder could be analysed", output_dir)

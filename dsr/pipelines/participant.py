@@ -28,7 +28,7 @@ from dsr.config import DsrConfig
 from dsr.errors import ConfigError, DsrError, InputError
 from dsr.io import bids, extract, nifti
 from dsr.io.atomic import atomic_write_text, write_json
-from dsr.pipelines.executors import ExecutorSettings, preflight, run_tasks
+from dsr.pipelines.executors import ExecutorSettings, limit_threads, preflight, run_tasks
 
 log = logging.getLogger("dsr")
 STATUS_COLUMNS = ("participant_id", "run", "status", "reason", "config_hash")
@@ -294,12 +294,12 @@ def record_missing(plan: ParticipantPlan, bids_dir: Path, config: DsrConfig, row
 
 def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: list[str] | None,
                     task: str | None, session: str | None, space: str | None, atlas: str | None,
-                    config: DsrConfig, device: str, confounds: str | None, n_jobs: int = 1,
+                    config: DsrConfig, device: str, confounds: str | None, nprocs: int = 1,
                     derivatives: str | Path | None = "auto", confounds_mode: str | None = None,
                     high_pass: float | None = None, low_pass: float | None = None,
                     radius: float | None = None, seeds: list[int] | None = None,
                     executor: str = "local", ray_address: str | None = None, fits_per_gpu: int = 1,
-                    max_retries: int = 2, stack: bool = False) -> int:
+                    max_retries: int = 2, stack: bool = False, threads: int = 1) -> int:
     """Run the participant level of the BIDS App.
 
     Parameters
@@ -316,8 +316,10 @@ def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: lis
         ``cpu``, ``cuda:K``, or ``cuda``/``auto`` to spread the fits over every visible GPU.
     confounds : str or None
         Confound strategy (:mod:`dsr.io.confounds`); None: ``motion6+wmcsf`` when a confounds table exists.
-    n_jobs : int
-        Runs fitted in parallel processes (local executor on CPU).
+    nprocs : int
+        Runs fitted in parallel processes (local executor on CPU; with ``stack``, stack shards).
+    threads : int
+        Compute threads of every process that fits (``--omp-nthreads``).
     seeds : list of int or None
         Fit every run once per seed (outputs named ``..._seed-N_desc-convssm_*``); None: one fit with
         ``config.seed``.
@@ -345,9 +347,10 @@ def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: lis
     if stack and executor not in ("local", "stack"):
         raise ConfigError("--stack trains the fits together on this machine's devices: use it with the local "
                           "executor")
-    ex = ExecutorSettings(kind="stack" if stack else executor, device=device, n_jobs=n_jobs,
+    ex = ExecutorSettings(kind="stack" if stack else executor, device=device, nprocs=nprocs, threads=threads,
                           fits_per_gpu=fits_per_gpu, ray_address=ray_address, max_retries=max_retries)
     preflight(ex)
+    limit_threads(ex.threads)
     if ex.kind == "ray":
         bids_dir, output_dir, atlas = absolute_paths(bids_dir, output_dir, atlas)
     plan = plan_participant(bids_dir, output_dir, participant_labels=participant_labels, task=task,

@@ -9,17 +9,17 @@ from __future__ import annotations
 import logging
 
 from dsr.errors import DsrError
-from dsr.pipelines.executors import ExecutorSettings, OnResult, Task, _apply_env, _dsr_env, uses_gpus
+from dsr.pipelines.executors import ExecutorSettings, OnResult, Task, _apply_env, _dsr_env, limit_threads, uses_gpus
 
 log = logging.getLogger("dsr")
 
 
-def _ray_task(fn: Task, job, env: dict[str, str], use_gpu: bool) -> dict:
-    """One fit in a Ray worker: single-threaded torch, the GPU Ray assigned (if any)."""
+def _ray_task(fn: Task, job, env: dict[str, str], use_gpu: bool, threads: int = 1) -> dict:
+    """One fit in a Ray worker: ``threads`` compute threads (the CPUs the task asked for), the GPU Ray
+    assigned (if any)."""
     import ray
-    import torch
 
-    torch.set_num_threads(1)
+    limit_threads(threads)
     _apply_env(env)
     if isinstance(job, tuple):  # shared parts of the jobs were put in the object store once
         job = tuple(ray.get(x) if isinstance(x, ray.ObjectRef) else x for x in job)
@@ -88,13 +88,13 @@ def run_ray(fn: Task, jobs: list, settings: ExecutorSettings, on_result: OnResul
         use_gpu = uses_gpus(settings.device) and n_gpus > 0
         if settings.device.startswith("cuda") and not use_gpu:
             raise DsrError(f"--device {settings.device}: the Ray cluster has no GPU (use --device cpu or auto)")
-        task = ray.remote(_ray_task).options(num_cpus=1, num_gpus=1.0 / settings.fits_per_gpu if use_gpu else 0,
+        task = ray.remote(_ray_task).options(num_cpus=settings.threads, num_gpus=1.0 / settings.fits_per_gpu if use_gpu else 0,
                                              max_retries=settings.max_retries, retry_exceptions=False)
         log.info("ray executor: %d fit(s) on a cluster of %s CPU(s), %d GPU(s)%s", len(jobs),
                  int(ray.cluster_resources().get("CPU", 0)), n_gpus,
                  f", {settings.fits_per_gpu} fit(s) per GPU" if use_gpu else "")
         env = _dsr_env()
-        refs = {task.remote(fn, job, env, use_gpu): i for i, job in enumerate(_share(ray, jobs))}
+        refs = {task.remote(fn, job, env, use_gpu, settings.threads): i for i, job in enumerate(_share(ray, jobs))}
         pending = list(refs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)

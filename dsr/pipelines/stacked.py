@@ -18,14 +18,14 @@ from pathlib import Path
 
 from dsr.errors import DsrError
 from dsr.pipelines import participant as part
-from dsr.pipelines.executors import ExecutorSettings, run_pinned, slot_devices
+from dsr.pipelines.executors import ExecutorSettings, limit_threads, run_pinned, slot_devices
 from dsr.pipelines.fit_array import fit_many, prepare, write_outputs
 
 log = logging.getLogger("dsr")
 
 
 def stack_devices(ex: ExecutorSettings, n_fits: int) -> list[str]:
-    """One device per stack shard: every visible GPU once (``cuda``/``auto``), else ``n_jobs`` times the
+    """One device per stack shard: every visible GPU once (``cuda``/``auto``), else ``nprocs`` times the
     device (CPU processes), never more shards than fits.
 
     Examples
@@ -87,6 +87,7 @@ def run_stacked(jobs: list[tuple], ex: ExecutorSettings, rows_by_dir: dict[Path,
                 continue
             s = pending.series
             if s.nuisance is not None or s.inputs is not None or pending.resume:
+                limit_threads(ex.threads)
                 record(job, part.fit_pending(pending, config, stack_devices(ex, 1)[0]))
                 continue
             prepare(s.series, s.tr, config, path=str(run.bold))  # bad input fails this run alone, now
@@ -114,5 +115,5 @@ def run_stacked(jobs: list[tuple], ex: ExecutorSettings, rows_by_dir: dict[Path,
         for (job, _), r in zip(members, res):
             record(job, r)
 
-    run_pinned(fit_shards, [t for t, _ in tasks], [d for _, d in tasks], on_result)
+    run_pinned(fit_shards, [t for t, _ in tasks], [d for _, d in tasks], on_result, ex.threads)
     return failed
