@@ -14,11 +14,11 @@ Every user error is one line on stderr (``dsr: error: ...``) and a non-zero exit
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 from dsr.errors import DsrError
+from dsr.log import user_log
 
 EXIT_USAGE, EXIT_ERROR = 2, 1
 
@@ -161,7 +161,9 @@ def run_bids(args) -> int:
                                stack=args.stack, threads=args.omp_nthreads)
     from dsr.pipelines.group import run_group
 
-    return run_group(Path(args.bids_dir), Path(args.output_dir), config=cfg, nprocs=args.nprocs,
+    # the group level analyses every fit with its own config unless --config names one
+    return run_group(Path(args.bids_dir), Path(args.output_dir), config=cfg if args.config else None,
+                     nprocs=args.nprocs,
                      threads=args.omp_nthreads)
 
 
@@ -188,24 +190,10 @@ def run_sweep_level(args) -> int:
                      space=args.space, atlas=args.atlas, confounds=args.confounds, base=base)
 
 
-class _StderrHandler(logging.Handler):
-    """Log lines to whatever ``sys.stderr`` is at the time (tests swap it)."""
-
-    def emit(self, record):
-        print(f"dsr: {record.getMessage()}", file=sys.stderr)
-
-
-def _setup_logging() -> None:
-    logger = logging.getLogger("dsr")
-    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        logger.addHandler(_StderrHandler())
-    logger.setLevel(logging.INFO)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dsr`` console script."""
     argv = sys.argv[1:] if argv is None else argv
-    _setup_logging()
+    user_log()
     is_fit = bool(argv) and argv[0] == "fit"
     parser = fit_parser() if is_fit else bids_parser()
     args = parser.parse_args(argv[1:] if is_fit else argv)

@@ -74,11 +74,14 @@ def test_stack_rerun_skips_and_cli_flag(tmp_path, dataset, config, capsys):
                         'lyap_transient = 10\nlyap_orbits = 1\n')
     rc = main([str(dataset), str(out), "participant", "--participant-label", "01", "--stack", "--seeds", "0", "1",
                "--config", str(cfg_file)])
-    assert rc == 0  # another config: refitted, not skipped
-    assert metrics.stat().st_mtime_ns != before
-    before = metrics.stat().st_mtime_ns
-    assert main([str(dataset), str(out), "participant", "--participant-label", "01", "--stack", "--seeds", "0", "1",
-                 "--config", str(cfg_file)]) == 0
-    assert metrics.stat().st_mtime_ns == before  # same config: skipped
+    assert rc == 1 and "a finished fit was made with config" in capsys.readouterr().err  # another config: refused
+    assert metrics.stat().st_mtime_ns == before
+    assert main([str(dataset), str(out / "other"), "participant", "--participant-label", "01", "--stack",
+                 "--seeds", "0", "1", "--config", str(cfg_file)]) == 0  # ... fitted in another folder
+    other = out / "other" / "sub-01" / "func" / metrics.name
+    before = other.stat().st_mtime_ns
+    assert main([str(dataset), str(out / "other"), "participant", "--participant-label", "01", "--stack",
+                 "--seeds", "0", "1", "--config", str(cfg_file)]) == 0
+    assert other.stat().st_mtime_ns == before  # same config: skipped
     assert main([str(dataset), str(out), "participant", "--stack", "--executor", "ray"]) != 0
     assert "--stack" in capsys.readouterr().err

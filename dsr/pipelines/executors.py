@@ -20,16 +20,16 @@ cluster, not by the driver, and would not see them otherwise).
 """
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dsr.log import user_log
 from dsr.errors import DsrError
 
-log = logging.getLogger("dsr")
+log = user_log()
 EXECUTORS = ("local", "ray", "stack")
 Task = Callable[[Any, str], dict]
 OnResult = Callable[[int, dict], None]

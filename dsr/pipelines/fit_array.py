@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import shutil
 import time
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dsr.log import user_log
 from dsr import __version__
 from dsr.analysis.evaluate import evaluate, initial_states
 from dsr.analysis.evaluate_many import evaluate_many
@@ -28,7 +28,7 @@ from dsr.signal.filters import make_filter
 from dsr.training.data import SubjectData, prepare_subject
 from dsr.training.loop import TrainOutcome, train
 
-log = logging.getLogger("dsr")
+log = user_log()
 
 
 def resolve_device(device: str) -> torch.device:
@@ -88,6 +88,21 @@ class FitResult:
         return X * self.data.std + self.data.mean
 
 
+def resolve_config(cfg: DsrConfig, n_channels: int, has_nuisance: bool, announce: bool = False) -> DsrConfig:
+    """The config a fit of ``n_channels`` channels (with or without nuisance regressors) really uses: the
+    identity read-out gets ``latent_dim >= n_channels``, nuisance regressors switch to the regressor
+    observation model. A fit's identity (:meth:`DsrConfig.hash`) is that of this resolved config."""
+    if cfg.model.observation == "identity" and n_channels > cfg.model.latent_dim:
+        cfg = cfg.replace(model={"latent_dim": n_channels})
+        if announce:
+            log.info("latent_dim raised to %d to read out all %d channels", n_channels, n_channels)
+    if has_nuisance and cfg.model.observation != "regressor":
+        cfg = cfg.replace(model={"observation": "regressor"})
+        if announce:
+            log.info("nuisance regressors given: using the regressor observation model")
+    return cfg
+
+
 def prepare(x, tr, cfg: DsrConfig, nuisance=None, inputs=None, path=None, standardise: bool = True):
     """Validate a recording and turn it into :class:`SubjectData` plus its filter."""
     h = build_filter(cfg, tr)
@@ -96,12 +111,7 @@ def prepare(x, tr, cfg: DsrConfig, nuisance=None, inputs=None, path=None, standa
         nuisance = validate_companion(nuisance, len(x), None, "nuisance regressors")
     if inputs is not None:
         inputs = validate_companion(inputs, len(x), None, "external inputs")
-    if cfg.model.observation == "identity" and x.shape[1] > cfg.model.latent_dim:
-        cfg = cfg.replace(model={"latent_dim": x.shape[1]})
-        log.info("latent_dim raised to %d to read out all %d channels", x.shape[1], x.shape[1])
-    if nuisance is not None and cfg.model.observation != "regressor":
-        cfg = cfg.replace(model={"observation": "regressor"})
-        log.info("nuisance regressors given: using the regressor observation model")
+    cfg = resolve_config(cfg, x.shape[1], nuisance is not None, announce=True)
     return prepare_subject(x, h, cfg, nuisance, inputs, standardise=standardise), h, cfg
 
 
@@ -147,7 +157,8 @@ def fit(x, tr: float, config: DsrConfig | None = None, *, seed: int | None = Non
 
 def _model_meta(sd: SubjectData, cfg: DsrConfig) -> dict:
     """What a saved model carries besides its tensors: the data scaling and the config."""
-    return {"mean": sd.mean.tolist(), "std": sd.std.tolist(), "config": cfg.to_dict(), "dsr_version": __version__}
+    return {"mean": sd.mean.tolist(), "std": sd.std.tolist(), "config": cfg.to_dict(), "config_hash": cfg.hash(),
+            "dsr_version": __version__}
 
 
 def _fit_record(status: str, seconds: float, epochs: int, cfg: DsrConfig, tr: float, sd: SubjectData, h,

@@ -17,15 +17,15 @@ be analysed is reported in one line and skipped.
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from dsr.log import user_log
 from dsr import __version__
 from dsr.analysis import group_stats as gs
-from dsr.analysis.attractor import KINDS, FitAnalysis, analyse_fit, read_tsv
+from dsr.analysis.attractor import KINDS, FitAnalysis, analyse_fit, fit_paths, read_tsv
 from dsr.config import DsrConfig
 from dsr.errors import InputError
 from dsr.io.atomic import atomic_write_text, write_json
@@ -33,12 +33,12 @@ from dsr.pipelines.executors import ExecutorSettings, run_tasks
 from dsr.report import plots
 from dsr.report.html import Report
 
-log = logging.getLogger("dsr")
+log = user_log()
 SUBJECT_FIGURES = ("training curve", "data vs generated", "attractor 2-D", "attractor 3-D", "power spectra",
                    "Lyapunov spectrum", "fixed points")
 GROUP_FIGURES = ("feature distributions", "features vs covariates", "distance matrix D_stsp",
                  "distance matrix D_H", "embedding")
-ID_COLUMNS = ("participant_id", "session", "run", "seed")
+ID_COLUMNS = ("participant_id", "session", "run", "seed", "config_hash")
 
 
 def find_fits(output_dir: Path) -> dict[str, list[Path]]:
@@ -83,16 +83,29 @@ def _entities(path: Path, sub: str) -> tuple[str, str, str]:
     return ents.get("ses", ""), run, ents.get("seed", "")
 
 
-def analyse_subject(sub: str, fits: list[Path], config: DsrConfig) -> list[tuple[dict, FitAnalysis]]:
-    """Features of every fit of one participant; raises when a fit cannot be read."""
+def fit_config(model_path: Path) -> DsrConfig:
+    """The resolved config a fit was made with (from its model's JSON sidecar)."""
+    side = json.loads(Path(model_path).with_suffix(".json").read_text())
+    return DsrConfig.from_dict(side["spec"]["meta"]["config"])
+
+
+def analyse_subject(sub: str, fits: list[Path], config: DsrConfig | None = None) -> list[tuple[dict, FitAnalysis]]:
+    """Features of every fit of one participant, each analysed with its own config's eval settings (or
+    ``config``'s where given); ``lyapunov_max`` is the fit's own (``metrics.json``). Raises when a fit cannot
+    be read."""
     if not fits:
         raise InputError("no fitted model (*_desc-convssm_model.safetensors); did the participant level fail?")
     out = []
     for path in fits:
-        res = analyse_fit(path, n_steps=min(config.eval.lyap_steps, 5000),
-                          transient=min(config.eval.lyap_transient, 1000), seed=config.seed)
+        cfg = config if config is not None else fit_config(path)
+        res = analyse_fit(path, n_steps=cfg.eval.lyap_steps, transient=cfg.eval.lyap_transient, seed=cfg.seed)
+        own = json.loads(fit_paths(path)["metrics"].read_text()).get("lyapunov_max_per_second")
+        if isinstance(own, (int, float)):
+            res.features["lyapunov_max"] = float(own)
         ses, run, seed = _entities(path, sub)
-        out.append(({"participant_id": sub, "session": ses, "run": run, "seed": seed, **res.features}, res))
+        row = {"participant_id": sub, "session": ses, "run": run, "seed": seed, "config_hash": cfg.hash(),
+               **res.features}
+        out.append((row, res))
     return out
 
 
@@ -197,6 +210,17 @@ def _analyse_task(job: tuple, device: str) -> dict:
         return {"status": "failed", "reason": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
 
 
+def _shared_eval(config: DsrConfig | None, models: list[Path]):
+    """Eval settings of the between-participant distances: ``config``'s, else those the fits share (the
+    first fit's, with a warning, where they differ)."""
+    if config is not None:
+        return config.eval
+    evals = [fit_config(p).eval for p in models]
+    if any(e != evals[0] for e in evals[1:]):
+        log.warning("group: the fits were evaluated with different settings; distances use %s's", models[0].name)
+    return evals[0]
+
+
 def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None, n_perm: int = 2000,
               reports: bool = True, nprocs: int = 1, threads: int = 1) -> int:
     """Run the group level of the BIDS App.
@@ -208,7 +232,8 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
     output_dir : Path
         The participant level's output folder.
     config : DsrConfig, optional
-        Orbit lengths come from ``config.eval`` (lyap_steps, lyap_transient, capped at 5000 / 1000).
+        Analyse every fit with these eval settings; by default each fit's own config (read from its files)
+        gives its orbit lengths, and the fits' shared eval settings the between-participant distances.
     n_perm : int
         Permutations per test.
     reports : bool
@@ -227,9 +252,6 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
     InputError
         No participant folder with a fitted model.
     """
-    from dsr.config import load_config
-
-    config = config if config is not None else load_config("quick")
     bids_dir, output_dir = Path(bids_dir), Path(output_dir)
     fits = find_fits(output_dir)
     if not any(fits.values()):
@@ -264,7 +286,8 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
                 table[c] = num
     write_table(gdir / "features.tsv", table, "Per-participant dynamics features (mean over fits; *_sd: spread "
                 "over fits) joined with participants.tsv", FEATURE_DOC)
-    stats = gs.feature_covariate_tests(table, feats, covariates, n_perm=n_perm, seed=config.seed)
+    stats = gs.feature_covariate_tests(table, feats, covariates, n_perm=n_perm,
+                                     seed=0 if config is None else config.seed)
     write_table(gdir / "stats.tsv", stats, "Each feature against each participants.tsv column: Spearman "
                 "correlation (effect: Pearson r) or one-way F (effect: eta squared); permutation p; BH-FDR q")
     icc_rows = []
@@ -276,8 +299,9 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
         write_table(gdir / "icc.tsv", icc, "Test-retest ICC(1) over runs and sessions (seeds averaged), with between- and within-participant "
                     "variances")
     series = [read_tsv(done[s][0][1].paths["generated_obs"]) for s in table["participant_id"]]
-    dist = gs.dynamics_distances(series, n_bins=config.eval.dstsp_bins, scaling=config.eval.dstsp_scaling,
-                                 bins_max_dims=config.eval.bins_max_dims, smoothing=config.eval.spectrum_smoothing)
+    ev = _shared_eval(config, [p for s in table["participant_id"] for p in fits[s][:1]])
+    dist = gs.dynamics_distances(series, n_bins=ev.dstsp_bins, scaling=ev.dstsp_scaling,
+                                 bins_max_dims=ev.bins_max_dims, smoothing=ev.spectrum_smoothing)
     ids = list(table["participant_id"])
     for name, D in dist.items():
         write_table(gdir / f"distance-{name}.tsv", pd.DataFrame(D, columns=ids).assign(participant_id=ids)

@@ -14,23 +14,23 @@ run is recorded there with one line on stderr, and the other runs go on.
 from __future__ import annotations
 
 import json
-import logging
 import os
-import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from dsr.log import user_log
 from dsr import __version__
 from dsr.config import DsrConfig
 from dsr.errors import ConfigError, DsrError, InputError
 from dsr.io import bids, extract, nifti
 from dsr.io.atomic import atomic_write_text, write_json
+from dsr.pipelines.fit_array import resolve_config, resolve_device
 from dsr.pipelines.executors import ExecutorSettings, limit_threads, preflight, run_tasks
 
-log = logging.getLogger("dsr")
+log = user_log()
 STATUS_COLUMNS = ("participant_id", "run", "status", "reason", "config_hash")
 FIT_DESC = "convssm"
 
@@ -77,9 +77,13 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+FINISHED = ("ok", "diverged")
+
+
 @dataclass
 class PendingFit:
-    """A run whose inputs are extracted and whose provenance says "running": ready to be fitted."""
+    """A run whose inputs are extracted and whose provenance says "running": ready to be fitted with
+    ``config`` (resolved against the data; its hash is the fit's identity)."""
 
     run: bids.BoldRun
     folder: Path
@@ -88,36 +92,62 @@ class PendingFit:
     record: dict
     series: extract.RunSeries
     resume: bool
+    config: DsrConfig
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _finished(prov: dict, folder: Path, prefix: str) -> bool:
+    return prov.get("Status") in FINISHED and (folder / f"{prefix}_metrics.json").is_file()
 
 
 def start_run(run: bids.BoldRun, atlas: nifti.Atlas, settings: extract.ExtractionSettings, config: DsrConfig,
               output_dir: Path, atlas_spec: str | None = None, seed_label: int | None = None) -> PendingFit | dict:
-    """Extract a run's series and mark its fit as running; a result dict instead when an identical fit
-    finished earlier (``"skipped": True``). Raises DsrError for bad input."""
+    """Extract a run's series and mark its fit as running; a result dict instead when the fit finished
+    earlier with the same config and inputs (``"skipped": True``) or with others (``"status": "refused"``:
+    a finished fit is never overwritten). Raises DsrError for bad input.
+
+    Nothing is written before those checks, except the extracted tables of a run none of whose fits
+    has finished with other inputs.
+    """
     sub_folder, base, _ = run_names(run, atlas.name)
     folder = output_dir / sub_folder
     seed_part = "" if seed_label is None else f"_seed-{seed_label}"  # several seeds: one fit each
     prefix = f"{base}{seed_part}_desc-{FIT_DESC}"
     prov_path = folder / f"{prefix}_provenance.json"
-    cfg_hash = config.hash()
-    _remove_orphans(folder, prefix)
+    key = extract.series_key(run, atlas, settings, atlas_spec)
+    for other in sorted(folder.glob(f"{base}_*desc-{FIT_DESC}_provenance.json")):  # every seed of this run
+        prov = _read_json(other)
+        if _finished(prov, folder, other.name.removesuffix("_provenance.json")) and prov.get("InputKey") != key:
+            return _refused(other, "was made from other inputs or extraction settings")
     series = extract.extract_run_cached(run, atlas, settings, folder, base, filter_config=config.filter,
                                         atlas_spec=atlas_spec)
-    key = series.meta.get("CacheKey")
-    try:
-        prov = json.loads(prov_path.read_text())
-    except (OSError, ValueError):
-        prov = {}
-    same = prov.get("ConfigHash") == cfg_hash and prov.get("InputKey") == key
-    if same and prov.get("Status") in ("ok", "diverged") and (folder / f"{prefix}_metrics.json").is_file():
-        return {"status": prov["Status"], "skipped": True,
-                "reason": f"skipped: finished earlier with config {cfg_hash} and the same inputs"}
+    config = resolve_config(config, series.series.shape[1], series.nuisance is not None)
+    cfg_hash = config.hash()
+    prov = _read_json(prov_path)
+    if _finished(prov, folder, prefix):
+        if prov.get("ConfigHash") == cfg_hash:
+            return {"status": prov["Status"], "skipped": True, "config_hash": cfg_hash,
+                    "reason": f"skipped: finished earlier with config {cfg_hash} and the same inputs"}
+        return _refused(prov_path, f"was made with config {prov.get('ConfigHash')}, not {cfg_hash}")
+    _remove_orphans(folder, prefix)
     record = {"ConfigHash": cfg_hash, "InputKey": key, "Sources": [str(run.bold)], "Config": config.to_dict(),
               "GeneratedBy": [{"Name": "dsr", "Version": __version__}], "ExtractedSeries": f"{base}_desc-cleaned_timeseries.tsv"}
-    resume = same and prov.get("Status") == "running"
+    resume = prov.get("ConfigHash") == cfg_hash and prov.get("InputKey") == key and prov.get("Status") == "running"
     write_json(prov_path, dict(record, Status="running"))
     _test_kill_point(run)
-    return PendingFit(run, folder, prefix, prov_path, record, series, resume)
+    return PendingFit(run, folder, prefix, prov_path, record, series, resume, config)
+
+
+def _refused(prov_path: Path, why: str) -> dict:
+    fit = prov_path.name.removesuffix("_provenance.json")
+    return {"status": "refused", "reason": f"{prov_path.parent / fit}: a finished fit {why}; it is left as it is "
+                                           "(use another OUTPUT_DIR, or delete that fit's files to refit)"}
 
 
 def finish_run(pending: PendingFit, metrics: dict) -> dict:
@@ -125,28 +155,31 @@ def finish_run(pending: PendingFit, metrics: dict) -> dict:
     status = str(metrics.get("status", "ok"))
     summary = {k: metrics.get(k) for k in ("dstsp", "dh", "lyapunov_max_per_second") if k in metrics}
     write_json(pending.prov_path, dict(pending.record, Status=status, Metrics=summary))
-    return {"status": status, "reason": "" if status == "ok" else "training diverged", "metrics": summary}
+    return {"status": status, "reason": "" if status == "ok" else "training diverged", "metrics": summary,
+            "config_hash": pending.record["ConfigHash"]}
 
 
 def process_run(run: bids.BoldRun, atlas: nifti.Atlas, settings: extract.ExtractionSettings,
                 config: DsrConfig, output_dir: Path, device: str = "cpu", atlas_spec: str | None = None,
                 seed_label: int | None = None) -> dict:
-    """Extract, fit and write one run; returns ``{"status", "reason", "metrics"}`` (status ok or diverged;
-    ``"skipped": True`` when an earlier identical fit was found) or raises DsrError."""
+    """Extract, fit and write one run; returns ``{"status", "reason", "metrics", "config_hash"}`` (status ok
+    or diverged; ``"skipped": True`` when an earlier identical fit was found; status refused when another
+    fit finished there) or raises DsrError."""
     pending = start_run(run, atlas, settings, config, output_dir, atlas_spec, seed_label)
     if isinstance(pending, dict):
         return pending
-    return fit_pending(pending, config, device)
+    return fit_pending(pending, device)
 
 
-def fit_pending(pending: PendingFit, config: DsrConfig, device: str) -> dict:
+def fit_pending(pending: PendingFit, device: str) -> dict:
     """Fit a started run on its own, write its outputs and final provenance; returns its result dict."""
     from dsr.pipelines.fit_array import fit_to_dir
 
     s = pending.series
     try:
-        metrics = fit_to_dir(s.series, s.tr, pending.folder, config, prefix=pending.prefix, nuisance=s.nuisance,
-                             inputs=s.inputs, device=device, resume=pending.resume, source=str(pending.run.bold))
+        metrics = fit_to_dir(s.series, s.tr, pending.folder, pending.config, prefix=pending.prefix,
+                             nuisance=s.nuisance, inputs=s.inputs, device=device, resume=pending.resume,
+                             source=str(pending.run.bold))
     except InputError as exc:
         raise name_input_error(exc, pending.run.bold) from None
     return finish_run(pending, metrics)
@@ -288,7 +321,7 @@ def record_missing(plan: ParticipantPlan, bids_dir: Path, config: DsrConfig, row
     for lab in plan.missing:
         reason = _one_line(f"{bids_dir}: no BOLD runs found for sub-{lab}")
         rows[(f"sub-{lab}", "")] = [f"sub-{lab}", "", "failed", reason, config.hash()]
-        print(f"dsr: sub-{lab}: failed: {reason}", file=sys.stderr)
+        log.warning("sub-%s: failed: %s", lab, reason)
     return len(plan.missing)
 
 
@@ -350,6 +383,8 @@ def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: lis
     ex = ExecutorSettings(kind="stack" if stack else executor, device=device, nprocs=nprocs, threads=threads,
                           fits_per_gpu=fits_per_gpu, ray_address=ray_address, max_retries=max_retries)
     preflight(ex)
+    if ex.kind != "ray":  # a Ray cluster's GPUs are checked when it is reached
+        resolve_device(device)
     limit_threads(ex.threads)
     if ex.kind == "ray":
         bids_dir, output_dir, atlas = absolute_paths(bids_dir, output_dir, atlas)
@@ -406,10 +441,13 @@ def _record(run: bids.BoldRun, res: dict, atlas_name: str, config: DsrConfig, ou
     if seed_label is not None:
         label = f"{label}_seed-{seed_label}"
     sub = f"sub-{run.subject}"
-    rows[(sub, label)] = [sub, label, res["status"], res.get("reason", ""), config.hash()]
+    if res["status"] == "refused":  # a finished fit left as it was: its status row too
+        log.warning("%s %s: not fitted: %s", sub, label, res["reason"])
+        return 1
+    rows[(sub, label)] = [sub, label, res["status"], res.get("reason", ""), res.get("config_hash") or config.hash()]
     _write_status(output_dir, rows)
     if res["status"] == "failed":
-        print(f"dsr: {sub} {label}: failed: {res['reason']}", file=sys.stderr)
+        log.warning("%s %s: failed: %s", sub, label, res["reason"])
         return 1
     m = res.get("metrics") or {}
     extra = ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, (int, float)))

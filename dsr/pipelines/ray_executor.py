@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 
+from dsr.log import user_log
 from dsr.errors import DsrError
 from dsr.pipelines.executors import ExecutorSettings, OnResult, Task, _apply_env, _dsr_env, limit_threads, uses_gpus
 
-log = logging.getLogger("dsr")
+log = user_log()
 
 
 def _ray_task(fn: Task, job, env: dict[str, str], use_gpu: bool, threads: int = 1) -> dict:

@@ -13,15 +13,15 @@ others go on.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from pathlib import Path
 
+from dsr.log import user_log
 from dsr.errors import DsrError
 from dsr.pipelines import participant as part
 from dsr.pipelines.executors import ExecutorSettings, limit_threads, run_pinned, slot_devices
 from dsr.pipelines.fit_array import fit_many, prepare, write_outputs
 
-log = logging.getLogger("dsr")
+log = user_log()
 
 
 def stack_devices(ex: ExecutorSettings, n_fits: int) -> list[str]:
@@ -56,7 +56,7 @@ def fit_shards(stacks: list[list], device: str) -> list[dict]:
         tr, n = float(members[0][1].series.tr), members[0][1].series.series.shape[1]
         log.info("training %d fit(s) stacked (TR %.3g s, %d regions) on %s", len(members), tr, n, device)
         try:
-            fits = fit_many([p.series.series for _, p in members], tr, [j[3] for j, _ in members],
+            fits = fit_many([p.series.series for _, p in members], tr, [p.config for _, p in members],
                             device=device, paths=[str(j[0].bold) for j, _ in members])
         except DsrError as exc:
             results += [{"status": "failed", "reason": part._one_line(exc)} for _ in members]
@@ -88,13 +88,13 @@ def run_stacked(jobs: list[tuple], ex: ExecutorSettings, rows_by_dir: dict[Path,
             s = pending.series
             if s.nuisance is not None or s.inputs is not None or pending.resume:
                 limit_threads(ex.threads)
-                record(job, part.fit_pending(pending, config, stack_devices(ex, 1)[0]))
+                record(job, part.fit_pending(pending, stack_devices(ex, 1)[0]))
                 continue
-            prepare(s.series, s.tr, config, path=str(run.bold))  # bad input fails this run alone, now
+            prepare(s.series, s.tr, pending.config, path=str(run.bold))  # bad input fails this run alone, now
         except DsrError as exc:
             record(job, {"status": "failed", "reason": part._one_line(part.name_input_error(exc, run.bold))})
             continue
-        key = (round(float(s.tr), 9), s.series.shape[1], config.replace(seed=0).hash())
+        key = (round(float(s.tr), 9), s.series.shape[1], pending.config.replace(seed=0).hash())
         groups.setdefault(key, []).append((job, pending))
 
     devices = stack_devices(ex, max((len(m) for m in groups.values()), default=1))

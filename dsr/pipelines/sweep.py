@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dsr.log import user_log
 from dsr.config import DsrConfig, load_config
 from dsr.errors import ConfigError
 from dsr.io.atomic import atomic_write_text, write_json
@@ -45,7 +45,7 @@ from dsr.pipelines.executors import ExecutorSettings, preflight
 from dsr.pipelines.participant import (FIT_DESC, absolute_paths, plan_participant, record_missing, run_jobs,
                                        run_names, write_description)
 
-log = logging.getLogger("dsr")
+log = user_log()
 METRIC_ALIASES = {"dstsp": "dstsp_test", "dh": "dh_test"}
 RESULT_METRICS = ("dstsp_test", "dh_test", "dstsp_train", "dh_train", "dstsp", "dh", "pe_test",
                   "lyapunov_max_per_second")
