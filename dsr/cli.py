@@ -4,8 +4,9 @@
             [--nuisance FILE] [--inputs FILE] [--latent-truth FILE] [--resume]
     dsr BIDS_DIR OUTPUT_DIR participant [--participant-label 01 02 ...] [--config ...] [--atlas ...]
     dsr BIDS_DIR OUTPUT_DIR group
+    dsr --version
     dsr BIDS_DIR OUTPUT_DIR sweep --sweep FILE_OR_NAME [--participant-label ...]
-    participant and sweep: [--executor local|ray] [--ray-address ADDR] [--device cuda] [--fits-per-gpu K]
+    participant and sweep: [--executor local|ray|stack] [--ray-address ADDR] [--device cuda] [--fits-per-gpu K]
     every level: [--nprocs N] (worker processes) [--omp-nthreads N] (threads per process, default 1)
     participant: [--stack] (all runs x seeds trained as one stacked model)
 
@@ -75,8 +76,8 @@ def bids_parser() -> argparse.ArgumentParser:
                    help="participant: fit every run once per seed (the group level reports mean and spread)")
     p.add_argument("--sweep", default=None, help="sweep level: a sweep TOML file, or a name from configs/sweeps "
                                                  "(alpha_lr, random_small)")
-    p.add_argument("--executor", choices=["local", "ray"], default="local",
-                   help="local processes/GPUs (default) or tasks on a Ray cluster")
+    p.add_argument("--executor", choices=["local", "ray", "stack"], default="local",
+                   help="local processes/GPUs (default), tasks on a Ray cluster, or stacked models (= --stack)")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (auto, HOST:6379, ray://HOST:10001); "
                                                        "default: start a local Ray cluster")
     p.add_argument("--fits-per-gpu", type=int, default=1, help="fits sharing one GPU (with --device cuda or auto)")
@@ -193,6 +194,11 @@ def run_sweep_level(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dsr`` console script."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["--version"], ["-V"]):
+        from dsr import __version__
+
+        print(f"dsr {__version__}")
+        return 0
     user_log()
     is_fit = bool(argv) and argv[0] == "fit"
     parser = fit_parser() if is_fit else bids_parser()

@@ -125,7 +125,7 @@ def test_unreachable_ray_address_is_one_line_before_anything_is_written(tmp_path
 
 
 def test_stack_shards_one_per_gpu():
-    from dsr.pipelines.stacked import shard, stack_devices
+    from dsr.pipelines.stack import shard, stack_devices
 
     assert stack_devices(ExecutorSettings(device="cuda", fits_per_gpu=4, n_gpus=2), 100) == ["cuda:0", "cuda:1"]
     assert stack_devices(ExecutorSettings(device="auto", n_gpus=3), 2) == ["cuda:0", "cuda:1"]

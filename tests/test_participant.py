@@ -65,13 +65,30 @@ def test_output_names_with_session():
     from pathlib import Path
 
     from dsr.io.bids import BoldRun, parse_name
-    from dsr.pipelines.participant import run_names
+    from dsr.io.derivatives import run_names
 
     name = "sub-01_ses-2_task-rest_run-3_space-T1w_desc-preproc_bold.nii.gz"
     run = BoldRun(Path(name), parse_name(name)[0], "fmriprep", Path("."))
     folder, base, label = run_names(run, "power2011")
     assert folder == Path("sub-01/ses-2/func") and base == "sub-01_ses-2_task-rest_run-3_space-T1w_atlas-power2011"
     assert label == "ses-2_task-rest_run-3_space-T1w_atlas-power2011"
+    from dsr.io.derivatives import fit_files, fit_paths, fit_prefix, parse_fit_name
+
+    prefix = fit_prefix(base, 4)
+    assert prefix == f"{base}_seed-4_desc-convssm"
+    model = Path("out") / folder / fit_files(prefix)["model"]
+    assert parse_fit_name(model) == ("2", label, "4")
+    paths = fit_paths(model)  # a seeded fit finds the run's cleaned series (named without the seed)
+    assert paths["data"] == Path("out") / folder / f"{base}_desc-cleaned_timeseries.tsv"
+    assert paths["metrics"].name == f"{prefix}_metrics.json" and paths["base"] == Path(base)
+
+
+def test_version_is_defined_once_and_printed(capsys):
+    import dsr
+    from dsr.cli import main
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"dsr {dsr.__version__}"
 
 
 def test_refuses_output_inside_bids_dir(tmp_path, config):
@@ -92,7 +109,7 @@ def test_concurrent_status_writers_keep_every_row(tmp_path):
         p.start()
     for p in procs:
         p.join(timeout=120)
-    from dsr.pipelines.participant import read_status
+    from dsr.pipelines.status import read_status
 
     df = read_status(tmp_path)
     assert len(df) == 4 * 25 and set(df.participant_id) == {f"sub-{i}" for i in range(4)}
@@ -101,12 +118,12 @@ def test_concurrent_status_writers_keep_every_row(tmp_path):
 def _add_status_rows(folder: str, i: int) -> None:
     from pathlib import Path
 
-    from dsr.pipelines.participant import _write_status
+    from dsr.pipelines.status import write_status
 
     rows = {}
     for k in range(25):  # one write per finished fit, as the executor does
         rows[(f"sub-{i}", f"run-{k}")] = [f"sub-{i}", f"run-{k}", "ok", "", "h"]
-        _write_status(Path(folder), rows)
+        write_status(Path(folder), rows)
 
 
 def _snapshot(out):

@@ -22,9 +22,28 @@ BASE = "sub-{s}_task-rest_space-MNI152NLin2009cAsym_atlas-Sim"
 
 @pytest.fixture(scope="module")
 def ray_head():
-    """A real single-node Ray cluster with 2 CPUs, shut down after the module."""
+    """A real single-node Ray cluster with 2 CPUs, shut down after the module. Its workers carry a fault
+    injection for these tests: with ``DSR_TEST_KILL_SUBJECT=<label>`` in the driver's environment (the executor
+    passes ``DSR_*`` variables to every task), the worker fitting that subject ends abruptly, like an
+    out-of-memory kill, once the fit has started."""
+
+    def kill_once_started():  # runs in every worker process (defined here: Ray ships it by value)
+        import os
+
+        from dsr.pipelines import fitrun
+
+        start = fitrun.start_fit
+
+        def start_fit(job):
+            pending = start(job)
+            if not isinstance(pending, dict) and os.environ.get("DSR_TEST_KILL_SUBJECT") == job.run.subject:
+                os._exit(137)
+            return pending
+
+        fitrun.start_fit = start_fit
+
     ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20,
-             logging_level="WARNING")
+             logging_level="WARNING", runtime_env={"worker_process_setup_hook": kill_once_started})
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 

@@ -26,8 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dsr.log import user_log
 from dsr.errors import DsrError
+from dsr.log import user_log
 
 log = user_log()
 EXECUTORS = ("local", "ray", "stack")

@@ -1,7 +1,7 @@
 """Fit, evaluate and write one recording given as an array (``dsr fit``; the per-run step of ``participant``).
 
-Layering: this module orchestrates signal → training → analysis → report and is
-the only place that knows the output file names of a single fit.
+Layering: this module orchestrates signal → training → analysis → report; the file names of a fit come
+from :mod:`dsr.io.derivatives`.
 """
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dsr.log import user_log
 from dsr import __version__
 from dsr.analysis.evaluate import evaluate, initial_states
 from dsr.analysis.evaluate_many import evaluate_many
@@ -23,6 +22,8 @@ from dsr.config import DsrConfig, load_config
 from dsr.errors import DsrError, InputError
 from dsr.io.arrays import validate_companion, validate_series
 from dsr.io.atomic import write_json, write_tsv
+from dsr.io.derivatives import fit_files
+from dsr.log import user_log
 from dsr.models.convssm import ConvSSM, ConvSSMSpec
 from dsr.signal.filters import make_filter
 from dsr.training.data import SubjectData, prepare_subject
@@ -213,19 +214,11 @@ def fit_many(xs: list, tr: float, configs: list[DsrConfig], *, device: str = "cp
     return results
 
 
-def output_names(prefix: str = "") -> dict[str, str]:
-    """File names of one fit's outputs."""
-    stems = {"model": "model.safetensors", "metrics": "metrics.json", "generated_obs": "generated-obs.tsv",
-             "generated_latent": "generated-latent.tsv", "curve": "curve.tsv", "figure": "fit.png",
-             "checkpoint": "checkpoint"}
-    return {k: f"{prefix}_{v}" if prefix else v for k, v in stems.items()}
-
-
 def write_outputs(result: FitResult, out_dir: Path, prefix: str = "", source: str | None = None) -> dict:
     """Write model, metrics, generated series, curve and figure; every file atomically."""
     from dsr.report.figures import data_vs_generated
 
-    names = output_names(prefix)
+    names = fit_files(prefix)
     out_dir.mkdir(parents=True, exist_ok=True)
     result.model.save(out_dir / names["model"])
     N, M = result.x_gen.shape[1], result.z_gen.shape[1]
@@ -261,7 +254,7 @@ def fit_to_dir(x, tr: float, out_dir, config: DsrConfig, *, prefix: str = "", nu
     the outputs are written.
     """
     out_dir = Path(out_dir)
-    ck = out_dir / output_names(prefix)["checkpoint"]
+    ck = out_dir / fit_files(prefix)["checkpoint"]
     t0 = time.perf_counter()
     result = fit(x, tr, config, nuisance=nuisance, inputs=inputs, latent_truth=latent_truth, device=device,
                  checkpoint_dir=ck, resume=resume, progress=progress, path=source, standardise=standardise)

@@ -22,13 +22,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dsr.log import user_log
 from dsr import __version__
 from dsr.analysis import group_stats as gs
-from dsr.analysis.attractor import KINDS, FitAnalysis, analyse_fit, fit_paths, read_tsv
+from dsr.analysis.attractor import FEATURE_DOC, KINDS, FitAnalysis, analyse_fit, read_tsv
 from dsr.config import DsrConfig
 from dsr.errors import InputError
 from dsr.io.atomic import atomic_write_text, write_json
+from dsr.io import derivatives as layout
+from dsr.io.derivatives import GROUP_DIR, find_fits, fit_paths, parse_fit_name
+from dsr.log import user_log
 from dsr.pipelines.executors import ExecutorSettings, run_tasks
 from dsr.report import plots
 from dsr.report.html import Report
@@ -41,14 +43,6 @@ GROUP_FIGURES = ("feature distributions", "features vs covariates", "distance ma
 ID_COLUMNS = ("participant_id", "session", "run", "seed", "config_hash")
 
 
-def find_fits(output_dir: Path) -> dict[str, list[Path]]:
-    """Model files of every participant folder, ``{"sub-01": [paths]}`` (folders without fits map to [])."""
-    out = {}
-    for sub in sorted(p for p in output_dir.glob("sub-*") if p.is_dir()):
-        out[sub.name] = sorted(sub.rglob("*_desc-convssm_model.safetensors"))
-    return out
-
-
 def write_table(path: Path, df: pd.DataFrame, description: str, columns: dict | None = None) -> Path:
     """A TSV (n/a for missing) and its JSON sidecar, both atomically."""
     atomic_write_text(path, df.to_csv(sep="\t", index=False, na_rep="n/a", float_format="%.6g"))
@@ -57,30 +51,6 @@ def write_table(path: Path, df: pd.DataFrame, description: str, columns: dict | 
         side.update({k: {"Description": v} for k, v in columns.items() if k in df.columns})
     write_json(path.with_suffix(".json"), side)
     return path
-
-
-FEATURE_DOC = {
-    "lyapunov_max": "maximal Lyapunov exponent (1/s)", "lyapunov_sum": "sum of the Lyapunov spectrum (1/s)",
-    "kaplan_yorke_dim": "Kaplan-Yorke dimension", "attractor_kind": "0 fixed point, 1 cycle, 2 quasi-periodic, "
-    "3 chaotic, 4 divergent", "cycle_period": "period of a cycle (steps), 1 for a fixed point",
-    "fp_count": "fixed points found (SCYFI)", "fp_stable_count": "stable fixed points",
-    "fp_min_spectral_radius": "smallest spectral radius over fixed points", "cycle2_count": "2-cycles found",
-    "dstsp": "D_stsp of generated vs own data", "dh": "D_H of generated vs own data",
-    "peak_freq_hz": "median peak frequency of the long orbit through the decoder (Hz)",
-    "autocorr_time_s": "median autocorrelation time (1/e) of the long orbit through the decoder (s)",
-    "gen_peak_freq_hz": "median peak frequency of the saved generated series (Hz)",
-    "gen_autocorr_time_s": "median autocorrelation time of the saved generated series (s)",
-    "data_peak_freq_hz": "median peak frequency of the data (Hz)",
-    "data_autocorr_time_s": "median autocorrelation time of the data (s)",
-    "latent_amplitude": "mean standard deviation of the latent orbit", "n_fits": "fits averaged"}
-
-
-def _entities(path: Path, sub: str) -> tuple[str, str, str]:
-    """Session, run label (without sub- and seed-) and seed of a fit's file name."""
-    name = path.name.split("_desc-")[0]
-    ents = dict(e.split("-", 1) for e in name.split("_") if "-" in e)
-    run = "_".join(p for p in name.split("_") if not p.startswith(("sub-", "seed-")))
-    return ents.get("ses", ""), run, ents.get("seed", "")
 
 
 def fit_config(model_path: Path) -> DsrConfig:
@@ -102,7 +72,7 @@ def analyse_subject(sub: str, fits: list[Path], config: DsrConfig | None = None)
         own = json.loads(fit_paths(path)["metrics"].read_text()).get("lyapunov_max_per_second")
         if isinstance(own, (int, float)):
             res.features["lyapunov_max"] = float(own)
-        ses, run, seed = _entities(path, sub)
+        ses, run, seed = parse_fit_name(path)
         row = {"participant_id": sub, "session": ses, "run": run, "seed": seed, "config_hash": cfg.hash(),
                **res.features}
         out.append((row, res))
@@ -268,7 +238,7 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
             skipped += 1
     if not done:
         raise InputError("no participant folder could be analysed", output_dir)
-    gdir = output_dir / "group"
+    gdir = output_dir / GROUP_DIR
     runs = pd.DataFrame([row for items in done.values() for row, _ in items])
     feats = _numeric_cols(runs, ID_COLUMNS)
     write_table(gdir / "runs.tsv", runs, "Dynamics features of every fit", FEATURE_DOC)
@@ -313,8 +283,8 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
                                                       "mds2": coords[:, 1]}), "Classical MDS of D_stsp")
     if reports:
         for sub, items in done.items():
-            subject_report(sub, items, output_dir / f"{sub}.html")
-        group_report(table, feats, stats, icc, dist, coords, covariates, output_dir / "group.html")
+            subject_report(sub, items, layout.subject_report(output_dir, sub))
+        group_report(table, feats, stats, icc, dist, coords, covariates, output_dir / layout.GROUP_REPORT)
     kinds = runs["attractor_kind"].map(lambda k: KINDS[int(k)] if np.isfinite(k) else "n/a").value_counts()
     log.info("group: %d participant(s) analysed, %d skipped; attractors: %s; outputs in %s", len(done), skipped,
              ", ".join(f"{k} {v}" for k, v in kinds.items()), gdir)

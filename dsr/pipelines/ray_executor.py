@@ -6,11 +6,13 @@ set per task, so the task's device is ``cuda``). Workers are started by the clus
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 
-from dsr.log import user_log
 from dsr.errors import DsrError
-from dsr.pipelines.executors import ExecutorSettings, OnResult, Task, _apply_env, _dsr_env, limit_threads, uses_gpus
+from dsr.log import user_log
+from dsr.pipelines.executors import (ExecutorSettings, OnResult, Task, _apply_env, _dsr_env, limit_threads,
+                                     uses_gpus)
 
 log = user_log()
 
@@ -22,26 +24,35 @@ def _ray_task(fn: Task, job, env: dict[str, str], use_gpu: bool, threads: int = 
 
     limit_threads(threads)
     _apply_env(env)
-    if isinstance(job, tuple):  # shared parts of the jobs were put in the object store once
-        job = tuple(ray.get(x) if isinstance(x, ray.ObjectRef) else x for x in job)
+    if dataclasses.is_dataclass(job):  # shared parts of the jobs were put in the object store once
+        job = dataclasses.replace(job, **{f.name: ray.get(getattr(job, f.name)) for f in dataclasses.fields(job)
+                                          if isinstance(getattr(job, f.name), ray.ObjectRef)})
     return fn(job, "cuda" if use_gpu else "cpu")
 
 
 def _share(ray, jobs: list) -> list:
-    """Put objects that several tuple jobs hold (atlas, settings, …) in the object store once."""
-    if not all(isinstance(j, tuple) for j in jobs) or len(jobs) < 2:
+    """Put objects that several dataclass jobs hold (atlas, settings, …) in the object store once."""
+    if len(jobs) < 2 or not all(dataclasses.is_dataclass(j) for j in jobs):
         return jobs
+    names = [f.name for f in dataclasses.fields(jobs[0])]
     seen: dict[int, int] = {}
     for job in jobs:
-        for x in job:
+        for name in names:
+            x = getattr(job, name)
             if not isinstance(x, (str, int, float, type(None))):
                 seen[id(x)] = seen.get(id(x), 0) + 1
-    refs = {}
+    refs: dict[int, object] = {}
+    out = []
     for job in jobs:
-        for x in job:
-            if seen.get(id(x), 0) > 1 and id(x) not in refs:
-                refs[id(x)] = ray.put(x)
-    return [tuple(refs.get(id(x), x) for x in job) for job in jobs]
+        shared = {}
+        for name in names:
+            x = getattr(job, name)
+            if seen.get(id(x), 0) > 1:
+                if id(x) not in refs:
+                    refs[id(x)] = ray.put(x)
+                shared[name] = refs[id(x)]
+        out.append(dataclasses.replace(job, **shared))
+    return out
 
 
 def check_reachable(address: str, timeout: float = 10.0) -> None:
@@ -89,7 +100,8 @@ def run_ray(fn: Task, jobs: list, settings: ExecutorSettings, on_result: OnResul
         use_gpu = uses_gpus(settings.device) and n_gpus > 0
         if settings.device.startswith("cuda") and not use_gpu:
             raise DsrError(f"--device {settings.device}: the Ray cluster has no GPU (use --device cpu or auto)")
-        task = ray.remote(_ray_task).options(num_cpus=settings.threads, num_gpus=1.0 / settings.fits_per_gpu if use_gpu else 0,
+        gpus = 1.0 / settings.fits_per_gpu if use_gpu else 0
+        task = ray.remote(_ray_task).options(num_cpus=settings.threads, num_gpus=gpus,
                                              max_retries=settings.max_retries, retry_exceptions=False)
         log.info("ray executor: %d fit(s) on a cluster of %s CPU(s), %d GPU(s)%s", len(jobs),
                  int(ray.cluster_resources().get("CPU", 0)), n_gpus,
