@@ -136,30 +136,33 @@ def probe(job, device: str) -> dict:
             "omp": os.environ.get("OMP_NUM_THREADS"), "visible": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
-def run_tasks(fn: Task, jobs: Sequence, settings: ExecutorSettings, on_result: OnResult) -> None:
-    """Run ``fn(job, device)`` for every job with the chosen executor; ``on_result(i, result)`` per job."""
+def run_tasks(fn: Task, jobs: Sequence, settings: ExecutorSettings, on_result: OnResult, what: str = "fits") -> None:
+    """Run ``fn(job, device)`` for every job with the chosen executor; ``on_result(i, result)`` per job
+    (``what`` the jobs are, in the progress lines)."""
     if not jobs:
         return
     if settings.kind == "ray":
         from dsr.pipelines.ray_executor import run_ray
 
-        run_ray(fn, list(jobs), settings, _Progress(len(jobs), on_result))
+        run_ray(fn, list(jobs), settings, _Progress(len(jobs), on_result, what))
     else:
-        _run_local(fn, list(jobs), settings, _Progress(len(jobs), on_result))
+        _run_local(fn, list(jobs), settings, _Progress(len(jobs), on_result, what))
 
 
 class _Progress:
     """Counts results and logs a progress line every few of them."""
 
-    def __init__(self, total: int, on_result: OnResult):
+    def __init__(self, total: int, on_result: OnResult, what: str = "fits"):
         self.total, self.done, self.on_result, self.t0 = total, 0, on_result, time.perf_counter()
+        self.what = what
         self.every = max(1, total // 20)
 
     def __call__(self, i: int, res: dict) -> None:
         self.done += 1
         self.on_result(i, res)
         if self.total > 1 and (self.done % self.every == 0 or self.done == self.total):
-            log.info("progress: %d/%d fits done (%.0f s)", self.done, self.total, time.perf_counter() - self.t0)
+            log.info("progress: %d/%d %s done (%.0f s)", self.done, self.total, self.what,
+                     time.perf_counter() - self.t0)
 
 
 def _dsr_env() -> dict[str, str]:

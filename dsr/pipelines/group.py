@@ -229,7 +229,8 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
     done, skipped = {}, 0
     jobs = [(sub, paths, config) for sub, paths in fits.items()]
     results: dict[int, dict] = {}
-    run_tasks(_analyse_task, jobs, ExecutorSettings(nprocs=nprocs, threads=threads), results.__setitem__)
+    run_tasks(_analyse_task, jobs, ExecutorSettings(nprocs=nprocs, threads=threads), results.__setitem__,
+              "participants")
     for i, (sub, _, _) in enumerate(jobs):
         if results[i]["status"] == "ok":
             done[sub] = results[i]["items"]
