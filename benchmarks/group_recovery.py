@@ -60,7 +60,7 @@ def main(argv=None) -> int:
         make_dataset(bids_dir, n_subjects=args.subjects, seed=args.seed, n_volumes=args.volumes, tr=args.tr,
                      n_regions=args.regions, system=args.system, shape=(10, 10, 10))
     run_participant(bids_dir, out, participant_labels=None, task=None, session=None, space=None, atlas=None,
-                    config=cfg, device="cpu", confounds=None, n_jobs=args.n_jobs)
+                    config=cfg, device="cpu", confounds=None, nprocs=args.n_jobs)
     run_group(bids_dir, out, config=cfg)
     table = pd.read_csv(out / "group" / "features.tsv", sep="\t")
     pname = "forcing" if args.system == "lorenz96" else "coupling"

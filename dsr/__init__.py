@@ -1,6 +1,6 @@
 """dsr: dynamical systems reconstruction from neuroimaging data (convSSM + generalized teacher forcing)."""
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it)
 
 
 def fit(x, tr, config=None, **kwargs):

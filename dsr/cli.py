@@ -4,8 +4,10 @@
             [--nuisance FILE] [--inputs FILE] [--latent-truth FILE] [--resume]
     dsr BIDS_DIR OUTPUT_DIR participant [--participant-label 01 02 ...] [--config ...] [--atlas ...]
     dsr BIDS_DIR OUTPUT_DIR group
+    dsr --version
     dsr BIDS_DIR OUTPUT_DIR sweep --sweep FILE_OR_NAME [--participant-label ...]
-    participant and sweep: [--executor local|ray] [--ray-address ADDR] [--device cuda] [--fits-per-gpu K]
+    participant and sweep: [--executor local|ray|stack] [--ray-address ADDR] [--device cuda] [--fits-per-gpu K]
+    every level: [--nprocs N] (worker processes) [--omp-nthreads N] (threads per process, default 1)
     participant: [--stack] (all runs x seeds trained as one stacked model)
 
 Every user error is one line on stderr (``dsr: error: ...``) and a non-zero exit.
@@ -13,11 +15,11 @@ Every user error is one line on stderr (``dsr: error: ...``) and a non-zero exit
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 from dsr.errors import DsrError
+from dsr.log import user_log
 
 EXIT_USAGE, EXIT_ERROR = 2, 1
 
@@ -34,6 +36,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed (overrides the config)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--epochs", type=int, default=None, help="override the number of training epochs")
+    p.add_argument("--omp-nthreads", type=int, default=1, metavar="N",
+                   help="compute threads of every process that fits or analyses (torch, OpenMP, BLAS; default 1)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -66,13 +70,14 @@ def bids_parser() -> argparse.ArgumentParser:
     p.add_argument("--atlas", default=None, help="labels/maps atlas NIfTI, or coordinates by name (power, "
                                                  "dosenbach, seitzman)")
     p.add_argument("--confounds", default=None, help="confound strategy, e.g. motion6, motion24+wmcsf")
-    p.add_argument("--n-jobs", type=int, default=1)
+    p.add_argument("--nprocs", "--n-jobs", dest="nprocs", type=int, default=1, metavar="N",
+                   help="worker processes on the CPU (participant, sweep, group; with --stack: stack shards)")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="participant: fit every run once per seed (the group level reports mean and spread)")
     p.add_argument("--sweep", default=None, help="sweep level: a sweep TOML file, or a name from configs/sweeps "
                                                  "(alpha_lr, random_small)")
-    p.add_argument("--executor", choices=["local", "ray"], default="local",
-                   help="local processes/GPUs (default) or tasks on a Ray cluster")
+    p.add_argument("--executor", choices=["local", "ray", "stack"], default="local",
+                   help="local processes/GPUs (default), tasks on a Ray cluster, or stacked models (= --stack)")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (auto, HOST:6379, ray://HOST:10001); "
                                                        "default: start a local Ray cluster")
     p.add_argument("--fits-per-gpu", type=int, default=1, help="fits sharing one GPU (with --device cuda or auto)")
@@ -100,8 +105,13 @@ def run_fit(args) -> int:
     from dsr.pipelines.fit_array import fit_to_dir, resolve_device
     from dsr.training.loop import log_progress
 
+    from dsr.pipelines.executors import limit_threads
+
     cfg = _load_cfg(args)
     resolve_device(args.device)
+    if args.omp_nthreads < 1:
+        raise DsrError("--omp-nthreads must be >= 1")
+    limit_threads(args.omp_nthreads)
     x, tr = _load_recording(Path(args.file), args.tr, cfg)
     extra = {}
     for key, what in (("nuisance", "nuisance regressors"), ("inputs", "external inputs"),
@@ -146,13 +156,16 @@ def run_bids(args) -> int:
 
         return run_participant(Path(args.bids_dir), Path(args.output_dir), participant_labels=args.participant_label,
                                task=args.task, session=args.session, space=args.space, atlas=args.atlas,
-                               config=cfg, device=args.device, confounds=args.confounds, n_jobs=args.n_jobs,
+                               config=cfg, device=args.device, confounds=args.confounds, nprocs=args.nprocs,
                                seeds=args.seeds, executor=args.executor, ray_address=args.ray_address,
                                fits_per_gpu=args.fits_per_gpu, max_retries=args.max_retries,
-                               stack=args.stack)
+                               stack=args.stack, threads=args.omp_nthreads)
     from dsr.pipelines.group import run_group
 
-    return run_group(Path(args.bids_dir), Path(args.output_dir), config=cfg)
+    # the group level analyses every fit with its own config unless --config names one
+    return run_group(Path(args.bids_dir), Path(args.output_dir), config=cfg if args.config else None,
+                     nprocs=args.nprocs,
+                     threads=args.omp_nthreads)
 
 
 def run_sweep_level(args) -> int:
@@ -171,31 +184,22 @@ def run_sweep_level(args) -> int:
     if args.epochs is not None:  # the command line wins over the file's [fixed]
         spec = dataclasses.replace(spec, fixed={**spec.fixed, "train.epochs": args.epochs})
     base = load_config(args.config) if args.config is not None else None
-    ex = ExecutorSettings(kind=args.executor, device=args.device, n_jobs=args.n_jobs, fits_per_gpu=args.fits_per_gpu,
-                          ray_address=args.ray_address, max_retries=args.max_retries)
+    ex = ExecutorSettings(kind=args.executor, device=args.device, nprocs=args.nprocs, threads=args.omp_nthreads,
+                          fits_per_gpu=args.fits_per_gpu, ray_address=args.ray_address, max_retries=args.max_retries)
     return run_sweep(Path(args.bids_dir), Path(args.output_dir), spec, executor=ex,
                      participant_labels=args.participant_label, task=args.task, session=args.session,
                      space=args.space, atlas=args.atlas, confounds=args.confounds, base=base)
 
 
-class _StderrHandler(logging.Handler):
-    """Log lines to whatever ``sys.stderr`` is at the time (tests swap it)."""
-
-    def emit(self, record):
-        print(f"dsr: {record.getMessage()}", file=sys.stderr)
-
-
-def _setup_logging() -> None:
-    logger = logging.getLogger("dsr")
-    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        logger.addHandler(_StderrHandler())
-    logger.setLevel(logging.INFO)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dsr`` console script."""
     argv = sys.argv[1:] if argv is None else argv
-    _setup_logging()
+    if argv[:1] in (["--version"], ["-V"]):
+        from dsr import __version__
+
+        print(f"dsr {__version__}")
+        return 0
+    user_log()
     is_fit = bool(argv) and argv[0] == "fit"
     parser = fit_parser() if is_fit else bids_parser()
     args = parser.parse_args(argv[1:] if is_fit else argv)

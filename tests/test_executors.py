@@ -16,12 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
     (2, 1, "cuda", 10, ["cuda:0", "cuda:1"]),
     (2, 3, "auto", 10, ["cuda:0", "cuda:1"] * 3),
     (4, 2, "cuda", 3, ["cuda:0", "cuda:1", "cuda:2"]),  # no more workers than tasks
-    (0, 2, "auto", 10, ["cpu"] * 3),  # auto without CUDA: n_jobs CPU processes
+    (0, 2, "auto", 10, ["cpu"] * 3),  # auto without CUDA: nprocs CPU processes
     (2, 2, "cuda:1", 10, ["cuda:1"] * 3),  # one named GPU: every fit there
     (2, 2, "cpu", 10, ["cpu"] * 3),
 ])
 def test_slot_devices_spread_round_robin(n_gpus, per_gpu, device, n_tasks, expected):
-    ex = ExecutorSettings(device=device, n_jobs=3, fits_per_gpu=per_gpu, n_gpus=n_gpus)
+    ex = ExecutorSettings(device=device, nprocs=3, fits_per_gpu=per_gpu, n_gpus=n_gpus)
     assert slot_devices(ex, n_tasks) == expected
 
 
@@ -53,7 +53,7 @@ def test_local_pool_pins_each_worker_to_one_gpu(caplog):
 
 def test_serial_run_in_process():
     out = []
-    run_tasks(probe, ["a", "b"], ExecutorSettings(device="cpu", n_jobs=1), lambda i, r: out.append((i, r["device"])))
+    run_tasks(probe, ["a", "b"], ExecutorSettings(device="cpu", nprocs=1), lambda i, r: out.append((i, r["device"])))
     assert out == [(0, "cpu"), (1, "cpu")]
 
 
@@ -122,3 +122,46 @@ def test_unreachable_ray_address_is_one_line_before_anything_is_written(tmp_path
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"dsr: error: --ray-address 127.0.0.1:{port}: no Ray cluster")
     assert not out.exists()
+
+
+def test_stack_shards_one_per_gpu():
+    from dsr.pipelines.stack import shard, stack_devices
+
+    assert stack_devices(ExecutorSettings(device="cuda", fits_per_gpu=4, n_gpus=2), 100) == ["cuda:0", "cuda:1"]
+    assert stack_devices(ExecutorSettings(device="auto", n_gpus=3), 2) == ["cuda:0", "cuda:1"]
+    assert stack_devices(ExecutorSettings(device="cuda:1", n_gpus=2), 100) == ["cuda:1"]
+    assert stack_devices(ExecutorSettings(device="cpu", nprocs=2, n_gpus=2), 100) == ["cpu", "cpu"]
+    parts = shard(list(range(51 * 20)), 2)
+    assert [len(p) for p in parts] == [510, 510] and sum(parts, []) == list(range(1020))
+    assert [len(p) for p in shard(list(range(5)), 3)] == [2, 2, 1] and shard([1], 4) == [[1]]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_every_worker_uses_the_threads_it_is_given(threads):
+    """Two CPU worker processes: each computes on ``threads`` torch threads and passes the count on to
+    OpenMP/BLAS through the environment."""
+    import torch
+
+    before = torch.get_num_threads()
+    results = {}
+    run_tasks(probe, list(range(4)), ExecutorSettings(device="cpu", nprocs=2, threads=threads),
+              results.__setitem__)
+    import os
+
+    assert 1 <= len({r["pid"] for r in results.values()}) <= 2 and os.getpid() not in {r["pid"] for r in results.values()}
+    assert all(r["threads"] == threads and r["omp"] == str(threads) for r in results.values())
+    run_tasks(probe, [0], ExecutorSettings(device="cpu", threads=threads), results.__setitem__)  # in process
+    assert results[0]["threads"] == threads and torch.get_num_threads() == threads
+    torch.set_num_threads(before)
+
+
+def test_nprocs_and_threads_options():
+    from dsr.cli import bids_parser, fit_parser
+
+    args = bids_parser().parse_args(["ds", "out", "participant", "--n-jobs", "3", "--omp-nthreads", "2"])
+    assert (args.nprocs, args.omp_nthreads) == (3, 2)
+    args = bids_parser().parse_args(["ds", "out", "group", "--nprocs", "2"])
+    assert (args.nprocs, args.omp_nthreads) == (2, 1)
+    assert fit_parser().parse_args(["x.npy", "--out", "o"]).omp_nthreads == 1
+    with pytest.raises(DsrError, match="omp-nthreads"):
+        ExecutorSettings(threads=0)

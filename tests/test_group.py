@@ -95,3 +95,22 @@ def test_group_skips_a_bad_subject_folder(fitted, tmp_path, capsys):
 def test_group_without_fits(tmp_path):
     with pytest.raises(InputError, match="participant level"):
         run_group(tmp_path, tmp_path / "empty")
+
+
+def test_group_uses_each_fits_own_settings(fitted):
+    """Without a config, every fit is analysed with the eval settings it was fitted with (read from its
+    files), its lambda_max is the one in its metrics.json, and its config hash is reported."""
+    import json
+
+    from dsr.pipelines.group import analyse_subject, find_fits
+
+    _, out, cfg = fitted
+    paths = find_fits(out)["sub-01"]
+    items = analyse_subject("sub-01", paths)
+    for path, (row, res) in zip(paths, items):
+        metrics = json.loads(path.with_name(path.name.replace("_model.safetensors", "_metrics.json")).read_text())
+        assert res.orbit.shape[0] == cfg.eval.lyap_steps  # the fit's own eval settings (100), not a preset's
+        assert row["lyapunov_max"] == metrics["lyapunov_max_per_second"]
+        assert row["config_hash"] == metrics["config_hash"]
+    other = cfg.replace(eval={"lyap_steps": 50})
+    assert analyse_subject("sub-01", paths, other)[0][1].orbit.shape[0] == 50  # an explicit config wins

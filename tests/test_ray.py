@@ -22,9 +22,28 @@ BASE = "sub-{s}_task-rest_space-MNI152NLin2009cAsym_atlas-Sim"
 
 @pytest.fixture(scope="module")
 def ray_head():
-    """A real single-node Ray cluster with 2 CPUs, shut down after the module."""
+    """A real single-node Ray cluster with 2 CPUs, shut down after the module. Its workers carry a fault
+    injection for these tests: with ``DSR_TEST_KILL_SUBJECT=<label>`` in the driver's environment (the executor
+    passes ``DSR_*`` variables to every task), the worker fitting that subject ends abruptly, like an
+    out-of-memory kill, once the fit has started."""
+
+    def kill_once_started():  # runs in every worker process (defined here: Ray ships it by value)
+        import os
+
+        from dsr.pipelines import fitrun
+
+        start = fitrun.start_fit
+
+        def start_fit(job):
+            pending = start(job)
+            if not isinstance(pending, dict) and os.environ.get("DSR_TEST_KILL_SUBJECT") == job.run.subject:
+                os._exit(137)
+            return pending
+
+        fitrun.start_fit = start_fit
+
     ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20,
-             logging_level="WARNING")
+             logging_level="WARNING", runtime_env={"worker_process_setup_hook": kill_once_started})
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
@@ -77,7 +96,7 @@ def _status(out: Path) -> pd.DataFrame:
 
 def test_participant_level_on_ray_equals_local(tmp_path, dataset, config, ray_head):
     seeds = [0, 1]
-    assert _participant(dataset, tmp_path / "local", config, n_jobs=2, seeds=seeds) == 0
+    assert _participant(dataset, tmp_path / "local", config, nprocs=2, seeds=seeds) == 0
     assert _participant(dataset, tmp_path / "ray", config, executor="ray", ray_address=ray_head, seeds=seeds) == 0
     for s in SUBJECTS:
         for sd in seeds:
@@ -90,7 +109,7 @@ def test_sweep_on_ray_equals_local(tmp_path, dataset, config, ray_head):
     spec = SweepSpec(name="tiny", base="quick", seeds=[0], metric="dstsp_test", grid={"train.alpha": [0.05, 0.3]})
     results = {}
     for kind in ("local", "ray"):
-        ex = ExecutorSettings(kind=kind, n_jobs=2, ray_address=ray_head if kind == "ray" else None)
+        ex = ExecutorSettings(kind=kind, nprocs=2, ray_address=ray_head if kind == "ray" else None)
         assert run_sweep(dataset, tmp_path / kind, spec, executor=ex, base=config) == 0
         summary = tmp_path / kind / "sweep" / "tiny"
         results[kind] = pd.read_csv(summary / "results.tsv", sep="\t")

@@ -40,6 +40,7 @@ def _run(bids_dir, out, config, **kw):
 def test_stacked_fits_equal_fits_alone(tmp_path, dataset, config, capsys):
     assert _run(dataset, tmp_path / "alone", config) == 1  # sub-03 is corrupt
     assert _run(dataset, tmp_path / "stacked", config, stack=True) == 1
+    assert _run(dataset, tmp_path / "sharded", config, stack=True, nprocs=2) == 1  # two stacks, two processes
     err = capsys.readouterr().err
     assert "Traceback" not in err and "sub-03" in err
     status = pd.read_csv(tmp_path / "stacked" / "status.tsv", sep="\t", keep_default_na=False)
@@ -47,18 +48,20 @@ def test_stacked_fits_equal_fits_alone(tmp_path, dataset, config, capsys):
     for s in ("01", "02", "04"):
         for k in (0, 1):
             files = {}
-            for kind in ("alone", "stacked"):
+            for kind in ("alone", "stacked", "sharded"):
                 func = tmp_path / kind / f"sub-{s}" / "func"
                 files[kind] = (json.loads((func / f"{STEM.format(s=s, k=k)}_metrics.json").read_text()),
                                load_file(func / f"{STEM.format(s=s, k=k)}_model.safetensors"))
                 assert (func / f"{STEM.format(s=s, k=k)}_provenance.json").is_file()
-            (ma, pa), (mb, pb) = files["alone"], files["stacked"]
-            assert mb["stacked_with"] == 6 and mb["seed"] == ma["seed"] == k
-            for key, v in ma.items():
-                if isinstance(v, float) and not key.endswith("seconds"):
-                    assert mb[key] == pytest.approx(v, rel=1e-5, abs=1e-7), key
-            for name, v in pa.items():
-                np.testing.assert_allclose(pb[name], v, rtol=1e-5, atol=1e-6)
+            (ma, pa) = files["alone"]
+            assert files["stacked"][0]["stacked_with"] == 6 and files["sharded"][0]["stacked_with"] == 3
+            for mb, pb in (files["stacked"], files["sharded"]):
+                assert mb["seed"] == ma["seed"] == k
+                for key, v in ma.items():
+                    if isinstance(v, float) and not key.endswith("seconds"):
+                        assert mb[key] == pytest.approx(v, rel=1e-5, abs=1e-7), key
+                for name, v in pa.items():
+                    np.testing.assert_allclose(pb[name], v, rtol=1e-5, atol=1e-6)
 
 
 def test_stack_rerun_skips_and_cli_flag(tmp_path, dataset, config, capsys):
@@ -71,11 +74,14 @@ def test_stack_rerun_skips_and_cli_flag(tmp_path, dataset, config, capsys):
                         'lyap_transient = 10\nlyap_orbits = 1\n')
     rc = main([str(dataset), str(out), "participant", "--participant-label", "01", "--stack", "--seeds", "0", "1",
                "--config", str(cfg_file)])
-    assert rc == 0  # another config: refitted, not skipped
-    assert metrics.stat().st_mtime_ns != before
-    before = metrics.stat().st_mtime_ns
-    assert main([str(dataset), str(out), "participant", "--participant-label", "01", "--stack", "--seeds", "0", "1",
-                 "--config", str(cfg_file)]) == 0
-    assert metrics.stat().st_mtime_ns == before  # same config: skipped
+    assert rc == 1 and "a finished fit was made with config" in capsys.readouterr().err  # another config: refused
+    assert metrics.stat().st_mtime_ns == before
+    assert main([str(dataset), str(out / "other"), "participant", "--participant-label", "01", "--stack",
+                 "--seeds", "0", "1", "--config", str(cfg_file)]) == 0  # ... fitted in another folder
+    other = out / "other" / "sub-01" / "func" / metrics.name
+    before = other.stat().st_mtime_ns
+    assert main([str(dataset), str(out / "other"), "participant", "--participant-label", "01", "--stack",
+                 "--seeds", "0", "1", "--config", str(cfg_file)]) == 0
+    assert other.stat().st_mtime_ns == before  # same config: skipped
     assert main([str(dataset), str(out), "participant", "--stack", "--executor", "ray"]) != 0
     assert "--stack" in capsys.readouterr().err

@@ -25,9 +25,26 @@ import torch
 from dsr.analysis.fixed_points import Cycle, model_cycles, summarise
 from dsr.analysis.lyapunov import kaplan_yorke_dimension, lyapunov_spectrum
 from dsr.analysis.spectrum import peak_frequencies
+from dsr.io.derivatives import fit_paths
 from dsr.models.convssm import ConvSSM
 
 KINDS = ("fixed_point", "cycle", "quasi_periodic", "chaotic", "divergent")
+# What each feature of :func:`analyse_fit` and of the group tables is.
+FEATURE_DOC = {
+    "lyapunov_max": "maximal Lyapunov exponent (1/s; the group level takes the fit's own, from metrics.json)",
+    "lyapunov_sum": "sum of the Lyapunov spectrum (1/s)",
+    "kaplan_yorke_dim": "Kaplan-Yorke dimension", "attractor_kind": "0 fixed point, 1 cycle, 2 quasi-periodic, "
+    "3 chaotic, 4 divergent", "cycle_period": "period of a cycle (steps), 1 for a fixed point",
+    "fp_count": "fixed points found (SCYFI)", "fp_stable_count": "stable fixed points",
+    "fp_min_spectral_radius": "smallest spectral radius over fixed points", "cycle2_count": "2-cycles found",
+    "dstsp": "D_stsp of generated vs own data", "dh": "D_H of generated vs own data",
+    "peak_freq_hz": "median peak frequency of the long orbit through the decoder (Hz)",
+    "autocorr_time_s": "median autocorrelation time (1/e) of the long orbit through the decoder (s)",
+    "gen_peak_freq_hz": "median peak frequency of the saved generated series (Hz)",
+    "gen_autocorr_time_s": "median autocorrelation time of the saved generated series (s)",
+    "data_peak_freq_hz": "median peak frequency of the data (Hz)",
+    "data_autocorr_time_s": "median autocorrelation time of the data (s)",
+    "latent_amplitude": "mean standard deviation of the latent orbit", "n_fits": "fits averaged"}
 PWL_MODELS = ("PLRNN", "mcPLRNN", "shPLRNN", "cshPLRNN", "dendPLRNN", "clipped_dendPLRNN")
 
 
@@ -111,6 +128,7 @@ def _long_run_statistics(model: ConvSSM, orbit: np.ndarray, tr: float) -> dict:
             "autocorr_time_s": float(np.nanmedian(autocorrelation_time(x, tr)))}
 
 
+
 @dataclass
 class FitAnalysis:
     """Features of one fitted model and the arrays its report shows."""
@@ -123,19 +141,6 @@ class FitAnalysis:
     kind: str = ""
     tr: float = 1.0
     paths: dict = field(default_factory=dict)
-
-
-def fit_paths(model_path: str | Path) -> dict[str, Path]:
-    """The files of one fit, from its ``*_desc-convssm_model.safetensors``."""
-    model_path = Path(model_path)
-    prefix = model_path.name[: -len("_model.safetensors")]
-    base = prefix.rsplit("_desc-", 1)[0]
-    d = model_path.parent
-    return {"model": model_path, "metrics": d / f"{prefix}_metrics.json", "curve": d / f"{prefix}_curve.tsv",
-            "generated_obs": d / f"{prefix}_generated-obs.tsv",
-            "generated_latent": d / f"{prefix}_generated-latent.tsv",
-            "data": d / f"{base}_desc-cleaned_timeseries.tsv", "data_json": d / f"{base}_desc-cleaned_timeseries.json",
-            "base": Path(base)}
 
 
 def read_tsv(path: Path) -> np.ndarray:

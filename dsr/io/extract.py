@@ -177,6 +177,23 @@ def _inputs(run: bids.BoldRun, atlas: nifti.Atlas) -> list[Path]:
     return files + [p for p in (run.confounds, run.events) if p is not None]
 
 
+def _spec_and_key(run: bids.BoldRun, atlas: nifti.Atlas, settings: ExtractionSettings, atlas_spec: str | None):
+    spec = {"extraction": settings.to_dict(), "atlas": atlas_spec or atlas.name, "atlas_kind": atlas.kind,
+            "strategy": _resolve_strategy(run, settings), "format": 1}
+    try:
+        prints = series_cache.fingerprint(_inputs(run, atlas), settings.fingerprint)
+    except OSError as exc:
+        raise InputError(f"cannot read an input file ({exc})", run.bold) from None
+    return spec, series_cache.cache_key(spec, prints)
+
+
+def series_key(run: bids.BoldRun, atlas: nifti.Atlas, settings: ExtractionSettings | None,
+               atlas_spec: str | None = None) -> str:
+    """The cache key :func:`extract_run_cached` gives this run's tables (inputs' fingerprints + settings),
+    computed without extracting or writing anything."""
+    return _spec_and_key(run, atlas, settings or ExtractionSettings(), atlas_spec)[1]
+
+
 def extract_run_cached(run: bids.BoldRun, atlas: nifti.Atlas, settings: ExtractionSettings | None,
                        folder: str | Path, base: str, *, filter_config=None,
                        atlas_spec: str | None = None) -> RunSeries:
@@ -186,13 +203,7 @@ def extract_run_cached(run: bids.BoldRun, atlas: nifti.Atlas, settings: Extracti
     with a JSON sidecar carrying the settings hash and the cache key.
     """
     settings = settings or ExtractionSettings()
-    spec = {"extraction": settings.to_dict(), "atlas": atlas_spec or atlas.name, "atlas_kind": atlas.kind,
-            "strategy": _resolve_strategy(run, settings), "format": 1}
-    try:
-        prints = series_cache.fingerprint(_inputs(run, atlas), settings.fingerprint)
-    except OSError as exc:
-        raise InputError(f"cannot read an input file ({exc})", run.bold) from None
-    key = series_cache.cache_key(spec, prints)
+    spec, key = _spec_and_key(run, atlas, settings, atlas_spec)
     hit = series_cache.load_series(folder, base, key)
     if hit is not None:
         return _from_cache(hit, run, filter_config, cached=True)

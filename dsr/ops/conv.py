@@ -17,5 +17,6 @@ def causal_conv(z: torch.Tensor, h: torch.Tensor, mode: str = "valid", method: s
     """Causal convolution (..., T, M) → (..., T−K+1 or T, M); see :func:`causal_conv_ref` for the contract."""
     if z.is_cuda and method == "auto" and (kernel := kernel_module("conv_triton")) is not None \
             and kernel.supported(z, h, mode):
-        return kernel.causal_conv_triton(z, h, mode)
+        with torch.cuda.device(z.device):  # launch on the tensors' GPU, not the current one
+            return kernel.causal_conv_triton(z, h, mode)
     return causal_conv_ref(z, h, mode=mode, method=method)

@@ -123,7 +123,8 @@ def gtf_rollout(step: StepFn, z0, a, ad, inputs=None, model_kind: str | None = N
         clipped = model_kind == "cshPLRNN"
         if z0.is_cuda and inputs is None and (kernel := _triton_kernel()) is not None \
                 and kernel.supported(params, z0, a, inputs, ad) and kernel.fits_one_tile(*params["W1"].shape[1:]):
-            return kernel.gtf_rollout_triton(params, z0, a, ad, None, clipped=clipped, forced=forced)
+            with torch.cuda.device(z0.device):  # launch on the tensors' GPU, not the current one
+                return kernel.gtf_rollout_triton(params, z0, a, ad, None, clipped=clipped, forced=forced)
         from dsr.ops.gtf_shallow import gtf_rollout_shallow
 
         return gtf_rollout_shallow(params, z0, a, ad, inputs, clipped=clipped, forced=forced)

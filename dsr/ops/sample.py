@@ -91,5 +91,6 @@ def gather_noisy_ref(src: torch.Tensor, starts: torch.Tensor, T1: int, key1: tor
 def gather_noisy(src, starts, T1, key1, key2, sigma):
     """Dispatch: the Triton kernel for float32 CUDA tensors, the twin otherwise (same result)."""
     if src.is_cuda and src.dtype == torch.float32 and (k := kernel_module("sample_triton")) is not None:
-        return k.gather_noisy_triton(src, starts, T1, key1, key2, sigma)
+        with torch.cuda.device(src.device):  # launch on the tensors' GPU, not the current one
+            return k.gather_noisy_triton(src, starts, T1, key1, key2, sigma)
     return gather_noisy_ref(src, starts, T1, key1, key2, sigma)

@@ -1,12 +1,12 @@
 """Fit, evaluate and write one recording given as an array (``dsr fit``; the per-run step of ``participant``).
 
-Layering: this module orchestrates signal → training → analysis → report and is
-the only place that knows the output file names of a single fit.
+Layering: this module orchestrates signal → training → analysis → report; the file names of a fit come
+from :mod:`dsr.io.derivatives`.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import logging
 import shutil
 import time
 from dataclasses import dataclass
@@ -21,24 +21,38 @@ from dsr.config import DsrConfig, load_config
 from dsr.errors import DsrError, InputError
 from dsr.io.arrays import validate_companion, validate_series
 from dsr.io.atomic import write_json, write_tsv
+from dsr.io.derivatives import fit_files
+from dsr.log import user_log
 from dsr.models.convssm import ConvSSM, ConvSSMSpec
 from dsr.signal.filters import make_filter
 from dsr.training.data import SubjectData, prepare_subject
 from dsr.training.loop import TrainOutcome, train
 
-log = logging.getLogger("dsr")
+log = user_log()
 
 
 def resolve_device(device: str) -> torch.device:
-    """'cpu', 'cuda', 'cuda:1' or 'auto' → torch.device; clear error when CUDA is missing."""
+    """'cpu', 'cuda', 'cuda:1' or 'auto' → torch.device; one clear error when CUDA or that GPU is missing."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DsrError(f"--device {device}: no CUDA device is available on this machine (use --device cpu)")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except RuntimeError:
-        raise DsrError(f"unknown device '{device}' (use cpu, cuda or auto)") from None
+        raise DsrError(f"unknown device '{device}' (use cpu, cuda, cuda:N or auto)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DsrError(f"--device {device}: no CUDA device is available on this machine (use --device cpu)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise DsrError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s) "
+                       f"(cuda:0 … cuda:{torch.cuda.device_count() - 1})")
+    if dev.type not in ("cpu", "cuda"):
+        raise DsrError(f"unknown device '{device}' (use cpu, cuda, cuda:N or auto)")
+    return dev
+
+
+def on_device(dev: torch.device):
+    """A context in which ``dev`` is the current CUDA device (kernels, streams and CUDA graphs of a fit on
+    ``cuda:1`` then go to that GPU); a no-op on the CPU."""
+    return torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext()
 
 
 def build_filter(cfg: DsrConfig, tr: float) -> np.ndarray:
@@ -74,6 +88,21 @@ class FitResult:
         return X * self.data.std + self.data.mean
 
 
+def resolve_config(cfg: DsrConfig, n_channels: int, has_nuisance: bool, announce: bool = False) -> DsrConfig:
+    """The config a fit of ``n_channels`` channels (with or without nuisance regressors) really uses: the
+    identity read-out gets ``latent_dim >= n_channels``, nuisance regressors switch to the regressor
+    observation model. A fit's identity (:meth:`DsrConfig.hash`) is that of this resolved config."""
+    if cfg.model.observation == "identity" and n_channels > cfg.model.latent_dim:
+        cfg = cfg.replace(model={"latent_dim": n_channels})
+        if announce:
+            log.info("latent_dim raised to %d to read out all %d channels", n_channels, n_channels)
+    if has_nuisance and cfg.model.observation != "regressor":
+        cfg = cfg.replace(model={"observation": "regressor"})
+        if announce:
+            log.info("nuisance regressors given: using the regressor observation model")
+    return cfg
+
+
 def prepare(x, tr, cfg: DsrConfig, nuisance=None, inputs=None, path=None, standardise: bool = True):
     """Validate a recording and turn it into :class:`SubjectData` plus its filter."""
     h = build_filter(cfg, tr)
@@ -82,12 +111,7 @@ def prepare(x, tr, cfg: DsrConfig, nuisance=None, inputs=None, path=None, standa
         nuisance = validate_companion(nuisance, len(x), None, "nuisance regressors")
     if inputs is not None:
         inputs = validate_companion(inputs, len(x), None, "external inputs")
-    if cfg.model.observation == "identity" and x.shape[1] > cfg.model.latent_dim:
-        cfg = cfg.replace(model={"latent_dim": x.shape[1]})
-        log.info("latent_dim raised to %d to read out all %d channels", x.shape[1], x.shape[1])
-    if nuisance is not None and cfg.model.observation != "regressor":
-        cfg = cfg.replace(model={"observation": "regressor"})
-        log.info("nuisance regressors given: using the regressor observation model")
+    cfg = resolve_config(cfg, x.shape[1], nuisance is not None, announce=True)
     return prepare_subject(x, h, cfg, nuisance, inputs, standardise=standardise), h, cfg
 
 
@@ -121,11 +145,12 @@ def fit(x, tr: float, config: DsrConfig | None = None, *, seed: int | None = Non
                        n_obs=sd.x.shape[1], n_regressors=0 if sd.r is None else sd.r.shape[1],
                        n_inputs=0 if sd.s is None else sd.s.shape[1], tr=float(tr),
                        meta=_model_meta(sd, cfg))
-    model = ConvSSM.initialise(spec, torch.as_tensor(h), [cfg.seed]).to(dev)
-    outcome = train(model, [sd], cfg.train, [cfg.seed], checkpoint_dir=checkpoint_dir, resume=resume,
-                    progress=progress)
-    model.spec.meta["status"] = outcome.status[0]
-    record, xg, zg = evaluate(model, [sd], cfg.eval, [cfg.seed], latent_truths=[latent_truth])[0]
+    with on_device(dev):
+        model = ConvSSM.initialise(spec, torch.as_tensor(h), [cfg.seed]).to(dev)
+        outcome = train(model, [sd], cfg.train, [cfg.seed], checkpoint_dir=checkpoint_dir, resume=resume,
+                        progress=progress)
+        model.spec.meta["status"] = outcome.status[0]
+        record, xg, zg = evaluate(model, [sd], cfg.eval, [cfg.seed], latent_truths=[latent_truth])[0]
     metrics = record.to_json()
     metrics.update(_fit_record(outcome.status[0], outcome.seconds, outcome.epochs_done, cfg, tr, sd, h, dev))
     return FitResult(model, sd, cfg, outcome, metrics, xg * sd.std + sd.mean, zg)
@@ -133,7 +158,8 @@ def fit(x, tr: float, config: DsrConfig | None = None, *, seed: int | None = Non
 
 def _model_meta(sd: SubjectData, cfg: DsrConfig) -> dict:
     """What a saved model carries besides its tensors: the data scaling and the config."""
-    return {"mean": sd.mean.tolist(), "std": sd.std.tolist(), "config": cfg.to_dict(), "dsr_version": __version__}
+    return {"mean": sd.mean.tolist(), "std": sd.std.tolist(), "config": cfg.to_dict(), "config_hash": cfg.hash(),
+            "dsr_version": __version__}
 
 
 def _fit_record(status: str, seconds: float, epochs: int, cfg: DsrConfig, tr: float, sd: SubjectData, h,
@@ -170,9 +196,10 @@ def fit_many(xs: list, tr: float, configs: list[DsrConfig], *, device: str = "cp
     dev = resolve_device(device)
     spec = ConvSSMSpec(cfg.model.latent_model, cfg.model.latent_dim, cfg.model.hidden_dim, cfg.model.observation,
                        n_obs=sds[0].x.shape[1], tr=float(tr))
-    model = ConvSSM.initialise(spec, torch.as_tensor(h), seeds).to(dev)
-    outcome = train(model, sds, cfg.train, seeds, progress=progress)
-    evaluated = evaluate(model, sds, cfg.eval, seeds)  # all fits at once, on the training device
+    with on_device(dev):
+        model = ConvSSM.initialise(spec, torch.as_tensor(h), seeds).to(dev)
+        outcome = train(model, sds, cfg.train, seeds, progress=progress)
+        evaluated = evaluate(model, sds, cfg.eval, seeds)  # all fits at once, on the training device
     results = []
     for i, (sd, c) in enumerate(zip(sds, cfgs)):
         one = model.subject(i)
@@ -188,19 +215,11 @@ def fit_many(xs: list, tr: float, configs: list[DsrConfig], *, device: str = "cp
     return results
 
 
-def output_names(prefix: str = "") -> dict[str, str]:
-    """File names of one fit's outputs."""
-    stems = {"model": "model.safetensors", "metrics": "metrics.json", "generated_obs": "generated-obs.tsv",
-             "generated_latent": "generated-latent.tsv", "curve": "curve.tsv", "figure": "fit.png",
-             "checkpoint": "checkpoint"}
-    return {k: f"{prefix}_{v}" if prefix else v for k, v in stems.items()}
-
-
 def write_outputs(result: FitResult, out_dir: Path, prefix: str = "", source: str | None = None) -> dict:
     """Write model, metrics, generated series, curve and figure; every file atomically."""
     from dsr.report.figures import data_vs_generated
 
-    names = output_names(prefix)
+    names = fit_files(prefix)
     out_dir.mkdir(parents=True, exist_ok=True)
     result.model.save(out_dir / names["model"])
     N, M = result.x_gen.shape[1], result.z_gen.shape[1]
@@ -236,7 +255,7 @@ def fit_to_dir(x, tr: float, out_dir, config: DsrConfig, *, prefix: str = "", nu
     the outputs are written.
     """
     out_dir = Path(out_dir)
-    ck = out_dir / output_names(prefix)["checkpoint"]
+    ck = out_dir / fit_files(prefix)["checkpoint"]
     t0 = time.perf_counter()
     result = fit(x, tr, config, nuisance=nuisance, inputs=inputs, latent_truth=latent_truth, device=device,
                  checkpoint_dir=ck, resume=resume, progress=progress, path=source, standardise=standardise)

@@ -17,8 +17,6 @@ be analysed is reported in one line and skipped.
 from __future__ import annotations
 
 import json
-import logging
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,27 +24,23 @@ import pandas as pd
 
 from dsr import __version__
 from dsr.analysis import group_stats as gs
-from dsr.analysis.attractor import KINDS, FitAnalysis, analyse_fit, read_tsv
+from dsr.analysis.attractor import FEATURE_DOC, KINDS, FitAnalysis, analyse_fit, read_tsv
 from dsr.config import DsrConfig
 from dsr.errors import InputError
 from dsr.io.atomic import atomic_write_text, write_json
+from dsr.io import derivatives as layout
+from dsr.io.derivatives import GROUP_DIR, find_fits, fit_paths, parse_fit_name
+from dsr.log import user_log
+from dsr.pipelines.executors import ExecutorSettings, run_tasks
 from dsr.report import plots
 from dsr.report.html import Report
 
-log = logging.getLogger("dsr")
+log = user_log()
 SUBJECT_FIGURES = ("training curve", "data vs generated", "attractor 2-D", "attractor 3-D", "power spectra",
                    "Lyapunov spectrum", "fixed points")
 GROUP_FIGURES = ("feature distributions", "features vs covariates", "distance matrix D_stsp",
                  "distance matrix D_H", "embedding")
-ID_COLUMNS = ("participant_id", "session", "run", "seed")
-
-
-def find_fits(output_dir: Path) -> dict[str, list[Path]]:
-    """Model files of every participant folder, ``{"sub-01": [paths]}`` (folders without fits map to [])."""
-    out = {}
-    for sub in sorted(p for p in output_dir.glob("sub-*") if p.is_dir()):
-        out[sub.name] = sorted(sub.rglob("*_desc-convssm_model.safetensors"))
-    return out
+ID_COLUMNS = ("participant_id", "session", "run", "seed", "config_hash")
 
 
 def write_table(path: Path, df: pd.DataFrame, description: str, columns: dict | None = None) -> Path:
@@ -59,40 +53,29 @@ def write_table(path: Path, df: pd.DataFrame, description: str, columns: dict | 
     return path
 
 
-FEATURE_DOC = {
-    "lyapunov_max": "maximal Lyapunov exponent (1/s)", "lyapunov_sum": "sum of the Lyapunov spectrum (1/s)",
-    "kaplan_yorke_dim": "Kaplan-Yorke dimension", "attractor_kind": "0 fixed point, 1 cycle, 2 quasi-periodic, "
-    "3 chaotic, 4 divergent", "cycle_period": "period of a cycle (steps), 1 for a fixed point",
-    "fp_count": "fixed points found (SCYFI)", "fp_stable_count": "stable fixed points",
-    "fp_min_spectral_radius": "smallest spectral radius over fixed points", "cycle2_count": "2-cycles found",
-    "dstsp": "D_stsp of generated vs own data", "dh": "D_H of generated vs own data",
-    "peak_freq_hz": "median peak frequency of the long orbit through the decoder (Hz)",
-    "autocorr_time_s": "median autocorrelation time (1/e) of the long orbit through the decoder (s)",
-    "gen_peak_freq_hz": "median peak frequency of the saved generated series (Hz)",
-    "gen_autocorr_time_s": "median autocorrelation time of the saved generated series (s)",
-    "data_peak_freq_hz": "median peak frequency of the data (Hz)",
-    "data_autocorr_time_s": "median autocorrelation time of the data (s)",
-    "latent_amplitude": "mean standard deviation of the latent orbit", "n_fits": "fits averaged"}
+def fit_config(model_path: Path) -> DsrConfig:
+    """The resolved config a fit was made with (from its model's JSON sidecar)."""
+    side = json.loads(Path(model_path).with_suffix(".json").read_text())
+    return DsrConfig.from_dict(side["spec"]["meta"]["config"])
 
 
-def _entities(path: Path, sub: str) -> tuple[str, str, str]:
-    """Session, run label (without sub- and seed-) and seed of a fit's file name."""
-    name = path.name.split("_desc-")[0]
-    ents = dict(e.split("-", 1) for e in name.split("_") if "-" in e)
-    run = "_".join(p for p in name.split("_") if not p.startswith(("sub-", "seed-")))
-    return ents.get("ses", ""), run, ents.get("seed", "")
-
-
-def analyse_subject(sub: str, fits: list[Path], config: DsrConfig) -> list[tuple[dict, FitAnalysis]]:
-    """Features of every fit of one participant; raises when a fit cannot be read."""
+def analyse_subject(sub: str, fits: list[Path], config: DsrConfig | None = None) -> list[tuple[dict, FitAnalysis]]:
+    """Features of every fit of one participant, each analysed with its own config's eval settings (or
+    ``config``'s where given); ``lyapunov_max`` is the fit's own (``metrics.json``). Raises when a fit cannot
+    be read."""
     if not fits:
         raise InputError("no fitted model (*_desc-convssm_model.safetensors); did the participant level fail?")
     out = []
     for path in fits:
-        res = analyse_fit(path, n_steps=min(config.eval.lyap_steps, 5000),
-                          transient=min(config.eval.lyap_transient, 1000), seed=config.seed)
-        ses, run, seed = _entities(path, sub)
-        out.append(({"participant_id": sub, "session": ses, "run": run, "seed": seed, **res.features}, res))
+        cfg = config if config is not None else fit_config(path)
+        res = analyse_fit(path, n_steps=cfg.eval.lyap_steps, transient=cfg.eval.lyap_transient, seed=cfg.seed)
+        own = json.loads(fit_paths(path)["metrics"].read_text()).get("lyapunov_max_per_second")
+        if isinstance(own, (int, float)):
+            res.features["lyapunov_max"] = float(own)
+        ses, run, seed = parse_fit_name(path)
+        row = {"participant_id": sub, "session": ses, "run": run, "seed": seed, "config_hash": cfg.hash(),
+               **res.features}
+        out.append((row, res))
     return out
 
 
@@ -188,8 +171,28 @@ def group_report(table: pd.DataFrame, feats: list[str], stats: pd.DataFrame, icc
     return rep
 
 
+def _analyse_task(job: tuple, device: str) -> dict:
+    """Executor task: the features of one participant's fits, or its failure as one line."""
+    sub, paths, config = job
+    try:
+        return {"status": "ok", "items": analyse_subject(sub, paths, config)}
+    except Exception as exc:  # one bad folder: one line, the others go on
+        return {"status": "failed", "reason": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
+
+
+def _shared_eval(config: DsrConfig | None, models: list[Path]):
+    """Eval settings of the between-participant distances: ``config``'s, else those the fits share (the
+    first fit's, with a warning, where they differ)."""
+    if config is not None:
+        return config.eval
+    evals = [fit_config(p).eval for p in models]
+    if any(e != evals[0] for e in evals[1:]):
+        log.warning("group: the fits were evaluated with different settings; distances use %s's", models[0].name)
+    return evals[0]
+
+
 def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None, n_perm: int = 2000,
-              reports: bool = True) -> int:
+              reports: bool = True, nprocs: int = 1, threads: int = 1) -> int:
     """Run the group level of the BIDS App.
 
     Parameters
@@ -199,11 +202,15 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
     output_dir : Path
         The participant level's output folder.
     config : DsrConfig, optional
-        Orbit lengths come from ``config.eval`` (lyap_steps, lyap_transient, capped at 5000 / 1000).
+        Analyse every fit with these eval settings; by default each fit's own config (read from its files)
+        gives its orbit lengths, and the fits' shared eval settings the between-participant distances.
     n_perm : int
         Permutations per test.
     reports : bool
         Write the HTML reports (group.html and sub-XX.html).
+    nprocs, threads : int
+        Participants analysed in parallel processes, and the compute threads of each (``--nprocs``,
+        ``--omp-nthreads``).
 
     Returns
     -------
@@ -215,23 +222,24 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
     InputError
         No participant folder with a fitted model.
     """
-    from dsr.config import load_config
-
-    config = config if config is not None else load_config("quick")
     bids_dir, output_dir = Path(bids_dir), Path(output_dir)
     fits = find_fits(output_dir)
     if not any(fits.values()):
         raise InputError("no fitted models found; run the participant level first", output_dir)
     done, skipped = {}, 0
-    for sub, paths in fits.items():
-        try:
-            done[sub] = analyse_subject(sub, paths, config)
-        except Exception as exc:  # one bad folder: one line, the others go on
-            print(f"dsr: {sub}: skipped: {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
+    jobs = [(sub, paths, config) for sub, paths in fits.items()]
+    results: dict[int, dict] = {}
+    run_tasks(_analyse_task, jobs, ExecutorSettings(nprocs=nprocs, threads=threads), results.__setitem__,
+              "participants")
+    for i, (sub, _, _) in enumerate(jobs):
+        if results[i]["status"] == "ok":
+            done[sub] = results[i]["items"]
+        else:
+            log.warning("%s: skipped: %s", sub, results[i]["reason"])
             skipped += 1
     if not done:
         raise InputError("no participant folder could be analysed", output_dir)
-    gdir = output_dir / "group"
+    gdir = output_dir / GROUP_DIR
     runs = pd.DataFrame([row for items in done.values() for row, _ in items])
     feats = _numeric_cols(runs, ID_COLUMNS)
     write_table(gdir / "runs.tsv", runs, "Dynamics features of every fit", FEATURE_DOC)
@@ -249,7 +257,8 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
                 table[c] = num
     write_table(gdir / "features.tsv", table, "Per-participant dynamics features (mean over fits; *_sd: spread "
                 "over fits) joined with participants.tsv", FEATURE_DOC)
-    stats = gs.feature_covariate_tests(table, feats, covariates, n_perm=n_perm, seed=config.seed)
+    stats = gs.feature_covariate_tests(table, feats, covariates, n_perm=n_perm,
+                                     seed=0 if config is None else config.seed)
     write_table(gdir / "stats.tsv", stats, "Each feature against each participants.tsv column: Spearman "
                 "correlation (effect: Pearson r) or one-way F (effect: eta squared); permutation p; BH-FDR q")
     icc_rows = []
@@ -261,8 +270,9 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
         write_table(gdir / "icc.tsv", icc, "Test-retest ICC(1) over runs and sessions (seeds averaged), with between- and within-participant "
                     "variances")
     series = [read_tsv(done[s][0][1].paths["generated_obs"]) for s in table["participant_id"]]
-    dist = gs.dynamics_distances(series, n_bins=config.eval.dstsp_bins, scaling=config.eval.dstsp_scaling,
-                                 bins_max_dims=config.eval.bins_max_dims, smoothing=config.eval.spectrum_smoothing)
+    ev = _shared_eval(config, [p for s in table["participant_id"] for p in fits[s][:1]])
+    dist = gs.dynamics_distances(series, n_bins=ev.dstsp_bins, scaling=ev.dstsp_scaling,
+                                 bins_max_dims=ev.bins_max_dims, smoothing=ev.spectrum_smoothing)
     ids = list(table["participant_id"])
     for name, D in dist.items():
         write_table(gdir / f"distance-{name}.tsv", pd.DataFrame(D, columns=ids).assign(participant_id=ids)
@@ -274,8 +284,8 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
                                                       "mds2": coords[:, 1]}), "Classical MDS of D_stsp")
     if reports:
         for sub, items in done.items():
-            subject_report(sub, items, output_dir / f"{sub}.html")
-        group_report(table, feats, stats, icc, dist, coords, covariates, output_dir / "group.html")
+            subject_report(sub, items, layout.subject_report(output_dir, sub))
+        group_report(table, feats, stats, icc, dist, coords, covariates, output_dir / layout.GROUP_REPORT)
     kinds = runs["attractor_kind"].map(lambda k: KINDS[int(k)] if np.isfinite(k) else "n/a").value_counts()
     log.info("group: %d participant(s) analysed, %d skipped; attractors: %s; outputs in %s", len(done), skipped,
              ", ".join(f"{k} {v}" for k, v in kinds.items()), gdir)

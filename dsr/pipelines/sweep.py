@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -41,11 +40,15 @@ import pandas as pd
 from dsr.config import DsrConfig, load_config
 from dsr.errors import ConfigError
 from dsr.io.atomic import atomic_write_text, write_json
-from dsr.pipelines.executors import ExecutorSettings, preflight
-from dsr.pipelines.participant import (FIT_DESC, absolute_paths, plan_participant, record_missing, run_jobs,
-                                       run_names, write_description)
+from dsr.log import user_log
+from dsr.pipelines.executors import ExecutorSettings, limit_threads, preflight
+from dsr.pipelines.fit_array import resolve_device
+from dsr.io.derivatives import SWEEP_DIR, fit_files, fit_prefix, run_names
+from dsr.pipelines.participant import run_jobs, write_description
+from dsr.pipelines.plan import absolute_paths, plan_participant
+from dsr.pipelines.status import record_missing
 
-log = logging.getLogger("dsr")
+log = user_log()
 METRIC_ALIASES = {"dstsp": "dstsp_test", "dh": "dh_test"}
 RESULT_METRICS = ("dstsp_test", "dh_test", "dstsp_train", "dh_train", "dstsp", "dh", "pe_test",
                   "lyapunov_max_per_second")
@@ -206,9 +209,12 @@ def run_sweep(bids_dir: Path, output_dir: Path, spec: SweepSpec, *, executor: Ex
     """
     trials = make_trials(spec, base)
     preflight(executor)
+    if executor.kind != "ray":  # a Ray cluster's GPUs are checked when it is reached
+        resolve_device(executor.device)
+    limit_threads(executor.threads)
     if executor.kind == "ray":
         bids_dir, output_dir, atlas = absolute_paths(bids_dir, output_dir, atlas)
-    bids_dir, root = Path(bids_dir), Path(output_dir) / "sweep"
+    bids_dir, root = Path(bids_dir), Path(output_dir) / SWEEP_DIR
     plan = plan_participant(bids_dir, root, participant_labels=participant_labels, task=task, session=session,
                             space=space, atlas=atlas, config=trials[0].config, confounds=confounds)
     summary = root / spec.name
@@ -220,10 +226,10 @@ def run_sweep(bids_dir: Path, output_dir: Path, spec: SweepSpec, *, executor: Ex
     for t in trials:
         folder = root / t.trial_id
         folder.mkdir(parents=True, exist_ok=True)
-        write_description(folder, bids_dir, t.config)
+        write_description(folder, bids_dir)
         rows_by_dir[folder] = {}
         failed += record_missing(plan, bids_dir, t.config, rows_by_dir[folder]) if t is trials[0] else 0
-        jobs += plan.jobs(t.config, folder, executor.device, spec.seeds)
+        jobs += plan.jobs(t.config, folder, spec.seeds)
     log.info("sweep %s: %d trial(s) × %d run(s) × %d seed(s) = %d fit(s); selection by %s", spec.name,
              len(trials), len(plan.runs), len(spec.seeds), len(jobs), spec.metric)
     results: list = []
@@ -247,19 +253,18 @@ def collect_results(results: list, atlas_name: str, trials: dict[str, Trial], ke
     ``metrics.json`` (also for fits skipped as already done)."""
     rows = []
     for job, res in results:
-        run, config, folder, seed = job[0], job[3], Path(job[4]), job[7]
-        sub_folder, base, label = run_names(run, atlas_name)
-        seed_part = "" if seed is None else f"_seed-{seed}"
+        folder = Path(job.output_dir)
+        sub_folder, base, label = run_names(job.run, atlas_name)
         metrics: dict = {}
-        if res["status"] != "failed":
+        if res["status"] not in ("failed", "refused"):
             try:
-                path = folder / sub_folder / f"{base}{seed_part}_desc-{FIT_DESC}_metrics.json"
+                path = folder / sub_folder / fit_files(fit_prefix(base, job.seed))["metrics"]
                 metrics = json.loads(path.read_text())
             except (OSError, ValueError):
                 metrics = {}
         trial = trials[folder.name]
         row = {"trial_id": trial.trial_id, **{k: trial.values.get(k) for k in keys},
-               "participant_id": f"sub-{run.subject}", "run": label, "seed": config.seed, "status": res["status"]}
+               "participant_id": job.participant_id, "run": label, "seed": job.config.seed, "status": res["status"]}
         row.update({m: _num(metrics.get(m)) for m in RESULT_METRICS})
         rows.append(row)
     cols = ["trial_id", *keys, "participant_id", "run", "seed", "status", *RESULT_METRICS]

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# On an nvidia-h200-x2 machine, from the repository root: install the carried wheels (PyWavelets, nibabel,
+# nilearn and its dependencies, in .whl/) when absent, run benchmarks/multi_gpu.py, bring back its JSON.
+# Usage there: bash benchmarks/device_multi_gpu.sh [multi_gpu.py options]
+set -u
+if ! python3 -c "import pywt, nibabel, nilearn" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+fi
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
+python3 benchmarks/multi_gpu.py "$@"
+rc=$?
+cp benchmarks/results/multi_gpu.json "${OUT:-/tmp}/" 2>/dev/null
+exit $rc

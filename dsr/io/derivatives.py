@@ -1,0 +1,99 @@
+"""The layout of a dsr derivatives folder: every output name, how names are parsed, how fits are found.
+
+One participant-level fit of run ``base`` (``sub-01[_ses-1]_task-rest[_run-1][_space-S]_atlas-A``), in
+``OUTPUT_DIR/sub-01[/ses-1]/func/``::
+
+    {base}_desc-cleaned_timeseries.tsv/.json      extracted series (+ desc-nuisance, desc-inputs)
+    {base}[_seed-N]_desc-convssm_model.safetensors/.json, _metrics.json, _generated-obs.tsv/.json,
+        _generated-latent.tsv/.json, _curve.tsv/.json, _fit.png, _provenance.json, _checkpoint/
+
+``[_seed-N]`` appears when several seeds are fitted. ``OUTPUT_DIR/status.tsv`` has one row per fit,
+``OUTPUT_DIR/group/`` the group tables, ``OUTPUT_DIR/group.html`` and ``sub-XX.html`` the reports, and
+``OUTPUT_DIR/sweep/<trial-id>/`` one derivatives folder per sweep trial (``sweep/<name>/``: its summary).
+A ``dsr fit --out DIR`` writes the same fit files without a prefix (``model.safetensors``, …).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from dsr.io import bids
+from dsr.io.series_cache import table_path
+
+FIT_DESC = "convssm"
+STATUS = "status.tsv"
+GROUP_DIR = "group"
+SWEEP_DIR = "sweep"
+GROUP_REPORT = "group.html"
+_FIT_FILES = {"model": "model.safetensors", "metrics": "metrics.json", "generated_obs": "generated-obs.tsv",
+              "generated_latent": "generated-latent.tsv", "curve": "curve.tsv", "figure": "fit.png",
+              "checkpoint": "checkpoint", "provenance": "provenance.json"}
+
+
+def run_names(run: bids.BoldRun, atlas_name: str) -> tuple[Path, str, str]:
+    """Output sub-folder (relative to OUTPUT_DIR), file base and run label (the base without ``sub-``)."""
+    ents = dict(run.key_entities(), atlas=atlas_name)
+    folder = Path(f"sub-{run.subject}") / (f"ses-{run.session}" if run.session else "") / "func"
+    return folder, bids.build_name(ents), bids.build_name({k: v for k, v in ents.items() if k != "sub"})
+
+
+def fit_prefix(base: str, seed: int | None = None) -> str:
+    """Prefix of one fit's files: ``{base}[_seed-N]_desc-convssm``."""
+    return f"{base}{'' if seed is None else f'_seed-{seed}'}_desc-{FIT_DESC}"
+
+
+def fit_label(label: str, seed: int | None = None) -> str:
+    """The ``run`` column of status.tsv for a fit: the run label, ``_seed-N`` appended."""
+    return label if seed is None else f"{label}_seed-{seed}"
+
+
+def fit_files(prefix: str = "") -> dict[str, str]:
+    """File names of one fit's outputs (model, metrics, generated_obs, generated_latent, curve, figure,
+    checkpoint, provenance)."""
+    return {k: f"{prefix}_{v}" if prefix else v for k, v in _FIT_FILES.items()}
+
+
+def cleaned_series(folder: Path, base: str) -> Path:
+    """The extracted region series a run's fits were made from."""
+    return table_path(folder, base, "cleaned")
+
+
+def fit_paths(model_path: str | Path) -> dict[str, Path]:
+    """Every file of one fit from its ``*_model.safetensors`` (+ ``data``/``data_json``: the cleaned series
+    and its sidecar, ``base``: the run's file base)."""
+    model_path = Path(model_path)
+    d, prefix = model_path.parent, model_path.name[: -len("_" + _FIT_FILES["model"])]
+    base = prefix.rsplit("_desc-", 1)[0]
+    base = base.rsplit("_seed-", 1)[0] if "_seed-" in base else base
+    out = {k: d / v for k, v in fit_files(prefix).items()}
+    data = cleaned_series(d, base)
+    return dict(out, model=model_path, data=data, data_json=data.with_suffix(".json"), base=Path(base))
+
+
+def parse_fit_name(path: str | Path) -> tuple[str, str, str]:
+    """Session, run label (without ``sub-`` and ``seed-``) and seed of a fit's file name ("" when absent)."""
+    name = Path(path).name.split("_desc-")[0]
+    ents = dict(e.split("-", 1) for e in name.split("_") if "-" in e)
+    run = "_".join(p for p in name.split("_") if not p.startswith(("sub-", "seed-")))
+    return ents.get("ses", ""), run, ents.get("seed", "")
+
+
+def find_fits(output_dir: Path) -> dict[str, list[Path]]:
+    """Model files of every participant folder, ``{"sub-01": [paths]}`` (folders without fits map to [])."""
+    pattern = f"*_desc-{FIT_DESC}_{_FIT_FILES['model']}"
+    return {sub.name: sorted(sub.rglob(pattern)) for sub in sorted(Path(output_dir).glob("sub-*")) if sub.is_dir()}
+
+
+def run_provenances(folder: Path, base: str) -> list[Path]:
+    """The provenance files of every fit (every seed) of run ``base`` in ``folder``."""
+    return sorted(Path(folder).glob(f"{base}_*desc-{FIT_DESC}_{_FIT_FILES['provenance']}"))
+
+
+def prefix_of(path: Path) -> str:
+    """The fit prefix of one of its files (``..._desc-convssm``)."""
+    name = Path(path).name
+    return name[: name.index(f"_desc-{FIT_DESC}") + len(f"_desc-{FIT_DESC}")]
+
+
+def subject_report(output_dir: Path, participant_id: str) -> Path:
+    """The participant's HTML report, ``OUTPUT_DIR/sub-XX.html``."""
+    return Path(output_dir) / f"{participant_id}.html"

@@ -1,0 +1,144 @@
+"""Running one participant-level fit: start (checks, extraction, provenance "running"), fit, finish.
+
+Rerun safety: nothing about a finished fit (status ok or diverged, metrics written) is ever rewritten.
+The same config and inputs again: the fit is skipped. Another config, or other inputs or extraction
+settings: the fit is refused with one line and every file and the status row stay as they were (fit into
+another OUTPUT_DIR, or delete the old fit's files to refit). Provenance is written only for fits that
+really start; the fit's files are replaced only once the new fit has succeeded.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from dsr import __version__
+from dsr.config import DsrConfig
+from dsr.errors import DsrError, InputError
+from dsr.io import extract
+from dsr.io.atomic import write_json
+from dsr.io.derivatives import cleaned_series, fit_files, fit_prefix, prefix_of, run_names, run_provenances
+from dsr.pipelines.fit_array import fit_to_dir, resolve_config
+from dsr.pipelines.plan import FitJob
+from dsr.pipelines.status import one_line
+
+FINISHED = ("ok", "diverged")
+
+
+@dataclass
+class PendingFit:
+    """A started fit: its inputs are extracted, its provenance says "running"; ``config`` is resolved
+    against the data (its hash is the fit's identity)."""
+
+    job: FitJob
+    folder: Path
+    prefix: str
+    record: dict
+    series: extract.RunSeries
+    resume: bool
+    config: DsrConfig
+
+    @property
+    def prov_path(self) -> Path:
+        return self.folder / fit_files(self.prefix)["provenance"]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _finished(prov: dict, folder: Path, prefix: str) -> bool:
+    return prov.get("Status") in FINISHED and (folder / fit_files(prefix)["metrics"]).is_file()
+
+
+def _refused(prov_path: Path, why: str) -> dict:
+    fit = prov_path.parent / prefix_of(prov_path)
+    return {"status": "refused", "reason": f"{fit}: a finished fit {why}; it is left as it is (use another "
+                                           "OUTPUT_DIR, or delete that fit's files to refit)"}
+
+
+def start_fit(job: FitJob) -> PendingFit | dict:
+    """Check a fit against what is in its folder, extract its series and mark it running.
+
+    Returns a result dict instead when the fit finished earlier with the same config and inputs
+    (``"skipped": True``) or with others (``"status": "refused"``). Nothing is written before those checks
+    except the extracted tables of a run none of whose fits finished with other inputs. Raises DsrError for
+    bad input.
+    """
+    sub_folder, base, _ = run_names(job.run, job.atlas.name)
+    folder = job.output_dir / sub_folder
+    prefix = fit_prefix(base, job.seed)
+    prov_path = folder / fit_files(prefix)["provenance"]
+    key = extract.series_key(job.run, job.atlas, job.settings, job.atlas_spec)
+    for other in run_provenances(folder, base):  # every seed of this run shares the extracted series
+        prov = _read_json(other)
+        if _finished(prov, folder, prefix_of(other)) and prov.get("InputKey") != key:
+            return _refused(other, "was made from other inputs or extraction settings")
+    series = extract.extract_run_cached(job.run, job.atlas, job.settings, folder, base,
+                                        filter_config=job.config.filter, atlas_spec=job.atlas_spec)
+    config = resolve_config(job.config, series.series.shape[1], series.nuisance is not None)
+    cfg_hash = config.hash()
+    prov = _read_json(prov_path)
+    if _finished(prov, folder, prefix):
+        if prov.get("ConfigHash") == cfg_hash:
+            return {"status": prov["Status"], "skipped": True, "config_hash": cfg_hash,
+                    "reason": f"skipped: finished earlier with config {cfg_hash} and the same inputs"}
+        return _refused(prov_path, f"was made with config {prov.get('ConfigHash')}, not {cfg_hash}")
+    remove_orphans(folder, prefix)
+    record = {"ConfigHash": cfg_hash, "InputKey": key, "Sources": [str(job.run.bold)], "Config": config.to_dict(),
+              "GeneratedBy": [{"Name": "dsr", "Version": __version__}],
+              "ExtractedSeries": cleaned_series(folder, base).name}
+    resume = prov.get("ConfigHash") == cfg_hash and prov.get("InputKey") == key and prov.get("Status") == "running"
+    write_json(prov_path, dict(record, Status="running"))
+    return PendingFit(job, folder, prefix, record, series, resume, config)
+
+
+def finish_fit(pending: PendingFit, metrics: dict) -> dict:
+    """Write the final provenance of a fitted run; returns its result dict."""
+    status = str(metrics.get("status", "ok"))
+    summary = {k: metrics.get(k) for k in ("dstsp", "dh", "lyapunov_max_per_second") if k in metrics}
+    write_json(pending.prov_path, dict(pending.record, Status=status, Metrics=summary))
+    return {"status": status, "reason": "" if status == "ok" else "training diverged", "metrics": summary,
+            "config_hash": pending.record["ConfigHash"]}
+
+
+def fit_pending(pending: PendingFit, device: str) -> dict:
+    """Fit a started run on its own, write its outputs and final provenance; returns its result dict."""
+    s, bold = pending.series, pending.job.run.bold
+    try:
+        metrics = fit_to_dir(s.series, s.tr, pending.folder, pending.config, prefix=pending.prefix,
+                             nuisance=s.nuisance, inputs=s.inputs, device=device, resume=pending.resume,
+                             source=str(bold))
+    except InputError as exc:
+        raise name_input_error(exc, bold) from None
+    return finish_fit(pending, metrics)
+
+
+def name_input_error(exc: DsrError, path) -> DsrError:
+    """An input error that names no file gets ``path`` (the run's BOLD file)."""
+    if isinstance(exc, InputError) and exc.path is None:
+        return InputError(exc.message, path)
+    return exc
+
+
+def run_job(job: FitJob, device: str) -> dict:
+    """Executor task: start, fit and write one fit. Never raises: a failure comes back as
+    ``{"status": "failed", "reason": one line}``; otherwise ``{"status", "reason", "metrics",
+    "config_hash"}`` (ok or diverged; ``"skipped": True`` for a fit done earlier; refused, see above)."""
+    try:
+        pending = start_fit(job)
+        return pending if isinstance(pending, dict) else fit_pending(pending, device)
+    except DsrError as exc:
+        return {"status": "failed", "reason": one_line(name_input_error(exc, job.run.bold))}
+    except Exception as exc:  # an unexpected bug: still one line, the run is marked failed
+        return {"status": "failed", "reason": one_line(f"{job.run.bold}: internal error: {type(exc).__name__}: {exc}")}
+
+
+def remove_orphans(folder: Path, prefix: str) -> None:
+    """Delete this fit's temporary files left by a process killed while writing (``.{name}.*.tmp``); only
+    this fit writes names starting with ``prefix``."""
+    for p in [*folder.glob(f".{prefix}_*.tmp"), *(folder / fit_files(prefix)["checkpoint"]).glob(".*.tmp")]:
+        p.unlink(missing_ok=True)
