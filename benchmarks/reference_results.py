@@ -63,7 +63,11 @@ def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag, device="cpu", eval_o
     ``train.loss_states`` (default: the config's for all).
     """
     states = loss_states or [cfg.train.loss_states] * len(seeds)
-    subjects = [prepare_subject(x, h, cfg, standardise=standardise) for x, h in zip(xs, hs)]
+    prepared: dict = {}  # the same recording and filter (several seeds) is prepared once
+    for x, h in zip(xs, hs):
+        if (id(x), id(h)) not in prepared:
+            prepared[(id(x), id(h))] = prepare_subject(x, h, cfg, standardise=standardise)
+    subjects = [prepared[(id(x), id(h))] for x, h in zip(xs, hs)]
     path = OUT / f"{tag}_models.safetensors"
     if eval_only:
         model, train_s = ConvSSM.load(path), float("nan")
