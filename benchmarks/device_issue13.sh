@@ -28,8 +28,8 @@ if [ "${1:-start}" = --smoke ]; then  # tiny CPU run of every command below
   python3 benchmarks/lorenz_protocol.py --smoke --device cpu --out "$T" --phase train
   python3 benchmarks/lorenz_protocol.py --smoke --device cpu --out "$T" --phase eval
   for v in conv noconv; do
-    python3 $R aln --variant $v --subjects 2 --seeds-per-subject 2 --epochs 2 --rollouts 2 --loss-states free forced \
-      --eval-device cpu --out "$T/aln" --tag _smoke
+    python3 $R aln --variant $v --subjects 2 --seeds-per-subject 2 --epochs 2 --batches 2 --rollouts 2 \
+      --lyap-steps 100 --loss-states free forced --eval-device cpu --out "$T/aln" --tag _smoke
   done
   python3 $R aln-compare --out "$T/aln"
   echo SMOKE_OK "$T"

@@ -93,7 +93,7 @@ def _prepare_all(recordings: dict, h: np.ndarray, cfg) -> dict:
     keys = list(recordings)
     jobs = [(recordings[k], h, cfg) for k in keys]
     workers = min(len(jobs), os.cpu_count() or 1)
-    if workers < 2:
+    if workers < 2 or sum(len(x) for x in recordings.values()) < 50000:  # short: not worth new processes
         return {k: _prepare(j) for k, j in zip(keys, jobs)}
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
