@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Issue 13 on one GPU: G1 (1000 epochs) + G2 (benchmarks/lorenz_protocol.py, one stack of 80 fits), then the
-# ALN comparison convSSM vs the SSM without the decoder, 50 subjects x 5 seeds, both train.loss_states in one
-# stack per model (reference_results.py aln --loss-states free forced), then aln-compare.
+# Issue 13 on one GPU: G1 (1000 epochs) + G2 (benchmarks/lorenz_protocol.py, one stack of 80 fits, trained on
+# the GPU, then scored on the CPU in the background), then on the GPU the ALN comparison convSSM vs the SSM
+# without the decoder, 50 subjects x 5 seeds, both train.loss_states in one stack per model
+# (reference_results.py aln --loss-states free forced), then aln-compare.
+# Expected on one H100/H200 (from sessions 3-4): Lorenz training ~1.5 min; ALN 500 + 500 fits ~4 + 3 min
+# of training and ~2 min of evaluation; in all ~10-11 min, so the first call may return STILL_RUNNING.
 #
 # Usage (repository root; carry .whl with the PyWavelets wheel and .shared_data, as the other device scripts):
 #   bash benchmarks/device_issue13.sh            # start everything in the background, wait up to $WAIT s (560)
@@ -22,10 +25,11 @@ LOGS=/tmp/i13
 if [ "${1:-start}" = --smoke ]; then  # tiny CPU run of every command below
   T=$(mktemp -d)
   set -e
-  python3 benchmarks/lorenz_protocol.py --smoke --device cpu --out "$T"
+  python3 benchmarks/lorenz_protocol.py --smoke --device cpu --out "$T" --phase train
+  python3 benchmarks/lorenz_protocol.py --smoke --device cpu --out "$T" --phase eval
   for v in conv noconv; do
-    python3 $R aln --variant $v --subjects 2 --seeds-per-subject 2 --epochs 2 --rollouts 2 --loss-states free forced \
-      --eval-device cpu --out "$T/aln" --tag _smoke
+    python3 $R aln --variant $v --subjects 2 --seeds-per-subject 2 --epochs 2 --batches 2 --rollouts 2 \
+      --lyap-steps 100 --loss-states free forced --eval-device cpu --out "$T/aln" --tag _smoke
   done
   python3 $R aln-compare --out "$T/aln"
   echo SMOKE_OK "$T"
@@ -34,14 +38,16 @@ fi
 
 if [ "${1:-start}" = _run ]; then  # the chain itself (runs detached)
   nvidia-smi --query-gpu=name,memory.used --format=csv
-  python3 benchmarks/lorenz_protocol.py --device cuda --epochs "${LEPOCHS:-1000}" --seeds "${SEEDS:-10}" \
-    --tag _i13 > $LOGS/lorenz.log 2>&1
+  L="benchmarks/lorenz_protocol.py --epochs ${LEPOCHS:-1000} --seeds ${SEEDS:-10} --tag _i13"
+  python3 $L --phase train --device cuda > $LOGS/lorenz_train.log 2>&1
+  python3 $L --phase eval --device cpu > $LOGS/lorenz_eval.log 2>&1 &  # CPU, while the GPU trains ALN
   for v in conv noconv; do
     python3 $R aln --variant $v --subjects 50 --seeds-per-subject "${ASEEDS:-5}" --epochs "${AEPOCHS:-1000}" \
       --loss-states free forced --device cuda --eval-device cuda --out benchmarks/results/aln_i13 --tag _i13 \
       > $LOGS/aln_$v.log 2>&1
   done
   python3 $R aln-compare --out benchmarks/results/aln_i13 > $LOGS/aln_compare.log 2>&1
+  wait
   echo done > $LOGS/finished
   exit 0
 fi

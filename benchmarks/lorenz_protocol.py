@@ -93,7 +93,7 @@ def _prepare_all(recordings: dict, h: np.ndarray, cfg) -> dict:
     keys = list(recordings)
     jobs = [(recordings[k], h, cfg) for k in keys]
     workers = min(len(jobs), os.cpu_count() or 1)
-    if workers < 2:
+    if workers < 2 or sum(len(x) for x in recordings.values()) < 50000:  # short: not worth new processes
         return {k: _prepare(j) for k, j in zip(keys, jobs)}
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
@@ -205,6 +205,9 @@ def main(argv=None):
     p.add_argument("--rollouts", type=int, default=10, help="rollouts per fit (D_stsp is their mean)")
     p.add_argument("--floor-sims", type=int, default=4, help="independent simulated trajectories for the floors")
     p.add_argument("--tag", default="")
+    p.add_argument("--phase", default="all", choices=["all", "train", "eval"],
+                   help="train: fit and save the models only; eval: score the saved models (e.g. on the CPU "
+                        "while the GPU trains something else)")
     p.add_argument("--out", default=str(OUT), help="folder of the JSON and the models")
     p.add_argument("--smoke", action="store_true", help="tiny CPU run: 2 epochs, 2 seeds, short series")
     args = p.parse_args(argv)
@@ -244,24 +247,34 @@ def main(argv=None):
     subs = [subjects[(f["length"], f["noise"])] for f in fits]
     t_prep = time.perf_counter() - t_start
 
-    spec = ConvSSMSpec(cfg.model.latent_model, cfg.model.latent_dim, cfg.model.hidden_dim, cfg.model.observation,
-                       n_obs=3, tr=0.2, meta={"fits": fits, "config": cfg.to_dict()})
-    model = ConvSSM.initialise(spec, torch.as_tensor(h), seeds).to(args.device)
-    print(f"{len(fits)} fits stacked on {args.device}: {cfg.train.epochs} epochs", flush=True)
-    t0 = time.perf_counter()
-    outcome = train(model, subs, cfg.train, seeds, progress=log_progress(every=100),
-                    loss_states=[f["loss_states"] for f in fits])
-    train_s = time.perf_counter() - t0
-    model.to("cpu")
-    model.spec.meta["status"] = outcome.status
-    model.save(out_dir / f"lorenz_protocol{args.tag}_models.safetensors")
+    models = out_dir / f"lorenz_protocol{args.tag}_models.safetensors"
+    if args.phase in ("all", "train"):
+        spec = ConvSSMSpec(cfg.model.latent_model, cfg.model.latent_dim, cfg.model.hidden_dim,
+                           cfg.model.observation, n_obs=3, tr=0.2, meta={"fits": fits, "config": cfg.to_dict()})
+        model = ConvSSM.initialise(spec, torch.as_tensor(h), seeds).to(args.device)
+        print(f"{len(fits)} fits stacked on {args.device}: {cfg.train.epochs} epochs", flush=True)
+        t0 = time.perf_counter()
+        outcome = train(model, subs, cfg.train, seeds, progress=log_progress(every=100),
+                        loss_states=[f["loss_states"] for f in fits])
+        model.to("cpu")
+        model.spec.meta.update(status=outcome.status, train_seconds=time.perf_counter() - t0,
+                               prepare_seconds=t_prep,
+                               device=torch.cuda.get_device_name() if str(args.device).startswith("cuda") else "cpu")
+        model.save(models)
+        print(f"saved {models}; train {model.spec.meta['train_seconds']:.0f} s", flush=True)
+        if args.phase == "train":
+            return None
+    model = ConvSSM.load(models)
+    if model.spec.meta.get("fits") != fits:
+        raise SystemExit(f"{models} holds other fits than these settings ask for")
+    status, train_s = model.spec.meta["status"], model.spec.meta["train_seconds"]
 
     t1 = time.perf_counter()
     model = model.to(args.eval_device or args.device)
     metrics = score_fits(model, subs, cfg.eval, seeds, truths)
     eval_s = time.perf_counter() - t1
     rows = []
-    for f, met, st in zip(fits, metrics, outcome.status):
+    for f, met, st in zip(fits, metrics, status):
         rows.append(dict(f, status=st, **{k: met.get(k) for k in KEYS}))
 
     t2 = time.perf_counter()
@@ -275,8 +288,8 @@ def main(argv=None):
            "summary": summary,
            "seconds": {"prepare": t_prep, "train_all_fits": train_s, "evaluate_all_fits": eval_s, "floors": floor_s,
                        "total": time.perf_counter() - t_start},
-           "torch": torch.__version__,
-           "device": torch.cuda.get_device_name() if str(args.device).startswith("cuda") else "cpu"}
+           "torch": torch.__version__, "train_device": model.spec.meta.get("device"),
+           "eval_device": str(args.eval_device or args.device)}
     path = out_dir / f"lorenz_protocol{args.tag}.json"
     path.write_text(json.dumps(res, indent=2, default=float))
     print(f"wrote {path}; train {train_s:.0f} s, evaluate {eval_s:.0f} s, floors {floor_s:.0f} s", flush=True)

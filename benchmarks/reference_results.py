@@ -62,7 +62,11 @@ def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag, device="cpu", eval_o
     ``train.loss_states`` (default: the config's for all).
     """
     states = loss_states or [cfg.train.loss_states] * len(seeds)
-    subjects = [prepare_subject(x, h, cfg, standardise=standardise) for x, h in zip(xs, hs)]
+    prepared: dict = {}  # the same recording and filter (several seeds) is prepared once
+    for x, h in zip(xs, hs):
+        if (id(x), id(h)) not in prepared:
+            prepared[(id(x), id(h))] = prepare_subject(x, h, cfg, standardise=standardise)
+    subjects = [prepared[(id(x), id(h))] for x, h in zip(xs, hs)]
     path = OUT / f"{tag}_models.safetensors"
     if eval_only:
         model, train_s = ConvSSM.load(path), float("nan")
@@ -147,6 +151,8 @@ def _train_overrides(args) -> dict:
         out["lr_end"] = args.lr_end
     if args.seq_len is not None:
         out["sequence_length"] = args.seq_len
+    if args.batches is not None:
+        out["batches_per_epoch"] = args.batches
     return out
 
 
@@ -263,6 +269,8 @@ def aln(args):
     xs = [np.load(SHARED / "aln" / "bold" / f"{s}.npy")[:500] for s in ids] * R * len(grid)
     truths = [np.load(SHARED / "aln" / "latent" / f"{s}.npy") for s in ids] * R * len(grid)
     ev = {"n_rollouts": args.rollouts} | ({} if args.dstsp_scaling is None else {"dstsp_scaling": args.dstsp_scaling})
+    if args.lyap_steps is not None:
+        ev.update(lyap_steps=args.lyap_steps, lyap_transient=min(1000, args.lyap_steps // 5))
     cfg = load_config("aln", train=dict(_train_overrides(args), train_fraction=0.75), eval=ev)
     # seed = subject index (+ 1000 per extra seed): chunking never changes a fit
     seeds = [first + i + 1000 * r for _ in grid for r in range(R) for i in range(len(ids))]
@@ -365,6 +373,8 @@ def main():
     p.add_argument("--lr-start", type=float, default=None, help="override the initial learning rate")
     p.add_argument("--lr-end", type=float, default=None, help="override the final learning rate")
     p.add_argument("--seq-len", type=int, default=None, help="override the training sequence length")
+    p.add_argument("--batches", type=int, default=None, help="override the batches per epoch")
+    p.add_argument("--lyap-steps", type=int, default=None, help="ALN: override the Lyapunov orbit length")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--subjects", type=int, default=20)
     p.add_argument("--seeds-per-subject", type=int, default=1, help="ALN: fits per subject (medians compared)")

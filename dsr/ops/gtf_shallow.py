@@ -18,7 +18,9 @@ Forward, t = 1 … T̃ (z̃_0 = z0):
 decodes the forced states z̃_t = (1−α) z_t + α d_t, as the reference code does (its ``force``
 overwrites the state in place, humml-lab/GTF-ConvSSM src/tf_training/forcing.jl, called from
 tfrecur.jl ``WeakTFRecur``). Backward with f = ``forced``: g̃_t = dL/dz̃_t = f ⊙ gout_t + (future);
-dL/d ad_t = g̃_t; dL/dz_t = (1 − f) ⊙ gout_t + g̃_t ⊙ (1 − a_t).
+dL/d ad_t = g̃_t; dL/dz_t = (1 − f) ⊙ gout_t + g̃_t ⊙ (1 − a_t). This is the exact gradient of the
+forced output; the reference's Zygote gradient, blind to the in-place update, passes gout_t to z_t
+unscaled (a difference of the factor 1 − α on the loss term).
 """
 from __future__ import annotations
 
