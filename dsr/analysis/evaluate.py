@@ -259,13 +259,15 @@ def _score_chunk(model, idx, subjects, x_obs, z0s, truths, seeds, cfg, T, n_trai
     det = _rollout_metrics(X, Zl, xs, tr_, scales, sds, cfg, T, n_train)
     main = det
     if stochastic:
+        Zl_s = None  # without process noise the latents are the deterministic ones: copy their metrics
         if lat_noise:
             Z, X, Zl_s = rollouts(eps_z)
-        else:
-            Zl_s = Zl
         eps_x = torch.stack([d[1] for d in draws]).to(dev)  # (F, R, T, N) float64
         X = sub.add_observation_noise(X, eps_x)  # (F, R, T, N) float64
         main = _rollout_metrics(X, Zl_s, xs, tr_, scales, sds, cfg, T, n_train)
+        if Zl is not None and Zl_s is None:
+            for m_, d_ in zip(main, det):
+                m_.update({k: v for k, v in d_.items() if "_latent" in k})
     X0 = X[:, 0].cpu().numpy()  # (F, T, N)
     Z0 = Z[:, 0, :n_gen].cpu().double().numpy()  # (F, T+K-1, M)
     for f, i in enumerate(idx):
