@@ -244,12 +244,12 @@ def _score_chunk(model, idx, subjects, x_obs, z0s, truths, seeds, cfg, T, n_trai
         Zl = None
         if t_len is not None:  # latent rollouts without inputs, as long as the truth
             Zl = sub.generate(z0, t_len, None, noise) if inputs is not None else Z
-            Zl = Zl[:, :, :t_len, :len(truths[idx[0]][0])].double()  # (F, R, t_len, n_lat)
+            Zl = Zl[:, :, :t_len, :np.shape(truths[idx[0]])[1]].double()  # (F, R, t_len, n_lat)
         return Z, X, Zl
 
     scales = None
-    if t_len is not None and latent_identified(model, len(truths[idx[0]][0])):
-        n_l = len(truths[idx[0]][0])
+    if t_len is not None and latent_identified(model, np.shape(truths[idx[0]])[1]):
+        n_l = np.shape(truths[idx[0]])[1]
         sc = [(sd.std[:n_l], sd.mean[:n_l]) + column_scale(np.asarray(truths[i], dtype=np.float64))
               for sd, i in zip(subs, idx)]
         scales = (torch.as_tensor(np.stack([s_ / t_ for s_, _, _, t_ in sc]), device=dev),  # (F, n_lat)
