@@ -1,6 +1,6 @@
 """The metric engine: every fit of a stacked convSSM evaluated the paper's way, at once, on any device.
 
-For each fit (DESIGN of the paper: 100 rollouts from initial states perturbed by N(0, 0.01²)):
+For each fit, as in Volkmann et al. (NeurIPS 2024; 100 rollouts from initial states perturbed by N(0, 0.01²)):
 
 * initial states from the fit's own ``torch.Generator().manual_seed(seed)`` (rollout perturbations
   first, then the Lyapunov orbit starts);
