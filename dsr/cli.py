@@ -101,6 +101,7 @@ def _load_cfg(args):
 
 
 def run_fit(args) -> int:
+    from dsr.analysis.metrics_record import FitMetrics
     from dsr.io.arrays import load_array, validate_companion
     from dsr.pipelines.fit_array import fit_to_dir, resolve_device
     from dsr.training.loop import log_progress
@@ -125,8 +126,9 @@ def run_fit(args) -> int:
         raise DsrError(f"{out}: --out exists and is not a folder")
     metrics = fit_to_dir(x, tr, out, cfg, device=args.device, resume=args.resume, source=str(args.file),
                          progress=log_progress(), standardise=not args.no_standardise, **extra)
-    print(f"dsr: {metrics['status']}: D_stsp {metrics['dstsp']:.4g}, D_H {metrics['dh']:.4g}, "
-          f"lambda_max {metrics['lyapunov_max_per_second']:.4g}/s -> {out}", file=sys.stderr)
+    rec = FitMetrics.from_json(metrics)
+    print(f"dsr: {metrics['status']}: D_stsp {rec.score('dstsp'):.4g}, D_H {rec.score('dh'):.4g}, "
+          f"lambda_max {rec.score('lyapunov_max_per_second'):.4g}/s -> {out}", file=sys.stderr)
     return 0 if metrics["status"] == "ok" else EXIT_ERROR
 
 

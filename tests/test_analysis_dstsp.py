@@ -136,3 +136,15 @@ def test_gmm_batch_equals_ref():
                      for f in range(2)])
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
     assert np.isinf(got[0, 2]) and got[1, 1] < got[1, 0] and got[1, 1] < got[1, 2]  # matching spread closest
+
+
+def test_binned_batch_in_rollout_blocks(monkeypatch):
+    """Rollouts binned in blocks (bounded memory) give what one block gives."""
+    import dsr.analysis.dstsp as mod
+
+    rng = np.random.default_rng(9)
+    refs = torch.as_tensor(rng.standard_normal((2, 200, 2)))
+    gens = torch.as_tensor(rng.standard_normal((2, 5, 210, 2)) * 1.2)
+    whole = dstsp_bins_batch(refs, gens)
+    monkeypatch.setattr(mod, "_BIN_ENTRIES", 2 * 210 * 2 * 2)  # two rollouts per block
+    torch.testing.assert_close(dstsp_bins_batch(refs, gens), whole, rtol=0, atol=0)

@@ -28,6 +28,7 @@ import torch
 LAPLACE_ALPHA = 1e-5
 GMM_MAX_POINTS = 10000
 _CHUNK_ENTRIES = 4_000_000  # samples x centres per block of the NumPy GMM distance matrix (32 MB in float64)
+_BIN_ENTRIES = 2**25  # generated values binned at once (index tensors of ~8 bytes each)
 _GMM_ENTRIES = {"cpu": 2**24, "cuda": 2**28}  # squared distances per block of the torch GMM (float64)
 
 
@@ -134,6 +135,9 @@ def dstsp_bins_batch(refs: torch.Tensor, gens: torch.Tensor, n_bins: int = 30) -
         the reference or the rollout occupies.
     """
     F, R, T, N = gens.shape
+    block = max(1, _BIN_ENTRIES // (F * T * N))
+    if R > block:  # bound the index tensors: rollouts in blocks
+        return torch.cat([dstsp_bins_batch(refs, gens[:, r:r + block], n_bins) for r in range(0, R, block)], 1)
     dev = refs.device
     n_cells = float(n_bins) ** N
     if n_cells * F * R >= 2.0**62:

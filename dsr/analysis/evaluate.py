@@ -1,6 +1,6 @@
 """The metric engine: every fit of a stacked convSSM evaluated the paper's way, at once, on any device.
 
-For each fit (DESIGN of the paper: 100 rollouts from initial states perturbed by N(0, 0.01²)):
+For each fit, as in Volkmann et al. (NeurIPS 2024; 100 rollouts from initial states perturbed by N(0, 0.01²)):
 
 * initial states from the fit's own ``torch.Generator().manual_seed(seed)`` (rollout perturbations
   first, then the Lyapunov orbit starts);
@@ -244,12 +244,12 @@ def _score_chunk(model, idx, subjects, x_obs, z0s, truths, seeds, cfg, T, n_trai
         Zl = None
         if t_len is not None:  # latent rollouts without inputs, as long as the truth
             Zl = sub.generate(z0, t_len, None, noise) if inputs is not None else Z
-            Zl = Zl[:, :, :t_len, :len(truths[idx[0]][0])].double()  # (F, R, t_len, n_lat)
+            Zl = Zl[:, :, :t_len, :np.shape(truths[idx[0]])[1]].double()  # (F, R, t_len, n_lat)
         return Z, X, Zl
 
     scales = None
-    if t_len is not None and latent_identified(model, len(truths[idx[0]][0])):
-        n_l = len(truths[idx[0]][0])
+    if t_len is not None and latent_identified(model, np.shape(truths[idx[0]])[1]):
+        n_l = np.shape(truths[idx[0]])[1]
         sc = [(sd.std[:n_l], sd.mean[:n_l]) + column_scale(np.asarray(truths[i], dtype=np.float64))
               for sd, i in zip(subs, idx)]
         scales = (torch.as_tensor(np.stack([s_ / t_ for s_, _, _, t_ in sc]), device=dev),  # (F, n_lat)
@@ -259,13 +259,15 @@ def _score_chunk(model, idx, subjects, x_obs, z0s, truths, seeds, cfg, T, n_trai
     det = _rollout_metrics(X, Zl, xs, tr_, scales, sds, cfg, T, n_train)
     main = det
     if stochastic:
+        Zl_s = None  # without process noise the latents are the deterministic ones: copy their metrics
         if lat_noise:
             Z, X, Zl_s = rollouts(eps_z)
-        else:
-            Zl_s = Zl
         eps_x = torch.stack([d[1] for d in draws]).to(dev)  # (F, R, T, N) float64
         X = sub.add_observation_noise(X, eps_x)  # (F, R, T, N) float64
         main = _rollout_metrics(X, Zl_s, xs, tr_, scales, sds, cfg, T, n_train)
+        if Zl is not None and Zl_s is None:
+            for m_, d_ in zip(main, det):
+                m_.update({k: v for k, v in d_.items() if "_latent" in k})
     X0 = X[:, 0].cpu().numpy()  # (F, T, N)
     Z0 = Z[:, 0, :n_gen].cpu().double().numpy()  # (F, T+K-1, M)
     for f, i in enumerate(idx):

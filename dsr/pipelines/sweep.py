@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dsr.analysis.metrics_record import FitMetrics
 from dsr.config import DsrConfig, load_config
 from dsr.errors import ConfigError
 from dsr.io.atomic import atomic_write_text, write_json
@@ -265,20 +266,14 @@ def collect_results(results: list, atlas_name: str, trials: dict[str, Trial], ke
         trial = trials[folder.name]
         row = {"trial_id": trial.trial_id, **{k: trial.values.get(k) for k in keys},
                "participant_id": job.participant_id, "run": label, "seed": job.config.seed, "status": res["status"]}
-        row.update({m: _num(metrics.get(m)) for m in RESULT_METRICS})
+        rec = FitMetrics.from_json(metrics)
+        row.update({m: rec.score(m) for m in RESULT_METRICS})
         rows.append(row)
     cols = ["trial_id", *keys, "participant_id", "run", "seed", "status", *RESULT_METRICS]
     order = {tid: i for i, tid in enumerate(trials)}
     df = pd.DataFrame(rows, columns=cols)
     df["_o"] = df["trial_id"].map(order)
     return df.sort_values(["_o", "participant_id", "run", "seed"]).drop(columns="_o").reset_index(drop=True)
-
-
-def _num(v) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return float("nan")
 
 
 def select_best(table: pd.DataFrame, metric: str) -> dict[str, tuple[str, float, list[dict]]]:
