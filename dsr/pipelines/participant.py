@@ -101,7 +101,7 @@ def start_run(run: bids.BoldRun, atlas: nifti.Atlas, settings: extract.Extractio
     prov_path = folder / f"{prefix}_provenance.json"
     cfg_hash = config.hash()
     _remove_orphans(folder, prefix)
-    series = extract.extract_run_cached(run, atlas, settings, folder, base, filter_config=config.filter,
+    series = extract.extract_run_cached(run, atlas, settings, folder, base, filter_config=config,
                                         atlas_spec=atlas_spec)
     key = series.meta.get("CacheKey")
     try:
