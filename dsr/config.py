@@ -184,6 +184,20 @@ class DsrConfig:
         _check(0 <= self.seed < 2 ** 63, f"seed must be an integer in [0, 2^63), got {self.seed}")
 
 
+#: Most trials one sweep may hold (grid combinations or random samples); each trial is a fit per run and seed.
+MAX_TRIALS = 10_000
+
+
+def check_sweep_size(grid_sizes: list[int], n_samples: int, origin) -> int:
+    """The number of trials of a sweep; ConfigError naming ``origin`` past :data:`MAX_TRIALS`."""
+    n = n_samples if n_samples else math.prod(int(k) for k in grid_sizes)
+    if n > MAX_TRIALS:
+        what = "n_samples" if n_samples else " x ".join(str(k) for k in grid_sizes) + " grid"
+        raise ConfigError(f"{origin}: the sweep has {n:.3g} trials ({what}), more than {MAX_TRIALS}; each trial is "
+                          "fitted for every run and seed: narrow the grid or split the sweep")
+    return n
+
+
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)

@@ -87,6 +87,34 @@ def write_npy(path: str | Path, array: np.ndarray) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def check_writable(folder: str | Path) -> Path:
+    """Make ``folder`` and prove it can be written (a probe file, removed again) before any work starts.
+
+    Raises
+    ------
+    OutputError
+        Naming the folder: it is a file, read-only, on a full disk or not permitted.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError("the output path exists and is not a folder", folder)
+    atomic_write_bytes(folder / ".dsr-write-test", b"").unlink()
+    return folder
+
+
+def set_aside(path: str | Path) -> Path:
+    """Rename a corrupt file or folder to ``<name>.corrupt`` (an older one stays as ``.corrupt.1``, ...), so
+    that a rerun starts afresh and the bad copy stays for a person to look at."""
+    path = Path(path)
+    aside = path.with_name(path.name + ".corrupt")
+    i = 1
+    while aside.exists():
+        aside = path.with_name(f"{path.name}.corrupt.{i}")
+        i += 1
+    path.rename(aside)
+    return aside
+
+
 def _finite(obj):
     """Replace non-finite floats by None so the JSON is standard."""
     if isinstance(obj, dict):

@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +25,8 @@ import pandas as pd
 from dsr import __version__
 from dsr.config import DsrConfig
 from dsr.errors import ConfigError, DsrError, InputError
-from dsr.io import bids, extract, nifti
-from dsr.io.atomic import atomic_write_text, write_json
+from dsr.io import bids, extract, nifti, status_table
+from dsr.io.atomic import check_writable, write_json
 from dsr.pipelines.executors import ExecutorSettings, preflight, run_tasks
 
 log = logging.getLogger("dsr")
@@ -187,42 +186,13 @@ def _test_kill_point(run: bids.BoldRun) -> None:
 
 
 def read_status(output_dir: Path) -> pd.DataFrame:
-    """The status table (empty when absent or unreadable)."""
-    try:
-        df = pd.read_csv(output_dir / "status.tsv", sep="\t", dtype=str, keep_default_na=False)
-        if list(df.columns) == list(STATUS_COLUMNS):
-            return df
-    except (OSError, ValueError, pd.errors.ParserError):
-        pass
-    return pd.DataFrame(columns=list(STATUS_COLUMNS), dtype=str)
+    """The status table (empty when absent; extra columns a person added are kept)."""
+    return status_table.read_status(output_dir / "status.tsv", STATUS_COLUMNS)
 
 
 def _write_status(output_dir: Path, rows: dict) -> None:
-    """Merge ``rows`` into status.tsv. The read-merge-write holds an exclusive lock on
-    ``.status.lock``, so concurrent writers (SLURM array tasks sharing OUT) never drop each other's rows."""
-    with _status_lock(output_dir):
-        old = read_status(output_dir)
-        merged = {(r.participant_id, r.run): list(r) for r in old.itertuples(index=False)}
-        merged.update(rows)
-        lines = ["\t".join(STATUS_COLUMNS)] + ["\t".join(_one_line(v).replace("\t", " ") for v in row)
-                                               for _, row in sorted(merged.items())]
-        atomic_write_text(output_dir / "status.tsv", "\n".join(lines) + "\n")
-
-
-@contextmanager
-def _status_lock(output_dir: Path):
-    """An exclusive advisory lock (``fcntl.flock``) on ``output_dir/.status.lock``; a no-op without fcntl."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no concurrent array tasks to guard against
-        yield
-        return
-    with open(output_dir / ".status.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    """Merge ``rows`` into status.tsv under a lock, keeping other rows and extra columns."""
+    status_table.write_status(output_dir / "status.tsv", rows, STATUS_COLUMNS)
 
 
 def write_description(output_dir: Path, bids_dir: Path, config: DsrConfig) -> None:
@@ -353,7 +323,7 @@ def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: lis
                             session=session, space=space, atlas=atlas, config=config, confounds=confounds,
                             derivatives=derivatives, confounds_mode=confounds_mode, high_pass=high_pass,
                             low_pass=low_pass, radius=radius)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(output_dir)
     write_description(output_dir, bids_dir, config)
     rows: dict = {}
     failed = record_missing(plan, bids_dir, config, rows)

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dsr.config import DsrConfig, load_config
+from dsr.config import DsrConfig, check_sweep_size, load_config
 from dsr.errors import ConfigError
 from dsr.io.atomic import atomic_write_text, write_json
 from dsr.pipelines.executors import ExecutorSettings, preflight
@@ -140,6 +140,7 @@ def load_sweep(spec: str | Path) -> SweepSpec:
     spec_ = SweepSpec(name=str(data.get("name", path.stem)), base=str(data.get("base", "paper")), seeds=seeds,
                       metric=METRIC_ALIASES.get(metric, metric), fixed=_flatten(data.get("fixed", {})), grid=grid,
                       random=random, n_samples=n_samples, sample_seed=sample_seed)
+    check_sweep_size([len(v) for v in grid.values()], n_samples, path)  # before building 10^6 configs
     make_trials(spec_)  # every trial config must be valid before anything runs
     return spec_
 
