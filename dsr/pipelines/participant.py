@@ -13,6 +13,7 @@ run is recorded there with one line on stderr, and the other runs go on.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from dsr.config import DsrConfig
 from dsr.errors import ConfigError, DsrError, InputError
 from dsr.io import bids, extract, nifti, status_table
 from dsr.io.atomic import check_writable, write_json
+from dsr.pipelines import isolation
 from dsr.pipelines.executors import ExecutorSettings, preflight, run_tasks
 
 log = logging.getLogger("dsr")
@@ -158,7 +160,7 @@ def name_input_error(exc: DsrError, path) -> DsrError:
     return exc
 
 
-def _worker(args, device: str | None = None) -> dict:
+def _worker_inline(args, device: str | None = None) -> dict:
     """Executor task (one job tuple; ``device`` overrides the job's): never raises; failures come back as a
     status."""
     run, atlas, settings, config, output_dir, device_job, atlas_spec, seed_label = args
@@ -169,6 +171,11 @@ def _worker(args, device: str | None = None) -> dict:
         return {"status": "failed", "reason": _one_line(exc)}
     except Exception as exc:  # an unexpected bug: still one line, the run is marked failed
         return {"status": "failed", "reason": _one_line(f"{run.bold}: internal error: {type(exc).__name__}: {exc}")}
+
+
+#: The executor task: :func:`_worker_inline` in a child process, so a fit that kills its process (out of
+#: memory) is recorded as failed and the batch goes on (:mod:`dsr.pipelines.isolation`).
+_worker = functools.partial(isolation.run_isolated, _worker_inline)
 
 
 def _remove_orphans(folder: Path, prefix: str) -> None:
@@ -381,4 +388,4 @@ def _record(run: bids.BoldRun, res: dict, atlas_name: str, config: DsrConfig, ou
     extra = ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, (int, float)))
     state = "already done, skipped" if res.get("skipped") else res["status"]
     log.info("%s %s: %s%s", sub, label, state, f" ({extra})" if extra else "")
-    return 0
+    return int(res["status"] != "ok")  # a diverged fit makes the exit code non-zero, as in ``dsr fit``
