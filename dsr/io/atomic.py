@@ -98,7 +98,12 @@ def check_writable(folder: str | Path) -> Path:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputError("the output path exists and is not a folder", folder)
-    atomic_write_bytes(folder / ".dsr-write-test", b"").unlink()
+    try:
+        atomic_write_bytes(folder / ".dsr-write-test", b"").unlink()
+    except OutputError as exc:
+        raise OutputError(exc.message, folder) from None
+    except OSError as exc:
+        raise output_error(exc, folder) from None
     return folder
 
 

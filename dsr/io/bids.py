@@ -150,6 +150,8 @@ def _read_json(path: Path) -> dict:
         raise InputError("cannot read JSON sidecar: it is nested too deeply", path) from None
     except (OSError, ValueError) as exc:  # UnicodeDecodeError, JSONDecodeError, a 5000-digit number
         why = " ".join(str(exc).split())[:160]
+        if "digits" in why and "int" in why:
+            why = "it holds a number with thousands of digits, more than Python converts"
         raise InputError(f"cannot read JSON sidecar ({exc.__class__.__name__}: {why})", path) from None
     if not isinstance(data, dict):
         raise InputError("JSON sidecar is not an object", path)

@@ -156,7 +156,8 @@ def load_confounds(path: str | Path, strategy: str, n_volumes: int) -> tuple[np.
         out += list(spikes.T)
         names += [f"spike_{i:03d}" for i in range(spikes.shape[1])]
     if len(names) + 2 > MAX_REGRESSOR_FRACTION * n_volumes:  # + constant and linear trend
-        raise InputError(f"confound strategy '{strategy}' gives {len(names)} regressors for {n_volumes} volumes: "
+        shown = strategy if len(strategy) <= 60 else strategy[:57] + "..."
+        raise InputError(f"confound strategy '{shown}' gives {len(names)} regressors for {n_volumes} volumes: "
                          f"with the mean and trend that leaves under {1 - MAX_REGRESSOR_FRACTION:.0%} of the "
                          "degrees of freedom for the signal; choose a smaller strategy", path)
     return (np.stack(out, axis=1) if out else np.zeros((n_volumes, 0))), names

@@ -46,6 +46,8 @@ class ExtractionSettings:
     def __post_init__(self):
         if self.confounds_mode not in ("regress", "nuisance"):
             raise InputError(f"confounds_mode must be 'regress' or 'nuisance', got {self.confounds_mode!r}")
+        if self.confounds is not None:
+            confounds.strategy_columns(self.confounds)  # a malformed --confounds is refused before any run
 
 
 @dataclass

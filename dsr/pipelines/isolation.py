@@ -28,7 +28,7 @@ def _child(conn, fn: Callable, job: Any, device: str | None) -> None:
 
 
 def death_reason(exitcode: int | None) -> str:
-    """How a child process ended, in words (``killed by SIGKILL (out of memory?)``)."""
+    """How a child process ended, in words (``killed by SIGKILL, out of memory?``)."""
     if exitcode is None:
         return "did not end"
     if exitcode < 0:
@@ -36,10 +36,10 @@ def death_reason(exitcode: int | None) -> str:
             name = signal.Signals(-exitcode).name
         except ValueError:
             name = f"signal {-exitcode}"
-        hint = " (out of memory?)" if -exitcode == signal.SIGKILL else ""
+        hint = ", out of memory?" if -exitcode == signal.SIGKILL else ""
         return f"killed by {name}{hint}"
-    hint = " (out of memory?)" if exitcode == 137 else ""
-    return f"exited with code {exitcode}{hint}"
+    hint = ", out of memory?" if exitcode == 137 else ""
+    return f"exit code {exitcode}{hint}"
 
 
 def _in_ray_worker() -> bool:
