@@ -208,6 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dsr: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file that cannot be read or written is the user's to fix, not a bug
+        if args.debug:
+            raise
+        print(f"dsr: error: {exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
     except Exception as exc:  # an unexpected failure: still one line unless --debug
         if args.debug:
             raise

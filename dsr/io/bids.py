@@ -230,7 +230,7 @@ def _is_derivative(root: Path) -> bool:
         return False
     try:
         return str(json.loads(desc.read_text()).get("DatasetType", "")).lower() == "derivative"
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return False
 
 

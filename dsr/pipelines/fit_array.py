@@ -198,6 +198,13 @@ def output_names(prefix: str = "") -> dict[str, str]:
     return {k: f"{prefix}_{v}" if prefix else v for k, v in stems.items()}
 
 
+def outputs_written(out_dir, prefix: str = "") -> bool:
+    """True when every output of a fit is in ``out_dir``, the figure included (a fit whose figure a full
+    disk stopped is not done)."""
+    names = output_names(prefix)
+    return all((Path(out_dir) / name).is_file() for key, name in names.items() if key != "checkpoint")
+
+
 def write_outputs(result: FitResult, out_dir: Path, prefix: str = "", source: str | None = None) -> dict:
     """Write model, metrics, generated series, curve and figure; every file atomically."""
     from dsr.report.figures import data_vs_generated

@@ -110,7 +110,9 @@ def start_run(run: bids.BoldRun, atlas: nifti.Atlas, settings: extract.Extractio
     except (OSError, ValueError):
         prov = {}
     same = prov.get("ConfigHash") == cfg_hash and prov.get("InputKey") == key
-    if same and prov.get("Status") in ("ok", "diverged") and (folder / f"{prefix}_metrics.json").is_file():
+    from dsr.pipelines.fit_array import outputs_written
+
+    if same and prov.get("Status") in ("ok", "diverged") and outputs_written(folder, prefix):
         return {"status": prov["Status"], "skipped": True,
                 "reason": f"skipped: finished earlier with config {cfg_hash} and the same inputs"}
     record = {"ConfigHash": cfg_hash, "InputKey": key, "Sources": [str(run.bold)], "Config": config.to_dict(),
