@@ -283,6 +283,16 @@ def load_config(preset: str | Path | None = None, **overrides) -> DsrConfig:
     return cfg.replace(**overrides) if overrides else cfg
 
 
+def read_toml(path: str | Path) -> dict:
+    """A TOML file (config or sweep) as a dict; ConfigError naming the file when it is missing, unreadable,
+    not UTF-8 or not valid TOML."""
+    path = Path(path)
+    try:
+        return tomllib.loads(_read_toml_text(path))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
 def _read_toml_text(path: Path) -> str:
     """A TOML file's text; ConfigError naming the file when it is unreadable or not UTF-8."""
     try:
@@ -292,5 +302,5 @@ def _read_toml_text(path: Path) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: the config file is not UTF-8 text (byte {exc.start}); TOML files must be "
+        raise ConfigError(f"{path}: the file is not UTF-8 text (byte {exc.start}); TOML files must be "
                           "saved as UTF-8") from None

@@ -29,7 +29,6 @@ import itertools
 import json
 import logging
 import math
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -38,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dsr.config import DsrConfig, check_sweep_size, load_config
+from dsr.config import DsrConfig, check_sweep_size, load_config, read_toml
 from dsr.errors import ConfigError
 from dsr.io.atomic import atomic_write_text, write_json
 from dsr.pipelines.executors import ExecutorSettings, preflight
@@ -112,10 +111,7 @@ def load_sweep(spec: str | Path) -> SweepSpec:
         Missing file, bad TOML, unknown keys, or both/neither of grid and random with bad values.
     """
     path = _sweep_path(spec)
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the sweep file: {exc}") from None
+    data = read_toml(path)  # one line naming the file: unreadable, not UTF-8, not TOML
     unknown = set(data) - {"name", "description", "base", "seeds", "metric", "fixed", "grid", "random"}
     if unknown:
         raise ConfigError(f"{path}: unknown sweep keys {sorted(unknown)}")
