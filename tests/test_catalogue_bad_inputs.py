@@ -10,9 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import pickle
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -554,7 +552,8 @@ def _echo(job, device):
 
 
 def config_unknown_key(tmp_path, ds):
-    path, cfg, out, argv = _fit_case(tmp_path, _oscillator(), config_text=QUICK.replace("[train]\n", "[train]\nepoch = 3\n"))
+    text = QUICK.replace("[train]\n", "[train]\nepoch = 3\n")
+    path, cfg, out, argv = _fit_case(tmp_path, _oscillator(), config_text=text)
     return Expect(argv, words=(str(cfg), "epoch", "train"))
 
 

@@ -280,9 +280,12 @@ def _coords_table(path: Path, radius: float | None) -> Atlas:
     cols = {c.lower(): c for c in df.columns}
     if not all(c in cols for c in "xyz"):
         raise InputError("a coordinates table needs columns x, y, z (mm)", path)
-    coords = df[[cols["x"], cols["y"], cols["z"]]].to_numpy(dtype=np.float64)  # (R, 3)
+    coords = df[[cols["x"], cols["y"], cols["z"]]].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)  # (R, 3)
     name_col = next((cols[c] for c in ("name", "label", "region", "roi") if c in cols), None)
     names = ([str(v) for v in df[name_col]] if name_col else [f"roi-{i + 1}" for i in range(len(coords))])
+    _check_unique(names, "region name", path)
+    if not np.isfinite(coords).all():
+        raise InputError("the x, y, z columns hold missing or non-numeric values", path)
     if "radius" in cols and radius is None:
         radius = df[cols["radius"]].to_numpy(dtype=np.float64)
     return Atlas("spheres", _atlas_name(path), names, path, coords=coords,

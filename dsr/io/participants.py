@@ -61,7 +61,8 @@ def read_participants(path: str | Path, known: list[str] | None = None) -> pd.Da
         raise InputError("participants.tsv is empty (it needs a header with participant_id)", path)
     header = [c.strip() for c in lines[0][1].split("\t")]
     if "participant_id" not in header:
-        sep = " (the columns are not tab-separated)" if len(header) == 1 and ("," in header[0] or " " in header[0]) else ""
+        one = len(header) == 1 and ("," in header[0] or " " in header[0])
+        sep = " (the columns are not tab-separated)" if one else ""
         raise InputError(f"participants.tsv has no 'participant_id' column{sep}", path)
     if len(set(header)) != len(header):
         dup = next(c for c in header if header.count(c) > 1)
