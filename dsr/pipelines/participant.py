@@ -171,6 +171,8 @@ def _worker_inline(args, device: str | None = None) -> dict:
         return process_run(run, atlas, settings, config, output_dir, device, atlas_spec, seed_label)
     except DsrError as exc:
         return {"status": "failed", "reason": _one_line(exc)}
+    except OSError as exc:  # a file that cannot be read or written: named, not an internal error
+        return {"status": "failed", "reason": _one_line(f"{exc.filename or run.bold}: {exc.strerror or exc}")}
     except Exception as exc:  # an unexpected bug: still one line, the run is marked failed
         return {"status": "failed", "reason": _one_line(f"{run.bold}: internal error: {type(exc).__name__}: {exc}")}
 
