@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a file that cannot be read or written is the user's to fix, not a bug
         if args.debug:
             raise
-        print(f"dsr: error: {exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"dsr: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as exc:  # an unexpected failure: still one line unless --debug
         if args.debug:
