@@ -70,7 +70,7 @@ def run_isolated(fn: Callable, job: Any, device: str | None = None,
     Parameters
     ----------
     fn : callable
-        A module-level task that returns a result dict and never raises (``participant._worker``).
+        A module-level task that returns a result dict and never raises (``fitrun.run_job``).
     job : any
         Its argument.
     device : str or None
