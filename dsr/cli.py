@@ -103,6 +103,7 @@ def _load_cfg(args):
 def run_fit(args) -> int:
     from dsr.analysis.metrics_record import FitMetrics
     from dsr.io.arrays import load_array, validate_companion
+    from dsr.io.atomic import check_writable
     from dsr.pipelines.fit_array import fit_to_dir, resolve_device
     from dsr.training.loop import log_progress
 
@@ -121,9 +122,7 @@ def run_fit(args) -> int:
         extra[key] = None if path is None else load_array(path, what)
         if key != "latent_truth" and extra[key] is not None:
             validate_companion(extra[key], len(x), path, what)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise DsrError(f"{out}: --out exists and is not a folder")
+    out = check_writable(Path(args.out))  # a read-only or full output folder: one line, before training
     metrics = fit_to_dir(x, tr, out, cfg, device=args.device, resume=args.resume, source=str(args.file),
                          progress=log_progress(), standardise=not args.no_standardise, **extra)
     rec = FitMetrics.from_json(metrics)
@@ -215,6 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dsr: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file that cannot be read or written is the user's to fix, not a bug
+        if args.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"dsr: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
     except Exception as exc:  # an unexpected failure: still one line unless --debug
         if args.debug:
             raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -21,6 +22,11 @@ OBSERVATION_MODELS = ("identity", "affine", "regressor")
 FILTER_KINDS = ("spm", "glover", "calcium", "none")
 FORCING_KINDS = ("weak", "sparse", "adaptive", "none")
 LOSS_STATES = ("free", "forced")
+MAX_WIDTH = 65_536  # latent or hidden units
+MAX_SEQUENCE = 1_000_000  # steps of one training sequence
+#: Activations of one training step (batch x steps x units); tens of bytes each with the backward pass
+#: (float32 values, gradients and the GTF mixing), so 5e8 is well over 10 GB: past it a step fits nowhere.
+MAX_BATCH_ELEMENTS = 500_000_000
 
 
 @dataclass
@@ -125,7 +131,7 @@ class DsrConfig:
         kwargs = {}
         for key, value in data.items():
             if key == "seed":
-                kwargs["seed"] = int(value)
+                kwargs["seed"] = _typed("seed", value, "int")
             elif key in sections:
                 kwargs[key] = _section(sections[key], key, value)
             elif key in ("name", "description"):
@@ -147,21 +153,64 @@ class DsrConfig:
         return DsrConfig.from_dict(data)
 
     def validate(self) -> None:
-        """Raise ConfigError for values out of range."""
-        m, f, t = self.model, self.filter, self.train
-        _check(m.latent_model in LATENT_MODELS, f"latent_model must be one of {LATENT_MODELS}")
-        _check(m.observation in OBSERVATION_MODELS, f"observation must be one of {OBSERVATION_MODELS}")
-        _check(m.latent_dim >= 1 and m.hidden_dim >= 1, "latent_dim and hidden_dim must be >= 1")
-        _check(f.kind in FILTER_KINDS, f"filter kind must be one of {FILTER_KINDS}")
-        _check(f.sliding_window >= 2, "filter.sliding_window must be >= 2")
-        _check(t.forcing in FORCING_KINDS, f"forcing must be one of {FORCING_KINDS}")
-        _check(0.0 <= t.alpha <= 1.0, "alpha must lie in [0, 1]")
+        """Raise ConfigError, naming the key, for any value of the wrong range (types are checked when a
+        section is built, see :func:`_section`). The one home of config validation: every fit, sweep trial
+        and level checks its config here before any data is read or any training starts."""
+        m, f, t, e = self.model, self.filter, self.train, self.eval
+        _check(m.latent_model in LATENT_MODELS, f"model.latent_model must be one of {LATENT_MODELS}")
+        _check(m.observation in OBSERVATION_MODELS, f"model.observation must be one of {OBSERVATION_MODELS}")
+        _check(m.latent_dim >= 1 and m.hidden_dim >= 1, "model.latent_dim and model.hidden_dim must be >= 1")
+        _check(m.latent_dim <= MAX_WIDTH and m.hidden_dim <= MAX_WIDTH,
+               f"model.latent_dim and model.hidden_dim must be <= {MAX_WIDTH}")
+        _check(f.kind in FILTER_KINDS, f"filter.kind must be one of {FILTER_KINDS}")
+        _check(f.sliding_window >= 2, f"filter.sliding_window must be >= 2, got {f.sliding_window}")
+        _check(f.tau is None or (math.isfinite(f.tau) and f.tau > 0), "filter.tau must be > 0 seconds")
+        _check(0.0 <= f.cut_l < 1.0 and 0.0 <= f.cut_r < 1.0, "filter.cut_l and filter.cut_r must lie in [0, 1)")
+        _check(math.isfinite(f.min_noise) and f.min_noise > 0, "filter.min_noise must be > 0")
+        _check(t.forcing in FORCING_KINDS, f"train.forcing must be one of {FORCING_KINDS}")
+        _check(0.0 <= t.alpha <= 1.0, "train.alpha must lie in [0, 1]")
         _check(t.loss_states in LOSS_STATES, f"train.loss_states must be one of {LOSS_STATES}")
-        _check(t.sampler in ("auto", "host", "device"), "sampler must be auto, host or device")
-        _check(0.0 < t.train_fraction <= 1.0, "train_fraction must lie in (0, 1]")
-        _check(t.epochs >= 1 and t.batches_per_epoch >= 1 and t.batch_size >= 1, "epochs, batches and batch size must be >= 1")
-        _check(t.forcing_interval >= 1, "forcing_interval must be >= 1")
-        _check(t.lr_start > 0 and t.lr_end > 0, "learning rates must be > 0")
+        _check(t.sampler in ("auto", "host", "device"), "train.sampler must be auto, host or device")
+        _check(0.0 < t.train_fraction <= 1.0, "train.train_fraction must lie in (0, 1]")
+        for key in ("epochs", "batches_per_epoch", "batch_size", "sequence_length", "forcing_interval",
+                    "adaptive_every", "checkpoint_every"):
+            _check(getattr(t, key) >= 1, f"train.{key} must be >= 1, got {getattr(t, key)}")
+        _check(t.nan_retries >= 0, f"train.nan_retries must be >= 0, got {t.nan_retries}")
+        _check(0.0 < t.adaptive_decay <= 1.0, "train.adaptive_decay must lie in (0, 1]")
+        _check(0.0 < t.nan_lr_factor < 1.0, "train.nan_lr_factor must lie in (0, 1)")
+        _check(math.isfinite(t.noise) and t.noise >= 0, f"train.noise must be >= 0, got {t.noise}")
+        for key in ("lr_start", "lr_end"):
+            _check(math.isfinite(getattr(t, key)) and getattr(t, key) > 0, f"train.{key} must be > 0")
+        for key in ("latent_reg", "obs_reg"):
+            _check(math.isfinite(getattr(t, key)) and getattr(t, key) >= 0, f"train.{key} must be >= 0")
+        _check(t.sequence_length <= MAX_SEQUENCE, f"train.sequence_length must be <= {MAX_SEQUENCE}")
+        batch = t.batch_size * (t.sequence_length + 1) * (m.latent_dim + m.hidden_dim)
+        _check(batch <= MAX_BATCH_ELEMENTS, f"train.batch_size = {t.batch_size} with sequence_length "
+               f"{t.sequence_length} and {m.latent_dim + m.hidden_dim} latent + hidden units needs "
+               f"{batch:.3g} activations per step (more than {MAX_BATCH_ELEMENTS:.0e}); lower train.batch_size")
+        for key in ("n_rollouts", "dstsp_bins", "bins_max_dims", "pe_steps", "lyap_steps", "lyap_orbits"):
+            _check(getattr(e, key) >= 1, f"eval.{key} must be >= 1, got {getattr(e, key)}")
+        _check(e.lyap_transient >= 0, f"eval.lyap_transient must be >= 0, got {e.lyap_transient}")
+        _check(e.n_rollouts <= 100_000 and e.dstsp_bins <= 10_000 and e.lyap_steps <= 10_000_000,
+               "eval.n_rollouts (<= 100000), eval.dstsp_bins (<= 10000) or eval.lyap_steps (<= 1e7) too large")
+        for key in ("perturbation", "spectrum_smoothing", "dstsp_scaling"):
+            _check(math.isfinite(getattr(e, key)) and getattr(e, key) >= 0, f"eval.{key} must be >= 0")
+        _check(e.dstsp_scaling > 0, "eval.dstsp_scaling must be > 0")
+        _check(0 <= self.seed < 2 ** 63, f"seed must be an integer in [0, 2^63), got {self.seed}")
+
+
+#: Most trials one sweep may hold (grid combinations or random samples); each trial is a fit per run and seed.
+MAX_TRIALS = 10_000
+
+
+def check_sweep_size(grid_sizes: list[int], n_samples: int, origin) -> int:
+    """The number of trials of a sweep; ConfigError naming ``origin`` past :data:`MAX_TRIALS`."""
+    n = n_samples if n_samples else math.prod(int(k) for k in grid_sizes)
+    if n > MAX_TRIALS:
+        what = "n_samples" if n_samples else " x ".join(str(k) for k in grid_sizes) + " grid"
+        raise ConfigError(f"{origin}: the sweep has {n:.3g} trials ({what}), more than {MAX_TRIALS}; each trial is "
+                          "fitted for every run and seed: narrow the grid or split the sweep")
+    return n
 
 
 def _check(ok: bool, message: str) -> None:
@@ -170,13 +219,38 @@ def _check(ok: bool, message: str) -> None:
 
 
 def _section(cls, name: str, values: dict):
+    """Build a section dataclass, checking every value against the field's declared type."""
     if not isinstance(values, dict):
         raise ConfigError(f"config section '{name}' must be a table")
     known = {f.name: f for f in dataclasses.fields(cls)}
     for key in values:
         if key not in known:
             raise ConfigError(f"unknown key '{key}' in config section '{name}'")
-    return cls(**values)
+    return cls(**{k: _typed(f"{name}.{k}", v, known[k].type) for k, v in values.items()})
+
+
+_TYPE_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
+
+
+def _typed(key: str, value, annotation):
+    """``value`` checked (and an int widened to float) against a field annotation such as
+    ``"int"``, ``"float | None"`` or ``"str"``; ConfigError naming the key otherwise."""
+    kinds = [a.strip() for a in str(getattr(annotation, "__name__", annotation)).split("|")]
+    if value is None and "None" in kinds:
+        return None
+    for kind in kinds:
+        if kind == "bool" and isinstance(value, bool):
+            return value
+        if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if kind == "str" and isinstance(value, str):
+            return value
+    if not any(kind in _TYPE_WORDS for kind in kinds):
+        return value  # a type this check does not know: left to validate()
+    want = " or ".join(_TYPE_WORDS[k] for k in kinds if k in _TYPE_WORDS)
+    raise ConfigError(f"config key '{key}' must be {want}, got {value!r}")
 
 
 def _preset_dir():
@@ -205,7 +279,7 @@ def load_config(preset: str | Path | None = None, **overrides) -> DsrConfig:
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
-        text = path.read_text()
+        text = _read_toml_text(path)
         origin = str(path)
     else:
         entry = _preset_dir() / f"{preset}.toml"
@@ -217,5 +291,31 @@ def load_config(preset: str | Path | None = None, **overrides) -> DsrConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{origin}: not valid TOML ({exc})") from None
-    cfg = DsrConfig.from_dict(data)
+    try:
+        cfg = DsrConfig.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
     return cfg.replace(**overrides) if overrides else cfg
+
+
+def read_toml(path: str | Path) -> dict:
+    """A TOML file (config or sweep) as a dict; ConfigError naming the file when it is missing, unreadable,
+    not UTF-8 or not valid TOML."""
+    path = Path(path)
+    try:
+        return tomllib.loads(_read_toml_text(path))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
+def _read_toml_text(path: Path) -> str:
+    """A TOML file's text; ConfigError naming the file when it is unreadable or not UTF-8."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: the file is not UTF-8 text (byte {exc.start}); TOML files must be "
+                          "saved as UTF-8") from None

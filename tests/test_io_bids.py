@@ -102,10 +102,15 @@ def test_fmriprep_preferred_space_choice_and_confounds(raw_ds):
     for space in ("T1w", "MNI152NLin2009cAsym"):
         _touch_bold(f / f"sub-02_task-rest_space-{space}_desc-preproc_bold.nii.gz")
     (f / "sub-02_task-rest_desc-confounds_timeseries.tsv").write_text("trans_x\n0\n0\n0\n0\n")
-    runs = bids.find_runs(raw_ds)
+    found = bids.find_runs(raw_ds)
+    runs = [r for r in found if r.problem is None]
     assert len(runs) == 1 and runs[0].source == "fmriprep" and runs[0].space == "MNI152NLin2009cAsym"
+    # raw runs that fMRIPrep did not process are kept, with the reason, so that they get a status row
+    unprocessed = [r for r in found if r.problem is not None]
+    assert unprocessed and {r.subject for r in unprocessed} == {"01"}
+    assert all("without fMRIPrep output" in r.problem and r.source == "raw" for r in unprocessed)
     assert runs[0].confounds.name == "sub-02_task-rest_desc-confounds_timeseries.tsv"
-    assert bids.find_runs(raw_ds, space="T1w")[0].space == "T1w"
+    assert [r for r in bids.find_runs(raw_ds, space="T1w") if r.problem is None][0].space == "T1w"
     assert bids.repetition_time(runs[0], None)[0] == 1.5  # inherited from the raw dataset
     assert {r.source for r in bids.find_runs(raw_ds, derivatives=None)} == {"raw"}
     # the fMRIPrep folder given directly as the input

@@ -9,7 +9,7 @@ from dsr.io import confounds
 @pytest.fixture
 def table(tmp_path):
     rng = np.random.default_rng(0)
-    n = 20
+    n = 60  # motion24 + mean + trend must leave half the degrees of freedom
     cols = {name: rng.normal(size=n) for name in confounds.MOTION6 + ("white_matter", "csf", "global_signal")}
     cols["trans_x_derivative1"] = np.concatenate([[np.nan], np.diff(cols["trans_x"])])
     fd = np.abs(rng.normal(0, 0.1, n))
@@ -49,7 +49,7 @@ def test_scrubbing_spikes(table):
 
 def test_row_count_and_missing_column(table):
     path, _, n = table
-    with pytest.raises(InputError, match="20 rows but the BOLD run has 25 volumes") as err:
+    with pytest.raises(InputError, match="60 rows but the BOLD run has 65 volumes") as err:
         confounds.load_confounds(path, "motion6", n + 5)
     assert str(err.value).startswith(str(path))
     with pytest.raises(InputError, match="no column 'a_comp_cor_00'"):

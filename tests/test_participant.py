@@ -184,3 +184,21 @@ def test_one_config_identity_across_a_fits_files(tmp_path, config):
     assert DsrConfig.from_dict(prov["Config"]).hash() == h
     assert _run(bids_dir, out, small) == 0  # the same request again: recognised as done
     assert pd.read_csv(out / "status.tsv", sep="\t", keep_default_na=False).reason[0].startswith("skipped")
+
+
+def test_fit_without_its_figure_is_refitted_yet_never_replaced_by_another_config(tmp_path, config):
+    """A finished fit whose figure is missing (a full disk) is not done: the same config fits it again and
+    writes the figure; another config is still refused and leaves its files as they are."""
+    bids_dir = tmp_path / "ds"
+    make_dataset(bids_dir, n_subjects=1, seed=5, n_volumes=80, tr=1.0, n_regions=3, shape=(8, 8, 8))
+    out = tmp_path / "out"
+    assert _run(bids_dir, out, config) == 0
+    func = out / "sub-01" / "func"
+    figure = func / f"{FUNC.format(s='01')}_desc-convssm_fit.png"
+    figure.unlink()
+    files, status = _snapshot(out)
+    assert _run(bids_dir, out, config.replace(train={"alpha": 0.3})) == 1
+    assert _snapshot(out)[0] == files and not figure.exists()
+    assert _run(bids_dir, out, config) == 0
+    status = pd.read_csv(out / "status.tsv", sep="\t", keep_default_na=False)
+    assert figure.is_file() and status.status[0] == "ok" and not status.reason[0].startswith("skipped")

@@ -9,8 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from dsr.errors import InputError
+from dsr.io.sizes import load_npy
 
 SUFFIXES = (".npy", ".csv", ".tsv", ".txt")
+#: Largest |value| accepted: squares and sums of squares must stay finite in float32 (max ~3.4e38).
+MAX_MAGNITUDE = 1e15
+#: Smallest column range accepted: float32 has ~1e-38 normal numbers and z-scoring divides by the spread.
+MIN_SPREAD = 1e-30
 
 
 def load_array(path: str | Path, what: str = "data") -> np.ndarray:
@@ -27,7 +32,7 @@ def load_array(path: str | Path, what: str = "data") -> np.ndarray:
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
+            arr = load_npy(path, what)
         elif suffix in (".csv", ".tsv", ".txt"):
             arr = _load_text(path, "," if suffix == ".csv" else None)
         else:
@@ -47,7 +52,7 @@ def load_array(path: str | Path, what: str = "data") -> np.ndarray:
 
 
 def _load_text(path: Path, delimiter):
-    text = path.read_text(errors="replace").splitlines()
+    text = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()  # a byte-order mark is not data
     rows = [ln for ln in text if ln.strip()]
     if not rows:
         raise InputError("file is empty", path)
@@ -56,7 +61,7 @@ def _load_text(path: Path, delimiter):
     first = rows[0].split(delimiter)
     skip = 0 if all(_is_number(c) for c in first) else 1
     try:
-        return np.loadtxt(path, delimiter=delimiter, skiprows=skip, ndmin=2)
+        return np.loadtxt(path, delimiter=delimiter, skiprows=skip, ndmin=2, encoding="utf-8-sig")
     except ValueError as exc:
         raise InputError(f"not a numeric table: {_short(exc)}", path) from None
 
@@ -94,10 +99,19 @@ def validate_series(x: np.ndarray, path: str | Path | None, min_length: int, wha
         kind = "NaN" if np.isnan(x[t, n]) else "Inf"
         raise InputError(f"{what} contains {int(bad.sum())} non-finite values ({kind} first at row {t}, "
                          f"column {n})", path)
+    biggest = float(np.abs(x).max())
+    if biggest > MAX_MAGNITUDE:
+        raise InputError(f"{what} holds values as large as {biggest:.3g}, beyond the {MAX_MAGNITUDE:.0e} that "
+                         "single-precision training can square without overflow; rescale the data", path)
     if not allow_constant:
-        const = np.flatnonzero(np.ptp(x, axis=0) == 0)
+        spread = np.ptp(x, axis=0)
+        const = np.flatnonzero(spread == 0)
         if const.size:
             raise InputError(f"{what} column {int(const[0])} is constant (no signal to model)", path)
+        tiny = np.flatnonzero(spread < MIN_SPREAD)
+        if tiny.size:
+            raise InputError(f"{what} column {int(tiny[0])} varies by only {spread[tiny[0]]:.3g}, below what "
+                             f"single precision resolves ({MIN_SPREAD:.0e}); rescale the data", path)
     if T < min_length:
         raise InputError(f"{what} has {T} samples, fewer than the {min_length} needed (the filter has "
                          f"{min_length} taps at this TR)", path)

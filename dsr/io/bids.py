@@ -7,8 +7,11 @@ over raw runs when present.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
+import os
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +24,9 @@ ENTITY_ORDER = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", 
 DERIVATIVE_ENTITIES = ("space", "res", "den", "desc")
 PREFERRED_SPACES = ("MNI152NLin2009cAsym", "MNI152NLin6Asym", "T1w")
 _EXTENSIONS = (".nii.gz", ".nii", ".tsv.gz", ".tsv", ".json")
+MAX_SIDECAR_BYTES = 10 << 20
+#: A RepetitionTime at or above this many seconds is taken for milliseconds (BIDS gives it in seconds).
+MAX_TR_SECONDS = 100.0
 
 
 def parse_name(path: str | Path) -> tuple[dict, str, str]:
@@ -69,6 +75,9 @@ class BoldRun:
         The fMRIPrep confounds TSV of the run.
     events : Path or None
         The run's ``events.tsv`` (found by inheritance).
+    problem : str or None
+        Why the run cannot be processed, found while looking for it (its file is a dangling symbolic
+        link, or fMRIPrep produced nothing for it); such a run is kept so that it gets a status row.
     """
 
     bold: Path
@@ -78,6 +87,7 @@ class BoldRun:
     raw_root: Path | None = None
     confounds: Path | None = None
     events: Path | None = None
+    problem: str | None = None  # why the run cannot be read (a dangling link, no fMRIPrep output)
 
     @property
     def subject(self) -> str:
@@ -126,10 +136,23 @@ def _inherited(data_path: Path, root: Path, entities: dict, suffix: str, ext: st
 
 
 def _read_json(path: Path) -> dict:
+    """A JSON sidecar as a dict; every problem (unreadable, not UTF-8, bad JSON, a number too long to
+    convert, nesting too deep) is one InputError naming the sidecar."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read JSON sidecar ({exc.__class__.__name__}: {exc})", path) from None
+        text = path.read_bytes()
+        if len(text) > MAX_SIDECAR_BYTES:
+            raise InputError(f"the JSON sidecar is {len(text)} bytes, more than a sidecar can sensibly hold "
+                             f"({MAX_SIDECAR_BYTES}); is it the right file?", path)
+        data = json.loads(text.decode("utf-8-sig"))
+    except InputError:
+        raise
+    except RecursionError:
+        raise InputError("cannot read JSON sidecar: it is nested too deeply", path) from None
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError, JSONDecodeError, a 5000-digit number
+        why = " ".join(str(exc).split())[:160]
+        if "digits" in why and "int" in why:
+            why = "it holds a number with thousands of digits, more than Python converts"
+        raise InputError(f"cannot read JSON sidecar ({exc.__class__.__name__}: {why})", path) from None
     if not isinstance(data, dict):
         raise InputError("JSON sidecar is not an object", path)
     return data
@@ -182,12 +205,15 @@ def repetition_time(run: BoldRun, header_tr: float | None, *, rtol: float = 1e-3
     meta, origin = metadata(run)
     if "RepetitionTime" in meta:
         where = origin["RepetitionTime"]
-        try:
-            tr = float(meta["RepetitionTime"])
-        except (TypeError, ValueError):
-            raise InputError(f"RepetitionTime {meta['RepetitionTime']!r} is not a number", where) from None
+        value = meta["RepetitionTime"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(f"RepetitionTime {json.dumps(value)[:40]} is not a number of seconds", where)
+        tr = float(value)
         if not (math.isfinite(tr) and tr > 0):
             raise InputError(f"RepetitionTime must be > 0 seconds, got {tr}", where)
+        if tr >= MAX_TR_SECONDS:
+            raise InputError(f"RepetitionTime {tr:g} s is implausibly long: BIDS gives it in seconds, is it in "
+                             f"milliseconds ({tr:g} ms = {tr / 1000:g} s)? Fix the sidecar", where)
         if header_tr is not None and not math.isclose(tr, header_tr, rel_tol=rtol, abs_tol=1e-4):
             raise InputError(f"the NIfTI header says TR = {header_tr:g} s but the sidecar {where} says "
                              f"RepetitionTime = {tr:g} s", run.bold)
@@ -204,17 +230,41 @@ def _is_derivative(root: Path) -> bool:
         return False
     try:
         return str(json.loads(desc.read_text()).get("DatasetType", "")).lower() == "derivative"
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return False
 
 
 def _subject_files(root: Path, pattern: str) -> list[Path]:
-    """Files matching ``pattern`` below ``root/sub-*/`` (never inside a nested derivatives folder)."""
+    """Files matching ``pattern`` in ``func/`` folders below ``root/sub-*/``, following symbolic links to
+    folders (each real folder visited once) and keeping dangling links (see :func:`dangling`)."""
     out = []
     for sub in sorted(root.glob("sub-*")):
-        if sub.is_dir():
-            out += [p for p in sub.rglob(pattern) if p.parent.name == "func" and p.is_file()]
+        if not sub.is_dir():
+            continue
+        seen = set()
+        for folder, dirs, files in os.walk(sub, followlinks=True):
+            real = os.path.realpath(folder)
+            if real in seen:  # a link loop, or two links to one folder
+                dirs[:] = []
+                continue
+            seen.add(real)
+            if Path(folder).name != "func":
+                continue
+            for name in files:
+                p = Path(folder) / name
+                if fnmatch.fnmatch(name, pattern) and (p.is_file() or p.is_symlink()):
+                    out.append(p)
     return sorted(out)
+
+
+def dangling(path: Path) -> str | None:
+    """Why ``path`` cannot be read when it is a symbolic link to nothing, else None."""
+    if path.is_symlink() and not path.exists():
+        target = os.readlink(path)
+        hint = (" (a DataLad/git-annex dataset whose content was not fetched: run `datalad get` on it)"
+                if ".git/annex" in target or "annex/objects" in target else "")
+        return f"the file is a symbolic link to a missing target ({target}){hint}"
+    return None
 
 
 def _find_confounds(bold: Path, entities: dict) -> Path | None:
@@ -289,15 +339,17 @@ def find_runs(bids_dir: str | Path, *, participant_labels=None, task: str | None
         for bold in _subject_files(root, "*_desc-preproc_bold.nii*"):
             ents, _, _ = parse_name(bold)
             runs.append(BoldRun(bold, ents, "fmriprep", root, raw_root,
-                                confounds=_find_confounds(bold, ents)))
+                                confounds=_find_confounds(bold, ents), problem=dangling(bold)))
         if runs:
             break
-    if not runs and raw_root is not None:
+    raw_runs = []
+    if raw_root is not None:
         for bold in _subject_files(raw_root, "*_bold.nii*"):
             ents, suffix, _ = parse_name(bold)
             if suffix == "bold" and "desc" not in ents:
-                runs.append(BoldRun(bold, ents, "raw", raw_root, raw_root,
-                                    confounds=_find_confounds(bold, ents)))
+                raw_runs.append(BoldRun(bold, ents, "raw", raw_root, raw_root,
+                                        confounds=_find_confounds(bold, ents), problem=dangling(bold)))
+    runs = runs + _unprocessed(raw_runs, runs) if runs else raw_runs
     keep = []
     for run in runs:
         e = run.entities
@@ -305,13 +357,24 @@ def find_runs(bids_dir: str | Path, *, participant_labels=None, task: str | None
             continue
         if (task is not None and e.get("task") != task) or (session is not None and e.get("ses") != session):
             continue
-        if space is not None and e.get("space") != space:
+        if space is not None and e.get("space") != space and run.problem is None:
             continue
         events = _find_events(run.raw_root, run.bold, run.root, run.raw_entities())
-        keep.append(BoldRun(run.bold, run.entities, run.source, run.root, run.raw_root, run.confounds, events))
+        keep.append(BoldRun(run.bold, run.entities, run.source, run.root, run.raw_root, run.confounds, events,
+                            run.problem))
     if space is None:
         keep = _one_space_per_run(keep)
     return sorted(keep, key=lambda r: (build_name(r.key_entities()), str(r.bold)))
+
+
+def _unprocessed(raw_runs: list[BoldRun], processed: list[BoldRun]) -> list[BoldRun]:
+    """Raw runs that no preprocessed run comes from, each with the problem said (so it gets a status row
+    instead of vanishing)."""
+    done = {build_name(r.raw_entities()) for r in processed}
+    roots = sorted({str(r.root) for r in processed})
+    return [dataclasses.replace(r, problem=f"raw BOLD run without fMRIPrep output (looked in {', '.join(roots)}); "
+                                         "preprocess it, or leave it out with --participant-label / --task")
+            for r in raw_runs if build_name(r.raw_entities()) not in done]
 
 
 def _one_space_per_run(runs: list[BoldRun]) -> list[BoldRun]:

@@ -18,6 +18,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d, minimum_filter1d, percentile_filter
 
 from dsr.errors import InputError
+from dsr.io.sizes import load_npy
 from dsr.signal.filters import calcium_kernel
 
 BASELINES = ("maximin", "percentile", "constant")
@@ -297,10 +298,7 @@ def read_array(path, fs=None, *, signal: str = "dff", settings: DffSettings | No
         raise InputError("no such file", path)
     header = times = None
     if path.suffix == ".npy":
-        try:
-            values = np.load(path, allow_pickle=False)
-        except Exception as exc:
-            raise InputError(f"not a readable .npy array: {exc}", path) from None
+        values = load_npy(path, "traces")
     else:
         values, header, times = _read_table(path)
     file_fs = fs_from_times(times, path) if times is not None else None

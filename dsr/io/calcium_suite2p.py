@@ -2,15 +2,20 @@
 
 suite2p writes, per plane, ``F.npy`` and ``Fneu.npy`` (ROIs × frames, float32),
 ``iscell.npy`` (ROIs × 2: is-cell flag, classifier probability) and ``ops.npy``
-(a pickled dict of settings, holding the frame rate ``fs``).
+(a pickled dict of settings, holding the frame rate ``fs``; read without unpickling, see
+:func:`read_ops_fs`).
 """
 from __future__ import annotations
 
+import io
+import math
+import pickletools
 from pathlib import Path
 
 import numpy as np
 
 from dsr.errors import InputError
+from dsr.io.sizes import check_memory, load_npy, npy_header
 from dsr.io.calcium import (CalciumRecording, DffSettings, check_traces, compute_dff, finish,
                             resolve_fs)
 
@@ -37,29 +42,56 @@ def _load_npy(path: Path, required: bool = True):
         if required:
             raise InputError("missing suite2p file", path)
         return None
-    try:
-        return np.load(path, allow_pickle=False)
-    except Exception as exc:  # truncated file, bad header, object array
-        raise InputError(f"not a readable .npy array: {exc}", path) from None
+    return load_npy(path, f"suite2p {path.name}")
 
 
 def read_ops_fs(path: Path) -> float | None:
-    """Frame rate from ``ops.npy``, or None if the file or key is absent.
+    """Frame rate ``fs`` from suite2p's ``ops.npy``, read without unpickling; None if the file is absent.
 
-    suite2p saves ``ops`` with ``np.save`` on a Python dict, so it can only be
-    read with ``allow_pickle=True``. Unpickling runs code from the file, so it
-    is done only when the caller did not give ``fs``: pass ``fs`` to read a
-    suite2p folder you do not trust without ever unpickling it.
+    suite2p saves ``ops`` with ``np.save`` on a Python dict: a pickle, and unpickling a file runs any code
+    it names. So the pickle's opcodes are only *listed* (:func:`pickletools.genops` executes nothing) and
+    ``fs`` is taken from the first ``'fs'`` key followed by a plain float or int.
+
+    Raises
+    ------
+    InputError
+        A file that is not a ``.npy``, or one whose ``fs`` is not stored as a plain number (then the
+        frame interval must be passed: ``--tr`` or ``fs=``).
     """
     if not path.is_file():
         return None
+    _, dtype, offset = npy_header(path)
+    if not dtype.hasobject:
+        raise InputError("ops.npy holds a numeric array, not suite2p's settings dict; pass the frame "
+                         "interval with --tr SECONDS (fs= in Python)", path)
+    check_memory(path.stat().st_size, path, "ops.npy")
+    fs = _pickled_number(path.read_bytes()[offset:], "fs")
+    if fs is None or not math.isfinite(fs) or fs <= 0:
+        raise InputError("no plain positive number under 'fs' in this pickled settings file (dsr never "
+                         "unpickles files, which could run code); pass the frame interval with --tr SECONDS "
+                         "(fs= in Python)", path)
+    return fs
+
+
+_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING",
+               "STRING"}
+_NUMBER_OPS = {"BINFLOAT", "FLOAT", "BININT", "BININT1", "BININT2", "INT", "LONG", "LONG1", "LONG4"}
+_MEMO_OPS = {"MEMOIZE", "BINPUT", "LONG_BINPUT", "PUT"}
+
+
+def _pickled_number(blob: bytes, key: str) -> float | None:
+    """The number stored right after the string ``key`` in a pickle, found by listing its opcodes only."""
+    last_key = False
     try:
-        ops = np.load(path, allow_pickle=True).item()
-    except Exception as exc:
-        raise InputError(f"not a readable suite2p ops file: {exc}", path) from None
-    if not isinstance(ops, dict):
-        raise InputError("ops.npy does not hold a dict", path)
-    return ops.get("fs")
+        for op, arg, _ in pickletools.genops(io.BytesIO(blob)):
+            if op.name in _MEMO_OPS:
+                continue
+            if last_key and op.name in _NUMBER_OPS and isinstance(arg, (int, float)) and not isinstance(arg, bool):
+                return float(arg)
+            last_key = op.name in _STRING_OPS and arg == key
+    except (ValueError, EOFError, OverflowError, UnicodeDecodeError):
+        return None
+    return None
 
 
 def read_suite2p(folder, fs=None, *, plane: int = 0, settings: DffSettings | None = None,
@@ -71,7 +103,7 @@ def read_suite2p(folder, fs=None, *, plane: int = 0, settings: DffSettings | Non
     folder : str or Path
         ``suite2p/``, ``planeK/`` or a folder holding F.npy.
     fs : float, optional
-        Frame rate in Hz; if None it is read from ops.npy (see :func:`read_ops_fs`).
+        Frame rate in Hz; if None it is read from ops.npy without unpickling (see :func:`read_ops_fs`).
     plane : int
         Plane to read when ``folder`` holds plane folders.
     settings : DffSettings, optional

@@ -7,8 +7,10 @@ A strategy is a ``+``-joined list of parts:
 - ``wmcsf`` (mean white-matter and CSF signals), ``wmcsf8`` (+ derivatives and squares);
 - ``gsr`` (global signal), ``gsr4`` (+ derivative and squares);
 - ``scrub`` or ``scrub=0.5``: one spike regressor per volume whose framewise displacement exceeds the
-  threshold in mm (default 0.5), or fMRIPrep's ``motion_outlier*`` columns when FD is absent. Spike
-  regressors keep the run's length, which a dynamical model needs;
+  threshold in mm (default 0.5; it must be > 0), or fMRIPrep's ``motion_outlier*`` columns when FD is
+  absent. Spike regressors keep the run's length, which a dynamical model needs. A run with more than
+  :data:`MAX_SCRUBBED` of its volumes flagged is refused, as is any strategy whose regressors take more than
+  :data:`MAX_REGRESSOR_FRACTION` of the run's degrees of freedom (the "cleaned" series would be noise);
 - any column name of the TSV;
 - ``none``.
 
@@ -16,6 +18,7 @@ Missing derivative and square columns are computed from their base column (deriv
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,10 @@ MOTION6 = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
 _ALIASES = {"white_matter": ("WhiteMatter",), "csf": ("CSF",), "global_signal": ("GlobalSignal",),
             "framewise_displacement": ("FramewiseDisplacement",)}
 DEFAULT_STRATEGY = "motion6+wmcsf"
+#: Largest fraction of a run's volumes that scrubbing may flag (a common exclusion criterion is 20-25 %).
+MAX_SCRUBBED = 0.25
+#: Largest fraction of a run's degrees of freedom that confound regressors (with mean and trend) may take.
+MAX_REGRESSOR_FRACTION = 0.5
 
 
 def _expand(bases, derivatives: bool, squares: bool) -> list[str]:
@@ -64,6 +71,9 @@ def strategy_columns(strategy: str) -> tuple[list[str], float | None]:
                 scrub = float(value) if value else 0.5
             except ValueError:
                 raise InputError(f"bad scrubbing threshold in confound strategy '{strategy}'") from None
+            if not (math.isfinite(scrub) and scrub > 0):
+                raise InputError(f"the scrubbing threshold in confound strategy '{strategy}' must be a "
+                                 f"framewise displacement > 0 mm (e.g. scrub=0.5), got {value}")
         elif part not in cols:
             cols.append(part)  # a column name of the TSV
     return cols, scrub
@@ -73,7 +83,13 @@ def _column(df: pd.DataFrame, name: str, path: Path) -> np.ndarray:
     """One column by name, an alias, or computed from its base (derivative1 / power2)."""
     for cand in (name,) + _ALIASES.get(name, ()):
         if cand in df.columns:
-            return pd.to_numeric(df[cand], errors="coerce").to_numpy(dtype=np.float64)
+            values = pd.to_numeric(df[cand], errors="coerce")
+            text = values.isna() & df[cand].notna()
+            if text.any():
+                row = int(np.argmax(text.to_numpy()))
+                raise InputError(f"column '{cand}' holds text ({str(df[cand].iloc[row])[:30]!r} in data row "
+                                 f"{row + 1}) where a number or n/a belongs", path)
+            return values.to_numpy(dtype=np.float64)
     if name.endswith("_power2"):
         return _column(df, name[: -len("_power2")], path) ** 2
     if name.endswith("_derivative1"):
@@ -132,8 +148,18 @@ def load_confounds(path: str | Path, strategy: str, n_volumes: int) -> tuple[np.
         names.append(name)
     if scrub is not None:
         spikes = _spikes(df, scrub, path)  # (T, S)
+        if spikes.shape[1] > MAX_SCRUBBED * n_volumes:
+            raise InputError(f"scrubbing at framewise displacement > {scrub:g} mm flags {spikes.shape[1]} of "
+                             f"{n_volumes} volumes ({spikes.shape[1] / n_volumes:.0%}, more than "
+                             f"{MAX_SCRUBBED:.0%}): too much motion to model this run; exclude it or raise the "
+                             "threshold", path)
         out += list(spikes.T)
         names += [f"spike_{i:03d}" for i in range(spikes.shape[1])]
+    if len(names) + 2 > MAX_REGRESSOR_FRACTION * n_volumes:  # + constant and linear trend
+        shown = strategy if len(strategy) <= 60 else strategy[:57] + "..."
+        raise InputError(f"confound strategy '{shown}' gives {len(names)} regressors for {n_volumes} volumes: "
+                         f"with the mean and trend that leaves under {1 - MAX_REGRESSOR_FRACTION:.0%} of the "
+                         "degrees of freedom for the signal; choose a smaller strategy", path)
     return (np.stack(out, axis=1) if out else np.zeros((n_volumes, 0))), names
 
 

@@ -52,6 +52,13 @@ def fit_files(prefix: str = "") -> dict[str, str]:
     return {k: f"{prefix}_{v}" if prefix else v for k, v in _FIT_FILES.items()}
 
 
+def outputs_written(folder: str | Path, prefix: str = "") -> bool:
+    """True when every output file of a fit is in ``folder``, the figure included (a fit whose figure a full
+    disk stopped is not done); the checkpoint and the provenance do not count."""
+    return all((Path(folder) / name).is_file() for key, name in fit_files(prefix).items()
+               if key not in ("checkpoint", "provenance"))
+
+
 def cleaned_series(folder: Path, base: str) -> Path:
     """The extracted region series a run's fits were made from."""
     return table_path(folder, base, "cleaned")

@@ -72,6 +72,13 @@ def events_to_inputs(path: str | Path, n_volumes: int, tr: float, *,
     weight_col = next((c for c in ("amplitude", "modulation") if c in df.columns), None)
     weights = (pd.to_numeric(df[weight_col], errors="coerce").fillna(1.0).to_numpy()
                if weight_col else np.ones(len(df)))
+    beyond = df["onset"].to_numpy() >= n_volumes * tr
+    if beyond.any():
+        i = int(np.argmax(beyond))
+        raise InputError(f"{int(beyond.sum())} event(s) start after the run ends (first: onset "
+                         f"{df['onset'].iloc[i]:g} s in data row {i + 1}; the run lasts {n_volumes} x {tr:g} s = "
+                         f"{n_volumes * tr:g} s); is this the events file of another run, or are onsets in ms?",
+                         path)
     start = np.arange(n_volumes) * tr  # (T,)
     end = start + tr
     inputs = np.zeros((n_volumes, len(names)))  # (T, C)

@@ -17,6 +17,7 @@ import numpy as np
 
 from dsr.errors import InputError
 from dsr.io import bids, confounds, events, nifti, series_cache
+from dsr.io.feasibility import check_run_length, check_tr
 
 
 @dataclass
@@ -45,6 +46,8 @@ class ExtractionSettings:
     def __post_init__(self):
         if self.confounds_mode not in ("regress", "nuisance"):
             raise InputError(f"confounds_mode must be 'regress' or 'nuisance', got {self.confounds_mode!r}")
+        if self.confounds is not None:
+            confounds.strategy_columns(self.confounds)  # a malformed --confounds is refused before any run
 
 
 @dataclass
@@ -85,14 +88,26 @@ def min_volumes(tr: float, kind: str = "spm", tau=None, indicator=None, cut_l: f
 
 
 def check_length(n_volumes: int, tr: float, filter_config, path) -> None:
-    """Raise InputError when a run is too short for the config's filter (``filter_config`` may be None)."""
+    """Raise InputError when a run is too short for the config's filter (``filter_config`` may be None).
+
+    Given a whole :class:`~dsr.config.DsrConfig`, the run is checked against everything the fit needs
+    (training, held-out part and evaluation, :func:`dsr.io.feasibility.check_run_length`)."""
     if filter_config is None:
         return
+    if hasattr(filter_config, "filter"):
+        return check_run_length(n_volumes, tr, filter_config, path)
+    check_tr(tr, filter_config, path)
     f = filter_config
     needed, k = min_volumes(tr, f.kind, f.tau, f.indicator, f.cut_l, f.cut_r)
     if n_volumes < needed:
         raise InputError(f"the run has {n_volumes} volumes, shorter than the {f.kind} filter needs at TR "
                          f"{tr:g} s ({k} taps + {needed - k} samples masked by deconvolution = {needed})", path)
+
+
+def check_readable(run: bids.BoldRun) -> None:
+    """Raise the problem found with a run while looking for it (a dangling link, no fMRIPrep output)."""
+    if run.problem:
+        raise InputError(run.problem, run.bold)
 
 
 def _resolve_strategy(run: bids.BoldRun, settings: ExtractionSettings) -> str:
@@ -142,6 +157,7 @@ def extract_run(run: bids.BoldRun, atlas: nifti.Atlas, settings: ExtractionSetti
 
 
 def _extract_run(run, atlas, settings, filter_config) -> RunSeries:
+    check_readable(run)
     settings = settings or ExtractionSettings()
     img = nifti.load_bold(run.bold)
     tr, tr_source = bids.repetition_time(run, nifti.header_tr(img))
@@ -202,6 +218,7 @@ def extract_run_cached(run: bids.BoldRun, atlas: nifti.Atlas, settings: Extracti
     The tables are ``{base}_desc-cleaned_timeseries.tsv`` (+ ``desc-nuisance``, ``desc-inputs``), each
     with a JSON sidecar carrying the settings hash and the cache key.
     """
+    check_readable(run)
     settings = settings or ExtractionSettings()
     spec, key = _spec_and_key(run, atlas, settings, atlas_spec)
     hit = series_cache.load_series(folder, base, key)

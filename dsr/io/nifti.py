@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from dsr.errors import InputError
+from dsr.io.sizes import check_declared, check_memory
 
 _TIME_UNITS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
 #: Coordinate atlases offered by name: name → (nilearn fetcher, default radius in mm).
@@ -49,7 +50,18 @@ def _load_image(path: Path, what: str) -> nib.spatialimages.SpatialImage:
                          path) from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputError(f"not a NIfTI image (read as {img.__class__.__name__})", path)
+    _check_declared_size(img, path)
     return img
+
+
+def _check_declared_size(img, path: Path) -> None:
+    """Refuse, before reading any voxel, a header that declares more data than the file can hold (a
+    truncated or crafted file) or than memory can hold as float32."""
+    n = float(np.prod([float(d) for d in img.shape])) if img.shape else 0.0
+    stored = int(n * img.header.get_data_dtype().itemsize)
+    check_declared(stored, path, f"the NIfTI header (shape {tuple(img.shape)}, "
+                                 f"{img.header.get_data_dtype()})", int(img.header.get("vox_offset", 0)))
+    check_memory(int(n * 4), path, f"the NIfTI image (shape {tuple(img.shape)}) as float32")
 
 
 def _load_data(img, path: Path) -> np.ndarray:
@@ -176,7 +188,18 @@ def _label_names(tsv: Path) -> dict[int, str]:
     except (TypeError, ValueError):
         raise InputError(f"column '{idx}' must hold integer labels", tsv) from None
     names = [str(v) for v in (df[name] if name is not None else [f"region-{v}" for v in values])]
+    _check_unique(values, f"label value (column '{idx}')", tsv)
+    _check_unique([n for v, n in zip(values, names) if v != 0], "region name", tsv)
     return {v: n for v, n in zip(values, names) if v != 0}
+
+
+def _check_unique(items: list, what: str, path: Path) -> None:
+    """Refuse a table listing the same label or region name twice (outputs are keyed by name)."""
+    seen = set()
+    for item in items:
+        if item in seen:
+            raise InputError(f"{what} {item!r} appears more than once; each region needs its own", path)
+        seen.add(item)
 
 
 def load_atlas(spec: str | Path, *, radius: float | None = None) -> Atlas:
@@ -213,6 +236,10 @@ def load_atlas(spec: str | Path, *, radius: float | None = None) -> Atlas:
         names = _label_names(tsv) if tsv is not None else {v: f"region-{v}" for v in sorted(present)}
         if not names:
             raise InputError("the atlas holds no regions (all voxels are 0)", path)
+        unnamed = sorted(present - set(names))
+        if unnamed:
+            raise InputError(f"{len(unnamed)} label value(s) of the atlas image {path.name} are not in this "
+                             f"table (first: {unnamed[:5]}); add them or set those voxels to 0", tsv)
         for value, name in names.items():
             if value not in present:
                 raise InputError(f"region '{name}' (label {value}) has no voxels", path)
@@ -253,9 +280,12 @@ def _coords_table(path: Path, radius: float | None) -> Atlas:
     cols = {c.lower(): c for c in df.columns}
     if not all(c in cols for c in "xyz"):
         raise InputError("a coordinates table needs columns x, y, z (mm)", path)
-    coords = df[[cols["x"], cols["y"], cols["z"]]].to_numpy(dtype=np.float64)  # (R, 3)
+    coords = df[[cols["x"], cols["y"], cols["z"]]].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)  # (R, 3)
     name_col = next((cols[c] for c in ("name", "label", "region", "roi") if c in cols), None)
     names = ([str(v) for v in df[name_col]] if name_col else [f"roi-{i + 1}" for i in range(len(coords))])
+    _check_unique(names, "region name", path)
+    if not np.isfinite(coords).all():
+        raise InputError("the x, y, z columns hold missing or non-numeric values", path)
     if "radius" in cols and radius is None:
         radius = df[cols["radius"]].to_numpy(dtype=np.float64)
     return Atlas("spheres", _atlas_name(path), names, path, coords=coords,

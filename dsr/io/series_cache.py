@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from dsr.io.atomic import write_json, write_tsv
+from dsr.io.atomic import set_aside, write_json, write_tsv
+
+log = logging.getLogger("dsr")
 
 
 def fingerprint(paths, mode: str = "stat") -> dict[str, list]:
@@ -91,17 +94,36 @@ def load_series(folder: str | Path, base: str, key: str, main: str = "cleaned") 
         ``{"meta": sidecar dict, name: (array (T, C), columns), ...}``.
     """
     side = table_path(folder, base, main, ".json")
+    if not side.is_file():
+        return None
     try:
         meta = json.loads(side.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(meta, dict) or meta.get("CacheKey") != key:
+        if not isinstance(meta, dict):
+            raise ValueError("the sidecar is not a JSON object")
+    except (OSError, ValueError, RecursionError) as exc:
+        return _corrupt(side, exc)
+    if meta.get("CacheKey") != key:
         return None
     out = {"meta": meta}
-    for name in meta.get("Tables", [main]):
-        try:
-            df = pd.read_csv(table_path(folder, base, name), sep="\t")
-        except (OSError, ValueError, pd.errors.ParserError):
+    tables = meta.get("Tables", [main])
+    for name in tables if isinstance(tables, list) else [main]:
+        path = table_path(folder, base, str(name))
+        if not path.is_file():
             return None
-        out[name] = (df.to_numpy(dtype=np.float64), [str(c) for c in df.columns])
+        try:
+            df = pd.read_csv(path, sep="\t")
+            out[name] = (df.to_numpy(dtype=np.float64), [str(c) for c in df.columns])
+            if not np.isfinite(out[name][0]).all() or (name == main and "RepetitionTime" not in meta):
+                raise ValueError("non-finite values or no RepetitionTime")
+        except (OSError, ValueError, TypeError, pd.errors.ParserError) as exc:
+            _corrupt(side, exc)  # the sidecar commits the entry: without it the tables are re-extracted
+            return None
     return out
+
+
+def _corrupt(path: Path, exc: Exception) -> None:
+    """Set a cache entry's unreadable file aside (``*.corrupt``) with one line; the run re-extracts."""
+    aside = set_aside(path)
+    log.warning("%s: corrupt extraction cache (%s: %s); set aside as %s, extracting again", path,
+                type(exc).__name__, " ".join(str(exc).split())[:120], aside.name)
+    return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from dsr.errors import InputError
 from dsr.io.atomic import atomic_write_bytes, write_json
 from dsr.models import latent, observation
 from dsr.signal.convolution import causal_conv
@@ -198,10 +200,21 @@ class ConvSSM:
     def load(cls, path: str | Path) -> "ConvSSM":
         """Read a model written by :meth:`save`."""
         path = Path(path)
-        tensors = st_load(path.read_bytes())
-        side = json.loads(path.with_suffix(".json").read_text())
-        spec = ConvSSMSpec(**side["spec"])
-        filt = tensors.pop("filter")
+        side_path = path.with_suffix(".json")
+        try:
+            tensors = st_load(path.read_bytes())
+            filt = tensors.pop("filter")
+        except Exception as exc:  # safetensors raises its own error types
+            raise InputError(f"cannot read the model ({type(exc).__name__}: {' '.join(str(exc).split())[:120]}); "
+                             "delete it and its provenance to refit", path) from None
+        try:
+            spec = ConvSSMSpec(**json.loads(side_path.read_text())["spec"])
+        except (OSError, ValueError, RecursionError, KeyError, TypeError) as exc:
+            raise InputError(f"cannot read the model sidecar ({type(exc).__name__}: {exc}); delete the model "
+                             "and its provenance to refit", side_path) from None
+        if isinstance(spec.tr, bool) or not isinstance(spec.tr, (int, float)) or not math.isfinite(spec.tr) \
+                or spec.tr <= 0:
+            raise InputError(f"the model's tr must be a positive number of seconds, got {spec.tr!r}", side_path)
         return cls(spec, tensors, filt)
 
 

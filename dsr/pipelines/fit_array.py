@@ -18,10 +18,11 @@ import torch
 from dsr import __version__
 from dsr.analysis.evaluate import evaluate, initial_states
 from dsr.config import DsrConfig, load_config
-from dsr.errors import DsrError, InputError
+from dsr.errors import DsrError, InputError, OutputError
 from dsr.io.arrays import validate_companion, validate_series
 from dsr.io.atomic import write_json, write_tsv
 from dsr.io.derivatives import fit_files
+from dsr.io.feasibility import check_run_length, check_tr
 from dsr.log import user_log
 from dsr.models.convssm import ConvSSM, ConvSSMSpec
 from dsr.signal.filters import make_filter
@@ -60,6 +61,7 @@ def build_filter(cfg: DsrConfig, tr: float) -> np.ndarray:
     if not np.isfinite(tr) or tr <= 0:
         raise InputError(f"TR must be a positive number of seconds, got {tr}")
     f = cfg.filter
+    check_tr(tr, f)  # before building: --tr 1e-9 would allocate a filter of 3e10 taps
     return make_filter(f.kind, tr, tau=f.tau, indicator=f.indicator)
 
 
@@ -107,6 +109,7 @@ def prepare(x, tr, cfg: DsrConfig, nuisance=None, inputs=None, path=None, standa
     """Validate a recording and turn it into :class:`SubjectData` plus its filter."""
     h = build_filter(cfg, tr)
     x = validate_series(x, path, min_length=len(h) + 2)
+    check_run_length(len(x), tr, cfg, path)  # long enough for training *and* evaluation, before training
     if nuisance is not None:
         nuisance = validate_companion(nuisance, len(x), None, "nuisance regressors")
     if inputs is not None:
@@ -234,6 +237,8 @@ def write_outputs(result: FitResult, out_dir: Path, prefix: str = "", source: st
         x = result.data.x * result.data.std + result.data.mean
         data_vs_generated(x, result.x_gen, out_dir / names["figure"], result.model.spec.tr, result.data.n_train,
                           title=f"{prefix or 'fit'}: D_stsp {result.metrics.get('dstsp', float('nan')):.3g}")
+    except OutputError:  # a full disk: the fit is not done until its figure is written
+        raise
     except Exception as exc:  # a failed figure never aborts a fit
         log.warning("figure %s not written: %s", names["figure"], exc)
     metrics = dict(result.metrics, source=source)

@@ -1,5 +1,11 @@
 """Running one participant-level fit: start (checks, extraction, provenance "running"), fit, finish.
 
+Every check that can fail before training does so before any training starts: a run found with a problem
+(a dangling link, raw BOLD without fMRIPrep output) fails at once naming it, and the run's length is checked
+against everything the fit needs (training, held-out part and evaluation). The executor task
+:func:`run_job_isolated` runs each fit in a child process, so a fit that kills its process (out of memory)
+is recorded failed with how it died and the batch goes on (:mod:`dsr.pipelines.isolation`).
+
 Rerun safety: nothing about a finished fit (status ok or diverged, metrics written) is ever rewritten.
 The same config and inputs again: the fit is skipped. Another config, or other inputs or extraction
 settings: the fit is refused with one line and every file and the status row stay as they were (fit into
@@ -8,6 +14,7 @@ really start; the fit's files are replaced only once the new fit has succeeded.
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +24,9 @@ from dsr.config import DsrConfig
 from dsr.errors import DsrError, InputError
 from dsr.io import extract
 from dsr.io.atomic import write_json
-from dsr.io.derivatives import cleaned_series, fit_files, fit_prefix, prefix_of, run_names, run_provenances
+from dsr.io.derivatives import (cleaned_series, fit_files, fit_prefix, outputs_written, prefix_of, run_names,
+                                 run_provenances)
+from dsr.pipelines import isolation
 from dsr.pipelines.fit_array import fit_to_dir, resolve_config
 from dsr.pipelines.plan import FitJob
 from dsr.pipelines.status import one_line
@@ -51,6 +60,7 @@ def _read_json(path: Path) -> dict:
 
 
 def _finished(prov: dict, folder: Path, prefix: str) -> bool:
+    """A fit that finished (its metrics written): never overwritten by a fit of another identity."""
     return prov.get("Status") in FINISHED and (folder / fit_files(prefix)["metrics"]).is_file()
 
 
@@ -72,21 +82,23 @@ def start_fit(job: FitJob) -> PendingFit | dict:
     folder = job.output_dir / sub_folder
     prefix = fit_prefix(base, job.seed)
     prov_path = folder / fit_files(prefix)["provenance"]
+    extract.check_readable(job.run)  # a run found with a problem fails here, naming it
     key = extract.series_key(job.run, job.atlas, job.settings, job.atlas_spec)
     for other in run_provenances(folder, base):  # every seed of this run shares the extracted series
         prov = _read_json(other)
         if _finished(prov, folder, prefix_of(other)) and prov.get("InputKey") != key:
             return _refused(other, "was made from other inputs or extraction settings")
     series = extract.extract_run_cached(job.run, job.atlas, job.settings, folder, base,
-                                        filter_config=job.config.filter, atlas_spec=job.atlas_spec)
+                                        filter_config=job.config, atlas_spec=job.atlas_spec)  # length: whole fit
     config = resolve_config(job.config, series.series.shape[1], series.nuisance is not None)
     cfg_hash = config.hash()
     prov = _read_json(prov_path)
     if _finished(prov, folder, prefix):
-        if prov.get("ConfigHash") == cfg_hash:
+        if prov.get("ConfigHash") != cfg_hash:
+            return _refused(prov_path, f"was made with config {prov.get('ConfigHash')}, not {cfg_hash}")
+        if outputs_written(folder, prefix):  # done only with every output written (figure included)
             return {"status": prov["Status"], "skipped": True, "config_hash": cfg_hash,
                     "reason": f"skipped: finished earlier with config {cfg_hash} and the same inputs"}
-        return _refused(prov_path, f"was made with config {prov.get('ConfigHash')}, not {cfg_hash}")
     remove_orphans(folder, prefix)
     record = {"ConfigHash": cfg_hash, "InputKey": key, "Sources": [str(job.run.bold)], "Config": config.to_dict(),
               "GeneratedBy": [{"Name": "dsr", "Version": __version__}],
@@ -131,10 +143,23 @@ def run_job(job: FitJob, device: str) -> dict:
     try:
         pending = start_fit(job)
         return pending if isinstance(pending, dict) else fit_pending(pending, device)
-    except DsrError as exc:
-        return {"status": "failed", "reason": one_line(name_input_error(exc, job.run.bold))}
-    except Exception as exc:  # an unexpected bug: still one line, the run is marked failed
-        return {"status": "failed", "reason": one_line(f"{job.run.bold}: internal error: {type(exc).__name__}: {exc}")}
+    except Exception as exc:
+        return failure(exc, job.run.bold)
+
+
+def failure(exc: Exception, bold) -> dict:
+    """The failed result of a fit of run ``bold`` that raised ``exc``: a DsrError's line (naming ``bold``
+    when it names no file), an OSError naming its file, anything else an internal error (a bug)."""
+    if isinstance(exc, DsrError):
+        return {"status": "failed", "reason": one_line(name_input_error(exc, bold))}
+    if isinstance(exc, OSError):  # a file that cannot be read or written: named, not an internal error
+        return {"status": "failed", "reason": one_line(f"{exc.filename or bold}: {exc.strerror or exc}")}
+    return {"status": "failed", "reason": one_line(f"{bold}: internal error: {type(exc).__name__}: {exc}")}
+
+
+#: The executor task: :func:`run_job` in a child process, so that a fit that kills its process is recorded
+#: as failed (naming how it died) and the batch goes on (:func:`dsr.pipelines.isolation.run_isolated`).
+run_job_isolated = functools.partial(isolation.run_isolated, run_job)
 
 
 def remove_orphans(folder: Path, prefix: str) -> None:

@@ -27,6 +27,7 @@ from dsr.analysis import group_stats as gs
 from dsr.analysis.attractor import FEATURE_DOC, KINDS, FitAnalysis, analyse_fit, read_tsv
 from dsr.config import DsrConfig
 from dsr.errors import InputError
+from dsr.io import participants
 from dsr.io.atomic import atomic_write_text, write_json
 from dsr.io import derivatives as layout
 from dsr.io.derivatives import GROUP_DIR, find_fits, fit_paths, parse_fit_name
@@ -90,17 +91,9 @@ def subject_table(runs: pd.DataFrame, feats: list[str]) -> pd.DataFrame:
     return table.reset_index()
 
 
-def read_participants(bids_dir: Path) -> pd.DataFrame | None:
-    """participants.tsv as strings (None when absent or unreadable)."""
-    path = Path(bids_dir) / "participants.tsv"
-    try:
-        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except (OSError, ValueError, pd.errors.ParserError):
-        return None
-    if "participant_id" not in df.columns:
-        return None
-    df["participant_id"] = [p if p.startswith("sub-") else f"sub-{p}" for p in df["participant_id"]]
-    return df
+def read_participants(bids_dir: Path, known: list[str] | None = None) -> pd.DataFrame | None:
+    """participants.tsv as strings (None when absent); see :func:`dsr.io.participants.read_participants`."""
+    return participants.read_participants(Path(bids_dir) / "participants.tsv", known)
 
 
 def _numeric_cols(df: pd.DataFrame, exclude) -> list[str]:
@@ -244,10 +237,10 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
     feats = _numeric_cols(runs, ID_COLUMNS)
     write_table(gdir / "runs.tsv", runs, "Dynamics features of every fit", FEATURE_DOC)
     table = subject_table(runs, feats)
-    parts = read_participants(bids_dir)
+    parts = read_participants(bids_dir, list(fits))
     covariates = []
     if parts is None:
-        log.warning("group: %s/participants.tsv missing or without participant_id: no covariates", bids_dir)
+        log.warning("group: %s/participants.tsv missing: no covariates", bids_dir)
     else:
         covariates = [c for c in parts.columns if c != "participant_id"]
         table = table.merge(parts, on="participant_id", how="left")

@@ -19,11 +19,11 @@ from pathlib import Path
 from dsr import __version__
 from dsr.config import DsrConfig
 from dsr.errors import ConfigError
-from dsr.io.atomic import write_json
+from dsr.io.atomic import check_writable, write_json
 from dsr.log import user_log
 from dsr.pipelines.executors import ExecutorSettings, limit_threads, preflight, run_tasks
 from dsr.pipelines.fit_array import resolve_device
-from dsr.pipelines.fitrun import run_job
+from dsr.pipelines.fitrun import run_job_isolated
 from dsr.pipelines.plan import FitJob, absolute_paths, plan_participant
 from dsr.pipelines.stack import run_stacked
 from dsr.pipelines.status import record_missing, record_result, write_status
@@ -85,7 +85,7 @@ def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: lis
     Returns
     -------
     int
-        0 when every run succeeded (or was already done), 1 when some failed.
+        0 when every fit succeeded (or was already done), 1 when some failed, diverged or were refused.
 
     Raises
     ------
@@ -108,7 +108,7 @@ def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: lis
                             session=session, space=space, atlas=atlas, config=config, confounds=confounds,
                             derivatives=derivatives, confounds_mode=confounds_mode, high_pass=high_pass,
                             low_pass=low_pass, radius=radius)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(output_dir)  # a read-only or full output folder: one line, before any work
     write_description(output_dir, bids_dir)
     rows: dict = {}
     failed = record_missing(plan, bids_dir, config, rows)
@@ -124,7 +124,8 @@ def run_jobs(jobs: list[FitJob], ex: ExecutorSettings, rows_by_dir: dict[Path, d
              results: list | None = None) -> int:
     """Run fit jobs with an executor (``local``, ``ray`` or ``stack``); status rows go to each job's output
     folder as results arrive. ``results`` (optional) receives ``(job, result)`` pairs. Returns the number
-    of failed (or refused) jobs."""
+    of failed, diverged or refused jobs. Each local or Ray fit runs in a child process of its worker
+    (:func:`~dsr.pipelines.fitrun.run_job_isolated`)."""
     failed = 0
 
     def on_result(i: int, res: dict) -> None:
@@ -138,7 +139,7 @@ def run_jobs(jobs: list[FitJob], ex: ExecutorSettings, rows_by_dir: dict[Path, d
         if ex.kind == "stack":
             run_stacked(jobs, ex, on_result)
         else:
-            run_tasks(run_job, jobs, ex, on_result)
+            run_tasks(run_job_isolated, jobs, ex, on_result)
     finally:
         for folder, rows in rows_by_dir.items():
             if rows:

@@ -18,7 +18,7 @@ from dsr.errors import DsrError
 from dsr.log import user_log
 from dsr.pipelines.executors import ExecutorSettings, OnResult, limit_threads, run_pinned, slot_devices
 from dsr.pipelines.fit_array import fit_many, prepare, write_outputs
-from dsr.pipelines.fitrun import PendingFit, finish_fit, fit_pending, name_input_error, start_fit
+from dsr.pipelines.fitrun import PendingFit, failure, finish_fit, fit_pending, start_fit
 from dsr.pipelines.plan import FitJob
 from dsr.pipelines.status import one_line
 
@@ -63,8 +63,11 @@ def fit_shards(stacks: list[list[PendingFit]], device: str) -> list[dict]:
             results += [{"status": "failed", "reason": one_line(exc)} for _ in members]
             continue
         for pending, res in zip(members, fits):
-            metrics = write_outputs(res, pending.folder, pending.prefix, str(pending.job.run.bold))
-            results.append(finish_fit(pending, metrics))
+            try:  # a full disk fails this fit alone, naming the output
+                metrics = write_outputs(res, pending.folder, pending.prefix, str(pending.job.run.bold))
+                results.append(finish_fit(pending, metrics))
+            except (DsrError, OSError) as exc:
+                results.append(failure(exc, pending.job.run.bold))
     return results
 
 
@@ -84,8 +87,8 @@ def run_stacked(jobs: list[FitJob], ex: ExecutorSettings, on_result: OnResult) -
                 on_result(i, fit_pending(pending, stack_devices(ex, 1)[0]))
                 continue
             prepare(s.series, s.tr, pending.config, path=str(job.run.bold))  # bad input fails this run alone, now
-        except DsrError as exc:
-            on_result(i, {"status": "failed", "reason": one_line(name_input_error(exc, job.run.bold))})
+        except Exception as exc:  # bad input (or an unreadable file) fails this run alone, naming it
+            on_result(i, failure(exc, job.run.bold))
             continue
         key = (round(float(s.tr), 9), s.series.shape[1], pending.config.replace(seed=0).hash())
         groups.setdefault(key, []).append((i, pending))

@@ -28,7 +28,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -38,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from dsr.analysis.metrics_record import FitMetrics
-from dsr.config import DsrConfig, load_config
+from dsr.config import DsrConfig, check_sweep_size, load_config, read_toml
 from dsr.errors import ConfigError
 from dsr.io.atomic import atomic_write_text, write_json
 from dsr.log import user_log
@@ -116,10 +115,7 @@ def load_sweep(spec: str | Path) -> SweepSpec:
         Missing file, bad TOML, unknown keys, or both/neither of grid and random with bad values.
     """
     path = _sweep_path(spec)
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the sweep file: {exc}") from None
+    data = read_toml(path)  # one line naming the file: unreadable, not UTF-8, not TOML
     unknown = set(data) - {"name", "description", "base", "seeds", "metric", "fixed", "grid", "random"}
     if unknown:
         raise ConfigError(f"{path}: unknown sweep keys {sorted(unknown)}")
@@ -144,6 +140,7 @@ def load_sweep(spec: str | Path) -> SweepSpec:
     spec_ = SweepSpec(name=str(data.get("name", path.stem)), base=str(data.get("base", "paper")), seeds=seeds,
                       metric=METRIC_ALIASES.get(metric, metric), fixed=_flatten(data.get("fixed", {})), grid=grid,
                       random=random, n_samples=n_samples, sample_seed=sample_seed)
+    check_sweep_size([len(v) for v in grid.values()], n_samples, path)  # before building 10^6 configs
     make_trials(spec_)  # every trial config must be valid before anything runs
     return spec_
 
