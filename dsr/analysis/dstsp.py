@@ -36,7 +36,7 @@ def _as_2d(x, name: str) -> np.ndarray:
     """Convert numpy / torch input to a float64 (T, N) array (a 1-D input becomes (T, 1))."""
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
-    x = np.asarray(x, dtype=np.float64)
+    x = np.ascontiguousarray(x, dtype=np.float64)  # torch refuses negative strides (e.g. x[::-1])
     if x.ndim == 1:
         x = x[:, None]
     if x.ndim != 2 or x.shape[0] == 0:
