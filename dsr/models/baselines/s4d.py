@@ -115,15 +115,19 @@ class S4D(SequenceModel):
         y = linear(params, "dec", h)
         return x + y if self.cfg.residual else y
 
-    def forward(self, params: Params, x_in: Tensor) -> Tensor:
-        """Convolutional form (B, T, N) -> (B, T, N)."""
+    def features(self, params: Params, x_in: Tensor) -> Tensor:
+        """The residual stream after the last layer (B, T, N) -> (B, T, H) (convolutional form)."""
         h = linear(params, "enc", x_in)  # (B, T, H)
         for i in range(self.cfg.layers):
             k = f"l{i}"
             u = rms_norm(h, params[f"{k}.norm"])  # (B, T, H)
             y = per_channel_causal_conv(u, self.kernel(params, k, x_in.shape[1])) + params[f"{k}.d"] * u
             h = h + linear(params, f"{k}.out", F.gelu(y))
-        return self._readout(params, x_in, h)
+        return h
+
+    def forward(self, params: Params, x_in: Tensor) -> Tensor:
+        """Convolutional form (B, T, N) -> (B, T, N)."""
+        return self._readout(params, x_in, self.features(params, x_in))
 
     def init_state(self, params: Params, batch: int) -> list[Tensor]:
         dtype = torch.complex64 if self.cfg.complex else params["enc.w"].dtype
