@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dsr.models.baselines.base import Params, SequenceModel, linear, linear_init, rms_norm
+from dsr.models.baselines.width_scaling import width_init
 
 
 @dataclass
@@ -37,6 +38,8 @@ class SelectiveConfig:
     dt_min: float = 1e-3
     dt_max: float = 1e-1
     residual: bool = True
+    width_scaling: str = "standard"  # or "spectral" (dsr.models.baselines.width_scaling)
+    base_width: int = 32  # width at which "spectral" equals "standard"
 
 
 class SelectiveSSM(SequenceModel):
@@ -74,7 +77,7 @@ class SelectiveSSM(SequenceModel):
             p[f"{k}.d"] = torch.ones(E)
             p[f"{k}.out.w"], p[f"{k}.out.b"] = linear_init(gen, E, H)
         p["dec.w"], p["dec.b"] = linear_init(gen, H, n_channels, scale=0.1)
-        return p
+        return width_init(self, p)
 
     def _layer(self, params: Params, k: str, h: Tensor, conv_s: Tensor, ssm_s: Tensor, stash: dict | None = None):
         """Mixer of layer k on h (B, T, H) from states conv (B, K-1, E), ssm (B, E, P).
