@@ -38,7 +38,8 @@ def test_standard_is_unchanged_and_spectral_equals_it_at_the_base_width():
 
 def _update_size(name: str, mode: str, hidden: int) -> float:
     """RMS change of the model's prediction after three Adam steps at lr 1e-2 on one batch."""
-    m = make_baseline(name, hidden=hidden, state=16 if name == "s4d" else 4, layers=1, width_scaling=mode, base_width=32)
+    m = make_baseline(name, hidden=hidden, state=16 if name == "s4d" else 4, layers=1, width_scaling=mode,
+                      base_width=32)
     p = {k: v.requires_grad_(True) for k, v in m.init_params(3, 0).items()}
     with torch.no_grad():
         y0 = m.forward(p, X[:, :-1])
