@@ -34,7 +34,7 @@ from dsr.models.baselines import make_baseline  # noqa: E402
 from dsr.simulate.dynamics import lorenz96  # noqa: E402
 from dsr.training.sequence import SequenceTrainConfig, train_sequence_model  # noqa: E402
 
-LRS = [1e-3 * 2.0 ** k for k in range(-2, 7)]  # 2.5e-4 … 6.4e-2
+LRS = [1e-3 * 2.0 ** k for k in range(-2, 8)]  # 2.5e-4 … 1.28e-1
 N_TRAIN, N_TEST = 1500, 300
 ARCH = {"s4d": {"state": 16, "layers": 2}, "selective": {"state": 8, "layers": 1}, "lru": {"state": 16, "layers": 2}}
 
@@ -84,7 +84,7 @@ def table(summary: dict) -> str:
         lines.append(f"| {key} | {fmt(s['best_lr'], lambda v: f'{v:.3g}')} | "
                      f"{fmt(s['best_lr_over_width64'], lambda v: f'{v:.3g}')} | "
                      f"{fmt(s['best_test_mse'], lambda v: f'{v:.3f}')} | "
-                     f"{fmt(s['mse_at_width64_lr'], lambda v: f'{v:.3f}')} | "
+                     f"{fmt(s['mse_at_width64_lr'], lambda v: f'{v:.3g}')} | "
                      f"{'yes' if s['transfers_within_2x'] else 'NO'} |")
     return "\n".join(lines) + "\n"
 
@@ -97,6 +97,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--summarise-only", action="store_true", help="no new runs: summarise runs.tsv")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "width_scaling")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -112,7 +113,7 @@ def main(argv=None) -> int:
             for width in args.widths:
                 for lr in LRS:
                     for seed in args.seeds:
-                        if (model, scaling, width, round(lr, 10), seed, args.steps) in done:
+                        if args.summarise_only or (model, scaling, width, round(lr, 10), seed, args.steps) in done:
                             continue
                         rows.append(run_one(x, model, scaling, width, lr, seed, args.steps, args.device))
                         r = rows[-1]
@@ -123,9 +124,10 @@ def main(argv=None) -> int:
     runs = runs[runs.model.isin(args.models) & runs.scaling.isin(args.scalings) & runs.width.isin(args.widths)
                 & runs.seed.isin(args.seeds) & (runs.steps == args.steps)]
     summary = summarise(runs)
-    write_json(args.out / "summary.json", {"command": "python benchmarks/width_scaling.py " + " ".join(
-        sys.argv[1:] if argv is None else argv), "lrs": LRS, "arch": ARCH, "cpu_seconds": float(runs.seconds.sum()),
-        "results": summary})
+    cmd = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--summarise-only"]
+    write_json(args.out / "summary.json", {"command": "python benchmarks/width_scaling.py " + " ".join(cmd),
+                                           "lrs": LRS, "arch": ARCH, "run_wall_seconds": float(runs.seconds.sum()),
+                                           "results": summary})
     atomic_write_text(args.out / "table.md", table(summary))
     print(table(summary))
     print(json.dumps({k: v["transfers_within_2x"] for k, v in summary.items()}))
