@@ -35,15 +35,18 @@ def test_ridge_leave_one_out_matches_refitting():
     assert np.allclose(B.ridge_loo(A, y, alphas), brute)
 
 
-def test_ridge_predicts_a_linear_target_and_tolerates_missing_features():
+def test_ridge_predicts_a_linear_target_tolerates_missing_features_and_does_not_extrapolate():
     B = _bench()
     rng = np.random.default_rng(1)
-    X = rng.standard_normal((60, 3))
+    X = rng.uniform(-1, 1, (60, 3))
+    X[40:] *= 0.9  # test rows inside the training range
     y = 2.0 * X[:, 0] - X[:, 1] + 5.0
-    X[3, 2] = np.nan
     X[:, 2] = np.nan  # an all-missing feature
     pred, alpha = B.ridge_predict(X[:40], y[:40], X[40:])
     assert alpha <= 0.01 and B.scores(y[40:], pred)["r2"] > 0.99
+    far = np.array([[100.0, 0.0, np.nan], [X[:40, 0].max(), 0.0, np.nan]])  # clipped to the training maximum
+    p_far, _ = B.ridge_predict(X[:40], y[:40], far)
+    assert p_far[0] == pytest.approx(p_far[1])
 
 
 def test_connectivity_features_and_scores():
