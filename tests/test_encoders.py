@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dsr.errors import ConfigError, InputError
-from dsr.models.baselines.encoders import BACKBONES, make_encoder, start_perturb
+from dsr.models.baselines.encoders import BACKBONES, load_encoder, make_encoder, save_encoder, start_perturb
 from dsr.models.baselines.encoders_rir import rir_features, rir_init, tree_depth, tree_reduce
 from dsr.training.encoders import EncoderTrainConfig, predict_encoder, train_encoder
 
@@ -73,6 +73,18 @@ def test_start_restyles_only_the_most_salient_tokens():
     expect = torch.zeros(3, 10, dtype=torch.bool).scatter_(1, top, True)
     assert torch.equal(changed, expect)
     assert torch.equal(start_perturb(h, sal, 0.3, prob=0.0, gen=g), h)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    xs, a, _ = _sinusoids(8, seed=1, T=40)
+    enc = make_encoder("rir", hidden=8, chunk=4)
+    fit = train_encoder(enc, xs, a, EncoderTrainConfig(steps=3, crop=16), seed=0)
+    enc2, fit2 = load_encoder(save_encoder(tmp_path / "enc.safetensors", enc, fit))
+    assert enc2.cfg == enc.cfg and fit2["y_mean"] == fit["y_mean"]
+    assert np.array_equal(predict_encoder(enc2, fit2, xs), predict_encoder(enc, fit, xs))
+    (tmp_path / "enc.json").write_text('{"format": "other"}')
+    with pytest.raises(InputError):
+        load_encoder(tmp_path / "enc.safetensors")
 
 
 def test_encoder_config_errors():
