@@ -65,6 +65,10 @@ from dsr.training.loop import train  # noqa: E402
 ENCODERS = {"enc_selective": ("selective", {}), "enc_s4d": ("s4d", {}), "enc_s4d_real": ("s4d_real", {}),
             "enc_rir": ("rir", {})}
 START = {"enc_selective_start": ("selective", {"start": True})}
+#: ``--start-ablation``: START always on, saliency by token norm, and random tokens (the saliency control).
+START_ABLATION = {"enc_selective_start_p1": ("selective", {"start": True, "start_prob": 1.0}),
+                  "enc_selective_start_norm": ("selective", {"start": True, "start_saliency": "norm"}),
+                  "enc_selective_start_random": ("selective", {"start": True, "start_saliency": "random"})}
 ALPHAS = np.logspace(-3, 3, 13)
 
 
@@ -219,6 +223,8 @@ def main(argv=None) -> int:
     ap.add_argument("--enc-steps", type=int, default=150)
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--no-sites", action="store_true")
+    ap.add_argument("--no-within", action="store_true")
+    ap.add_argument("--start-ablation", action="store_true", help="cross-site: START variants (only)")
     ap.add_argument("--no-encoders", action="store_true", help="only the ridge predictors (e.g. a GPU refit)")
     ap.add_argument("--summarise-only", action="store_true", help="rewrite table.md and summary.json from scores.tsv")
     ap.add_argument("--cache", type=Path, default=ROOT / "out" / "phenotype_cache")
@@ -236,7 +242,8 @@ def main(argv=None) -> int:
     enc_cfg = EncoderTrainConfig(steps=args.enc_steps, batch_size=16, crop=96, lr=1e-2, lr_end=1e-3)
     rows, timing = [], {}
     encoders = {} if args.no_encoders else ENCODERS
-    designs = [("within", max(args.cohorts), (CLEAN_SITE,))]
+    site_encoders = START_ABLATION if args.start_ablation else encoders | ({} if args.no_encoders else START)
+    designs = [] if args.no_within else [("within", max(args.cohorts), (CLEAN_SITE,))]
     if not args.no_sites:
         designs.append(("cross_site", args.per_site, DEFAULT_SITES))
     for design, n, sites in designs:
@@ -274,9 +281,10 @@ def main(argv=None) -> int:
                 for s in sorted(set(site)):
                     test, train_idx = np.flatnonzero(site == s), np.flatnonzero(site != s)
                     rows += run_split(f"leave-one-site-out ({len(set(site))}×{n})", f"site {s}", recs, feats_all,
-                                      encoders | ({} if args.no_encoders else START), train_idx, test, seed, enc_cfg)
+                                      site_encoders, train_idx, test, seed, enc_cfg)
                     print(f"  LOSO seed={seed} site {s}: " + ", ".join(
-                        f"{r['predictor']} {r['r2']:.2f}" for r in rows[-len(feats_all) - 5:]), flush=True)
+                        f"{r['predictor']} {r['r2']:.2f}" for r in rows[-len(feats_all) - len(site_encoders):]),
+                          flush=True)
         args.out.mkdir(parents=True, exist_ok=True)
         df = pd.DataFrame(rows)
         atomic_write_text(args.out / "scores.tsv", df.to_csv(sep="\t", index=False, float_format="%.6g"))

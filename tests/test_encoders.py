@@ -10,7 +10,8 @@ from dsr.models.baselines.encoders import BACKBONES, load_encoder, make_encoder,
 from dsr.models.baselines.encoders_rir import rir_features, rir_init, tree_depth, tree_reduce
 from dsr.training.encoders import EncoderTrainConfig, predict_encoder, train_encoder
 
-CASES = [("selective", {}), ("selective", {"start": True}), ("s4d", {}), ("s4d_real", {}), ("rir", {"chunk": 8})]
+CASES = [("selective", {}), ("selective", {"start": True}), ("selective", {"start": True, "start_saliency": "random"}),
+         ("s4d", {}), ("s4d_real", {}), ("rir", {"chunk": 8})]
 
 
 @pytest.mark.parametrize("backbone,kw", CASES)

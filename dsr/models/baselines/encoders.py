@@ -55,7 +55,7 @@ class EncoderConfig:
     start: bool = False  # selective only: START perturbation while training
     start_fraction: float = 0.5  # START: fraction of tokens (the most salient) that are perturbed
     start_prob: float = 0.5  # START: probability that a training batch is perturbed
-    start_saliency: str = "delta"  # START: "delta" (mean input-dependent step Δ_t) or "norm" (‖token‖)
+    start_saliency: str = "delta"  # START: "delta" (mean input-dependent Δ_t), "norm" (‖token‖) or "random"
 
 
 class SequenceEncoder:
@@ -69,8 +69,8 @@ class SequenceEncoder:
             raise ConfigError(f"encoder backbone must be one of {BACKBONES}, got {cfg.backbone!r}")
         if cfg.start and cfg.backbone != "selective":
             raise ConfigError("START perturbation is defined for the selective backbone only")
-        if cfg.start_saliency not in ("delta", "norm"):
-            raise ConfigError(f"start_saliency must be 'delta' or 'norm', got {cfg.start_saliency!r}")
+        if cfg.start_saliency not in ("delta", "norm", "random"):
+            raise ConfigError(f"start_saliency must be 'delta', 'norm' or 'random', got {cfg.start_saliency!r}")
         if cfg.chunk < 2:
             raise ConfigError(f"rir chunk must be >= 2, got {cfg.chunk}")
         self.cfg = cfg
@@ -100,14 +100,18 @@ class SequenceEncoder:
             return self.backbone.features(params, x)
         h = linear(params, "enc", x)  # (B, T, H)
         if perturb is not None and self.cfg.start:
-            h = start_perturb(h, self.saliency(params, h), self.cfg.start_fraction, self.cfg.start_prob, perturb)
+            sal = self.saliency(params, h, perturb)  # (B, T)
+            h = start_perturb(h, sal, self.cfg.start_fraction, self.cfg.start_prob, perturb)
         state = self.backbone.init_state(params, x.shape[0])
         return self.backbone.layers_from(params, h, state)[0]
 
-    def saliency(self, params: Params, h: Tensor) -> Tensor:
-        """Token saliency (B, T): the mean input-dependent step Δ_t of layer 0 on h (B, T, H), or ‖h_t‖."""
+    def saliency(self, params: Params, h: Tensor, gen: torch.Generator | None = None) -> Tensor:
+        """Token saliency (B, T) of h (B, T, H): the mean input-dependent step Δ_t of layer 0, ‖h_t‖, or
+        uniform noise from ``gen`` (``"random"``: the token-agnostic control)."""
         if self.cfg.start_saliency == "norm":
             return h.detach().norm(dim=-1)
+        if self.cfg.start_saliency == "random":
+            return torch.rand(h.shape[:2], generator=gen).to(h.device)
         stash: dict = {}
         with torch.no_grad():
             state = self.backbone.init_state(params, h.shape[0])
