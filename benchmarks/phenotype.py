@@ -3,6 +3,8 @@
     python benchmarks/phenotype.py [--cohorts 50 200] [--seeds 0 1] [--folds 5] [--per-site 40]
                                    [--fit-epochs 30] [--fit-batches 10] [--device cpu] [--enc-steps 150]
                                    [--out benchmarks/results/phenotype]
+    python benchmarks/phenotype.py --no-within --start-ablation --out benchmarks/results/phenotype/start_ablation
+    python benchmarks/phenotype.py --summarise-only [--out DIR]
 
 Data: :func:`dsr.simulate.sites.simulate_cohort` — 8-region Lorenz-96 dynamics through the HRF, 240 s
 per subject; the covariate is the hidden forcing F (uniform 4.5–10, as the ``forcing`` column of a
@@ -24,7 +26,8 @@ Predictors:
 * ``fc`` — functional connectivity, the Fisher-z upper triangle of the correlation matrix + ridge;
 * ``enc_selective`` / ``enc_s4d`` / ``enc_s4d_real`` / ``enc_rir`` — the encoders of
   :mod:`dsr.models.baselines.encoders` trained end to end (``--enc-steps`` Adam steps on random
-  96-step crops, width 16); cross-site adds ``enc_selective_start`` (START on).
+  96-step crops, width 16); cross-site adds ``enc_selective_start`` (START on). ``--start-ablation``
+  replaces the cross-site encoders by START variants: always on, token-norm saliency, random tokens.
 
 Ridge: missing values set to the training median, test features clipped to the training range (no
 extrapolation: a single diverged fit's features would otherwise dominate a fold), features standardised
@@ -253,7 +256,7 @@ def main(argv=None) -> int:
         fpath = args.cache / f"dynamics_{design}_n{n}_seed{args.data_seed}_e{args.fit_epochs}x{args.fit_batches}.npz"
         if fpath.is_file():
             z = np.load(fpath, allow_pickle=False)
-            dyn, dyn_names, dyn_s = z["features"], list(z["names"]), float(z["seconds"])
+            dyn, dyn_names, dyn_s = z["features"], [str(v) for v in z["names"]], float(z["seconds"])
         else:
             dyn, dyn_names, dyn_s = dynamics_features(recs, args.fit_epochs, args.fit_batches, seed=0,
                                                       device=args.device)
