@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from dsr.errors import ConfigError, InputError
+from dsr.models.baselines.width_scaling import param_groups
 
 
 @dataclass
@@ -82,7 +83,7 @@ def train_sequence_model(model, x_train: np.ndarray, cfg: SequenceTrainConfig | 
     opt_cls = {"adam": torch.optim.Adam, "radam": torch.optim.RAdam}.get(cfg.optimizer)
     if opt_cls is None:
         raise ConfigError(f"optimizer must be 'adam' or 'radam', got {cfg.optimizer!r}")
-    opt = opt_cls(list(p.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = opt_cls(param_groups(model, p, cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay)  # width scaling
     gamma = (cfg.lr_end / cfg.lr) ** (1 / max(cfg.steps - 1, 1))
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
     rng = np.random.default_rng(seed)

@@ -13,6 +13,11 @@ Families, one module each, all behind :class:`~dsr.models.baselines.base.Sequenc
 Train them with :func:`dsr.training.sequence.train_sequence_model` and generate with
 :func:`dsr.training.sequence.closed_loop`.
 
+Whole-recording regressors built from these layers (a selective SSM with optional START perturbation,
+S4D complex / real, recursion-in-recursion) are in :mod:`.encoders`, trained by
+:mod:`dsr.training.encoders`. S4D, the selective SSM and LRU take ``width_scaling="spectral"``
+(:mod:`.width_scaling`) for learning rates that transfer across widths.
+
 Two baselines of §2 need no code here: the *SSM without convolution* is the convSSM
 (:mod:`dsr.models.convssm`) with the single-tap filter ``[1.0]``, and the *convSSM with α = 0*
 (no GTF) is the convSSM trained with forcing ``"none"``.

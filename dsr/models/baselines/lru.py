@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dsr.models.baselines.base import Params, SequenceModel, linear, linear_init, rms_norm
+from dsr.models.baselines.width_scaling import width_init
 
 
 @dataclass
@@ -32,6 +33,8 @@ class LRUConfig:
     r_max: float = 0.99
     max_phase: float = 2 * math.pi
     residual: bool = True
+    width_scaling: str = "standard"  # or "spectral" (dsr.models.baselines.width_scaling)
+    base_width: int = 32  # width at which "spectral" equals "standard"
 
 
 def _complex_causal_conv(v: Tensor, k: Tensor) -> Tensor:
@@ -72,7 +75,7 @@ class LRU(SequenceModel):
             p[f"{k}.norm"] = torch.ones(H)
             p[f"{k}.out.w"], p[f"{k}.out.b"] = linear_init(gen, H, H)
         p["dec.w"], p["dec.b"] = linear_init(gen, H, n_channels, scale=0.1)
-        return p
+        return width_init(self, p)
 
     def _lambda(self, params: Params, k: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(log λ (P,), γ-scaled B (P, H), C (H, P)) of layer k, complex."""

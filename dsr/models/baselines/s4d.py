@@ -23,6 +23,7 @@ from torch import Tensor
 from dsr.errors import ConfigError
 from dsr.models.baselines.base import (Params, SequenceModel, linear, linear_init, per_channel_causal_conv,
                                        rms_norm)
+from dsr.models.baselines.width_scaling import width_init
 
 
 @dataclass
@@ -37,6 +38,8 @@ class S4DConfig:
     dt_min: float = 1e-3
     dt_max: float = 1e-1
     residual: bool = True  # predict x_{t+1} - x_t
+    width_scaling: str = "standard"  # or "spectral" (dsr.models.baselines.width_scaling)
+    base_width: int = 32  # width at which "spectral" equals "standard"
 
 
 class S4D(SequenceModel):
@@ -84,7 +87,7 @@ class S4D(SequenceModel):
             p[f"{k}.norm"] = torch.ones(H)
             p[f"{k}.out.w"], p[f"{k}.out.b"] = linear_init(gen, H, H)
         p["dec.w"], p["dec.b"] = linear_init(gen, H, n_channels, scale=0.1)
-        return p
+        return width_init(self, p)
 
     # ---- discretisation ---------------------------------------------------------------
     def _discrete(self, params: Params, k: str) -> tuple[Tensor, Tensor, Tensor, float]:
@@ -115,15 +118,19 @@ class S4D(SequenceModel):
         y = linear(params, "dec", h)
         return x + y if self.cfg.residual else y
 
-    def forward(self, params: Params, x_in: Tensor) -> Tensor:
-        """Convolutional form (B, T, N) -> (B, T, N)."""
+    def features(self, params: Params, x_in: Tensor) -> Tensor:
+        """The residual stream after the last layer (B, T, N) -> (B, T, H) (convolutional form)."""
         h = linear(params, "enc", x_in)  # (B, T, H)
         for i in range(self.cfg.layers):
             k = f"l{i}"
             u = rms_norm(h, params[f"{k}.norm"])  # (B, T, H)
             y = per_channel_causal_conv(u, self.kernel(params, k, x_in.shape[1])) + params[f"{k}.d"] * u
             h = h + linear(params, f"{k}.out", F.gelu(y))
-        return self._readout(params, x_in, h)
+        return h
+
+    def forward(self, params: Params, x_in: Tensor) -> Tensor:
+        """Convolutional form (B, T, N) -> (B, T, N)."""
+        return self._readout(params, x_in, self.features(params, x_in))
 
     def init_state(self, params: Params, batch: int) -> list[Tensor]:
         dtype = torch.complex64 if self.cfg.complex else params["enc.w"].dtype

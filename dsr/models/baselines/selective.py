@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dsr.models.baselines.base import Params, SequenceModel, linear, linear_init, rms_norm
+from dsr.models.baselines.width_scaling import width_init
 
 
 @dataclass
@@ -37,6 +38,8 @@ class SelectiveConfig:
     dt_min: float = 1e-3
     dt_max: float = 1e-1
     residual: bool = True
+    width_scaling: str = "standard"  # or "spectral" (dsr.models.baselines.width_scaling)
+    base_width: int = 32  # width at which "spectral" equals "standard"
 
 
 class SelectiveSSM(SequenceModel):
@@ -74,12 +77,13 @@ class SelectiveSSM(SequenceModel):
             p[f"{k}.d"] = torch.ones(E)
             p[f"{k}.out.w"], p[f"{k}.out.b"] = linear_init(gen, E, H)
         p["dec.w"], p["dec.b"] = linear_init(gen, H, n_channels, scale=0.1)
-        return p
+        return width_init(self, p)
 
-    def _layer(self, params: Params, k: str, h: Tensor, conv_s: Tensor, ssm_s: Tensor):
+    def _layer(self, params: Params, k: str, h: Tensor, conv_s: Tensor, ssm_s: Tensor, stash: dict | None = None):
         """Mixer of layer k on h (B, T, H) from states conv (B, K-1, E), ssm (B, E, P).
 
-        Returns the mixer output (B, T, H) and the two new states.
+        Returns the mixer output (B, T, H) and the two new states; ``stash``, when given, receives the
+        input-dependent step ``stash["dt"]`` (B, T, E).
         """
         H, E, P, R, K = self._dims
         xz = linear(params, f"{k}.in", rms_norm(h, params[f"{k}.norm"]))  # (B, T, 2E)
@@ -90,6 +94,8 @@ class SelectiveSSM(SequenceModel):
         new_conv = full[:, full.shape[1] - (K - 1):]  # (B, K-1, E)
         proj = linear(params, f"{k}.xproj", u)  # (B, T, R + 2P)
         dt = F.softplus(linear(params, f"{k}.dt", proj[..., :R]))  # (B, T, E)
+        if stash is not None:
+            stash["dt"] = dt
         Bm, Cm = proj[..., R:R + P], proj[..., R + P:]  # (B, T, P)
         A = -params[f"{k}.a_log"].exp()  # (E, P)
         decay = torch.exp(dt[..., None] * A)  # (B, T, E, P)
@@ -103,14 +109,18 @@ class SelectiveSSM(SequenceModel):
         y = torch.stack(ys, 1) + params[f"{k}.d"] * u  # (B, T, E)
         return linear(params, f"{k}.out", y * F.silu(z)), new_conv, s
 
-    def _run(self, params: Params, state: list[Tensor], x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """x (B, T, N) from ``state`` -> predictions (B, T, N) and the state after T steps."""
-        h = linear(params, "enc", x)  # (B, T, H)
+    def layers_from(self, params: Params, h: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """Run every layer on the embedded stream h (B, T, H) from ``state``: (B, T, H) and the new state."""
         new = []
         for i in range(self.cfg.layers):
             dh, cs, ss = self._layer(params, f"l{i}", h, state[2 * i], state[2 * i + 1])
             h = h + dh
             new += [cs, ss]
+        return h, new
+
+    def _run(self, params: Params, state: list[Tensor], x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """x (B, T, N) from ``state`` -> predictions (B, T, N) and the state after T steps."""
+        h, new = self.layers_from(params, linear(params, "enc", x), state)  # (B, T, H)
         y = linear(params, "dec", h)
         return (x + y if self.cfg.residual else y), new
 
