@@ -44,7 +44,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
-    xs = [np.load(f) for f in sorted(args.data.glob("sub-*.npy"))[:args.subjects]]
+    files = sorted(args.data.glob("sub-*.npy"))[:args.subjects]
+    if not files:
+        sys.exit(f"{args.data}: no sub-*.npy recordings (give --data)")
+    xs = [np.load(f) for f in files]
     xs = [x + args.noise * x.std(0) * rng.standard_normal(x.shape) for x in xs]
     cfg = load_config("aln", train={"epochs": args.epochs})
     t0 = time.perf_counter()
