@@ -1,0 +1,107 @@
+"""Stochastic generation and linearised features of fitted convSSMs, for ``real_rest.py``.
+
+A stand-in until the product's own stochastic generation (``eval.generation = "stochastic"``) is
+merged; it uses only the model protocol (``targets``, ``init_state``, ``step``, ``observe``,
+``jacobian``). Noise is estimated on the training part, in standardised units:
+
+* process noise W: covariance of the one-step latent residuals d_t − F(d_{t−1}) on the forced units,
+  over consecutive valid Wiener targets d (the states teacher forcing uses);
+* observation noise R (per region): variance of x_t − decode(Σ_k h_k d_{t−k}), the data minus the
+  filtered targets (the same estimate as the linear state-space model's R).
+
+Three generators: ``deterministic`` (the paper's rollouts: initial state perturbed by N(0, 0.01²),
+no noise), ``obs`` (deterministic latent orbit + observation noise) and ``process`` (latent noise
+W at every step + observation noise).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dsr.models.convssm import ConvSSM
+
+MODES = ("deterministic", "obs", "process")
+
+
+def stack(models: list[ConvSSM]) -> ConvSSM:
+    """Fits (S = 1 each, one structure) as one stacked model."""
+    params = {k: torch.cat([m.params[k] for m in models]) for k in models[0].params}
+    return ConvSSM(models[0].spec, params, torch.cat([m.filter for m in models]))
+
+
+@torch.no_grad()
+def noise_estimates(model: ConvSSM, d: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Process-noise covariance (M, M) and observation-noise variances (N,) of one fit (S = 1).
+
+    d (T, N): Wiener targets of the training part (NaN where unreliable); x (T, N): standardised data.
+    """
+    dev, dt = model.filter.device, model.filter.dtype
+    M, K = model.spec.latent_dim, model.kernel_size
+    valid = np.isfinite(d).all(1)
+    pair = np.flatnonzero(valid[:-1] & valid[1:])
+    D = model.targets(torch.as_tensor(np.nan_to_num(d), dtype=dt, device=dev)[None, None])[0, 0]  # (T, Nf)
+    nf = D.shape[1]
+    z_prev = model.init_state(D[pair][None])  # (1, I, M)
+    eps = (D[pair + 1] - model.step(z_prev)[0, :, :nf]).double().cpu().numpy()  # (I, Nf)
+    W = np.zeros((M, M))
+    W[:nf, :nf] = np.cov(eps.T, bias=True)
+    idx = np.flatnonzero(valid)
+    lo, hi = idx[0], idx[-1] + 1
+    block = valid[lo:hi].all() and hi - lo >= K + 2
+    if not block:  # NaN inside the valid span: use the longest run only
+        runs = np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1)
+        run = max(runs, key=len)
+        lo, hi = run[0], run[-1] + 1
+    z = model.init_state(D[lo:hi][None])[:, None]  # (1, 1, T_v, M)
+    xhat = model.observe(z)[0, 0].double().cpu().numpy()  # (T_v-K+1, N)
+    R = np.clip((x[lo + K - 1:hi] - xhat).var(0), 1e-6, None)
+    return W, R
+
+
+@torch.no_grad()
+def generate(model: ConvSSM, starts: np.ndarray, W: np.ndarray, R: np.ndarray, n: int, n_samples: int,
+             mode: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Samples of S stacked fits in standardised units.
+
+    Parameters
+    ----------
+    model : ConvSSM (S fits)
+    starts : (S, Nf) first valid target of each fit; W (S, M, M), R (S, N) from :func:`noise_estimates`.
+
+    Returns
+    -------
+    x : ndarray (S, n_samples, n, N) and z : ndarray (S, n_samples, n + K − 1, M)
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}")
+    dev, dt = model.filter.device, model.filter.dtype
+    gen = torch.Generator().manual_seed(int(seed))
+    S, M, K = model.n_subjects, model.spec.latent_dim, model.kernel_size
+    d0 = torch.as_tensor(starts, dtype=dt, device=dev)[:, None].expand(S, n_samples, -1)  # (S, B, Nf)
+    z = model.init_state(model.targets(d0[:, :, None])[:, :, 0])  # (S, B, M)
+    z = z + (0.01 * torch.randn(z.shape, generator=gen, dtype=torch.float64)).to(dev, dt)
+    jitter = 1e-9 * np.eye(M)
+    chol = torch.as_tensor(np.stack([np.linalg.cholesky(w + jitter) for w in W]), dtype=dt, device=dev)  # (S, M, M)
+    Z = torch.empty(S, n_samples, n + K - 1, M, dtype=dt, device=dev)
+    for t in range(n + K - 1):
+        Z[:, :, t] = z
+        z = model.step(z)  # (S, B, M)
+        if mode == "process":
+            e = torch.randn(S, n_samples, M, generator=gen, dtype=torch.float64).to(dev, dt)
+            z = z + torch.einsum("sij,sbj->sbi", chol, e)
+    X = model.observe(Z)  # (S, B, n, N)
+    if mode != "deterministic":
+        e = torch.randn(X.shape, generator=gen, dtype=torch.float64).to(dev, dt)
+        X = X + e * torch.as_tensor(np.sqrt(R), dtype=dt, device=dev)[:, None, None]
+    return X.double().cpu().numpy(), Z.double().cpu().numpy()
+
+
+@torch.no_grad()
+def mean_jacobians(model: ConvSSM, Z: np.ndarray, max_states: int = 2000) -> np.ndarray:
+    """Jacobian of each fit averaged over (up to max_states of) its generated latent states Z (S, B, T, M) → (S, M, M)."""
+    S, M = Z.shape[0], Z.shape[-1]
+    flat = Z.reshape(S, -1, M)[:, :max_states]  # (S, P, M)
+    zt = torch.as_tensor(flat, dtype=model.filter.dtype, device=model.filter.device)
+    J = model.jacobian(zt).double().cpu().numpy()  # (S, P, M, M)
+    ok = np.isfinite(J).all(axis=(2, 3))
+    return np.stack([J[s][ok[s]].mean(0) if ok[s].any() else np.full((M, M), np.nan) for s in range(S)])
