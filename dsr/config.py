@@ -1,6 +1,6 @@
 """Typed configuration: dataclasses, TOML presets and a stable hash.
 
-A config is four small sections (model, filter, train, eval) plus the seed.
+A config is five small sections (model, filter, train, eval, extract) plus the seed.
 Presets are TOML files in ``configs/`` (installed as ``dsr.presets``); a
 preset may be given by name (``lorenz63``) or by path.
 """
@@ -87,6 +87,23 @@ class EvalConfig:
 
 
 @dataclass
+class ExtractConfig:
+    """How region series of BIDS runs are cleaned before fitting (read by :mod:`dsr.io.extract`).
+
+    Command-line options (``--confounds`` …) override these. ``confounds=None`` means the default
+    strategy when the run has a confounds table, ``"none"`` none; ``confounds_mode=None`` means
+    "nuisance" with the regressor observation model and "regress" otherwise.
+    """
+
+    detrend: bool = True
+    standardize: bool = True
+    high_pass: float | None = None  # Hz
+    low_pass: float | None = None  # Hz
+    confounds: str | None = None
+    confounds_mode: str | None = None  # "regress" or "nuisance"
+
+
+@dataclass
 class DsrConfig:
     """Everything one fit needs besides the data."""
 
@@ -94,6 +111,7 @@ class DsrConfig:
     filter: FilterConfig = field(default_factory=FilterConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -108,7 +126,7 @@ class DsrConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "DsrConfig":
         """Build and validate a config from a nested dict; unknown keys are errors."""
-        sections = {"model": ModelConfig, "filter": FilterConfig, "train": TrainConfig, "eval": EvalConfig}
+        sections = {"model": ModelConfig, "filter": FilterConfig, "train": TrainConfig, "eval": EvalConfig, "extract": ExtractConfig}
         kwargs = {}
         for key, value in data.items():
             if key == "seed":
@@ -147,6 +165,13 @@ class DsrConfig:
         _check(t.epochs >= 1 and t.batches_per_epoch >= 1 and t.batch_size >= 1, "epochs, batches and batch size must be >= 1")
         _check(t.forcing_interval >= 1, "forcing_interval must be >= 1")
         _check(t.lr_start > 0 and t.lr_end > 0, "learning rates must be > 0")
+        e = self.extract
+        for name in ("high_pass", "low_pass"):
+            v = getattr(e, name)
+            _check(v is None or (isinstance(v, (int, float)) and v > 0), f"extract.{name} must be a positive frequency in Hz")
+        _check(e.high_pass is None or e.low_pass is None or e.high_pass < e.low_pass,
+               "extract.high_pass must be below extract.low_pass")
+        _check(e.confounds_mode in (None, "regress", "nuisance"), "extract.confounds_mode must be regress or nuisance")
 
 
 def _check(ok: bool, message: str) -> None:
