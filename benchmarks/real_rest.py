@@ -71,6 +71,13 @@ def band_pass(x, tr, band):
     return scipy.signal.filtfilt(b, a, x, axis=0) + x.mean(0)
 
 
+def lag1(g) -> float:
+    """Mean lag-1 autocorrelation over samples and regions of (R, T, N) samples."""
+    g = g - g.mean(1, keepdims=True)
+    num, den = (g[:, 1:] * g[:, :-1]).sum(1), (g ** 2).sum(1)
+    return float(np.nanmean(num / np.where(den > 0, den, np.nan)))
+
+
 def spectral_radius(A) -> float:
     return float(np.max(np.abs(np.linalg.eigvals(A)))) if np.isfinite(A).all() else float("nan")
 
@@ -114,6 +121,8 @@ def run(names, xs, tr, args) -> dict:
         samples[mode] = unit(X)  # (F, B, T2, N) data units
         if mode == "process":
             Z = Zm
+    W_cal = rc.calibrate(model, starts, W, R, T2, seed=args.seed + 1)
+    samples["calibrated"] = unit(rc.generate(model, starts, W_cal, R, T2, N_SAMPLES, "process", seed=args.seed)[0])
     jac = rc.mean_jacobians(model, Z)  # (F, M, M)
     n_train = sds[0].n_train
     internal = [score_samples(halves[s][h][n_train:], samples["process"][i][:10])["dstsp"]
@@ -135,7 +144,7 @@ def run(names, xs, tr, args) -> dict:
         other = halves[s][1 - h]
         i = chosen[(s, h)]
         ens = np.stack([samples["process"][idx[(s, h)][r % k]][r] for r in range(N_SAMPLES)])
-        gens = {f"convssm_{m}": samples[m][i] for m in rc.MODES}
+        gens = {f"convssm_{m}": samples[m][i] for m in (*rc.MODES, "calibrated")}
         gens["convssm_ensemble"] = ens
         gens.update({name: lin_samples[name][j] for name in lin})
         gens["other_half_floor"] = halves[s][h][None]
@@ -143,6 +152,8 @@ def run(names, xs, tr, args) -> dict:
         for name, g in gens.items():
             sc = score_samples(other, g, seed=args.seed)
             rec[f"{name}_dstsp"], rec[f"{name}_dh"] = sc["dstsp"], sc["dh"]
+            rec[f"{name}_sd_ratio"] = float(np.nanmean(g.std(1) / other.std(0)))  # generated SD / data SD
+            rec[f"{name}_lag1"] = lag1(g)
         seed_scores = [score_samples(other, samples["process"][q], seed=args.seed) for q in idx[(s, h)]]
         rec["convssm_seedmedian_dstsp"] = float(np.median([c["dstsp"] for c in seed_scores]))
         rec["convssm_seedmedian_dh"] = float(np.median([c["dh"] for c in seed_scores]))
@@ -151,7 +162,8 @@ def run(names, xs, tr, args) -> dict:
                    lambda_max_seedmedian=float(np.nanmedian([results[q].metrics["lyapunov_max"] for q in idx[(s, h)]])),
                    jacobian_radius=spectral_radius(jac[i]), var1_radius=spectral_radius(lin["var1"].params["A"][j].numpy()),
                    lgssm_radius=spectral_radius(lin["lgssm"].params["A"][j].numpy()),
-                   fc_mean=float(np.mean(dist.fc_vector(halves[s][h]))), status=results[i].status)
+                   fc_mean=float(np.mean(dist.fc_vector(halves[s][h]))), status=results[i].status,
+                   data_lag1=lag1(other[None]))
         records.append(rec)
     t_score = time.perf_counter() - t0 - t_fit
     summary = summarise(records, fits, chosen, jac, lin, samples, lin_samples, halves, S)
@@ -163,12 +175,13 @@ def run(names, xs, tr, args) -> dict:
 
 
 def summarise(records, fits, chosen, jac, lin, samples, lin_samples, halves, S) -> dict:
-    models = ["convssm_process", "convssm_obs", "convssm_deterministic", "convssm_ensemble", "convssm_seedmedian",
-              "var1", "lgssm", "gaussian", "other_half_floor"]
+    models = ["convssm_process", "convssm_calibrated", "convssm_obs", "convssm_deterministic", "convssm_ensemble",
+              "convssm_seedmedian", "var1", "lgssm", "gaussian", "other_half_floor"]
     out = {"median": {f"{m}_{q}": float(np.median([r[f"{m}_{q}"] for r in records]))
-                      for m in models for q in ("dstsp", "dh")}}
+                      for m in models for q in ("dstsp", "dh", "sd_ratio", "lag1") if f"{m}_{q}" in records[0]}}
+    out["median"]["data_lag1"] = float(np.median([r["data_lag1"] for r in records]))
     out["convssm_beats_var1"] = {f"{m}_{q}": int(sum(r[f"{m}_{q}"] < r[f"var1_{q}"] for r in records))
-                                 for m in models[:5] for q in ("dstsp", "dh")}
+                                 for m in models[:6] for q in ("dstsp", "dh")}
     out["n_fits"] = len(records)
     # records are ordered (s, h); features and distances use the order (h, s)
     order = [2 * s + h for h in (0, 1) for s in range(S)]
@@ -197,6 +210,7 @@ def markdown(res: dict) -> str:
     s = res["summary"]
     m, n = s["median"], s["n_fits"]
     rows = [("convSSM, process + obs. noise (selected seed)", "convssm_process"),
+            ("convSSM, process noise variance-matched + obs. noise (selected seed)", "convssm_calibrated"),
             ("convSSM, obs. noise only (selected seed)", "convssm_obs"),
             ("convSSM, deterministic (selected seed)", "convssm_deterministic"),
             ("convSSM, ensemble of all seeds (process noise)", "convssm_ensemble"),
@@ -206,12 +220,14 @@ def markdown(res: dict) -> str:
     lines = [f"{s['n_subjects']} subjects, halves of {s['half_length']} volumes (TR {s['tr']} s), {s['seeds']} seeds, "
              f"{s['epochs']} epochs, preset `{s['preset']}`, band-pass {s['band_pass']}, device {s['device']}, "
              f"{s['seconds_total']:.0f} s.", "",
-             "| model | held-out D_stsp (median) | held-out D_H (median) | beats VAR(1) on D_stsp | on D_H |",
-             "|---|---|---|---|---|"]
+             "| model | held-out D_stsp (median) | held-out D_H (median) | beats VAR(1) on D_stsp | on D_H "
+             "| SD gen / data | lag-1 autocorr. |", "|---|---|---|---|---|---|---|"]
     for label, key in rows:
         wins = s["convssm_beats_var1"]
         w = (f"{wins[key + '_dstsp']} / {n}", f"{wins[key + '_dh']} / {n}") if key + "_dstsp" in wins else ("", "")
-        lines.append(f"| {label} | {m[key + '_dstsp']:.3f} | {m[key + '_dh']:.3f} | {w[0]} | {w[1]} |")
+        extra = (f"{m[key + '_sd_ratio']:.2f} | {m[key + '_lag1']:.2f}" if key + "_sd_ratio" in m
+                 else f" | (data {m['data_lag1']:.2f})" if key == "other_half_floor" else " | ")
+        lines.append(f"| {label} | {m[key + '_dstsp']:.3f} | {m[key + '_dh']:.3f} | {w[0]} | {w[1]} | {extra} |")
     lines += ["", f"| distance | identification ({s['identification_n']} halves) |", "|---|---|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in s["identification"].items()]
     lines += ["", "| feature | ICC(3,1) across halves |", "|---|---|"]
