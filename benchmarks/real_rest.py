@@ -201,6 +201,9 @@ def summarise(records, fits, chosen, jac, lin, samples, lin_samples, halves, S) 
                       ("var1", [lin_samples["var1"][j][:N_DIST_SAMPLES] for j in order])):
         g = dist.generation_distances(smp)
         D[f"{name}_generation_dstsp"], D[f"{name}_generation_dh"] = g["dstsp"], g["dh"]
+    for name, smp in (("convssm", [samples["calibrated"][i] for i in sel]),
+                      ("var1", [lin_samples["var1"][j] for j in order])):  # FC of the model's own samples
+        D[f"{name}_generated_fc"] = dist.fc_distances([np.concatenate(list(x)) for x in smp])
     out["identification"] = {name: dist.identification_accuracy(d, subjects, half) for name, d in D.items()}
     out["identification_n"] = 2 * S
     return out
