@@ -46,7 +46,9 @@ def noise_estimates(model: ConvSSM, d: np.ndarray, x: np.ndarray) -> tuple[np.nd
     z_prev = model.init_state(D[pair][None])  # (1, I, M)
     eps = (D[pair + 1] - model.step(z_prev)[0, :, :nf]).double().cpu().numpy()  # (I, Nf)
     W = np.zeros((M, M))
-    W[:nf, :nf] = np.cov(eps.T, bias=True)
+    eps = eps[np.isfinite(eps).all(1)]
+    if len(eps) > nf:  # a diverged fit keeps W = 0
+        W[:nf, :nf] = np.cov(eps.T, bias=True)
     idx = np.flatnonzero(valid)
     lo, hi = idx[0], idx[-1] + 1
     block = valid[lo:hi].all() and hi - lo >= K + 2
@@ -57,7 +59,7 @@ def noise_estimates(model: ConvSSM, d: np.ndarray, x: np.ndarray) -> tuple[np.nd
     z = model.init_state(D[lo:hi][None])[:, None]  # (1, 1, T_v, M)
     xhat = model.observe(z)[0, 0].double().cpu().numpy()  # (T_v-K+1, N)
     R = np.clip((x[lo + K - 1:hi] - xhat).var(0), 1e-6, None)
-    return W, R
+    return W, np.where(np.isfinite(R), R, 1e-6)
 
 
 @torch.no_grad()
@@ -82,8 +84,7 @@ def generate(model: ConvSSM, starts: np.ndarray, W: np.ndarray, R: np.ndarray, n
     d0 = torch.as_tensor(starts, dtype=dt, device=dev)[:, None].expand(S, n_samples, -1)  # (S, B, Nf)
     z = model.init_state(model.targets(d0[:, :, None])[:, :, 0])  # (S, B, M)
     z = z + (0.01 * torch.randn(z.shape, generator=gen, dtype=torch.float64)).to(dev, dt)
-    jitter = 1e-9 * np.eye(M)
-    chol = torch.as_tensor(np.stack([np.linalg.cholesky(w + jitter) for w in W]), dtype=dt, device=dev)  # (S, M, M)
+    chol = torch.as_tensor(np.stack([_sqrt_psd(w) for w in W]), dtype=dt, device=dev)  # (S, M, M)
     Z = torch.empty(S, n_samples, n + K - 1, M, dtype=dt, device=dev)
     for t in range(n + K - 1):
         Z[:, :, t] = z
@@ -96,6 +97,18 @@ def generate(model: ConvSSM, starts: np.ndarray, W: np.ndarray, R: np.ndarray, n
         e = torch.randn(X.shape, generator=gen, dtype=torch.float64).to(dev, dt)
         X = X + e * torch.as_tensor(np.sqrt(R), dtype=dt, device=dev)[:, None, None]
     return X.double().cpu().numpy(), Z.double().cpu().numpy()
+
+
+def _sqrt_psd(w: np.ndarray) -> np.ndarray:
+    """A square root L (L Lᵀ = w) of a covariance, negative eigenvalues clipped; zeros if not finite."""
+    if not np.isfinite(w).all():
+        return np.zeros_like(w)
+    try:
+        return np.linalg.cholesky(w + 1e-9 * np.eye(len(w)))
+    except np.linalg.LinAlgError:
+        pass
+    vals, vecs = np.linalg.eigh((w + w.T) / 2)
+    return vecs * np.sqrt(np.clip(vals, 0.0, None))
 
 
 def calibrate(model: ConvSSM, starts: np.ndarray, W: np.ndarray, R: np.ndarray, n: int, n_samples: int = 10,

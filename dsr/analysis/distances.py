@@ -103,7 +103,7 @@ def dmd_operator(z) -> np.ndarray:
 
 
 def operator_distance(A, B) -> float:
-    """Frobenius distance ‖A − B‖ of two operators on the same (region-aligned) coordinates."""
+    """Frobenius distance ‖A − B‖ of two operators on the same (region-aligned) coordinates (NaN if either is not finite)."""
     return float(np.linalg.norm(np.asarray(A) - np.asarray(B)))
 
 
@@ -111,7 +111,10 @@ def eigenvalue_distance(A, B) -> float:
     """Mean |λ_i − μ_π(i)| over the optimal matching π of the two operators' eigenvalues.
 
     Invariant to a change of basis of either operator (conjugation), as DSA's comparison of dynamics.
+    NaN if either operator is not finite (a diverged fit).
     """
+    if not (np.isfinite(A).all() and np.isfinite(B).all()):
+        return float("nan")
     la, lb = np.linalg.eigvals(np.asarray(A)), np.linalg.eigvals(np.asarray(B))
     C = np.abs(la[:, None] - lb[None, :])  # (M, M)
     r, c = linear_sum_assignment(C)
