@@ -131,6 +131,40 @@ def calibrate(model: ConvSSM, starts: np.ndarray, W: np.ndarray, R: np.ndarray, 
     return W * scale[:, :, None] * scale[:, None, :]
 
 
+def _sym_power(C: np.ndarray, p: float) -> np.ndarray:
+    vals, vecs = np.linalg.eigh((C + C.T) / 2)
+    return (vecs * np.clip(vals, 1e-6, None) ** p) @ vecs.T
+
+
+def calibrate_covariance(model: ConvSSM, starts: np.ndarray, W: np.ndarray, R: np.ndarray, target: np.ndarray,
+                         n: int, n_samples: int = 10, iters: int = 4, seed: int = 0) -> np.ndarray:
+    """W (S, M, M) transformed as T W Tᵀ so that ``process`` samples get the covariance ``target`` (S, N, N).
+
+    A heuristic fixed point on the read-out units: T ← (C_target^{1/2} C_gen^{−1/2}) T with C_gen the
+    generated covariance (exact for a linear model whose filter commutes with T); factors are damped
+    (square root per step) and each step's T is kept only where it lowers the covariance error.
+    """
+    S, M = W.shape[:2]
+    N = R.shape[1]
+    T = np.tile(np.eye(M), (S, 1, 1))
+    best = np.full(S, np.inf)
+    out = W.copy()
+    for _ in range(iters):
+        Wt = np.einsum("sij,sjk,slk->sil", T, W, T)
+        X, _ = generate(model, starts, Wt, R, n, n_samples, "process", seed=seed)  # (S, B, n, N)
+        for s in range(S):
+            xs = X[s].reshape(-1, N)
+            if not np.isfinite(xs).all():
+                continue
+            C = np.cov(xs.T)
+            err = np.linalg.norm(C - target[s])
+            if err < best[s]:
+                best[s], out[s] = err, Wt[s]
+            step = _sym_power(target[s], 0.5) @ _sym_power(C, -0.5)  # (N, N)
+            T[s, :N] = _sym_power(step @ step.T, 0.25) @ T[s, :N]  # damped, symmetric
+    return out
+
+
 @torch.no_grad()
 def mean_jacobians(model: ConvSSM, Z: np.ndarray, max_states: int = 2000) -> np.ndarray:
     """Jacobian of each fit averaged over (up to max_states of) its generated latent states Z (S, B, T, M) → (S, M, M)."""
