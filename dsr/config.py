@@ -1,6 +1,6 @@
 """Typed configuration: dataclasses, TOML presets and a stable hash.
 
-A config is four small sections (model, filter, train, eval) plus the seed.
+A config is five small sections (model, filter, train, eval, extract) plus the seed.
 Presets are TOML files in ``configs/`` (installed as ``dsr.presets``); a
 preset may be given by name (``lorenz63``) or by path.
 """
@@ -106,6 +106,23 @@ class EvalConfig:
 
 
 @dataclass
+class ExtractConfig:
+    """How region series of BIDS runs are cleaned before fitting (read by :mod:`dsr.io.extract`).
+
+    Command-line options (``--confounds`` …) override these. ``confounds=None`` means the default
+    strategy when the run has a confounds table, ``"none"`` none; ``confounds_mode=None`` means
+    "nuisance" with the regressor observation model and "regress" otherwise.
+    """
+
+    detrend: bool = True
+    standardize: bool = True
+    high_pass: float | None = None  # Hz
+    low_pass: float | None = None  # Hz
+    confounds: str | None = None
+    confounds_mode: str | None = None  # "regress" or "nuisance"
+
+
+@dataclass
 class DsrConfig:
     """Everything one fit needs besides the data."""
 
@@ -113,6 +130,7 @@ class DsrConfig:
     filter: FilterConfig = field(default_factory=FilterConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -127,7 +145,7 @@ class DsrConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "DsrConfig":
         """Build and validate a config from a nested dict; unknown keys are errors."""
-        sections = {"model": ModelConfig, "filter": FilterConfig, "train": TrainConfig, "eval": EvalConfig}
+        sections = {"model": ModelConfig, "filter": FilterConfig, "train": TrainConfig, "eval": EvalConfig, "extract": ExtractConfig}
         kwargs = {}
         for key, value in data.items():
             if key == "seed":
@@ -197,6 +215,13 @@ class DsrConfig:
             _check(math.isfinite(getattr(e, key)) and getattr(e, key) >= 0, f"eval.{key} must be >= 0")
         _check(e.dstsp_scaling > 0, "eval.dstsp_scaling must be > 0")
         _check(0 <= self.seed < 2 ** 63, f"seed must be an integer in [0, 2^63), got {self.seed}")
+        x = self.extract
+        for name in ("high_pass", "low_pass"):
+            v = getattr(x, name)
+            _check(v is None or (isinstance(v, (int, float)) and v > 0), f"extract.{name} must be a positive frequency in Hz")
+        _check(x.high_pass is None or x.low_pass is None or x.high_pass < x.low_pass,
+               "extract.high_pass must be below extract.low_pass")
+        _check(x.confounds_mode in (None, "regress", "nuisance"), "extract.confounds_mode must be regress or nuisance")
 
 
 #: Most trials one sweep may hold (grid combinations or random samples); each trial is a fit per run and seed.

@@ -43,6 +43,21 @@ class ExtractionSettings:
         d.pop("fingerprint")
         return d
 
+    @classmethod
+    def from_config(cls, section, observation: str = "identity", **overrides) -> "ExtractionSettings":
+        """Settings from a config's ``extract`` section (:class:`dsr.config.ExtractConfig`).
+
+        Keyword ``overrides`` that are not None (the command line's options, e.g. ``high_pass``,
+        ``confounds``, ``radius``) win over the section. An unset ``confounds_mode`` follows the
+        observation model: "nuisance" for the regressor model, "regress" otherwise.
+        """
+        values = {k: getattr(section, k) for k in ("detrend", "standardize", "high_pass", "low_pass",
+                                                    "confounds", "confounds_mode")}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if values["confounds_mode"] is None:
+            values["confounds_mode"] = "nuisance" if observation == "regressor" else "regress"
+        return cls(**values)
+
     def __post_init__(self):
         if self.confounds_mode not in ("regress", "nuisance"):
             raise InputError(f"confounds_mode must be 'regress' or 'nuisance', got {self.confounds_mode!r}")

