@@ -1,4 +1,4 @@
-"""Comparison baselines (DESIGN.md §2, issue 5): next-step sequence models run closed loop.
+"""Comparison baselines (issue 5): next-step sequence models run closed loop.
 
 Families, one module each, all behind :class:`~dsr.models.baselines.base.SequenceModel`
 (``init_params(n_channels, seed)``, ``forward(params, x_in)``, ``init_state`` / ``step``,
@@ -18,7 +18,7 @@ S4D complex / real, recursion-in-recursion) are in :mod:`.encoders`, trained by
 :mod:`dsr.training.encoders`. S4D, the selective SSM and LRU take ``width_scaling="spectral"``
 (:mod:`.width_scaling`) for learning rates that transfer across widths.
 
-Two baselines of §2 need no code here: the *SSM without convolution* is the convSSM
+Two more baselines need no code here: the *SSM without convolution* is the convSSM
 (:mod:`dsr.models.convssm`) with the single-tap filter ``[1.0]``, and the *convSSM with α = 0*
 (no GTF) is the convSSM trained with forcing ``"none"``.
 """
