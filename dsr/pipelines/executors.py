@@ -183,8 +183,6 @@ _SLOT_DEVICE = "cpu"
 
 def _init_local(counter, devices: list[str], threads: int) -> None:
     """Pool initializer: take the next worker slot and pin this process to its device."""
-    import torch
-
     global _SLOT_DEVICE
     with counter.get_lock():
         slot = counter.value
