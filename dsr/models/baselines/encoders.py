@@ -123,9 +123,6 @@ class SequenceEncoder:
         pooled = torch.cat([h.mean(1), h.std(1, unbiased=False)], -1)  # (B, 2H)
         return linear(params, "head", pooled)[:, 0]  # (B,)
 
-    def n_params(self, params: Params) -> int:
-        return sum(v.numel() for v in params.values())
-
 
 def start_perturb(h: Tensor, saliency: Tensor, fraction: float, prob: float, gen: torch.Generator) -> Tensor:
     """START-style token-aware style perturbation of the most salient tokens.
