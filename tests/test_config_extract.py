@@ -39,3 +39,14 @@ def test_band_pass_from_config_reaches_the_extracted_series(run_ds):  # noqa: F8
     plain = extract.extract_run(run, atlas, extract.ExtractionSettings(confounds="none"))
     np.testing.assert_allclose(from_cfg.series, direct.series)
     assert not np.allclose(from_cfg.series, plain.series)
+
+
+def test_participant_plan_reads_the_extract_section(run_ds):  # noqa: F811
+    from dsr.pipelines.plan import plan_participant
+
+    cfg = load_config("paper").replace(extract={"high_pass": 0.01, "detrend": False, "confounds": "motion6"})
+    kw = dict(participant_labels=None, task=None, session=None, space=None, atlas=str(run_ds["atlas"]), config=cfg)
+    s = plan_participant(run_ds["root"], run_ds["tmp"] / "out", confounds=None, **kw).settings
+    assert (s.high_pass, s.detrend, s.confounds, s.confounds_mode) == (0.01, False, "motion6", "regress")
+    s = plan_participant(run_ds["root"], run_ds["tmp"] / "out", confounds="none", high_pass=0.02, **kw).settings
+    assert (s.high_pass, s.detrend, s.confounds) == (0.02, False, "none")

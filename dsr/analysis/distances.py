@@ -25,6 +25,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from dsr.analysis.dstsp import dstsp
+from dsr.analysis.evaluate import zscore
 from dsr.analysis.spectrum import dh
 
 
@@ -54,12 +55,6 @@ def fc_distances(series: list) -> np.ndarray:
 
 
 # ---- generation distances -------------------------------------------------------------------
-def _z(x) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    sd = x.std(0)
-    return (x - x.mean(0)) / np.where(sd > 0, sd, 1.0)
-
-
 def generation_distances(samples: list, scaling: float = 1.0, smoothing: float = 1.0,
                          seed: int = 0) -> dict[str, np.ndarray]:
     """Symmetrised D_stsp and D_H between models from their generated samples.
@@ -73,7 +68,7 @@ def generation_distances(samples: list, scaling: float = 1.0, smoothing: float =
     -------
     dict with ``dstsp`` and ``dh``, each (n, n); non-finite samples give inf / 1.
     """
-    zs = [[_z(s) for s in np.asarray(m)] for m in samples]
+    zs = [[zscore(np.asarray(s, dtype=np.float64)) for s in np.asarray(m)] for m in samples]
     R = min(len(z) for z in zs)
 
     def d_stsp(a, b):

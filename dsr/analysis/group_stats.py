@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from dsr.analysis.distances import pairwise
 from dsr.analysis.dstsp import dstsp
+from dsr.analysis.evaluate import zscore
 from dsr.analysis.spectrum import dh
 
 STAT_COLUMNS = ("feature", "covariate", "test", "n", "statistic", "effect", "p_parametric", "p_permutation",
@@ -213,29 +215,17 @@ def icc(values, subjects) -> dict:
     return out
 
 
-def zscore(x: np.ndarray) -> np.ndarray:
-    sd = x.std(0)
-    return (x - x.mean(0)) / np.where(sd > 0, sd, 1.0)
-
-
 def distance_matrix(series: list[np.ndarray], fn: Callable[[np.ndarray, np.ndarray], float],
                     symmetric: bool = False) -> np.ndarray:
     """Pairwise distances D[i, j] = (fn(x_i, x_j) + fn(x_j, x_i)) / 2 (one call when ``symmetric``).
 
     Pairs whose series differ in their number of dims, or are non-finite, get NaN.
     """
-    n = len(series)
-    D = np.zeros((n, n))
-    for i in range(n):
-        for j in range(i + 1, n):
-            a, b = series[i], series[j]
-            if a.shape[1] != b.shape[1] or not (np.isfinite(a).all() and np.isfinite(b).all()):
-                D[i, j] = D[j, i] = np.nan
-                continue
-            d = fn(a, b) if symmetric else 0.5 * (fn(a, b) + fn(b, a))
-            D[i, j] = D[j, i] = d
-    return D
-
+    def guarded(a, b):
+        if a.shape[1] != b.shape[1] or not (np.isfinite(a).all() and np.isfinite(b).all()):
+            return np.nan
+        return fn(a, b)
+    return pairwise(series, guarded, symmetric)
 
 def dynamics_distances(series: list[np.ndarray], n_bins: int = 30, scaling: float = 1.0,
                        bins_max_dims: int = 3, smoothing: float = 20.0) -> dict[str, np.ndarray]:

@@ -8,19 +8,16 @@ tensors as safetensors and the structure as a JSON sidecar.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 
 from dsr.errors import InputError
-from dsr.io.atomic import atomic_write_bytes, write_json
 from dsr.models import latent, observation
+from dsr.models.persistence import load_model, save_model
 from dsr.signal.convolution import causal_conv
 
 FORMAT_VERSION = 1
@@ -190,26 +187,20 @@ class ConvSSM:
 
     def save(self, path: str | Path) -> Path:
         """Write ``path`` (.safetensors) and its JSON sidecar (``.json``) atomically."""
-        path = Path(path)
-        atomic_write_bytes(path, st_save(self.state_dict()))
-        write_json(path.with_suffix(".json"), {"format": "dsr.convssm", "version": FORMAT_VERSION,
-                                               "spec": dataclasses.asdict(self.spec)})
-        return path
+        return save_model(path, self.state_dict(), "dsr.convssm", FORMAT_VERSION, spec=dataclasses.asdict(self.spec))
 
     @classmethod
     def load(cls, path: str | Path) -> "ConvSSM":
         """Read a model written by :meth:`save`."""
         path = Path(path)
         side_path = path.with_suffix(".json")
+        tensors, side = load_model(path, "dsr.convssm")
+        if "filter" not in tensors:
+            raise InputError("cannot read the model (no 'filter' tensor); delete it and its provenance to refit", path)
+        filt = tensors.pop("filter")
         try:
-            tensors = st_load(path.read_bytes())
-            filt = tensors.pop("filter")
-        except Exception as exc:  # safetensors raises its own error types
-            raise InputError(f"cannot read the model ({type(exc).__name__}: {' '.join(str(exc).split())[:120]}); "
-                             "delete it and its provenance to refit", path) from None
-        try:
-            spec = ConvSSMSpec(**json.loads(side_path.read_text())["spec"])
-        except (OSError, ValueError, RecursionError, KeyError, TypeError) as exc:
+            spec = ConvSSMSpec(**side["spec"])
+        except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"cannot read the model sidecar ({type(exc).__name__}: {exc}); delete the model "
                              "and its provenance to refit", side_path) from None
         if isinstance(spec.tr, bool) or not isinstance(spec.tr, (int, float)) or not math.isfinite(spec.tr) \

@@ -3,7 +3,7 @@
 Every parameter carries a leading subject axis S, so one call advances S
 independent models at once. States are ``z`` of shape (S, B, M).
 
-Models (DESIGN §1):
+Models (the PLRNN family of the reference code, github humml-lab/GTF-ConvSSM src/models/):
     PLRNN     z' = A⊙z + W ReLU(z) + h                      (W off-diagonal)
     mcPLRNN   z' = A⊙z + W ReLU(z − mean(z)) + h            (mean-centred)
     shPLRNN   z' = A⊙z + W1 ReLU(W2 z + h2) + h1

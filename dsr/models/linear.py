@@ -24,17 +24,14 @@ units of the lgssm to data units).
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import scipy.linalg
 import torch
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 
-from dsr.io.atomic import atomic_write_bytes, write_json
+from dsr.models.persistence import load_model, save_model
 from dsr.signal.convolution import causal_conv
 from dsr.signal.deconvolution import wiener_deconvolve
 
@@ -145,20 +142,13 @@ class LinearModel:
     # ---- persistence --------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write ``path`` (.safetensors) and its JSON sidecar (``.json``) atomically."""
-        path = Path(path)
-        atomic_write_bytes(path, st_save({k: v.detach().cpu().contiguous() for k, v in self.params.items()}))
-        write_json(path.with_suffix(".json"), {"format": "dsr.linear", "version": FORMAT_VERSION,
-                                               "spec": dataclasses.asdict(self.spec)})
-        return path
+        return save_model(path, self.params, "dsr.linear", FORMAT_VERSION, spec=dataclasses.asdict(self.spec))
 
     @classmethod
     def load(cls, path: str | Path) -> "LinearModel":
         """Read a model written by :meth:`save`."""
-        path = Path(path)
-        side = json.loads(path.with_suffix(".json").read_text())
-        if side.get("format") != "dsr.linear":
-            raise ValueError(f"{path}: not a dsr linear model (format {side.get('format')!r})")
-        return cls(LinearSpec(**side["spec"]), st_load(path.read_bytes()))
+        tensors, side = load_model(path, "dsr.linear")
+        return cls(LinearSpec(**side["spec"]), tensors)
 
 
 # ---- fitting --------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 (:mod:`dsr.ops.gtf_triton`) on CUDA for shallow PLRNNs and falls back to the
 plain-PyTorch twins elsewhere.
 
-Recurrence (DESIGN §1), for a sequence of T̃+1 targets d_0 … d_T̃:
+Recurrence (Volkmann et al., NeurIPS 2024; reference code github humml-lab/GTF-ConvSSM), for a sequence of T̃+1 targets d_0 … d_T̃:
 
     z_0 = init(d_0)
     z_t = F(z̃_{t−1}, s_{t−1})                  t = 1 … T̃

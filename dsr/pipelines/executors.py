@@ -183,8 +183,6 @@ _SLOT_DEVICE = "cpu"
 
 def _init_local(counter, devices: list[str], threads: int) -> None:
     """Pool initializer: take the next worker slot and pin this process to its device."""
-    import torch
-
     global _SLOT_DEVICE
     with counter.get_lock():
         slot = counter.value
@@ -280,8 +278,12 @@ def _run_local(fn: Task, jobs: list, settings: ExecutorSettings, on_result: OnRe
 
 
 def preflight(settings: ExecutorSettings) -> None:
-    """Check, before anything is written, that the executor can start: Ray importable, its address answering."""
+    """Check, before anything is written, that the executor can start: the local device exists (CUDA, that
+    GPU), or Ray is importable and its address answers (a Ray cluster's GPUs are checked when it is reached)."""
     if settings.kind != "ray":
+        from dsr.pipelines.fit_array import resolve_device
+
+        resolve_device(settings.device)
         return
     import importlib.util
 

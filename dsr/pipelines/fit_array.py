@@ -105,8 +105,8 @@ def resolve_config(cfg: DsrConfig, n_channels: int, has_nuisance: bool, announce
     return cfg
 
 
-def prepare(x, tr, cfg: DsrConfig, nuisance=None, inputs=None, path=None, standardise: bool = True):
-    """Validate a recording and turn it into :class:`SubjectData` plus its filter."""
+def check_recording(x, tr, cfg: DsrConfig, nuisance=None, inputs=None, path=None):
+    """Validate a recording for a fit with ``cfg`` (InputError naming ``path``): (x, nuisance, inputs, filter taps)."""
     h = build_filter(cfg, tr)
     x = validate_series(x, path, min_length=len(h) + 2)
     check_run_length(len(x), tr, cfg, path)  # long enough for training *and* evaluation, before training
@@ -114,6 +114,12 @@ def prepare(x, tr, cfg: DsrConfig, nuisance=None, inputs=None, path=None, standa
         nuisance = validate_companion(nuisance, len(x), None, "nuisance regressors")
     if inputs is not None:
         inputs = validate_companion(inputs, len(x), None, "external inputs")
+    return x, nuisance, inputs, h
+
+
+def prepare(x, tr, cfg: DsrConfig, nuisance=None, inputs=None, path=None, standardise: bool = True):
+    """Validate a recording and turn it into :class:`SubjectData` plus its filter."""
+    x, nuisance, inputs, h = check_recording(x, tr, cfg, nuisance, inputs, path)
     cfg = resolve_config(cfg, x.shape[1], nuisance is not None, announce=True)
     return prepare_subject(x, h, cfg, nuisance, inputs, standardise=standardise), h, cfg
 

@@ -22,7 +22,6 @@ from dsr.errors import ConfigError
 from dsr.io.atomic import check_writable, write_json
 from dsr.log import user_log
 from dsr.pipelines.executors import ExecutorSettings, limit_threads, preflight, run_tasks
-from dsr.pipelines.fit_array import resolve_device
 from dsr.pipelines.fitrun import run_job_isolated
 from dsr.pipelines.plan import FitJob, absolute_paths, plan_participant
 from dsr.pipelines.stack import run_stacked
@@ -99,8 +98,6 @@ def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: lis
     ex = ExecutorSettings(kind="stack" if stack else executor, device=device, nprocs=nprocs, threads=threads,
                           fits_per_gpu=fits_per_gpu, ray_address=ray_address, max_retries=max_retries)
     preflight(ex)
-    if ex.kind != "ray":  # a Ray cluster's GPUs are checked when it is reached
-        resolve_device(device)
     limit_threads(ex.threads)
     if ex.kind == "ray":
         bids_dir, output_dir, atlas = absolute_paths(bids_dir, output_dir, atlas)

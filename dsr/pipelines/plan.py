@@ -104,9 +104,9 @@ def plan_participant(bids_dir: Path, output_dir: Path, *, participant_labels: li
         raise InputError("no BOLD runs found" + (f" for {filters}" if filters else ""), bids_dir)
     atlas_spec = str(atlas) if atlas is not None else str(default_atlas(bids_dir, runs))
     atlas_obj = nifti.load_atlas(atlas_spec, radius=radius)
-    mode = confounds_mode or ("nuisance" if config.model.observation == "regressor" else "regress")
-    settings = extract.ExtractionSettings(confounds=confounds, confounds_mode=mode, high_pass=high_pass,
-                                          low_pass=low_pass, radius=radius)
+    settings = extract.ExtractionSettings.from_config(  # the config's [extract], command-line values win
+        config.extract, observation=config.model.observation, confounds=confounds, confounds_mode=confounds_mode,
+        high_pass=high_pass, low_pass=low_pass, radius=radius)
     return ParticipantPlan(runs, missing, atlas_obj, atlas_spec, settings)
 
 

@@ -17,7 +17,7 @@ import dataclasses
 from dsr.errors import DsrError
 from dsr.log import user_log
 from dsr.pipelines.executors import ExecutorSettings, OnResult, limit_threads, run_pinned, slot_devices
-from dsr.pipelines.fit_array import fit_many, prepare, write_outputs
+from dsr.pipelines.fit_array import check_recording, fit_many, write_outputs
 from dsr.pipelines.fitrun import PendingFit, failure, finish_fit, fit_pending, start_fit
 from dsr.pipelines.plan import FitJob
 from dsr.pipelines.status import one_line
@@ -86,7 +86,7 @@ def run_stacked(jobs: list[FitJob], ex: ExecutorSettings, on_result: OnResult) -
             if s.nuisance is not None or s.inputs is not None or pending.resume:
                 on_result(i, fit_pending(pending, stack_devices(ex, 1)[0]))
                 continue
-            prepare(s.series, s.tr, pending.config, path=str(job.run.bold))  # bad input fails this run alone, now
+            check_recording(s.series, s.tr, pending.config, path=str(job.run.bold))  # bad input fails it alone, now
         except Exception as exc:  # bad input (or an unreadable file) fails this run alone, naming it
             on_result(i, failure(exc, job.run.bold))
             continue

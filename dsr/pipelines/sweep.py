@@ -42,7 +42,6 @@ from dsr.errors import ConfigError
 from dsr.io.atomic import atomic_write_text, write_json
 from dsr.log import user_log
 from dsr.pipelines.executors import ExecutorSettings, limit_threads, preflight
-from dsr.pipelines.fit_array import resolve_device
 from dsr.io.derivatives import SWEEP_DIR, fit_files, fit_prefix, run_names
 from dsr.pipelines.participant import run_jobs, write_description
 from dsr.pipelines.plan import absolute_paths, plan_participant
@@ -207,8 +206,6 @@ def run_sweep(bids_dir: Path, output_dir: Path, spec: SweepSpec, *, executor: Ex
     """
     trials = make_trials(spec, base)
     preflight(executor)
-    if executor.kind != "ray":  # a Ray cluster's GPUs are checked when it is reached
-        resolve_device(executor.device)
     limit_threads(executor.threads)
     if executor.kind == "ray":
         bids_dir, output_dir, atlas = absolute_paths(bids_dir, output_dir, atlas)

@@ -46,7 +46,7 @@ def _prepare(z: torch.Tensor, h: torch.Tensor, mode: str):
 
 def _conv_direct(z: torch.Tensor, h2: torch.Tensor, per_subject: bool, mode: str) -> torch.Tensor:
     """Causal convolution through ``F.conv1d`` (cross-correlation with the flipped kernel)."""
-    T, M, K = z.shape[-2], z.shape[-1], h2.shape[-1]
+    M, K = z.shape[-1], h2.shape[-1]
     lead = z.shape[:-2]
     w = h2.flip(-1)  # (S, K)
     x = z.transpose(-1, -2)  # (..., M, T)

@@ -1,7 +1,8 @@
 """Observation filters: haemodynamic responses (BOLD) and Ca²⁺ indicator kernels.
 
 Every filter is a causal FIR kernel ``h`` sampled at the recording's sampling period, ``h[0]`` at lag 0,
-normalised to sum 1, so that ``x_t = Σ_k h[k] z_{t-k}`` keeps the scale of ``z`` (DESIGN.md §1).
+normalised to sum 1, so that ``x_t = Σ_k h[k] z_{t-k}`` keeps the scale of ``z``
+(the convSSM's decoder, :mod:`dsr.models.convssm`).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from dsr.errors import InputError
+from dsr.training.sequence import descend, exponential_decay
 
 
 @dataclass
@@ -60,7 +61,7 @@ def train_encoder(encoder, series: list[np.ndarray], y, cfg: EncoderTrainConfig 
     p = {k: v.detach().clone().float().requires_grad_(True)
          for k, v in encoder.init_params(series[0].shape[1], seed).items()}
     opt = torch.optim.Adam(list(p.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, (cfg.lr_end / cfg.lr) ** (1 / max(cfg.steps - 1, 1)))
+    sched = exponential_decay(opt, cfg.lr, cfg.lr_end, cfg.steps)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(int(seed) + 1)
     for _ in range(cfg.steps):
@@ -70,12 +71,7 @@ def train_encoder(encoder, series: list[np.ndarray], y, cfg: EncoderTrainConfig 
                              dtype=torch.float32)  # (B, crop, N)
         pred = encoder.forward(p, xb, perturb=gen)  # (B,)
         loss = (pred - torch.as_tensor(yz[idx], dtype=torch.float32)).pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(list(p.values()), cfg.grad_clip)
-        opt.step()
-        sched.step()
+        descend(loss, opt, sched, list(p.values()), cfg.grad_clip)
     return {"params": {k: v.detach() for k, v in p.items()}, "y_mean": y_mean, "y_std": y_std}
 
 

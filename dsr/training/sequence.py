@@ -84,8 +84,7 @@ def train_sequence_model(model, x_train: np.ndarray, cfg: SequenceTrainConfig | 
     if opt_cls is None:
         raise ConfigError(f"optimizer must be 'adam' or 'radam', got {cfg.optimizer!r}")
     opt = opt_cls(param_groups(model, p, cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay)  # width scaling
-    gamma = (cfg.lr_end / cfg.lr) ** (1 / max(cfg.steps - 1, 1))
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
+    sched = exponential_decay(opt, cfg.lr, cfg.lr_end, cfg.steps)
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     for it in range(cfg.steps):
@@ -95,17 +94,28 @@ def train_sequence_model(model, x_train: np.ndarray, cfg: SequenceTrainConfig | 
             x_in = x_in + cfg.input_noise * torch.as_tensor(rng.standard_normal(x_in.shape), dtype=dtype, device=dev)
         pred = model.forward(p, x_in)  # (B, L, N)
         loss = (pred[:, cfg.burn_in:] - target[:, cfg.burn_in:]).pow(2).mean() + model.regularisation(p)
-        opt.zero_grad()
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(list(p.values()), cfg.grad_clip)
-        opt.step()
-        sched.step()
+        descend(loss, opt, sched, list(p.values()), cfg.grad_clip)
         if log is not None and (it % 50 == 0 or it == cfg.steps - 1):
             log.append((it, float(loss.detach())))
         if cfg.time_limit_s is not None and time.perf_counter() - t0 > cfg.time_limit_s:
             break
     return {k: v.detach().cpu() for k, v in p.items()}
+
+
+def exponential_decay(opt: torch.optim.Optimizer, lr: float, lr_end: float, steps: int):
+    """A schedule taking the learning rate from ``lr`` to ``lr_end`` exponentially over ``steps`` steps."""
+    return torch.optim.lr_scheduler.ExponentialLR(opt, (lr_end / lr) ** (1 / max(steps - 1, 1)))
+
+
+def descend(loss: torch.Tensor, opt: torch.optim.Optimizer, sched, params: list[torch.Tensor],
+            grad_clip: float) -> None:
+    """One optimiser step on ``loss``: gradients, global-norm clipping (``grad_clip`` > 0), step, schedule."""
+    opt.zero_grad()
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    opt.step()
+    sched.step()
 
 
 def closed_loop(model, params: dict[str, torch.Tensor], x_prefix, n: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Comparison baselines (DESIGN.md §2, issue 5): next-step sequence models run closed loop.
+"""Comparison baselines (issue 5): next-step sequence models run closed loop.
 
 Families, one module each, all behind :class:`~dsr.models.baselines.base.SequenceModel`
 (``init_params(n_channels, seed)``, ``forward(params, x_in)``, ``init_state`` / ``step``,
@@ -18,28 +18,25 @@ S4D complex / real, recursion-in-recursion) are in :mod:`.encoders`, trained by
 :mod:`dsr.training.encoders`. S4D, the selective SSM and LRU take ``width_scaling="spectral"``
 (:mod:`.width_scaling`) for learning rates that transfer across widths.
 
-Two baselines of §2 need no code here: the *SSM without convolution* is the convSSM
+Two more baselines need no code here: the *SSM without convolution* is the convSSM
 (:mod:`dsr.models.convssm`) with the single-tap filter ``[1.0]``, and the *convSSM with α = 0*
 (no GTF) is the convSSM trained with forcing ``"none"``.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 
-from dsr.errors import ConfigError, InputError
-from dsr.io.atomic import atomic_write_bytes, write_json
+from dsr.errors import ConfigError
 from dsr.models.baselines.base import SequenceModel
 from dsr.models.baselines.lru import LRU, LRUConfig
 from dsr.models.baselines.mindy import MINDy, MINDyConfig
 from dsr.models.baselines.s4d import S4D, S4DConfig
 from dsr.models.baselines.selective import SelectiveConfig, SelectiveSSM
 from dsr.models.baselines.ssm2d import SSM2D, SSM2DConfig
+from dsr.models.persistence import load_model, save_model
 
 BASELINES: dict[str, tuple[type, type]] = {
     "s4d": (S4D, S4DConfig),
@@ -70,20 +67,13 @@ def make_baseline(name: str, **overrides) -> SequenceModel:
 
 def save_baseline(path: str | Path, model: SequenceModel, params: dict[str, torch.Tensor]) -> Path:
     """Write ``params`` to ``path`` (.safetensors) and the family and config to its ``.json`` sidecar."""
-    path = Path(path)
-    atomic_write_bytes(path, st_save({k: v.detach().cpu().contiguous() for k, v in params.items()}))
-    write_json(path.with_suffix(".json"), {"format": "dsr.baseline", "version": 1, "family": model.name,
-                                           "config": dataclasses.asdict(model.cfg)})
-    return path
+    return save_model(path, params, "dsr.baseline", family=model.name, config=dataclasses.asdict(model.cfg))
 
 
 def load_baseline(path: str | Path) -> tuple[SequenceModel, dict[str, torch.Tensor]]:
     """Read a model written by :func:`save_baseline`: (model, params)."""
-    path = Path(path)
-    side = json.loads(path.with_suffix(".json").read_text())
-    if side.get("format") != "dsr.baseline":
-        raise InputError("not a dsr baseline sidecar", path.with_suffix(".json"))
-    return make_baseline(side["family"], **side["config"]), st_load(path.read_bytes())
+    params, side = load_model(path, "dsr.baseline")
+    return make_baseline(side["family"], **side["config"]), params
 
 
 __all__ = ["BASELINES", "make_baseline", "save_baseline", "load_baseline", "SequenceModel", "S4D", "S4DConfig", "SelectiveSSM",

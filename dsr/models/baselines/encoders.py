@@ -23,22 +23,19 @@ training (:func:`start_perturb`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 from torch import Tensor
 
-from dsr.errors import ConfigError, InputError
-from dsr.io.atomic import atomic_write_bytes, write_json
+from dsr.errors import ConfigError
 from dsr.models.baselines.base import Params, linear, linear_init
 from dsr.models.baselines.encoders_rir import rir_features, rir_init
 from dsr.models.baselines.s4d import S4D, S4DConfig
 from dsr.models.baselines.selective import SelectiveConfig, SelectiveSSM
+from dsr.models.persistence import load_model, save_model
 
 BACKBONES = ("selective", "s4d", "s4d_real", "rir")
 
@@ -126,9 +123,6 @@ class SequenceEncoder:
         pooled = torch.cat([h.mean(1), h.std(1, unbiased=False)], -1)  # (B, 2H)
         return linear(params, "head", pooled)[:, 0]  # (B,)
 
-    def n_params(self, params: Params) -> int:
-        return sum(v.numel() for v in params.values())
-
 
 def start_perturb(h: Tensor, saliency: Tensor, fraction: float, prob: float, gen: torch.Generator) -> Tensor:
     """START-style token-aware style perturbation of the most salient tokens.
@@ -168,19 +162,12 @@ def make_encoder(backbone: str, **overrides) -> SequenceEncoder:
 def save_encoder(path: str | Path, encoder: SequenceEncoder, fit: dict) -> Path:
     """Write a fit of :func:`dsr.training.encoders.train_encoder` to ``path`` (.safetensors) and its config
     and target standardisation to the ``.json`` sidecar."""
-    path = Path(path)
-    atomic_write_bytes(path, st_save({k: v.detach().cpu().contiguous() for k, v in fit["params"].items()}))
-    write_json(path.with_suffix(".json"), {"format": "dsr.encoder", "version": 1,
-                                           "config": dataclasses.asdict(encoder.cfg),
-                                           "y_mean": fit["y_mean"], "y_std": fit["y_std"]})
-    return path
+    return save_model(path, fit["params"], "dsr.encoder", config=dataclasses.asdict(encoder.cfg),
+                      y_mean=fit["y_mean"], y_std=fit["y_std"])
 
 
 def load_encoder(path: str | Path) -> tuple[SequenceEncoder, dict]:
     """Read what :func:`save_encoder` wrote: (encoder, fit)."""
-    path = Path(path)
-    side = json.loads(path.with_suffix(".json").read_text())
-    if side.get("format") != "dsr.encoder":
-        raise InputError("not a dsr encoder sidecar", path.with_suffix(".json"))
-    return (SequenceEncoder(EncoderConfig(**side["config"])),
-            {"params": st_load(path.read_bytes()), "y_mean": side["y_mean"], "y_std": side["y_std"]})
+    params, side = load_model(path, "dsr.encoder")
+    return SequenceEncoder(EncoderConfig(**side["config"])), {"params": params, "y_mean": side["y_mean"],
+                                                               "y_std": side["y_std"]}
