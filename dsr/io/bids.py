@@ -394,3 +394,32 @@ def _one_space_per_run(runs: list[BoldRun]) -> list[BoldRun]:
 def subjects(bids_dir: str | Path) -> list[str]:
     """Subject labels (without ``sub-``) that have a folder in ``bids_dir``."""
     return sorted(p.name[4:] for p in Path(bids_dir).glob("sub-*") if p.is_dir())
+
+
+#: The ``DatasetLinks`` name of the input dataset in a derivatives folder's BIDS URIs (``bids:raw:sub-01/...``).
+INPUT_DATASET = "raw"
+
+
+def bids_uri(path: str | Path, root: str | Path | None, dataset: str = INPUT_DATASET) -> str:
+    """A file of the input dataset as a BIDS URI, ``bids:<dataset>:<path relative to root>``.
+
+    The BIDS specification ("BIDS URI", common principles) resolves ``<dataset>`` through the
+    ``DatasetLinks`` of the derivatives' ``dataset_description.json``, which maps it to ``root``. A file
+    outside ``root`` (an atlas given on the command line) gets a ``file://`` URI; without ``root`` the
+    path is returned as it is.
+    """
+    if root is None:
+        return str(path)
+    # as written first (symbolic links are not resolved), then both resolved
+    for p, r in ((os.path.abspath(path), os.path.abspath(root)), (Path(path).resolve(), Path(root).resolve())):
+        try:
+            rel = Path(p).relative_to(r)
+        except ValueError:
+            continue
+        return f"bids:{dataset}:{rel.as_posix()}"
+    return Path(os.path.abspath(path)).as_uri()
+
+
+def dataset_link(root: str | Path) -> str:
+    """The ``DatasetLinks`` value of an input dataset: its absolute ``file://`` URI."""
+    return Path(os.path.abspath(root)).as_uri()

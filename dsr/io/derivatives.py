@@ -11,12 +11,17 @@ One participant-level fit of run ``base`` (``sub-01[_ses-1]_task-rest[_run-1][_s
 ``OUTPUT_DIR/group/`` the group tables, ``OUTPUT_DIR/group.html`` and ``sub-XX.html`` the reports, and
 ``OUTPUT_DIR/sweep/<trial-id>/`` one derivatives folder per sweep trial (``sweep/<name>/``: its summary).
 A ``dsr fit --out DIR`` writes the same fit files without a prefix (``model.safetensors``, …).
+
+BIDS has no name yet for most of these outputs: ``OUTPUT_DIR/.bidsignore`` (:func:`write_bidsignore`) lists
+them for the BIDS validator, and ``OUTPUT_DIR/metrics_description.json`` describes every key of the fits'
+``metrics.json``.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from dsr.io import bids
+from dsr.io.atomic import atomic_write_bytes
 from dsr.io.series_cache import table_path
 
 FIT_DESC = "convssm"
@@ -24,6 +29,9 @@ STATUS = "status.tsv"
 GROUP_DIR = "group"
 SWEEP_DIR = "sweep"
 GROUP_REPORT = "group.html"
+BIDSIGNORE = ".bidsignore"
+METRICS_DESCRIPTION = "metrics_description.json"
+INPUT_DATASET = bids.INPUT_DATASET  # the DatasetLinks name of the input dataset (bids:raw:sub-01/...)
 _FIT_FILES = {"model": "model.safetensors", "metrics": "metrics.json", "generated_obs": "generated-obs.tsv",
               "generated_latent": "generated-latent.tsv", "curve": "curve.tsv", "figure": "fit.png",
               "checkpoint": "checkpoint", "provenance": "provenance.json"}
@@ -104,3 +112,30 @@ def prefix_of(path: Path) -> str:
 def subject_report(output_dir: Path, participant_id: str) -> Path:
     """The participant's HTML report, ``OUTPUT_DIR/sub-XX.html``."""
     return Path(output_dir) / f"{participant_id}.html"
+
+
+def bidsignore_patterns() -> list[str]:
+    """``.bidsignore`` patterns (gitignore syntax) of every output BIDS has no name for yet: the fits' files
+    (and sidecars), the extracted series, the checkpoints, status.tsv (and its lock,
+    :func:`dsr.io.status_table.status_lock`), the group and sweep folders, the reports and the metrics
+    description."""
+    fit = [f"*_{name}/" if key == "checkpoint" else f"*_{name}" for key, name in _FIT_FILES.items()]
+    sidecars = [f"*_{Path(name).stem}.json" for key, name in _FIT_FILES.items()
+                if Path(name).suffix in (".tsv", ".safetensors")]
+    return [*fit, *sidecars, "*_timeseries.tsv", "*_timeseries.json", STATUS, f"{GROUP_DIR}/", f"{SWEEP_DIR}/",
+            "*.html", METRICS_DESCRIPTION, ".status.lock"]
+
+
+def write_bidsignore(output_dir: str | Path) -> Path:
+    """Write ``OUTPUT_DIR/.bidsignore`` atomically: the lines already there (a user's own) are kept as they
+    are, and every pattern of :func:`bidsignore_patterns` not among them is appended."""
+    path = Path(output_dir) / BIDSIGNORE
+    try:
+        old = path.read_text().splitlines() if path.is_file() else []
+    except (OSError, UnicodeDecodeError):
+        old = []  # unreadable: rewritten with dsr's patterns
+    new = [p for p in bidsignore_patterns() if p not in {line.strip() for line in old}]
+    if not new and path.is_file():
+        return path
+    header = [] if any(line.startswith("# dsr") for line in old) else ["# dsr outputs BIDS has no name for yet"]
+    return atomic_write_bytes(path, ("\n".join([*old, *header, *new]) + "\n").encode())

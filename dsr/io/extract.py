@@ -143,7 +143,7 @@ def _clean(x: np.ndarray, tr: float, settings: ExtractionSettings, conf: np.ndar
 
 
 def extract_run(run: bids.BoldRun, atlas: nifti.Atlas, settings: ExtractionSettings | None = None, *,
-                filter_config=None) -> RunSeries:
+                filter_config=None, input_root: str | Path | None = None) -> RunSeries:
     """Extract and clean the region series of one run (no cache), on one BLAS thread.
 
     The BLAS thread count changes the order of floating-point sums in the masker and the cleaning, so the
@@ -157,6 +157,8 @@ def extract_run(run: bids.BoldRun, atlas: nifti.Atlas, settings: ExtractionSetti
     settings : ExtractionSettings, optional
     filter_config : FilterConfig, optional
         When given, runs shorter than the filter are refused.
+    input_root : path, optional
+        The input dataset: ``Sources`` are then BIDS URIs relative to it (:func:`dsr.io.bids.bids_uri`).
 
     Raises
     ------
@@ -166,12 +168,12 @@ def extract_run(run: bids.BoldRun, atlas: nifti.Atlas, settings: ExtractionSetti
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - comes with scikit-learn, which nilearn needs
-        return _extract_run(run, atlas, settings, filter_config)
+        return _extract_run(run, atlas, settings, filter_config, input_root)
     with threadpool_limits(limits=1):
-        return _extract_run(run, atlas, settings, filter_config)
+        return _extract_run(run, atlas, settings, filter_config, input_root)
 
 
-def _extract_run(run, atlas, settings, filter_config) -> RunSeries:
+def _extract_run(run, atlas, settings, filter_config, input_root) -> RunSeries:
     check_readable(run)
     settings = settings or ExtractionSettings()
     img = nifti.load_bold(run.bold)
@@ -198,7 +200,7 @@ def _extract_run(run, atlas, settings, filter_config) -> RunSeries:
             nuisance = _clean(conf, tr, settings, None, True)  # (T, C)
     meta = {"RepetitionTime": tr, "SamplingFrequency": 1.0 / tr, "RepetitionTimeSource": tr_source,
             "ConfoundStrategy": strategy, "Atlas": atlas.name, "AtlasKind": atlas.kind,
-            "Sources": [str(p) for p in _inputs(run, atlas)]}
+            "Sources": [bids.bids_uri(p, input_root) for p in _inputs(run, atlas)]}
     return RunSeries(np.asarray(series, dtype=np.float64), list(atlas.names), tr, nuisance,
                      conf_names if nuisance is not None else [], inputs, input_names, meta)
 
@@ -227,7 +229,7 @@ def series_key(run: bids.BoldRun, atlas: nifti.Atlas, settings: ExtractionSettin
 
 def extract_run_cached(run: bids.BoldRun, atlas: nifti.Atlas, settings: ExtractionSettings | None,
                        folder: str | Path, base: str, *, filter_config=None,
-                       atlas_spec: str | None = None) -> RunSeries:
+                       atlas_spec: str | None = None, input_root: str | Path | None = None) -> RunSeries:
     """:func:`extract_run`, reusing the tables saved in ``folder`` while inputs and settings are unchanged.
 
     The tables are ``{base}_desc-cleaned_timeseries.tsv`` (+ ``desc-nuisance``, ``desc-inputs``), each
@@ -239,7 +241,7 @@ def extract_run_cached(run: bids.BoldRun, atlas: nifti.Atlas, settings: Extracti
     hit = series_cache.load_series(folder, base, key)
     if hit is not None:
         return _from_cache(hit, run, filter_config, cached=True)
-    out = extract_run(run, atlas, settings, filter_config=filter_config)
+    out = extract_run(run, atlas, settings, filter_config=filter_config, input_root=input_root)
     meta = dict(out.meta, Settings=spec, SettingsHash=series_cache.settings_hash(spec))
     tables = {"cleaned": (out.series, out.names)}
     if out.nuisance is not None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from dsr import __version__
 from dsr.config import DsrConfig
 from dsr.errors import DsrError, InputError
-from dsr.io import extract
+from dsr.io import bids, extract
 from dsr.io.atomic import write_json
 from dsr.io.derivatives import (cleaned_series, fit_files, fit_prefix, outputs_written, prefix_of, run_names,
                                  run_provenances)
@@ -50,6 +50,11 @@ class PendingFit:
     @property
     def prov_path(self) -> Path:
         return self.folder / fit_files(self.prefix)["provenance"]
+
+    @property
+    def source(self) -> str:
+        """The run's BOLD file as a BIDS URI (``bids:raw:sub-01/func/...``), the ``Sources`` of every output."""
+        return bids.bids_uri(self.job.run.bold, self.job.input_root)
 
 
 def _read_json(path: Path) -> dict:
@@ -89,7 +94,8 @@ def start_fit(job: FitJob) -> PendingFit | dict:
         if _finished(prov, folder, prefix_of(other)) and prov.get("InputKey") != key:
             return _refused(other, "was made from other inputs or extraction settings")
     series = extract.extract_run_cached(job.run, job.atlas, job.settings, folder, base,
-                                        filter_config=job.config, atlas_spec=job.atlas_spec)  # length: whole fit
+                                        filter_config=job.config, atlas_spec=job.atlas_spec,
+                                        input_root=job.input_root)  # length: whole fit
     config = resolve_config(job.config, series.series.shape[1], series.nuisance is not None)
     cfg_hash = config.hash()
     prov = _read_json(prov_path)
@@ -100,7 +106,8 @@ def start_fit(job: FitJob) -> PendingFit | dict:
             return {"status": prov["Status"], "skipped": True, "config_hash": cfg_hash,
                     "reason": f"skipped: finished earlier with config {cfg_hash} and the same inputs"}
     remove_orphans(folder, prefix)
-    record = {"ConfigHash": cfg_hash, "InputKey": key, "Sources": [str(job.run.bold)], "Config": config.to_dict(),
+    source = bids.bids_uri(job.run.bold, job.input_root)
+    record = {"ConfigHash": cfg_hash, "InputKey": key, "Sources": [source], "Config": config.to_dict(),
               "GeneratedBy": [{"Name": "dsr", "Version": __version__}],
               "ExtractedSeries": cleaned_series(folder, base).name}
     resume = prov.get("ConfigHash") == cfg_hash and prov.get("InputKey") == key and prov.get("Status") == "running"
@@ -123,7 +130,7 @@ def fit_pending(pending: PendingFit, device: str) -> dict:
     try:
         metrics = fit_to_dir(s.series, s.tr, pending.folder, pending.config, prefix=pending.prefix,
                              nuisance=s.nuisance, inputs=s.inputs, device=device, resume=pending.resume,
-                             source=str(bold))
+                             source=pending.source)
     except InputError as exc:
         raise name_input_error(exc, bold) from None
     return finish_fit(pending, metrics)

@@ -9,6 +9,8 @@ its provenance (config hash, input key, status), written last. A fit finished wi
 is skipped; one finished with another config or other inputs is left as it is, with one line (see
 :mod:`~dsr.pipelines.fitrun`).
 
+``OUTPUT_DIR`` also gets ``dataset_description.json``, ``.bidsignore`` and ``metrics_description.json``
+(:mod:`~dsr.pipelines.description`); ``Sources`` are BIDS URIs into the input dataset (``bids:raw:...``).
 ``OUTPUT_DIR/status.tsv`` has one row per fit (participant_id, run, status, reason, config_hash). A failing
 fit is recorded there with one line on stderr, and the others go on.
 """
@@ -16,11 +18,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dsr import __version__
 from dsr.config import DsrConfig
 from dsr.errors import ConfigError
-from dsr.io.atomic import check_writable, write_json
+from dsr.io.atomic import check_writable
 from dsr.log import user_log
+from dsr.pipelines.description import write_description
 from dsr.pipelines.executors import ExecutorSettings, limit_threads, preflight, run_tasks
 from dsr.pipelines.fitrun import run_job_isolated
 from dsr.pipelines.plan import FitJob, absolute_paths, plan_participant
@@ -28,15 +30,6 @@ from dsr.pipelines.stack import run_stacked
 from dsr.pipelines.status import record_missing, record_result, write_status
 
 log = user_log()
-
-
-def write_description(output_dir: Path, bids_dir: Path) -> None:
-    """dataset_description.json of the derivatives folder."""
-    write_json(output_dir / "dataset_description.json", {
-        "Name": "dsr: dynamical systems reconstruction", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "dsr", "Version": __version__,
-                         "Description": "convSSM trained by generalized teacher forcing"}],
-        "SourceDatasets": [{"URL": Path(bids_dir).resolve().as_uri()}]})
 
 
 def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: list[str] | None,

@@ -17,6 +17,7 @@ class FitJob:
 
     ``config`` is the requested one (``seed`` set); it is resolved against the data when the fit starts.
     ``seed`` is the seed label of the output names (None: one fit per run, named without a seed).
+    ``input_root`` is the input dataset (BIDS_DIR): ``Sources`` are BIDS URIs relative to it.
     """
 
     run: bids.BoldRun
@@ -26,6 +27,7 @@ class FitJob:
     output_dir: Path
     atlas_spec: str
     seed: int | None = None
+    input_root: Path | None = None
 
     @property
     def participant_id(self) -> str:
@@ -77,12 +79,13 @@ class ParticipantPlan:
     atlas: nifti.Atlas
     atlas_spec: str
     settings: extract.ExtractionSettings
+    bids_dir: Path | None = None  # the input dataset (DatasetLinks "raw")
 
     def jobs(self, config: DsrConfig, output_dir: Path, seeds: list[int] | None) -> list[FitJob]:
         """One :class:`FitJob` per run and seed."""
         seed_list = [None] if not seeds else [int(x) for x in seeds]
         return [FitJob(r, self.atlas, self.settings, config if sd is None else config.replace(seed=sd),
-                       Path(output_dir), self.atlas_spec, sd) for r in self.runs for sd in seed_list]
+                       Path(output_dir), self.atlas_spec, sd, self.bids_dir) for r in self.runs for sd in seed_list]
 
 
 def plan_participant(bids_dir: Path, output_dir: Path, *, participant_labels: list[str] | None,
@@ -107,7 +110,7 @@ def plan_participant(bids_dir: Path, output_dir: Path, *, participant_labels: li
     settings = extract.ExtractionSettings.from_config(  # the config's [extract], command-line values win
         config.extract, observation=config.model.observation, confounds=confounds, confounds_mode=confounds_mode,
         high_pass=high_pass, low_pass=low_pass, radius=radius)
-    return ParticipantPlan(runs, missing, atlas_obj, atlas_spec, settings)
+    return ParticipantPlan(runs, missing, atlas_obj, atlas_spec, settings, bids_dir)
 
 
 def absolute_paths(bids_dir: Path, output_dir: Path, atlas: str | None) -> tuple[Path, Path, str | None]:

@@ -64,7 +64,7 @@ def fit_shards(stacks: list[list[PendingFit]], device: str) -> list[dict]:
             continue
         for pending, res in zip(members, fits):
             try:  # a full disk fails this fit alone, naming the output
-                metrics = write_outputs(res, pending.folder, pending.prefix, str(pending.job.run.bold))
+                metrics = write_outputs(res, pending.folder, pending.prefix, pending.source)
                 results.append(finish_fit(pending, metrics))
             except (DsrError, OSError) as exc:
                 results.append(failure(exc, pending.job.run.bold))
