@@ -1,17 +1,12 @@
-"""A catalogue of bad inputs and faults (issue 16): each case plants one and asserts what the user sees.
-
-Every case is refused, or handled, in one line that names the file or the config key at fault, before any
-training starts; nothing in a data file is ever unpickled; every run the user asked for gets a row in
-status.tsv. The cases use tiny generated data and fail before training, so the module runs in seconds
-(apart from one case that trains one tiny fit next to a subject whose process is killed).
+"""Bad-input catalogue (issue 16), part 1: data files, configs, BIDS inputs, sidecars, confounds, atlases and
+participants.tsv. Each case plants one and asserts what the user sees (:mod:`catalogue_support`): one line
+naming the file or key, before any training starts; nothing in a data file is ever unpickled.
 """
+
 from __future__ import annotations
 
 import gzip
-import json
-import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -20,104 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dsr.cli import main
-from dsr.config import DsrConfig
-
-QUICK = """
-[model]
-latent_dim = 2
-hidden_dim = 8
-[train]
-epochs = 1
-batches_per_epoch = 2
-batch_size = 4
-sequence_length = 40
-[eval]
-n_rollouts = 2
-lyap_steps = 50
-lyap_transient = 10
-lyap_orbits = 1
-pe_steps = 3
-"""
-BOLD = "derivatives/fmriprep/sub-{s}/func/sub-{s}_task-rest_space-MNI152NLin2009cAsym_desc-preproc_bold"
-CONFOUNDS = "derivatives/fmriprep/sub-{s}/func/sub-{s}_task-rest_desc-confounds_timeseries.tsv"
-ATLAS_TSV = "derivatives/atlas/tpl-MNI152NLin2009cAsym_atlas-Sim_dseg.tsv"
-
-
-class Payload:
-    """Unpickling this object runs ``open(MARKER, "w")``: a file appears if anything unpickles it."""
-
-    marker = ""
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-@dataclass
-class Expect:
-    """What a case must give: the exit code, words of the one stderr line, status rows, and extra checks."""
-
-    argv: list = field(default_factory=list)
-    rc: int = 1
-    words: tuple = ()  # each must appear in the error line (file names, keys)
-    status: dict = field(default_factory=dict)  # participant_id -> (status, words of the reason)
-    out: Path | None = None
-    check: Callable[[], None] | None = None
-    setup: Callable[[pytest.MonkeyPatch], None] | None = None  # fault injection, undone after the case
-
-
-# ------------------------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def base_dataset(tmp_path_factory):
-    from dsr.simulate.bids_dataset import make_dataset
-
-    root = tmp_path_factory.mktemp("base") / "ds"
-    make_dataset(root, n_subjects=2, seed=0, n_volumes=90, tr=1.0, n_regions=3, shape=(8, 8, 8))
-    return root
-
-
-@pytest.fixture
-def ds(tmp_path, base_dataset):
-    dst = tmp_path / "ds"
-    shutil.copytree(base_dataset, dst, symlinks=True)
-    return dst
-
-
-def _config(tmp_path) -> Path:
-    path = tmp_path / "tiny.toml"
-    path.write_text(QUICK)
-    return path
-
-
-def _oscillator(T=200, N=2, scale=1.0):
-    t = np.arange(T)
-    return scale * np.stack([np.sin(2 * np.pi * t / 17 + k) for k in range(N)], 1) + 0.01 * scale * np.cos(t)[:, None]
-
-
-def _fit_case(tmp_path, data, tr="1.0", extra=(), config_text=None, name="data.npy"):
-    path = tmp_path / name
-    if isinstance(data, np.ndarray):
-        np.save(path, data)
-    cfg = _config(tmp_path)
-    if config_text is not None:
-        cfg.write_bytes(config_text if isinstance(config_text, bytes) else config_text.encode())
-    out = tmp_path / "out"
-    return path, cfg, out, ["fit", str(path), "--tr", tr, "--out", str(out), "--config", str(cfg), *extra]
-
-
-def _participant(ds, tmp_path, labels=("01",), extra=()):
-    out = tmp_path / "out"
-    return out, [str(ds), str(out), "participant", "--participant-label", *labels, "--config",
-                 str(_config(tmp_path)), *extra]
-
-
-def _no_fit_outputs(out: Path):
-    def check():
-        assert not list(out.rglob("*model.safetensors")) and not list(out.rglob("*checkpoint*")), \
-            "the failure came after training started"
-    return check
+from catalogue_support import base_dataset, ds  # noqa: F401  (the fixtures the cases take)
+from catalogue_support import ATLAS_TSV, BOLD, CONFOUNDS, QUICK, Expect, Payload, _config, _fit_case, _no_fit_outputs, _oscillator, _participant, run_case
 
 
 # ---------------------------------------------------------------------------------------------- cases
@@ -442,202 +341,6 @@ PARTICIPANTS_CASES = {
 }
 
 
-def status_extra_column_kept(tmp_path, ds):
-    from dsr.io.status_table import read_status, write_status
-
-    cols = ("participant_id", "run", "status", "reason", "config_hash")
-    path = tmp_path / "status.tsv"
-    path.write_text("participant_id\trun\tstatus\treason\tconfig_hash\tnotes\n"
-                    "sub-01\ttask-rest\tok\t\tabc\tscanner artefact, check\n")
-
-    def check():
-        write_status(path, {("sub-02", "task-rest"): ["sub-02", "task-rest", "failed", "bad", "abc"]}, cols)
-        df = read_status(path, cols).set_index("participant_id")
-        assert list(df.index) == ["sub-01", "sub-02"] and df.loc["sub-01", "notes"] == "scanner artefact, check"
-    return Expect(check=check)
-
-
-def corrupt_checkpoint_set_aside(tmp_path, ds):
-    from dsr.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
-
-    folder = tmp_path / "ck"
-    folder.mkdir()
-    (folder / CHECKPOINT_NAME).write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
-
-    def check():
-        assert load_checkpoint(folder) is None
-        assert (folder / f"{CHECKPOINT_NAME}.corrupt").is_file() and not (folder / CHECKPOINT_NAME).exists()
-    return Expect(check=check)
-
-
-def corrupt_cache_set_aside(tmp_path, ds):
-    from dsr.io import series_cache
-
-    folder = tmp_path / "cache"
-    series_cache.save_series(folder, "sub-01_x", {"cleaned": (np.ones((5, 2)), ["a", "b"])},
-                             {"RepetitionTime": 1.0}, "k1")
-    side = series_cache.table_path(folder, "sub-01_x", "cleaned", ".json")
-    side.write_bytes(b"\xff\xfe garbage")
-
-    def check():
-        assert series_cache.load_series(folder, "sub-01_x", "k1") is None
-        assert side.with_name(side.name + ".corrupt").is_file()
-    return Expect(check=check)
-
-
-def corrupt_model_named(tmp_path, ds):
-    from dsr.errors import InputError
-    from dsr.models.convssm import ConvSSM
-
-    path = tmp_path / "m_model.safetensors"
-    path.write_bytes(b"\x00" * 20)
-    path.with_suffix(".json").write_text("{}")
-
-    def check():
-        with pytest.raises(InputError) as err:
-            ConvSSM.load(path)
-        assert str(err.value).startswith(str(path)) and "refit" in str(err.value)
-    return Expect(check=check)
-
-
-def model_json_negative_tr(tmp_path, ds):
-    import torch
-
-    from dsr.errors import InputError
-    from dsr.models.convssm import ConvSSM, ConvSSMSpec
-
-    path = tmp_path / "m_model.safetensors"
-    ConvSSM.initialise(ConvSSMSpec("cshPLRNN", 2, 4, "identity", n_obs=2, tr=1.0), torch.ones(3) / 3, [0]).save(path)
-    side = json.loads(path.with_suffix(".json").read_text())
-    side["spec"]["tr"] = -1
-    path.with_suffix(".json").write_text(json.dumps(side))
-
-    def check():
-        with pytest.raises(InputError) as err:
-            ConvSSM.load(path)
-        assert str(err.value).startswith(str(path.with_suffix(".json"))) and "tr" in str(err.value)
-    return Expect(check=check)
-
-
-def sweep_million_trials(tmp_path, ds):
-    sweep = tmp_path / "huge.toml"
-    sweep.write_text('base = "quick"\n[grid]\n"train.alpha" = [' + ", ".join(f"{0.001 * i:.3f}" for i in range(100))
-                     + ']\n"train.lr_start" = [' + ", ".join(f"{1e-4 * (i + 1):.4g}" for i in range(100))
-                     + ']\n"train.noise" = [' + ", ".join(f"{0.001 * i:.3f}" for i in range(100)) + "]\n")
-    return Expect([str(ds), str(tmp_path / "out"), "sweep", "--sweep", str(sweep)], words=(str(sweep), "trials"))
-
-
-def worker_killed_is_named_and_batch_goes_on(tmp_path, ds):
-    out, argv = _participant(ds, tmp_path, labels=("01", "02"))
-    return Expect(argv, words=(), setup=_kill_subject_once_started("01"),
-                  status={"sub-01": ("failed", ("worker process died", "out of memory")), "sub-02": ("ok", ())})
-
-
-def _kill_subject_once_started(subject: str):
-    """Fault injection (no hook in the product code): the process fitting ``subject`` ends abruptly, like an
-    out-of-memory kill, once its fit has started. Each fit runs in a forked child, which inherits the patch."""
-    def setup(monkeypatch):
-        from dsr.pipelines import fitrun
-
-        start = fitrun.start_fit
-
-        def start_fit(job):
-            pending = start(job)
-            if not isinstance(pending, dict) and job.run.subject == subject:
-                os._exit(137)
-            return pending
-
-        monkeypatch.setattr(fitrun, "start_fit", start_fit)
-    return setup
-
-
-def isolated_child_killed(tmp_path, ds):
-    from dsr.pipelines.isolation import run_isolated
-
-    def check():
-        res = run_isolated(_kill_self, "sub-07", "cpu")
-        assert res["status"] == "failed" and "SIGKILL" in res["reason"] and "out of memory" in res["reason"]
-        assert run_isolated(_echo, "x", "cpu") == {"status": "ok", "job": "x"}
-    return Expect(check=check)
-
-
-def _kill_self(job, device):
-    os.kill(os.getpid(), 9)
-
-
-def _echo(job, device):
-    return {"status": "ok", "job": job}
-
-
-def config_unknown_key(tmp_path, ds):
-    text = QUICK.replace("[train]\n", "[train]\nepoch = 3\n")
-    path, cfg, out, argv = _fit_case(tmp_path, _oscillator(), config_text=text)
-    return Expect(argv, words=(str(cfg), "epoch", "train"))
-
-
-def sweep_not_utf8(tmp_path, ds):
-    sweep = tmp_path / "s.toml"
-    sweep.write_bytes('base = "quick"\n# caf\xe9\n[grid]\n"train.alpha" = [0.1]\n'.encode("latin-1"))
-    return Expect([str(ds), str(tmp_path / "out"), "sweep", "--sweep", str(sweep)], words=(str(sweep), "UTF-8"))
-
-
-def status_notes_kept_by_a_participant_run(tmp_path, ds):
-    bold = ds / (BOLD.format(s="01") + ".nii.gz")
-    bold.unlink()
-    bold.symlink_to(tmp_path / "nowhere.nii.gz")
-    out, argv = _participant(ds, tmp_path)
-    out.mkdir()
-    (out / "status.tsv").write_text("participant_id\trun\tstatus\treason\tconfig_hash\tnotes\n"
-                                    "sub-02\ttask-rest\tok\t\tabc\tre-check motion\n")
-
-    def check():
-        df = pd.read_csv(out / "status.tsv", sep="\t", dtype=str, keep_default_na=False).set_index("participant_id")
-        assert df.loc["sub-02", "notes"] == "re-check motion" and df.loc["sub-01", "status"] == "failed"
-    return Expect(argv, words=("sub-01", "symbolic link"), status={"sub-01": ("failed", ("symbolic link",))},
-                  check=check)
-
-
-def corrupt_checkpoint_resume_restarts(tmp_path, ds):
-    path, cfg, out, argv = _fit_case(tmp_path, _oscillator(), extra=("--resume",))
-    (out / "checkpoint").mkdir(parents=True)
-    (out / "checkpoint" / "checkpoint.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00garbage!")
-
-    def check():
-        assert (out / "metrics.json").is_file() and (out / "fit.png").is_file()
-    return Expect(argv, rc=0, words=(str(out / "checkpoint" / "checkpoint.safetensors"), "corrupt checkpoint",
-                                     "restarts"), check=check)
-
-
-def figure_missing_is_not_done(tmp_path, ds):
-    from dsr.io.derivatives import fit_files, outputs_written
-
-    def check():
-        names = fit_files("p")
-        for key, name in names.items():
-            if key not in ("checkpoint", "figure", "provenance"):
-                (tmp_path / name).write_text("x")
-        assert not outputs_written(tmp_path, "p")
-        (tmp_path / names["figure"]).write_bytes(b"png")
-        assert outputs_written(tmp_path, "p")
-    return Expect(check=check)
-
-
-def diverged_fit_exit_code(tmp_path, ds):
-    from dsr.io.bids import BoldRun
-    from types import SimpleNamespace
-
-    from dsr.io.extract import ExtractionSettings
-    from dsr.pipelines.plan import FitJob
-    from dsr.pipelines.status import record_result
-
-    def check():
-        run = BoldRun(tmp_path / "sub-01_task-rest_bold.nii.gz", {"sub": "01", "task": "rest"}, "raw", tmp_path)
-        job = FitJob(run, SimpleNamespace(name="A"), ExtractionSettings(), DsrConfig(), tmp_path, "A")
-        assert record_result(job, {"status": "diverged", "metrics": {}}, {}) == 1
-        assert record_result(job, {"status": "ok", "metrics": {}}, {}) == 0
-    return Expect(check=check)
-
-
 CASES: dict[str, Callable] = {
     "pickle_ops_payload_not_run": pickle_ops_payload_not_run,
     "pickle_ops_fs_read_safely": pickle_ops_fs_read_safely,
@@ -670,47 +373,9 @@ CASES: dict[str, Callable] = {
     "atlas_label_missing_from_tsv": atlas_label_missing_from_tsv,
     "atlas_duplicate_region_names": atlas_duplicate_region_names,
     **{k: _participants_case(*v) for k, v in PARTICIPANTS_CASES.items()},
-    "status_extra_column_kept": status_extra_column_kept,
-    "corrupt_checkpoint_set_aside": corrupt_checkpoint_set_aside,
-    "corrupt_cache_set_aside": corrupt_cache_set_aside,
-    "corrupt_model_named": corrupt_model_named,
-    "model_json_negative_tr": model_json_negative_tr,
-    "sweep_million_trials": sweep_million_trials,
-    "worker_killed_is_named_and_batch_goes_on": worker_killed_is_named_and_batch_goes_on,
-    "isolated_child_killed": isolated_child_killed,
-    "config_unknown_key": config_unknown_key,
-    "sweep_not_utf8": sweep_not_utf8,
-    "status_notes_kept_by_a_participant_run": status_notes_kept_by_a_participant_run,
-    "corrupt_checkpoint_resume_restarts": corrupt_checkpoint_resume_restarts,
-    "figure_missing_is_not_done": figure_missing_is_not_done,
-    "diverged_fit_exit_code": diverged_fit_exit_code,
 }
 
 
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
 def test_bad_input(case, tmp_path, ds, capsys, monkeypatch):
-    expect = CASES[case](tmp_path, ds)
-    if expect.setup is not None:
-        expect.setup(monkeypatch)
-    if expect.argv:
-        rc = main(list(expect.argv))
-        err = capsys.readouterr().err
-        assert "Traceback" not in err and "internal error" not in err, err
-        assert rc == expect.rc, err
-        lines = err.splitlines()
-        assert rc == 0 or any("error" in ln or "failed" in ln for ln in lines), err
-        assert any(all(w in ln for w in expect.words) for ln in lines), err
-        if expect.status:
-            out = Path(expect.argv[1])
-            status = pd.read_csv(out / "status.tsv", sep="\t", dtype=str,
-                                 keep_default_na=False).set_index("participant_id")
-            for sub, (state, words) in expect.status.items():
-                assert status.loc[sub, "status"] == state, status
-                assert all(w in status.loc[sub, "reason"] for w in words), status.loc[sub, "reason"]
-    if expect.check is not None:
-        expect.check()
-
-
-def test_catalogue_size():
-    """The issue's closing note quotes this count."""
-    assert len(CASES) >= 50, len(CASES)
+    run_case(CASES[case](tmp_path, ds), capsys, monkeypatch)
