@@ -145,7 +145,7 @@ class DsrConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "DsrConfig":
         """Build and validate a config from a nested dict; unknown keys are errors."""
-        sections = {"model": ModelConfig, "filter": FilterConfig, "train": TrainConfig, "eval": EvalConfig, "extract": ExtractConfig}
+        sections = SECTIONS
         kwargs = {}
         for key, value in data.items():
             if key == "seed":
@@ -222,6 +222,63 @@ class DsrConfig:
         _check(x.high_pass is None or x.low_pass is None or x.high_pass < x.low_pass,
                "extract.high_pass must be below extract.low_pass")
         _check(x.confounds_mode in (None, "regress", "nuisance"), "extract.confounds_mode must be regress or nuisance")
+
+
+#: The config's sections by name (the TOML tables and the ``section`` of ``--set section.key=value``).
+SECTIONS = {"model": ModelConfig, "filter": FilterConfig, "train": TrainConfig, "eval": EvalConfig,
+            "extract": ExtractConfig}
+
+
+def apply_overrides(cfg: DsrConfig, items: list[str]) -> DsrConfig:
+    """``cfg`` with ``section.key=value`` overrides applied (``--set``; ``seed=N`` for the seed), each value
+    parsed by the key's declared type (``none`` for an optional key); ConfigError naming the key otherwise.
+
+    Examples
+    --------
+    >>> apply_overrides(DsrConfig(), ["train.epochs=3", "extract.low_pass=0.1"]).train.epochs
+    3
+    """
+    data = cfg.to_dict()
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. train.epochs=100")
+        section, _, name = key.rpartition(".")
+        if not section and name == "seed":
+            data["seed"] = _parse_value(key, text.strip(), "int")
+            continue
+        if section not in SECTIONS:
+            raise ConfigError(f"--set {item}: unknown config key '{key}' (sections: {', '.join(SECTIONS)}; "
+                              "and seed)")
+        fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
+        if name not in fields:
+            raise ConfigError(f"--set {item}: unknown config key '{key}' (keys of [{section}]: "
+                              f"{', '.join(fields)})")
+        data[section][name] = _parse_value(key, text.strip(), fields[name].type)
+    try:
+        return DsrConfig.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"--set: {exc}") from None
+
+
+def _parse_value(key: str, text: str, annotation):
+    """A ``--set`` value parsed by a field annotation (``"int"``, ``"float | None"``, ``"bool"``, ``"str"``)."""
+    kinds = [a.strip() for a in str(annotation).split("|")]
+    if text.lower() in ("none", "null") and "None" in kinds:
+        return None
+    for kind in kinds:
+        if kind == "bool" and text.lower() in ("true", "false", "yes", "no", "1", "0", "on", "off"):
+            return text.lower() in ("true", "yes", "1", "on")
+        if kind in ("int", "float"):
+            try:
+                return int(text) if kind == "int" else float(text)
+            except ValueError:
+                continue
+        if kind == "str":
+            return text
+    want = " or ".join([_TYPE_WORDS[k] for k in kinds if k in _TYPE_WORDS] + (["none"] if "None" in kinds else []))
+    raise ConfigError(f"--set {key}={text}: the value of config key '{key}' must be {want}")
 
 
 #: Most trials one sweep may hold (grid combinations or random samples); each trial is a fit per run and seed.
