@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dsr.errors import InputError
+from dsr.io.bids_filter import matches
 
 #: Entities in the order BIDS writes them (the ones dsr names files with).
 ENTITY_ORDER = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", "part", "space", "res",
@@ -299,7 +300,7 @@ def _norm_labels(labels) -> list[str] | None:
 
 def find_runs(bids_dir: str | Path, *, participant_labels=None, task: str | None = None,
               session: str | None = None, space: str | None = None,
-              derivatives: str | Path | None = "auto") -> list[BoldRun]:
+              derivatives: str | Path | None = "auto", filters: dict | None = None) -> list[BoldRun]:
     """Find the BOLD runs of a BIDS dataset (raw, or preprocessed by fMRIPrep).
 
     Parameters
@@ -314,6 +315,9 @@ def find_runs(bids_dir: str | Path, *, participant_labels=None, task: str | None
     derivatives : "auto", path or None
         ``"auto"`` looks for preprocessed runs in ``bids_dir`` and ``bids_dir/derivatives/*``; a path
         names the fMRIPrep folder; None uses the raw runs only.
+    filters : dict, optional
+        Entity filters of a BIDS filter file (:func:`dsr.io.bids_filter.read_filter_file`), applied with the
+        others; one that names ``space`` keeps every space it allows.
 
     Returns
     -------
@@ -359,10 +363,13 @@ def find_runs(bids_dir: str | Path, *, participant_labels=None, task: str | None
             continue
         if space is not None and e.get("space") != space and run.problem is None:
             continue
+        if filters and not matches(e, {k: v for k, v in filters.items()  # a run with a problem keeps its row
+                                       if run.problem is None or k not in DERIVATIVE_ENTITIES}):
+            continue
         events = _find_events(run.raw_root, run.bold, run.root, run.raw_entities())
         keep.append(BoldRun(run.bold, run.entities, run.source, run.root, run.raw_root, run.confounds, events,
                             run.problem))
-    if space is None:
+    if space is None and "space" not in (filters or {}):
         keep = _one_space_per_run(keep)
     return sorted(keep, key=lambda r: (build_name(r.key_entities()), str(r.bold)))
 

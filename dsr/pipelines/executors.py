@@ -21,13 +21,13 @@ cluster, not by the driver, and would not see them otherwise).
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from dsr.errors import DsrError
 from dsr.log import user_log
+from dsr.progress import Progress
 
 log = user_log()
 EXECUTORS = ("local", "ray", "stack")
@@ -138,31 +138,21 @@ def probe(job, device: str) -> dict:
 
 def run_tasks(fn: Task, jobs: Sequence, settings: ExecutorSettings, on_result: OnResult, what: str = "fits") -> None:
     """Run ``fn(job, device)`` for every job with the chosen executor; ``on_result(i, result)`` per job
-    (``what`` the jobs are, in the progress lines)."""
+    (``what`` the jobs are, in the progress bar or lines of :class:`dsr.progress.Progress`; a result whose
+    status is not ``ok`` counts as failed)."""
     if not jobs:
         return
-    if settings.kind == "ray":
-        from dsr.pipelines.ray_executor import run_ray
+    with Progress(len(jobs), what) as progress:
+        def counted(i: int, res: dict) -> None:
+            on_result(i, res)
+            progress.update(failed=res.get("status") != "ok")
 
-        run_ray(fn, list(jobs), settings, _Progress(len(jobs), on_result, what))
-    else:
-        _run_local(fn, list(jobs), settings, _Progress(len(jobs), on_result, what))
+        if settings.kind == "ray":
+            from dsr.pipelines.ray_executor import run_ray
 
-
-class _Progress:
-    """Counts results and logs a progress line every few of them."""
-
-    def __init__(self, total: int, on_result: OnResult, what: str = "fits"):
-        self.total, self.done, self.on_result, self.t0 = total, 0, on_result, time.perf_counter()
-        self.what = what
-        self.every = max(1, total // 20)
-
-    def __call__(self, i: int, res: dict) -> None:
-        self.done += 1
-        self.on_result(i, res)
-        if self.total > 1 and (self.done % self.every == 0 or self.done == self.total):
-            log.info("progress: %d/%d %s done (%.0f s)", self.done, self.total, self.what,
-                     time.perf_counter() - self.t0)
+            run_ray(fn, list(jobs), settings, counted)
+        else:
+            _run_local(fn, list(jobs), settings, counted)
 
 
 def _dsr_env() -> dict[str, str]:

@@ -259,14 +259,14 @@ def _sidecar(path: Path, description: str, source: str | None) -> None:
 
 def fit_to_dir(x, tr: float, out_dir, config: DsrConfig, *, prefix: str = "", nuisance=None, inputs=None,
                latent_truth=None, device: str = "cpu", resume: bool = False, source: str | None = None,
-               progress=None, standardise: bool = True) -> dict:
+               progress=None, standardise: bool = True, checkpoint_dir=None) -> dict:
     """Fit one recording and write every output into ``out_dir``; returns the metrics dict.
 
-    A checkpoint folder is kept while training (for ``resume``) and removed once
-    the outputs are written.
+    A checkpoint folder (``checkpoint_dir``, default ``out_dir/{prefix}_checkpoint``) is kept while training
+    (for ``resume``) and removed once the outputs are written.
     """
     out_dir = Path(out_dir)
-    ck = out_dir / fit_files(prefix)["checkpoint"]
+    ck = out_dir / fit_files(prefix)["checkpoint"] if checkpoint_dir is None else Path(checkpoint_dir)
     t0 = time.perf_counter()
     result = fit(x, tr, config, nuisance=nuisance, inputs=inputs, latent_truth=latent_truth, device=device,
                  checkpoint_dir=ck, resume=resume, progress=progress, path=source, standardise=standardise)

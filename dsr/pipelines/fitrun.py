@@ -30,6 +30,7 @@ from dsr.pipelines import isolation
 from dsr.pipelines.fit_array import fit_to_dir, resolve_config
 from dsr.pipelines.plan import FitJob
 from dsr.pipelines.status import one_line
+from dsr.progress import epoch_progress
 
 FINISHED = ("ok", "diverged")
 
@@ -52,9 +53,22 @@ class PendingFit:
         return self.folder / fit_files(self.prefix)["provenance"]
 
     @property
+    def checkpoint_dir(self) -> Path:
+        return checkpoint_dir(self.job, self.folder, self.prefix)
+
+    @property
     def source(self) -> str:
         """The run's BOLD file as a BIDS URI (``bids:raw:sub-01/func/...``), the ``Sources`` of every output."""
         return bids.bids_uri(self.job.run.bold, self.job.input_root)
+
+
+def checkpoint_dir(job: FitJob, folder: Path, prefix: str) -> Path:
+    """Where a fit's training checkpoint lives: beside its outputs, or under the work folder
+    (``--work-dir``) at the same place relative to it."""
+    name = fit_files(prefix)["checkpoint"]
+    if job.work_dir is None:
+        return folder / name
+    return Path(job.work_dir) / Path(folder).relative_to(job.output_dir) / name
 
 
 def _read_json(path: Path) -> dict:
@@ -105,7 +119,7 @@ def start_fit(job: FitJob) -> PendingFit | dict:
         if outputs_written(folder, prefix):  # done only with every output written (figure included)
             return {"status": prov["Status"], "skipped": True, "config_hash": cfg_hash,
                     "reason": f"skipped: finished earlier with config {cfg_hash} and the same inputs"}
-    remove_orphans(folder, prefix)
+    remove_orphans(folder, prefix, checkpoint_dir(job, folder, prefix))
     source = bids.bids_uri(job.run.bold, job.input_root)
     record = {"ConfigHash": cfg_hash, "InputKey": key, "Sources": [source], "Config": config.to_dict(),
               "GeneratedBy": [{"Name": "dsr", "Version": __version__}],
@@ -130,7 +144,8 @@ def fit_pending(pending: PendingFit, device: str) -> dict:
     try:
         metrics = fit_to_dir(s.series, s.tr, pending.folder, pending.config, prefix=pending.prefix,
                              nuisance=s.nuisance, inputs=s.inputs, device=device, resume=pending.resume,
-                             source=pending.source)
+                             source=pending.source, checkpoint_dir=pending.checkpoint_dir,
+                             progress=epoch_progress(pending.prefix))
     except InputError as exc:
         raise name_input_error(exc, bold) from None
     return finish_fit(pending, metrics)
@@ -169,8 +184,9 @@ def failure(exc: Exception, bold) -> dict:
 run_job_isolated = functools.partial(isolation.run_isolated, run_job)
 
 
-def remove_orphans(folder: Path, prefix: str) -> None:
-    """Delete this fit's temporary files left by a process killed while writing (``.{name}.*.tmp``); only
-    this fit writes names starting with ``prefix``."""
-    for p in [*folder.glob(f".{prefix}_*.tmp"), *(folder / fit_files(prefix)["checkpoint"]).glob(".*.tmp")]:
+def remove_orphans(folder: Path, prefix: str, checkpoint_dir: Path | None = None) -> None:
+    """Delete this fit's temporary files left by a process killed while writing (``.{name}.*.tmp``, in its
+    folder and its checkpoint folder); only this fit writes names starting with ``prefix``."""
+    ck = folder / fit_files(prefix)["checkpoint"] if checkpoint_dir is None else Path(checkpoint_dir)
+    for p in [*folder.glob(f".{prefix}_*.tmp"), *ck.glob(".*.tmp")]:
         p.unlink(missing_ok=True)

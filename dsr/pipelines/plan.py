@@ -18,6 +18,7 @@ class FitJob:
     ``config`` is the requested one (``seed`` set); it is resolved against the data when the fit starts.
     ``seed`` is the seed label of the output names (None: one fit per run, named without a seed).
     ``input_root`` is the input dataset (BIDS_DIR): ``Sources`` are BIDS URIs relative to it.
+    ``work_dir`` (``--work-dir``) holds the training checkpoints when given.
     """
 
     run: bids.BoldRun
@@ -28,6 +29,7 @@ class FitJob:
     atlas_spec: str
     seed: int | None = None
     input_root: Path | None = None
+    work_dir: Path | None = None  # checkpoints go here (same relative place) instead of beside the outputs
 
     @property
     def participant_id(self) -> str:
@@ -81,29 +83,33 @@ class ParticipantPlan:
     settings: extract.ExtractionSettings
     bids_dir: Path | None = None  # the input dataset (DatasetLinks "raw")
 
-    def jobs(self, config: DsrConfig, output_dir: Path, seeds: list[int] | None) -> list[FitJob]:
+    def jobs(self, config: DsrConfig, output_dir: Path, seeds: list[int] | None,
+             work_dir: Path | None = None) -> list[FitJob]:
         """One :class:`FitJob` per run and seed."""
         seed_list = [None] if not seeds else [int(x) for x in seeds]
         return [FitJob(r, self.atlas, self.settings, config if sd is None else config.replace(seed=sd),
-                       Path(output_dir), self.atlas_spec, sd, self.bids_dir) for r in self.runs for sd in seed_list]
+                       Path(output_dir), self.atlas_spec, sd, self.bids_dir, work_dir)
+                for r in self.runs for sd in seed_list]
 
 
 def plan_participant(bids_dir: Path, output_dir: Path, *, participant_labels: list[str] | None,
                      task: str | None, session: str | None, space: str | None, atlas: str | None,
                      config: DsrConfig, confounds: str | None, derivatives: str | Path | None = "auto",
                      confounds_mode: str | None = None, high_pass: float | None = None,
-                     low_pass: float | None = None, radius: float | None = None) -> ParticipantPlan:
+                     low_pass: float | None = None, radius: float | None = None,
+                     filters: dict | None = None) -> ParticipantPlan:
     """Find the runs, load the atlas and settle the extraction settings (see
     :func:`dsr.pipelines.participant.run_participant`)."""
     bids_dir, output_dir = Path(bids_dir), Path(output_dir)
     check_output_dir(bids_dir, output_dir)
     runs = bids.find_runs(bids_dir, participant_labels=participant_labels, task=task, session=session,
-                          space=space, derivatives=derivatives)
+                          space=space, derivatives=derivatives, filters=filters)
     found = {r.subject for r in runs}
     missing = [lab for lab in (bids._norm_labels(participant_labels) or []) if lab not in found]
     if not runs:
         filters = ", ".join(f"{k} {v}" for k, v in (("participant", participant_labels), ("task", task),
-                                                    ("session", session), ("space", space)) if v)
+                                                    ("session", session), ("space", space),
+                                                    ("the BIDS filter file's", filters)) if v)
         raise InputError("no BOLD runs found" + (f" for {filters}" if filters else ""), bids_dir)
     atlas_spec = str(atlas) if atlas is not None else str(default_atlas(bids_dir, runs))
     atlas_obj = nifti.load_atlas(atlas_spec, radius=radius)

@@ -21,6 +21,7 @@ from dsr.pipelines.fit_array import check_recording, fit_many, write_outputs
 from dsr.pipelines.fitrun import PendingFit, failure, finish_fit, fit_pending, start_fit
 from dsr.pipelines.plan import FitJob
 from dsr.pipelines.status import one_line
+from dsr.progress import Progress, epoch_progress
 
 log = user_log()
 
@@ -58,7 +59,8 @@ def fit_shards(stacks: list[list[PendingFit]], device: str) -> list[dict]:
         log.info("training %d fit(s) stacked (TR %.3g s, %d regions) on %s", len(members), tr, n, device)
         try:
             fits = fit_many([p.series.series for p in members], tr, [p.config for p in members], device=device,
-                            paths=[str(p.job.run.bold) for p in members])
+                            paths=[str(p.job.run.bold) for p in members],
+                            progress=epoch_progress(f"stack of {len(members)} on {device}"))
         except DsrError as exc:
             results += [{"status": "failed", "reason": one_line(exc)} for _ in members]
             continue
@@ -73,7 +75,16 @@ def fit_shards(stacks: list[list[PendingFit]], device: str) -> list[dict]:
 
 def run_stacked(jobs: list[FitJob], ex: ExecutorSettings, on_result: OnResult) -> None:
     """Start every job here, then train the started fits in stacks spread over the devices of ``ex``;
-    ``on_result(i, result)`` for every job."""
+    ``on_result(i, result)`` for every job (counted by a :class:`~dsr.progress.Progress`)."""
+    with Progress(len(jobs), "fits") as progress:
+        def counted(i: int, res: dict) -> None:
+            on_result(i, res)
+            progress.update(failed=res.get("status") != "ok")
+
+        _run_stacked(jobs, ex, counted)
+
+
+def _run_stacked(jobs: list[FitJob], ex: ExecutorSettings, on_result: OnResult) -> None:
     groups: dict[tuple, list[tuple[int, PendingFit]]] = {}
     limit_threads(ex.threads)
     for i, job in enumerate(jobs):
