@@ -102,13 +102,17 @@ def open_log_file(output_dir: str | Path) -> Path | None:
     if not buffers or buffers[0].target is not None:
         return getattr(buffers[0].target, "baseFilename", None) if buffers else None
     folder = Path(output_dir) / LOG_DIR
-    folder.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     path, k = folder / f"dsr_{stamp}.log", 1
-    while path.exists():  # two commands in one second
-        k += 1
-        path = folder / f"dsr_{stamp}_{k}.log"
-    handler = _file_handler(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        while path.exists():  # two commands in one second
+            k += 1
+            path = folder / f"dsr_{stamp}_{k}.log"
+        handler = _file_handler(path)
+    except OSError as exc:  # the outputs themselves will say what is wrong with the folder
+        logger.warning("%s: cannot write the log file (%s)", path, exc.strerror or exc)
+        return None
     buffers[0].setTarget(handler)
     buffers[0].flush()
     logger.addHandler(handler)

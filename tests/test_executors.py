@@ -156,11 +156,11 @@ def test_every_worker_uses_the_threads_it_is_given(threads):
 
 
 def test_nprocs_and_threads_options():
-    from dsr.cli import bids_parser, fit_parser
+    from dsr.cli import fit_parser, parse_args
 
-    args = bids_parser().parse_args(["ds", "out", "participant", "--n-jobs", "3", "--omp-nthreads", "2"])
+    args = parse_args(["ds", "out", "participant", "--n-jobs", "3", "--omp-nthreads", "2"])[1]
     assert (args.nprocs, args.omp_nthreads) == (3, 2)
-    args = bids_parser().parse_args(["ds", "out", "group", "--nprocs", "2"])
+    args = parse_args(["ds", "out", "group", "--nprocs", "2"])[1]
     assert (args.nprocs, args.omp_nthreads) == (2, 1)
     assert fit_parser().parse_args(["x.npy", "--out", "o"]).omp_nthreads == 1
     with pytest.raises(DsrError, match="omp-nthreads"):

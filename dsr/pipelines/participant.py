@@ -21,13 +21,15 @@ from pathlib import Path
 from dsr.config import DsrConfig
 from dsr.errors import ConfigError
 from dsr.io.atomic import check_writable
-from dsr.log import user_log
+from dsr.log import open_log_file, user_log
 from dsr.pipelines.description import write_description
-from dsr.pipelines.executors import ExecutorSettings, limit_threads, preflight, run_tasks
+from dsr.pipelines.executors import ExecutorSettings, limit_threads, preflight, run_tasks, slot_devices
+from dsr.pipelines.memory import fit_memory
 from dsr.pipelines.fitrun import run_job_isolated
 from dsr.pipelines.plan import FitJob, absolute_paths, plan_participant
 from dsr.pipelines.stack import run_stacked
 from dsr.pipelines.status import record_missing, record_result, write_status
+from dsr.progress import allow_epoch_bars
 
 log = user_log()
 
@@ -39,7 +41,8 @@ def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: lis
                     high_pass: float | None = None, low_pass: float | None = None,
                     radius: float | None = None, seeds: list[int] | None = None,
                     executor: str = "local", ray_address: str | None = None, fits_per_gpu: int = 1,
-                    max_retries: int = 2, stack: bool = False, threads: int = 1) -> int:
+                    max_retries: int = 2, stack: bool = False, threads: int = 1,
+                    work_dir: Path | None = None, filters: dict | None = None, mem_gb: float | None = None) -> int:
     """Run the participant level of the BIDS App.
 
     Parameters
@@ -69,6 +72,14 @@ def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: lis
     executor, ray_address, fits_per_gpu, max_retries
         See :class:`dsr.pipelines.executors.ExecutorSettings` (``executor="ray"`` runs every fit as a Ray
         task; the outputs are the same as the local executor's).
+    work_dir : Path or None
+        Training checkpoints go here (``--work-dir``; same relative places as the outputs) instead of
+        beside each fit's outputs.
+    filters : dict or None
+        Entity filters of a BIDS filter file (:func:`dsr.io.bids_filter.read_filter_file`).
+    mem_gb : float or None
+        Memory budget in GB (``--mem``): caps the parallel fits by an estimate, or refuses a plan that
+        cannot fit (:mod:`dsr.pipelines.memory`).
     stack : bool
         The ``stack`` executor (same as ``executor="stack"``): train all pending fits that share TR, channel
         count and config (seeds aside) as stacked models, one per device (:mod:`dsr.pipelines.stack`); each
@@ -94,15 +105,18 @@ def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: lis
     limit_threads(ex.threads)
     if ex.kind == "ray":
         bids_dir, output_dir, atlas = absolute_paths(bids_dir, output_dir, atlas)
+    work_dir = None if work_dir is None else Path(work_dir).resolve()
     plan = plan_participant(bids_dir, output_dir, participant_labels=participant_labels, task=task,
                             session=session, space=space, atlas=atlas, config=config, confounds=confounds,
                             derivatives=derivatives, confounds_mode=confounds_mode, high_pass=high_pass,
-                            low_pass=low_pass, radius=radius)
+                            low_pass=low_pass, radius=radius, filters=filters)
+    jobs = plan.jobs(config, output_dir, seeds, work_dir)
+    ex = fit_memory(jobs, ex, mem_gb)
     check_writable(output_dir)  # a read-only or full output folder: one line, before any work
+    open_log_file(output_dir)
     write_description(output_dir, bids_dir)
     rows: dict = {}
     failed = record_missing(plan, bids_dir, config, rows)
-    jobs = plan.jobs(config, output_dir, seeds)
     log.info("%d run(s) of %d participant(s); atlas %s; outputs in %s", len(plan.runs),
              len({r.subject for r in plan.runs}), plan.atlas.name, output_dir)
     failed += run_jobs(jobs, ex, {output_dir: rows})
@@ -125,12 +139,14 @@ def run_jobs(jobs: list[FitJob], ex: ExecutorSettings, rows_by_dir: dict[Path, d
         if results is not None:
             results.append((job, res))
 
+    allow_epoch_bars(ex.kind == "local" and len(slot_devices(ex, len(jobs))) == 1)  # one worker: room for its bar
     try:
         if ex.kind == "stack":
             run_stacked(jobs, ex, on_result)
         else:
             run_tasks(run_job_isolated, jobs, ex, on_result)
     finally:
+        allow_epoch_bars(False)
         for folder, rows in rows_by_dir.items():
             if rows:
                 write_status(folder, rows)

@@ -113,6 +113,9 @@ def plan_participant(bids_dir: Path, output_dir: Path, *, participant_labels: li
         raise InputError("no BOLD runs found" + (f" for {filters}" if filters else ""), bids_dir)
     atlas_spec = str(atlas) if atlas is not None else str(default_atlas(bids_dir, runs))
     atlas_obj = nifti.load_atlas(atlas_spec, radius=radius)
+    if radius is not None and atlas_obj.kind != "spheres":
+        raise InputError(f"--radius sets the spheres of a coordinate atlas; this atlas is a {atlas_obj.kind} "
+                         "image (drop --radius)", atlas_spec)
     settings = extract.ExtractionSettings.from_config(  # the config's [extract], command-line values win
         config.extract, observation=config.model.observation, confounds=confounds, confounds_mode=confounds_mode,
         high_pass=high_pass, low_pass=low_pass, radius=radius)
