@@ -94,23 +94,27 @@ def run_bids(args) -> int:
     return run_group_level(args)
 
 
+def participant_options(args) -> dict:
+    """The keyword arguments of :func:`~dsr.pipelines.participant.run_participant` that a participant command
+    line asks for (the config built, the BIDS filter file read)."""
+    from dsr.io.bids_filter import read_filter_file
+
+    filters = None if args.bids_filter_file is None else read_filter_file(args.bids_filter_file)
+    return dict(bids_dir=Path(args.bids_dir), output_dir=Path(args.output_dir),
+                participant_labels=args.participant_label, task=args.task, session=args.session, space=args.space,
+                atlas=args.atlas, config=_load_cfg(args), device=args.device, confounds=args.confounds,
+                nprocs=args.nprocs, derivatives=None if str(args.derivatives).lower() == "none" else args.derivatives,
+                confounds_mode=args.confounds_mode, high_pass=args.high_pass, low_pass=args.low_pass,
+                radius=args.radius, seeds=args.seeds, executor=args.executor, ray_address=args.ray_address,
+                fits_per_gpu=args.fits_per_gpu, max_retries=args.max_retries, stack=args.stack,
+                threads=args.omp_nthreads, work_dir=args.work_dir, filters=filters, mem_gb=args.mem)
+
+
 def run_participant_level(args) -> int:
     """``dsr BIDS OUT participant``: every option mapped onto :func:`~dsr.pipelines.participant.run_participant`."""
-    from dsr.io.bids_filter import read_filter_file
     from dsr.pipelines.participant import run_participant
 
-    cfg = _load_cfg(args)
-    filters = None if args.bids_filter_file is None else read_filter_file(args.bids_filter_file)
-    derivatives = None if str(args.derivatives).lower() == "none" else args.derivatives
-    return run_participant(Path(args.bids_dir), Path(args.output_dir), participant_labels=args.participant_label,
-                           task=args.task, session=args.session, space=args.space, atlas=args.atlas,
-                           config=cfg, device=args.device, confounds=args.confounds, nprocs=args.nprocs,
-                           derivatives=derivatives, confounds_mode=args.confounds_mode, high_pass=args.high_pass,
-                           low_pass=args.low_pass, radius=args.radius,
-                           seeds=args.seeds, executor=args.executor, ray_address=args.ray_address,
-                           fits_per_gpu=args.fits_per_gpu, max_retries=args.max_retries,
-                           stack=args.stack, threads=args.omp_nthreads, work_dir=args.work_dir, filters=filters,
-                           mem_gb=args.mem)
+    return run_participant(**participant_options(args))
 
 
 def run_group_level(args) -> int:

@@ -92,7 +92,7 @@ def allow_epoch_bars(allowed: bool) -> None:
 def epoch_progress(label: str, every: int = 10):
     """The training callback ``progress(epoch, epochs, info)`` of one fit or stack called ``label``: a tqdm bar
     below the item bar on a terminal (in the driver, or where :func:`allow_epoch_bars` allowed it), else a
-    debug line every ``every`` epochs (``-v``)."""
+    debug line (``-v``) for the first epoch trained and every ``every``-th."""
     in_driver = mp.parent_process() is None
     if on_terminal() and (in_driver or os.environ.get(PROGRESS_ENV) == "epochs"):
         from tqdm import tqdm
@@ -110,8 +110,11 @@ def epoch_progress(label: str, every: int = 10):
 
         return on_bar
 
+    seen = []
+
     def on_line(epoch, total, info):
-        if epoch % every == 0 or epoch == total:
+        if not seen or epoch % every == 0 or epoch == total:  # the first line says where a resumed fit starts
+            seen.append(epoch)
             log.debug("%s: epoch %d/%d, loss %.5g (%.1f s)", label, epoch, total, info["loss"], info["seconds"])
 
     return on_line
