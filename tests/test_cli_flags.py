@@ -232,7 +232,7 @@ def test_work_dir_holds_the_checkpoints_and_a_rerun_resumes_from_it(tmp_path):
     the same -w resumes from it (its first epoch is not the first) and removes it."""
     out, work = tmp_path / "out", tmp_path / "work"
     argv = [sys.executable, "-m", "dsr.cli", str(DATA), str(out), "participant", "--participant-label", "01", *TINY,
-            "--set", "train.epochs=150", "--set", "train.checkpoint_every=1", "-w", str(work), "-v"]
+            "--set", "train.epochs=60", "--set", "train.checkpoint_every=1", "-w", str(work), "-v"]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -248,10 +248,10 @@ def test_work_dir_holds_the_checkpoints_and_a_rerun_resumes_from_it(tmp_path):
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     first = next(line for line in done.stderr.splitlines() if ": epoch " in line)
-    assert "epoch 1/150" not in first, first  # resumed from the checkpoint in -w
-    assert json.loads(next(out.rglob("*_metrics.json")).read_text())["epochs"] == 150
+    assert "epoch 1/60" not in first, first  # resumed from the checkpoint in -w
+    assert json.loads(next(out.rglob("*_metrics.json")).read_text())["epochs"] == 60
     assert not list(work.glob(pattern))  # removed once the outputs are written
-    assert len(pd.read_csv(next(out.rglob("*_curve.tsv")), sep="\t")) == 150
+    assert len(pd.read_csv(next(out.rglob("*_curve.tsv")), sep="\t")) == 60
 
 
 def test_progress_counts_failures_apart(tmp_path, capsys):
