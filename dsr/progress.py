@@ -66,8 +66,9 @@ class Progress:
             self.bar.set_postfix(ok=self.ok, failed=self.failed, refresh=False)
             self.bar.update(1)
         elif self.total > 1 and (self.done % self.every == 0 or self.done == self.total):
-            log.info("progress: %d/%d %s finished (%d ok, %d failed; %.0f s)", self.done, self.total, self.what,
-                     self.ok, self.failed, time.perf_counter() - self.t0)
+            counts = f"{self.ok} ok, {self.failed} failed" if self.failed else "all ok"
+            log.info("progress: %d/%d %s finished (%s; %.0f s)", self.done, self.total, self.what, counts,
+                     time.perf_counter() - self.t0)
 
     def close(self) -> None:
         if self.bar is not None:

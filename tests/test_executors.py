@@ -48,7 +48,7 @@ def test_local_pool_pins_each_worker_to_one_gpu(caplog):
     for pid, devs in by_pid.items():
         per_device.setdefault(devs.pop(), []).append(pid)
     assert set(per_device) <= {"cuda:0", "cuda:1"} and all(len(p) <= 2 for p in per_device.values())
-    assert "8/8 fits done" in caplog.text
+    assert "8/8 fits finished (all ok" in caplog.text
 
 
 def test_serial_run_in_process():
