@@ -268,3 +268,36 @@ def test_progress_counts_failures_apart(tmp_path, capsys):
         p.update()
     err = capsys.readouterr().err
     assert "2/2" in err and "failed=1" in err and "ok=1" in err
+
+
+def test_verbosity_levels_and_the_log_file(tmp_path, capsys):
+    """Default: info lines on stderr and in the file, no debug; -v: debug lines too; -vv: Python warnings
+    (nilearn's, for one) reach both. Nothing is written before the output folder is opened, and the
+    command's settings end with it."""
+    import logging
+    import warnings
+
+    from dsr import log as dsr_log
+
+    files = []
+    for level in (0, 1, 2):
+        logger = dsr_log.configure(level, ["data", "out", "participant"])
+        logger.info("an info line")
+        logger.debug("a debug line")
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn("a library warning", UserWarning)
+        assert not (tmp_path / f"out{level}").exists()
+        path = dsr_log.open_log_file(tmp_path / f"out{level}")
+        logger.info("after the file opened")
+        dsr_log.to_file("dsr: error: the last line")
+        dsr_log.close_log()
+        files.append(path.read_text())
+        err = capsys.readouterr().err
+        assert ("a debug line" in err) == (level >= 1) and ("a library warning" in err) == (level >= 2), err
+    for level, text in enumerate(files):
+        assert "an info line" in text and "after the file opened" in text and "the last line" in text
+        assert ("a debug line" in text) == (level >= 1) and ("a library warning" in text) == (level >= 2)
+    assert dsr_log.VERBOSITY_ENV not in os.environ and dsr_log.LOG_FILE_ENV not in os.environ
+    assert logging.getLogger("dsr").level == logging.INFO
+    assert dsr_log.open_log_file(tmp_path / "api") is None and not (tmp_path / "api").exists()  # no CLI: no file

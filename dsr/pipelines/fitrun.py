@@ -145,10 +145,16 @@ def fit_pending(pending: PendingFit, device: str) -> dict:
         metrics = fit_to_dir(s.series, s.tr, pending.folder, pending.config, prefix=pending.prefix,
                              nuisance=s.nuisance, inputs=s.inputs, device=device, resume=pending.resume,
                              source=pending.source, checkpoint_dir=pending.checkpoint_dir,
-                             progress=epoch_progress(pending.prefix))
+                             progress=epoch_progress(fit_name(pending.job)))
     except InputError as exc:
         raise name_input_error(exc, bold) from None
     return finish_fit(pending, metrics)
+
+
+def fit_name(job: FitJob) -> str:
+    """A short name of a fit for progress bars and lines: ``sub-01 task-rest[ run-1][ seed-2]``."""
+    parts = [f"{k}-{v}" for k, v in job.run.raw_entities().items() if k != "sub"]
+    return " ".join([job.participant_id, *parts] + ([] if job.seed is None else [f"seed-{job.seed}"]))
 
 
 def name_input_error(exc: DsrError, path) -> DsrError:
