@@ -29,9 +29,9 @@ def _load_cfg(args):
     from dsr.config import apply_overrides, load_config
 
     cfg = load_config(args.config)
-    if args.seed is not None:
+    if getattr(args, "seed", None) is not None:  # the group level has neither
         cfg = cfg.replace(seed=args.seed)
-    if args.epochs is not None:
+    if getattr(args, "epochs", None) is not None:
         cfg = cfg.replace(train={"epochs": args.epochs})
     cfg = apply_overrides(cfg, args.set)
     dsr_log.user_log().debug("config %s: %s", cfg.hash(), cfg.to_dict())
@@ -125,9 +125,9 @@ def run_group_level(args) -> int:
     from dsr.pipelines.group import run_group
     from dsr.pipelines.memory import group_workers
 
-    # the group level analyses every fit with its own config unless --config or --set names one
-    custom = args.config is not None or bool(args.set) or getattr(args, "seed", None) is not None \
-        or getattr(args, "epochs", None) is not None
+    # the group level analyses every fit with its own config unless its --config or --set names one (the
+    # participant level's --config is how the fits were made: with --reports-only each fit's own is used)
+    custom = args.analysis_level == "group" and (args.config is not None or bool(args.set))
     cfg = _load_cfg(args) if custom else None
     nprocs = group_workers(args.nprocs, args.mem)
     out = Path(args.output_dir)

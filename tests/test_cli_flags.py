@@ -301,3 +301,18 @@ def test_verbosity_levels_and_the_log_file(tmp_path, capsys):
     assert dsr_log.VERBOSITY_ENV not in os.environ and dsr_log.LOG_FILE_ENV not in os.environ
     assert logging.getLogger("dsr").level == logging.INFO
     assert dsr_log.open_log_file(tmp_path / "api") is None and not (tmp_path / "api").exists()  # no CLI: no file
+
+
+def test_group_config_and_set_change_the_analysis(fitted):
+    """--set on the group level analyses every fit with the changed eval settings (the config hash of
+    runs.tsv changes); without it each fit's own config is used."""
+    rc, out, _ = fitted
+    assert rc == 0
+    if not (out / "group" / "runs.tsv").is_file():  # written by the --reports-only test before, when it ran
+        assert main([str(DATA), str(out), "group"]) == 0
+    own = pd.read_csv(out / "group" / "runs.tsv", sep="\t")["config_hash"].tolist()
+    assert main([str(DATA), str(out), "group", "--config", "quick", "--set", "eval.lyap_steps=150"]) == 0
+    changed = pd.read_csv(out / "group" / "runs.tsv", sep="\t")["config_hash"].tolist()
+    from dsr.config import apply_overrides, load_config
+
+    assert changed == [apply_overrides(load_config("quick"), ["eval.lyap_steps=150"]).hash()] != own
