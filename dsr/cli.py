@@ -13,7 +13,6 @@ levels and ``dsr fit`` also write every line into ``OUTPUT_DIR/logs/dsr_<UTC tim
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 

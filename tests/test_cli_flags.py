@@ -85,6 +85,11 @@ def test_bad_set_is_one_line_naming_the_key(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("dsr: error: --set") and all(w in err[0] for w in words), err
     assert not out.exists()
+    for item in ("train.epoch=3", "seed=2"):  # the sweep level: its [fixed] table takes --set values
+        assert main([str(DATA), str(out), "sweep", "--sweep", "alpha_lr", "--set", item]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and ("train.epoch" in err[0] or "seeds come from its file" in err[0]), err
+    assert not out.exists()
 
 
 def test_flags_reach_the_plan(tmp_path):
