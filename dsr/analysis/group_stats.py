@@ -91,6 +91,30 @@ def permutation_correlation(x, y, method: str = "spearman", n_perm: int = 2000,
     return r, p_par, _permutation_p(res)
 
 
+def _group_sums(codes: np.ndarray, values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and sums of values (n,) per group under labels codes (..., n) in 0..k-1 → (..., k) each."""
+    onehot = (codes[..., None] == np.arange(k)).astype(float)  # (..., n, k)
+    return onehot.sum(-2), np.swapaxes(onehot, -1, -2) @ values  # (..., k), (..., k)
+
+
+def _f_statistic(codes: np.ndarray, x: np.ndarray, k: int) -> np.ndarray:
+    """One-way ANOVA F of x (n,) under labels codes (..., n) → (...)."""
+    cnt, sums = _group_sums(codes, x, k)
+    ss_between = (sums ** 2 / np.maximum(cnt, 1)).sum(-1) - x.sum() ** 2 / len(x)
+    ss_within = ((x - x.mean()) ** 2).sum() - ss_between
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (ss_between / (k - 1)) / (ss_within / (len(x) - k))
+
+
+def _h_statistic(codes: np.ndarray, ranks: np.ndarray, k: int) -> np.ndarray:
+    """Kruskal–Wallis H (tie-corrected) of ranks (n,) under labels codes (..., n) → (...)."""
+    n = len(ranks)
+    cnt, sums = _group_sums(codes, ranks, k)
+    h = 12.0 / (n * (n + 1)) * (sums ** 2 / np.maximum(cnt, 1)).sum(-1) - 3 * (n + 1)
+    _, ties = np.unique(ranks, return_counts=True)
+    return h / (1 - (ties ** 3 - ties).sum() / (n ** 3 - n))
+
+
 def _valid_groups(x, groups):
     x = np.asarray(x, float)
     g = pd.Series(groups, dtype=object)
@@ -100,7 +124,7 @@ def _valid_groups(x, groups):
 
 def permutation_group_test(x, groups, n_perm: int = 2000, seed: int = 0) -> tuple[float, float, float, float]:
     """One-way F test of x across groups, with a permutation p-value (:func:`scipy.stats.permutation_test`,
-    group labels permuted; one-sided, large F).
+    group labels permuted against x; one-sided, large F).
 
     Returns
     -------
@@ -118,9 +142,10 @@ def permutation_group_test(x, groups, n_perm: int = 2000, seed: int = 0) -> tupl
     eta = float(sum(len(s) * (s.mean() - x.mean()) ** 2 for s in samples) / ss_total)
     if n_perm < 1:
         return float(res.statistic), eta, float(res.pvalue), float("nan")
-    perm = stats.permutation_test(samples, lambda *s, axis=-1: stats.f_oneway(*s, axis=axis).statistic,
-                                  permutation_type="independent", vectorized=True, n_resamples=n_perm,
-                                  alternative="greater", rng=np.random.default_rng(seed))
+    codes = pd.factorize(g)[0]
+    perm = stats.permutation_test((codes,), lambda c, axis=-1: _f_statistic(c, x, k), permutation_type="pairings",
+                                  vectorized=True, n_resamples=n_perm, alternative="greater",
+                                  rng=np.random.default_rng(seed))
     return float(res.statistic), eta, float(res.pvalue), _permutation_p(perm)
 
 
@@ -141,8 +166,9 @@ def kruskal_wallis_test(values, categories, n_perm: int = 2000, seed: int = 0) -
     eps = float(res.statistic / (len(x) - 1))
     if n_perm < 1:
         return float(res.statistic), eps, float(res.pvalue), float("nan")
-    perm = stats.permutation_test(samples, lambda *s, axis=-1: stats.kruskal(*s, axis=axis).statistic,
-                                  permutation_type="independent", vectorized=True, n_resamples=n_perm, alternative="greater",
+    codes, ranks = pd.factorize(g)[0], stats.rankdata(x)
+    perm = stats.permutation_test((codes,), lambda c, axis=-1: _h_statistic(c, ranks, len(labels)),
+                                  permutation_type="pairings", vectorized=True, n_resamples=n_perm, alternative="greater",
                                   rng=np.random.default_rng(seed))
     return float(res.statistic), eps, float(res.pvalue), _permutation_p(perm)
 
