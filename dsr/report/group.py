@@ -22,7 +22,7 @@ from dsr.report.provenance import command_line, config_summary, reference_list, 
 GROUP_FIGURES = ("feature distributions", "features vs covariates", "distance matrix D_stsp",
                  "distance matrix D_H", "embedding")
 #: Features that measure how well a model fits its own data: fit quality, never tested as findings.
-QUALITY_FEATURES = ("dstsp", "dh")
+QUALITY_FEATURES = ("dstsp", "dh", "dstsp_test", "dh_test", "pe_test", "train_diverged")
 FDR_LEVEL = 0.05
 
 

@@ -58,9 +58,11 @@ def _status_summary(status: pd.DataFrame) -> str:
     return ", ".join(f"{v} {k}" for k, v in counts.items())
 
 
-def _input_quality(rep: Report, inputs: qc.RunInputs, n_volumes: int, label: str) -> None:
+def _input_quality(rep: Report, inputs: qc.RunInputs, names: list[str], n_volumes: int, label: str) -> None:
     """The input-quality table and figures of one run (or lines saying what is not available)."""
-    rows = {"volumes": n_volumes, "regions": len(inputs.regions), "TR (s)": inputs.tr,
+    shown = ", ".join(names[:24]) + (f", … ({len(names)} in all)" if len(names) > 24 else "")
+    rows = {"volumes": n_volumes, "regions": shown or "n/a", "TR (s)": inputs.tr,
+            "atlas": inputs.atlas.name if inputs.atlas is not None else "n/a",
             "confound strategy": inputs.strategy or "n/a"}
     fd = None
     if inputs.confounds is not None:
@@ -131,7 +133,7 @@ def _fit_section(rep: Report, sub: str, row: dict, res: FitAnalysis, ctx: Subjec
     names = inputs.regions or ([str(c) for c in pd.read_csv(p["data"], sep="\t", nrows=0).columns]
                                if x is not None else [])
     rep.heading("Input quality", level=3)
-    _input_quality(rep, inputs, 0 if x is None else len(x), label)
+    _input_quality(rep, inputs, names, 0 if x is None else len(x), label)
     n_train = metrics.get("n_train")
     ref, ref_sample = {}, None
     if x is not None and isinstance(n_train, int):
