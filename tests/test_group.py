@@ -175,3 +175,27 @@ def test_group_report_page(grouped):
     none_survive = [p for p in page.paragraphs if p.startswith("No test survives FDR correction")]
     assert bool(none_survive) == bool((q.dropna() >= 0.05).all())
     assert '<div class="scroll"><table' in text  # wide tables scroll inside the page
+
+
+def test_subject_report_without_nifti_inputs(grouped, tmp_path):
+    """Inputs that cannot be found (arrays, moved files): the QC says "not available", the report goes on."""
+    import json
+
+    from report_support import parse
+
+    from dsr.pipelines.group import analyse_subject, find_fits
+    from dsr.report.subject import SubjectContext, subject_report
+
+    _, out, cfg = grouped
+    out2 = tmp_path / "out"
+    shutil.copytree(out / "sub-01", out2 / "sub-01")
+    desc = json.loads((out / "dataset_description.json").read_text())
+    desc["DatasetLinks"] = {"raw": (tmp_path / "moved").as_uri()}
+    (out2 / "dataset_description.json").write_text(json.dumps(desc))
+    items = analyse_subject("sub-01", find_fits(out2)["sub-01"], cfg)
+    rep = subject_report("sub-01", items, out2 / "sub-01.html", SubjectContext(out2))
+    page = parse(out2 / "sub-01.html")
+    na = [p for p in page.paragraphs if "not available" in p]
+    assert len(na) == 4 and any(p.startswith("framewise displacement: not available") for p in na)
+    assert [i["alt"] for i in page.imgs] == list(SUBJECT_FIGURES) * 2 and rep.failed == []
+    assert page.summary["runs in status.tsv"] == "no status.tsv rows"
