@@ -167,7 +167,7 @@ def _nilearn_selection(path: Path, bold: Path | None, parts: list[str], n_volume
             if Path(get_confounds_file(str(bold), False, False)).resolve() != path.resolve():
                 return "the table is not the one fMRIPrep wrote beside the BOLD image"
             table, mask = nilearn_load_confounds(str(bold), strategy=tuple(strategies), demean=False, **options)
-    except (ValueError, MissingConfoundError, OSError, KeyError) as exc:
+    except (ValueError, TypeError, MissingConfoundError, OSError, KeyError) as exc:  # TypeError: a text cell
         return f"nilearn: {' '.join(str(exc).split())[:200]}"
     x = table.to_numpy(dtype=np.float64) if table is not None else np.zeros((n_volumes, 0))  # (T, C)
     names = [str(c) for c in table.columns] if table is not None else []
@@ -224,6 +224,9 @@ def load_confounds(path: str | Path, strategy: str, n_volumes: int,
             raise InputError(f"nilearn selected {len(selected[0])} rows but the BOLD run has {n_volumes} volumes",
                              path)
         out, names = list(selected[0].T), list(selected[1])
+        bad = [nm for nm, v in zip(names, out) if not np.all(np.isfinite(v[1:]))]
+        if bad:
+            raise InputError(f"column '{bad[0]}' holds missing or non-finite values after the first row", path)
         custom = [p for p in parts if p not in known and not p.lower().startswith("scrub")]
         cols = [c for c in cols if c in custom]
     else:

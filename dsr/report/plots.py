@@ -39,7 +39,7 @@ def training_curve(curve: np.ndarray) -> bytes:
 
 def data_vs_generated(x: np.ndarray, x_gen: np.ndarray, tr: float, names: list[str] | None = None,
                       n_train: int | None = None, reference: np.ndarray | None = None,
-                      reference_name: str = "VAR(1)", max_channels: int = 6) -> bytes:
+                      reference_name: str = "VAR(1)", max_channels: int = 6, title: str = "") -> bytes:
     """Data and generated series side by side, one row per region (first ``max_channels``): the data with its
     training part and held-out test part marked, the convSSM's free-running series, and a linear reference's
     sample where given. The generated series start from their own initial state: they are not forecasts of
@@ -70,6 +70,8 @@ def data_vs_generated(x: np.ndarray, x_gen: np.ndarray, tr: float, names: list[s
     if n_train is not None and 0 < n_train < len(x):
         axes[0, 0].text(n_train * tr, hi + 0.4 * pad, " test", color="tab:orange", fontsize=7, va="center")
         axes[0, 0].text(0, hi + 0.4 * pad, "train", color="0.3", fontsize=7, va="center")
+    if title:
+        fig.suptitle(title, fontsize=9)
     return _png(fig)
 
 
