@@ -99,8 +99,8 @@ def _statistics(rep: Report, table: pd.DataFrame, stats: pd.DataFrame, tested: l
     n_sig = int(np.sum(q < FDR_LEVEL))
     if n_sig == 0:
         smallest = f" (smallest q = {np.nanmin(q):.2g})" if np.isfinite(q).any() else ""
-        rep.text(f"No test survives FDR correction at q < {FDR_LEVEL}{smallest}: these data show no "
-                 "association between a dynamics feature and a covariate.", "warn")
+        rep.text(f"No test survives FDR correction at q < {FDR_LEVEL}{smallest}: none of the associations "
+                 f"below is a finding (with {len(table)} participants only large effects could be detected).", "warn")
     else:
         rep.text(f"{n_sig} of {len(stats)} tests survive FDR correction at q < {FDR_LEVEL}.")
     shown = stats.sort_values("p_permutation", na_position="last")

@@ -53,7 +53,7 @@ def data_vs_generated(x: np.ndarray, x_gen: np.ndarray, tr: float, names: list[s
                              squeeze=False)
     lo, hi = np.nanpercentile(x[:, :n], [0.5, 99.5]) if np.isfinite(x).any() else (-3, 3)
     pad = 0.5 * (hi - lo)
-    for j, (title, arr, col) in enumerate(series):
+    for j, (heading, arr, col) in enumerate(series):
         for i in range(n):
             ax = axes[i, j]
             ax.plot(np.arange(len(arr)) * tr, arr[:, i], color=col, lw=0.7)
@@ -65,7 +65,7 @@ def data_vs_generated(x: np.ndarray, x_gen: np.ndarray, tr: float, names: list[s
                 ax.set_ylabel(names[i] if names and i < len(names) else f"region {i + 1}", fontsize=8,
                               rotation=0, ha="right", va="center")
             ax.tick_params(labelsize=7)
-        axes[0, j].set_title(title, fontsize=9)
+        axes[0, j].set_title(heading, fontsize=9)
         axes[-1, j].set_xlabel("time (s)", fontsize=8)
     if n_train is not None and 0 < n_train < len(x):
         axes[0, 0].text(n_train * tr, hi + 0.4 * pad, " test", color="tab:orange", fontsize=7, va="center")
@@ -186,6 +186,7 @@ def feature_distributions(table, features: list[str], ncols: int = 4) -> bytes:
             ax.axvline(np.median(v), color="k", lw=0.8)
         ax.set_yticks([])
         ax.set_ylim(-1, 1)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(4))
         ax.set_title(f, fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes.ravel()[len(features):]:

@@ -110,8 +110,11 @@ def _fit_quality(rep: Report, metrics: dict, ref: dict) -> dict:
     rep.table(pd.DataFrame({"metric (lower is better)": list(names.values()), "convSSM": conv, "VAR(1)": lin}))
     d_c, d_l = metrics.get("dstsp_test"), ref.get("dstsp_test")
     if isinstance(d_c, (int, float)) and np.isfinite(d_c) and np.isfinite(d_l):
-        verdict = "lower (better) than" if d_c < d_l else "not lower than"
-        rep.text(f"The convSSM's held-out D_stsp is {verdict} the VAR(1) reference's ({d_c:.3g} vs {d_l:.3g}). "
+        if abs(d_c - d_l) <= 0.05 * abs(d_l):
+            verdict = "about the same as (within 5 % of)"
+        else:
+            verdict = "lower (better) than" if d_c < d_l else "higher (worse) than"
+        rep.text(f"The convSSM's held-out D_stsp is {verdict} the VAR(1) reference's ({d_c:.4g} vs {d_l:.4g}). "
                  + captions.QUALITY)
     else:
         rep.text(captions.QUALITY)
