@@ -134,6 +134,8 @@ def test_subject_report_page(grouped):
     assert page.summary["runs in status.tsv"] == "2 ok"
     assert {"summary", "errors", "methods"} <= page.ids
     assert "No run of this participant failed." in page.paragraphs
+    runs = next(t for t in page.tables if t[0] == ["run", "status", "reason", "config_hash"])
+    assert [row[1] for row in runs[1:]] == ["ok", "ok"]
     assert page.headings.count("Input quality") == 2
     qc = {row[0]: row[1] for t in page.tables for row in t if len(row) == 2}
     labels = pd.read_csv(next((bids_dir / "derivatives").rglob("*_dseg.tsv")), sep="\t")["name"]
@@ -195,7 +197,8 @@ def test_subject_report_without_nifti_inputs(grouped, tmp_path):
     items = analyse_subject("sub-01", find_fits(out2)["sub-01"], cfg)
     rep = subject_report("sub-01", items, out2 / "sub-01.html", SubjectContext(out2))
     page = parse(out2 / "sub-01.html")
-    na = [p for p in page.paragraphs if "not available" in p]
+    na = [p for p in page.paragraphs if "not available" in p and not p.startswith("run status")]
     assert len(na) == 4 and any(p.startswith("framewise displacement: not available") for p in na)
     assert [i["alt"] for i in page.imgs] == list(SUBJECT_FIGURES) * 2 and rep.failed == []
     assert page.summary["runs in status.tsv"] == "no status.tsv rows"
+    assert "run status: not available (no status.tsv rows for this participant)." in page.paragraphs

@@ -94,8 +94,10 @@ def methods_paragraph(config: DsrConfig | None, n_train: int | None, n_samples: 
     return (f"Regional time series were modelled with {model} [1], implemented in dsr {__version__} after the "
             f"reference code [5].{train}{split} Reconstructions were judged by long-term statistics of the "
             "generated series: the state-space divergence D_stsp and the Hellinger distance D_H between power "
-            "spectra [1, 2], beside a linear VAR(1) reference. Piecewise-linear RNNs for dynamical systems "
-            "reconstruction and their analysis (fixed points, cycles, Lyapunov exponents) follow [3, 4].")
+            "spectra [1, 2], beside a linear VAR(1) reference fitted to the same training volumes. The shallow "
+            "PLRNN and generalized teacher forcing follow [2], the dendritic PLRNN variants [3], and the "
+            "reconstruction of fMRI dynamics with piecewise-linear RNNs, with their fixed points, cycles and "
+            "Lyapunov exponents, [4].")
 
 
 def reference_list() -> list[str]:

@@ -189,6 +189,11 @@ def subject_report(sub: str, items: list[tuple[dict, FitAnalysis]], path: Path, 
               + [(f"#fit-{r['run']}" + (f"-seed-{r['seed']}" if r.get("seed") else ""),
                   f"{r['run']}" + (f" seed {r['seed']}" if r.get("seed") else "")) for r, _ in items],
               title="Contents")
+    rep.heading("Runs", "runs")
+    if len(status):
+        rep.table(status[["run", "status", "reason", "config_hash"]].fillna(""))
+    else:
+        rep.unavailable("run status", "no status.tsv rows for this participant")
     rep.heading("Errors", "errors")
     failed = status[status["status"].fillna("") != "ok"] if len(status) else status
     if len(failed):
