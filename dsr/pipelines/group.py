@@ -6,8 +6,10 @@ and writes, atomically, into ``OUTPUT_DIR/group/`` (each TSV with a JSON sidecar
 - ``runs.tsv``: one row per fit (participant_id, session, run, features);
 - ``features.tsv``: one row per participant, the mean over fits (``*_sd``: spread over fits where a
   participant has several), joined with ``participants.tsv``;
-- ``stats.tsv``: each feature against each participants.tsv column (Spearman or F test, permutation p,
-  BH-FDR q); ``icc.tsv``: test–retest ICC(1) of each feature where participants have several fits;
+- ``stats.tsv``: each informative dynamics feature (fit-quality metrics left out) against each
+  participants.tsv column (Spearman, one-way F, or for a nominal feature Kruskal–Wallis / chi-square;
+  permutation p, BH-FDR q; :mod:`dsr.analysis.group_stats`); ``icc.tsv``: test–retest ICC(1) of each feature
+  where participants have several fits;
 - ``distance-dstsp.tsv``, ``distance-dh.tsv``, ``embedding.tsv``: symmetrised D_stsp / D_H between
   participants' generated series and their classical-MDS embedding;
 
