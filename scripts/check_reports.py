@@ -2,9 +2,10 @@
 
     python scripts/check_reports.py OUTPUT_DIR [--screenshot DIR]
 
-For each ``group.html`` / ``sub-*.html``: the page loads, the browser logs no console error, and every
-listed figure (``dsr.pipelines.group.SUBJECT_FIGURES`` / ``GROUP_FIGURES``) is in the rendered DOM as a
-decodable PNG image. Exit 0 when all pass, 1 otherwise. Needs Debian's ``chromium``.
+For each ``group.html`` / ``sub-*.html``: the page loads, the browser logs no console error, every listed
+figure (``dsr.report.subject.SUBJECT_FIGURES`` / ``dsr.report.group.GROUP_FIGURES``) is in the rendered DOM
+as a decodable PNG image, the page has its summary block, and every link to another report (or to an anchor
+of the page) resolves. Exit 0 when all pass, 1 otherwise. Needs Debian's ``chromium``.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dsr.pipelines.group import GROUP_FIGURES, SUBJECT_FIGURES  # noqa: E402
+from dsr.report.group import GROUP_FIGURES  # noqa: E402
+from dsr.report.subject import SUBJECT_FIGURES  # noqa: E402
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -37,7 +39,7 @@ def check_page(browser: str, page: Path, expected: tuple[str, ...], screenshot: 
         args = [browser, *FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.resolve().as_uri()]
         proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
         if screenshot is not None:
-            subprocess.run([browser, *FLAGS, f"--user-data-dir={profile}", "--window-size=1200,2400",
+            subprocess.run([browser, *FLAGS, f"--user-data-dir={profile}", "--window-size=1200,3000",
                             f"--screenshot={screenshot}", page.resolve().as_uri()],
                            capture_output=True, text=True, timeout=120)
     problems = []
@@ -46,11 +48,28 @@ def check_page(browser: str, page: Path, expected: tuple[str, ...], screenshot: 
     console = [ln for ln in proc.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
     problems += [f"console: {ln.strip()[:200]}" for ln in console]
     images = dict(re.findall(r'<img alt="([^"]+)"[^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"', proc.stdout))
+    if "<body" in proc.stdout:
+        problems += link_problems(page, proc.stdout, require_summary=bool(expected))
     for name in expected:
         if name not in images:
             problems.append(f"figure missing: {name}")
         elif not base64.b64decode(images[name]).startswith(b"\x89PNG"):
             problems.append(f"figure not a PNG: {name}")
+    return problems
+
+
+def link_problems(page: Path, dom: str, require_summary: bool = True) -> list[str]:
+    """A missing summary block, links to reports that do not exist and anchors the page does not have."""
+    problems = []
+    if require_summary and 'id="summary"' not in dom:
+        problems.append("no summary block")
+    ids = set(re.findall(r'\sid="([^"]+)"', dom))
+    for href in re.findall(r'<a href="([^"]+)"', dom):
+        if href.startswith("#"):
+            if href[1:] not in ids:
+                problems.append(f"broken anchor: {href}")
+        elif "://" not in href and not (page.parent / href.split("#")[0]).is_file():
+            problems.append(f"broken link: {href}")
     return problems
 
 

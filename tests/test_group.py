@@ -8,7 +8,7 @@ import pytest
 
 from dsr.config import load_config
 from dsr.errors import InputError
-from dsr.pipelines.group import GROUP_FIGURES, SUBJECT_FIGURES, run_group
+from dsr.pipelines.group import GROUP_FIGURES, QC_FIGURES, SUBJECT_FIGURES, run_group
 from dsr.pipelines.participant import run_participant
 from dsr.simulate.bids_dataset import make_dataset
 
@@ -45,9 +45,15 @@ def _images(path):
     return p.imgs
 
 
-def test_group_outputs(fitted, capsys):
+@pytest.fixture(scope="module")
+def grouped(fitted):
     bids_dir, out, cfg = fitted
     assert run_group(bids_dir, out, config=cfg, n_perm=200) == 0
+    return fitted
+
+
+def test_group_outputs(grouped):
+    bids_dir, out, cfg = grouped
     g = out / "group"
     runs = pd.read_csv(g / "runs.tsv", sep="\t")
     assert len(runs) == 6 and {"participant_id", "session", "run"} <= set(runs.columns)
@@ -61,7 +67,8 @@ def test_group_outputs(fitted, capsys):
     assert np.allclose(feats["forcing"], parts["forcing"])  # covariates joined on participant_id
     stats = pd.read_csv(g / "stats.tsv", sep="\t")
     assert set(stats["covariate"]) == {"age", "sex", "forcing"}
-    assert set(stats.loc[stats.covariate == "sex", "test"]) <= {"anova_f"}
+    assert set(stats.loc[stats.covariate == "sex", "test"]) <= {"anova_f", "chi_square"}  # sex is categorical
+    assert not {"dstsp", "dh", "dstsp_test", "pe_test"} & set(stats["feature"])  # fit quality is not a finding
     assert stats["p_permutation"].dropna().between(0, 1).all()
     icc = pd.read_csv(g / "icc.tsv", sep="\t")
     assert "lyapunov_max" in set(icc["feature"])
@@ -75,7 +82,7 @@ def test_group_outputs(fitted, capsys):
     assert all(i["src"].startswith("data:image/png;base64,") for i in imgs)
     for s in ("01", "02", "03"):
         imgs = _images(out / f"sub-{s}.html")
-        assert [i["alt"] for i in imgs] == list(SUBJECT_FIGURES) * 2  # two runs
+        assert [i["alt"] for i in imgs] == (list(QC_FIGURES) + list(SUBJECT_FIGURES)) * 2  # two runs
         assert all(i["src"].startswith("data:image/png;base64,") for i in imgs)
 
 
@@ -114,3 +121,84 @@ def test_group_uses_each_fits_own_settings(fitted):
         assert row["config_hash"] == metrics["config_hash"]
     other = cfg.replace(eval={"lyap_steps": 50})
     assert analyse_subject("sub-01", paths, other)[0][1].orbit.shape[0] == 50  # an explicit config wins
+
+
+def test_subject_report_page(grouped):
+    """Summary, errors, input QC with region names, held-out quality beside VAR(1), methods, links."""
+    from report_support import parse
+
+    bids_dir, out, cfg = grouped
+    page = parse(out / "sub-01.html")
+    assert {"software", "command (this report)", "preset", "overrides", "runs in status.tsv"} <= set(page.summary)
+    assert page.summary["preset"] == "quick" and "train.epochs=2" in page.summary["overrides"]
+    assert page.summary["runs in status.tsv"] == "2 ok"
+    assert {"summary", "errors", "methods"} <= page.ids
+    assert "No run of this participant failed." in page.paragraphs
+    runs = next(t for t in page.tables if t[0] == ["run", "status", "reason", "config_hash"])
+    assert [row[1] for row in runs[1:]] == ["ok", "ok"]
+    assert page.headings.count("Input quality") == 2
+    qc = {row[0]: row[1] for t in page.tables for row in t if len(row) == 2}
+    labels = pd.read_csv(next((bids_dir / "derivatives").rglob("*_dseg.tsv")), sep="\t")["name"]
+    assert qc["regions"] == ", ".join(labels)  # the atlas' region names, not channel numbers
+    assert float(qc["mean FD (mm)"]) >= 0 and float(qc["median tSNR"]) > 0
+    quality = next(t for t in page.tables if t[0] == ["metric (lower is better)", "convSSM", "VAR(1)"])
+    assert len(quality) == 4 and all(row[2] != "n/a" for row in quality[1:3])  # VAR(1) scored beside
+    assert "group.html" in page.links and (out / "group.html").is_file()
+    assert "Volkmann E, Brändle A" in (out / "sub-01.html").read_text()  # the reference list
+    assert any(p.startswith("Regional time series were modelled") for p in page.paragraphs)
+
+
+def test_group_report_page(grouped):
+    """Summary, links to every subject report, quality apart from features, statistics naming test, p and q."""
+    import sys
+
+    from report_support import parse
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "scripts"))
+    from check_reports import link_problems
+
+    _, out, _ = grouped
+    text = (out / "group.html").read_text()
+    page = parse(out / "group.html")
+    assert page.summary["participants analysed"] == "3" and page.summary["fits"] == "6"
+    assert page.summary["participants skipped"] == "0" and page.summary["runs in status.tsv"] == "6 (0 not ok)"
+    assert [h for h in page.links if h.startswith("sub-")] == ["sub-01.html", "sub-02.html", "sub-03.html"]
+    assert link_problems(out / "group.html", text) == []
+    assert link_problems(out / "sub-02.html", (out / "sub-02.html").read_text()) == []
+    assert {"quality", "features", "statistics"} <= page.ids
+    features = next(t for t in page.tables if t[0][0] == "participant_id" and "lyapunov_max" in t[0])
+    assert not {"dstsp", "dh", "dstsp_test", "pe_test"} & set(features[0])  # quality kept apart
+    stats = next(t for t in page.tables if "q (BH-FDR)" in t[0])
+    assert {"test", "p (permutation)"} <= set(stats[0])
+    tests = {row[stats[0].index("test")] for row in stats[1:]}
+    assert tests <= {"spearman", "anova_f", "kruskal_wallis", "chi_square"}
+    assert any(p.startswith("Tests: ") and "permutation" in p for p in page.paragraphs)
+    q = pd.read_csv(out / "group" / "stats.tsv", sep="\t")["q_fdr"]
+    none_survive = [p for p in page.paragraphs if p.startswith("No test survives FDR correction")]
+    assert bool(none_survive) == bool((q.dropna() >= 0.05).all())
+    assert '<div class="scroll"><table' in text  # wide tables scroll inside the page
+
+
+def test_subject_report_without_nifti_inputs(grouped, tmp_path):
+    """Inputs that cannot be found (arrays, moved files): the QC says "not available", the report goes on."""
+    import json
+
+    from report_support import parse
+
+    from dsr.pipelines.group import analyse_subject, find_fits
+    from dsr.report.subject import SubjectContext, subject_report
+
+    _, out, cfg = grouped
+    out2 = tmp_path / "out"
+    shutil.copytree(out / "sub-01", out2 / "sub-01")
+    desc = json.loads((out / "dataset_description.json").read_text())
+    desc["DatasetLinks"] = {"raw": (tmp_path / "moved").as_uri()}
+    (out2 / "dataset_description.json").write_text(json.dumps(desc))
+    items = analyse_subject("sub-01", find_fits(out2)["sub-01"], cfg)
+    rep = subject_report("sub-01", items, out2 / "sub-01.html", SubjectContext(out2))
+    page = parse(out2 / "sub-01.html")
+    na = [p for p in page.paragraphs if "not available" in p and not p.startswith("run status")]
+    assert len(na) == 4 and any(p.startswith("framewise displacement: not available") for p in na)
+    assert [i["alt"] for i in page.imgs] == list(SUBJECT_FIGURES) * 2 and rep.failed == []
+    assert page.summary["runs in status.tsv"] == "no status.tsv rows"
+    assert "run status: not available (no status.tsv rows for this participant)." in page.paragraphs

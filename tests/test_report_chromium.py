@@ -30,12 +30,24 @@ def _png() -> bytes:
 
 def test_report_loads_with_every_figure(tmp_path):
     rep = Report("t")
+    rep.summary({"software": "dsr"})
+    (tmp_path / "sub-01.html").write_text("<!DOCTYPE html><html><body>s</body></html>")
+    rep.links([("sub-01.html", "sub-01"), ("#summary", "top")])
     for name in ("a", "b"):
         rep.figure(name, _png)
     page = rep.write(tmp_path / "group.html")
     assert check_reports.check_page(check_reports.chromium(), page, ("a", "b")) == []
     problems = check_reports.check_page(check_reports.chromium(), page, ("a", "b", "c"))
     assert problems == ["figure missing: c"]
+
+
+def test_missing_summary_and_broken_links_are_caught(tmp_path):
+    rep = Report("t")
+    rep.links([("sub-09.html", "gone"), ("#nowhere", "anchor")])
+    rep.figure("a", _png)
+    page = rep.write(tmp_path / "group.html")
+    problems = check_reports.check_page(check_reports.chromium(), page, ("a",))
+    assert problems == ["no summary block", "broken link: sub-09.html", "broken anchor: #nowhere"]
 
 
 def test_console_error_is_caught(tmp_path):

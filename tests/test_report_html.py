@@ -41,3 +41,19 @@ def test_report_embeds_figures_and_skips_a_failed_one(tmp_path, caplog):
     assert all(i["src"].startswith("data:image/png;base64,") for i in p.imgs)
     assert "<i>" not in path.read_text().split("<body>")[1].replace("<img", "")  # user text is escaped
     assert "&lt;i&gt;" in path.read_text() and "table" in p.tags
+
+
+def test_library_warnings_reach_the_log(caplog):
+    """Warnings raised inside logged_warnings are logged once each, not hidden (deprecations at DEBUG)."""
+    import warnings
+
+    from dsr.library_warnings import logged_warnings
+
+    with caplog.at_level(logging.DEBUG, logger="dsr"):
+        with logged_warnings("nilearn"):
+            for _ in range(3):
+                warnings.warn("the mask\nis empty", UserWarning)
+            warnings.warn("old API", DeprecationWarning)
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert lines == [(logging.INFO, "nilearn: UserWarning: the mask is empty"),
+                     (logging.DEBUG, "nilearn: DeprecationWarning: old API")]

@@ -1,7 +1,12 @@
 """Group statistics on per-subject dynamics features.
 
-- feature vs covariate: Spearman (and Pearson) correlation for numeric covariates, a one-way F test for
-  categorical ones; p-values by permutation of the covariate; Benjamini–Hochberg FDR over all tests;
+- feature vs covariate: Spearman (or Pearson) correlation for a numeric feature and a numeric covariate,
+  a one-way F test for a numeric feature across the groups of a categorical covariate; a nominal feature
+  (a code such as ``attractor_kind``) is tested as nominal: Kruskal–Wallis H of a numeric covariate across
+  the feature's categories, or the chi-square statistic of the contingency table against a categorical
+  covariate. Every p-value is a permutation p-value from :func:`scipy.stats.permutation_test` (exact when
+  the number of distinct permutations is at most ``n_perm``), with the parametric one beside it;
+  Benjamini–Hochberg FDR over all tests by :func:`scipy.stats.false_discovery_control`;
 - test–retest reliability: ICC(1) (one-way random effects) with within- and between-subject variances;
 - between-subject distances of generated trajectories (symmetrised D_stsp, D_H) and a classical-MDS
   embedding.
@@ -21,24 +26,37 @@ from dsr.analysis.spectrum import dh
 
 STAT_COLUMNS = ("feature", "covariate", "test", "n", "statistic", "effect", "p_parametric", "p_permutation",
                 "q_fdr")
+#: What each code of the ``test`` column is (statistic; effect; the permutation).
+TEST_NAMES = {
+    "spearman": "Spearman rank correlation ρ (effect: Pearson r); permutation p, two-sided",
+    "pearson": "Pearson correlation r; permutation p, two-sided",
+    "anova_f": "one-way ANOVA F across the covariate's groups (effect: η²); permutation p of F",
+    "kruskal_wallis": "Kruskal–Wallis H of the covariate across the feature's categories (nominal feature; "
+                      "effect: ε² = H/(n−1)); permutation p of H",
+    "chi_square": "chi-square statistic of the feature × covariate contingency table (nominal feature; "
+                  "effect: Cramér's V); permutation p of χ²",
+}
+#: Features that are codes of categories, not quantities.
+NOMINAL_FEATURES = ("attractor_kind",)
 
 
-def _rank(x: np.ndarray) -> np.ndarray:
-    return stats.rankdata(x, axis=-1)
-
-
-def _corr_rows(x: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """Pearson correlation of x (n,) with each row of Y (P, n) → (P,)."""
-    xc = x - x.mean()
-    Yc = Y - Y.mean(-1, keepdims=True)
-    den = np.sqrt((xc ** 2).sum() * (Yc ** 2).sum(-1))
+def _corr(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Pearson correlation of x (..., n) with y (n,) along the last axis → (...)."""
+    xc = x - x.mean(axis, keepdims=True)
+    yc = y - y.mean()
+    den = np.sqrt((xc ** 2).sum(axis) * (yc ** 2).sum())
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (Yc @ xc) / den
+        return (xc @ yc) / den
+
+
+def _permutation_p(result) -> float:
+    return float(min(1.0, result.pvalue))
 
 
 def permutation_correlation(x, y, method: str = "spearman", n_perm: int = 2000,
                             seed: int = 0) -> tuple[float, float, float]:
-    """Correlation of x and y with a two-sided permutation p-value.
+    """Correlation of x and y with a two-sided permutation p-value (:func:`scipy.stats.permutation_test`,
+    pairings of x permuted against y).
 
     Parameters
     ----------
@@ -46,14 +64,13 @@ def permutation_correlation(x, y, method: str = "spearman", n_perm: int = 2000,
         Pairs with a NaN in either are dropped.
     method : {"spearman", "pearson"}
     n_perm : int
-        Permutations of y.
+        Resamples (0: no permutation p).
     seed : int
 
     Returns
     -------
     r, p_parametric, p_permutation : float
         NaN when fewer than 3 pairs remain or either is constant.
-        p_permutation = (1 + #{|r_perm| >= |r|}) / (1 + n_perm).
     """
     x, y = np.asarray(x, float), np.asarray(y, float)
     ok = np.isfinite(x) & np.isfinite(y)
@@ -61,71 +78,148 @@ def permutation_correlation(x, y, method: str = "spearman", n_perm: int = 2000,
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan"), float("nan"), float("nan")
     if method == "spearman":
-        x, y = _rank(x), _rank(y)
+        x, y = stats.rankdata(x), stats.rankdata(y)
     elif method != "pearson":
         raise ValueError(f"unknown method {method!r}")
-    r = float(_corr_rows(x, y[None])[0])
-    n = len(x)
-    t = r * np.sqrt((n - 2) / max(1e-300, 1 - r * r))
-    p_par = float(2 * stats.t.sf(abs(t), n - 2))
+    r = float(_corr(x, y))
+    p_par = float(stats.pearsonr(x, y).pvalue)
     if n_perm < 1:
         return r, p_par, float("nan")
-    rng = np.random.default_rng(seed)
-    perm = np.stack([rng.permutation(y) for _ in range(n_perm)])  # (n_perm, n)
-    r_perm = _corr_rows(x, perm)
-    p_perm = float((1 + np.sum(np.abs(r_perm) >= abs(r) - 1e-12)) / (1 + n_perm))
-    return r, p_par, p_perm
+    res = stats.permutation_test((x,), lambda a, axis=-1: _corr(a, y, axis), permutation_type="pairings",
+                                 vectorized=True, n_resamples=n_perm, alternative="two-sided",
+                                 rng=np.random.default_rng(seed))
+    return r, p_par, _permutation_p(res)
 
 
-def _f_stat(x: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
-    """One-way ANOVA F for x (n,) under each row of labels codes (P, n) in 0..k-1 → (P,), and eta²."""
-    n = x.shape[0]
-    onehot = codes[..., None] == np.arange(k)  # (P, n, k)
-    cnt = onehot.sum(1)  # (P, k)
-    means = (onehot * x[None, :, None]).sum(1) / np.maximum(cnt, 1)  # (P, k)
-    ss_between = (cnt * (means - x.mean()) ** 2).sum(-1)  # (P,)
-    ss_total = ((x - x.mean()) ** 2).sum()
-    ss_within = ss_total - ss_between
+def _group_sums(codes: np.ndarray, values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and sums of values (n,) per group under labels codes (..., n) in 0..k-1 → (..., k) each."""
+    onehot = (codes[..., None] == np.arange(k)).astype(float)  # (..., n, k)
+    return onehot.sum(-2), np.swapaxes(onehot, -1, -2) @ values  # (..., k), (..., k)
+
+
+def _f_statistic(codes: np.ndarray, x: np.ndarray, k: int) -> np.ndarray:
+    """One-way ANOVA F of x (n,) under labels codes (..., n) → (...)."""
+    cnt, sums = _group_sums(codes, x, k)
+    ss_between = (sums ** 2 / np.maximum(cnt, 1)).sum(-1) - x.sum() ** 2 / len(x)
+    ss_within = ((x - x.mean()) ** 2).sum() - ss_between
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (ss_between / (k - 1)) / (ss_within / (n - k)), ss_between / ss_total
+        return (ss_between / (k - 1)) / (ss_within / (len(x) - k))
+
+
+def _h_statistic(codes: np.ndarray, ranks: np.ndarray, k: int) -> np.ndarray:
+    """Kruskal–Wallis H (tie-corrected) of ranks (n,) under labels codes (..., n) → (...)."""
+    n = len(ranks)
+    cnt, sums = _group_sums(codes, ranks, k)
+    h = 12.0 / (n * (n + 1)) * (sums ** 2 / np.maximum(cnt, 1)).sum(-1) - 3 * (n + 1)
+    _, ties = np.unique(ranks, return_counts=True)
+    return h / (1 - (ties ** 3 - ties).sum() / (n ** 3 - n))
+
+
+def _valid_groups(x, groups):
+    x = np.asarray(x, float)
+    g = pd.Series(groups, dtype=object)
+    ok = np.isfinite(x) & g.notna().to_numpy() & (g.astype(str) != "n/a").to_numpy()
+    return x[ok], g[ok].astype(str).to_numpy()
 
 
 def permutation_group_test(x, groups, n_perm: int = 2000, seed: int = 0) -> tuple[float, float, float, float]:
-    """One-way F test of x across groups, with a permutation p-value.
+    """One-way F test of x across groups, with a permutation p-value (:func:`scipy.stats.permutation_test`,
+    group labels permuted against x; one-sided, large F).
 
     Returns
     -------
     F, eta_squared, p_parametric, p_permutation : float
         NaN when fewer than 2 groups, or fewer than k + 1 values, remain.
     """
-    x = np.asarray(x, float)
-    g = pd.Series(groups, dtype=object)
-    ok = np.isfinite(x) & g.notna().to_numpy() & (g.astype(str) != "n/a").to_numpy()
-    x, g = x[ok], g[ok]
-    codes, uniques = pd.factorize(g.astype(str))
-    k = len(uniques)
+    x, g = _valid_groups(x, groups)
+    labels = list(dict.fromkeys(g))
+    k = len(labels)
     if k < 2 or len(x) <= k or np.ptp(x) == 0:
         return (float("nan"),) * 4
-    F, eta = _f_stat(x, codes[None], k)
+    samples = [x[g == lab] for lab in labels]
+    res = stats.f_oneway(*samples)
+    ss_total = ((x - x.mean()) ** 2).sum()
+    eta = float(sum(len(s) * (s.mean() - x.mean()) ** 2 for s in samples) / ss_total)
     if n_perm < 1:
-        return float(F[0]), float(eta[0]), float(stats.f.sf(F[0], k - 1, len(x) - k)), float("nan")
-    rng = np.random.default_rng(seed)
-    Fp, _ = _f_stat(x, np.stack([rng.permutation(codes) for _ in range(n_perm)]), k)
-    p_perm = float((1 + np.sum(Fp >= F[0] - 1e-12)) / (1 + n_perm))
-    return float(F[0]), float(eta[0]), float(stats.f.sf(F[0], k - 1, len(x) - k)), p_perm
+        return float(res.statistic), eta, float(res.pvalue), float("nan")
+    codes = pd.factorize(g)[0]
+    perm = stats.permutation_test((codes,), lambda c, axis=-1: _f_statistic(c, x, k), permutation_type="pairings",
+                                  vectorized=True, n_resamples=n_perm, alternative="greater",
+                                  rng=np.random.default_rng(seed))
+    return float(res.statistic), eta, float(res.pvalue), _permutation_p(perm)
+
+
+def kruskal_wallis_test(values, categories, n_perm: int = 2000, seed: int = 0) -> tuple[float, float, float, float]:
+    """Kruskal–Wallis H of ``values`` (numeric) across ``categories`` (nominal), permutation p.
+
+    Returns
+    -------
+    H, epsilon_squared, p_parametric, p_permutation : float
+        NaN when fewer than 2 categories or all values equal.
+    """
+    x, g = _valid_groups(values, categories)
+    labels = list(dict.fromkeys(g))
+    if len(labels) < 2 or len(x) <= len(labels) or np.ptp(x) == 0:
+        return (float("nan"),) * 4
+    samples = [x[g == lab] for lab in labels]
+    res = stats.kruskal(*samples)
+    eps = float(res.statistic / (len(x) - 1))
+    if n_perm < 1:
+        return float(res.statistic), eps, float(res.pvalue), float("nan")
+    codes, ranks = pd.factorize(g)[0], stats.rankdata(x)
+    perm = stats.permutation_test((codes,), lambda c, axis=-1: _h_statistic(c, ranks, len(labels)),
+                                  permutation_type="pairings", vectorized=True, n_resamples=n_perm, alternative="greater",
+                                  rng=np.random.default_rng(seed))
+    return float(res.statistic), eps, float(res.pvalue), _permutation_p(perm)
+
+
+def _chi2(ca: np.ndarray, b_onehot: np.ndarray, ka: int, axis: int = -1) -> np.ndarray:
+    """Pearson chi-square of the contingency tables of codes ca (..., n) in 0..ka-1 against a fixed one-hot
+    b (n, kb) → (...)."""
+    onehot_a = (ca[..., None] == np.arange(ka)).astype(float)  # (..., n, ka)
+    observed = np.swapaxes(onehot_a, -1, -2) @ b_onehot  # (..., ka, kb)
+    n = b_onehot.shape[0]
+    expected = observed.sum(-1, keepdims=True) * observed.sum(-2, keepdims=True) / n  # (..., ka, kb)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.nansum((observed - expected) ** 2 / expected, axis=(-2, -1))
+
+
+def chi_square_test(a, b, n_perm: int = 2000, seed: int = 0) -> tuple[float, float, float, float]:
+    """Chi-square statistic of the contingency table of two nominal variables, permutation p (``a``
+    permuted against ``b``; exact for small n where every arrangement fits in ``n_perm``).
+
+    Returns
+    -------
+    chi2, cramers_v, p_parametric (asymptotic chi-square), p_permutation : float
+        NaN when either has fewer than 2 categories.
+    """
+    sa, sb = pd.Series(a, dtype=object), pd.Series(b, dtype=object)
+    ok = (sa.notna() & sb.notna() & (sa.astype(str) != "n/a") & (sb.astype(str) != "n/a")).to_numpy()
+    a, b = sa[ok].astype(str).to_numpy(), sb[ok].astype(str).to_numpy()
+    ka, kb = len(set(a)), len(set(b))
+    if ka < 2 or kb < 2:
+        return (float("nan"),) * 4
+    table = pd.crosstab(a, b).to_numpy()
+    res = stats.chi2_contingency(table, correction=False)
+    v = float(np.sqrt(res.statistic / (len(a) * (min(ka, kb) - 1))))
+    if n_perm < 1:
+        return float(res.statistic), v, float(res.pvalue), float("nan")
+    codes = pd.factorize(a)[0]
+    b_onehot = (pd.factorize(b)[0][:, None] == np.arange(kb)).astype(float)  # (n, kb)
+    perm = stats.permutation_test((codes,), lambda c, axis=-1: _chi2(c, b_onehot, ka), permutation_type="pairings",
+                                  vectorized=True, n_resamples=n_perm, alternative="greater",
+                                  rng=np.random.default_rng(seed))
+    return float(res.statistic), v, float(res.pvalue), _permutation_p(perm)
 
 
 def bh_fdr(p) -> np.ndarray:
-    """Benjamini–Hochberg q-values (NaN p-values stay NaN and do not count)."""
+    """Benjamini–Hochberg q-values by :func:`scipy.stats.false_discovery_control` (NaN p-values stay NaN
+    and do not count)."""
     p = np.asarray(p, float)
     q = np.full_like(p, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    if ok.size == 0:
-        return q
-    order = ok[np.argsort(p[ok])]
-    m = order.size
-    adj = p[order] * m / np.arange(1, m + 1)
-    q[order] = np.minimum(1.0, np.minimum.accumulate(adj[::-1])[::-1])
+    ok = np.isfinite(p)
+    if ok.any():
+        q[ok] = stats.false_discovery_control(p[ok], method="bh")
     return q
 
 
@@ -135,8 +229,25 @@ def is_categorical(col: pd.Series) -> bool:
     return pd.to_numeric(present, errors="coerce").notna().sum() < present.notna().sum()
 
 
+def distinct_values(col: pd.Series) -> int:
+    """Number of distinct present values (n/a and NaN dropped; numbers rounded to 10 significant digits)."""
+    present = col.replace("n/a", np.nan).dropna()
+    num = pd.to_numeric(present, errors="coerce")
+    if num.notna().all():
+        return int(len(np.unique(np.round(num.to_numpy(float), 10))))
+    return int(present.astype(str).nunique())
+
+
+def informative_features(table: pd.DataFrame, features: list[str], min_distinct: int = 3) -> list[str]:
+    """The features worth plotting or testing: at least ``min_distinct`` distinct values (2 for a nominal
+    feature); a constant feature, or one with two values over many subjects, says nothing."""
+    return [f for f in features
+            if distinct_values(table[f]) >= (2 if f in NOMINAL_FEATURES else min_distinct)]
+
+
 def feature_covariate_tests(table: pd.DataFrame, features: list[str], covariates: list[str],
-                            n_perm: int = 2000, seed: int = 0, method: str = "spearman") -> pd.DataFrame:
+                            n_perm: int = 2000, seed: int = 0, method: str = "spearman",
+                            nominal: tuple[str, ...] = NOMINAL_FEATURES) -> pd.DataFrame:
     """Every feature against every covariate, with permutation p-values and FDR over all tests.
 
     Parameters
@@ -147,11 +258,13 @@ def feature_covariate_tests(table: pd.DataFrame, features: list[str], covariates
     n_perm, seed : int
     method : {"spearman", "pearson"}
         Correlation for numeric covariates (``effect`` holds the Pearson r when method is spearman).
+    nominal : tuple of str
+        Features that are category codes (tested with Kruskal–Wallis or chi-square, see :data:`TEST_NAMES`).
 
     Returns
     -------
     DataFrame
-        Columns :data:`STAT_COLUMNS`; ``statistic`` is the correlation (or F), ``effect`` the Pearson r (or η²).
+        Columns :data:`STAT_COLUMNS`; ``test`` a key of :data:`TEST_NAMES`.
     """
     rows = []
     for cov in covariates:
@@ -160,7 +273,14 @@ def feature_covariate_tests(table: pd.DataFrame, features: list[str], covariates
         y = None if cat else pd.to_numeric(col.replace("n/a", np.nan), errors="coerce").to_numpy(float)
         for feat in features:
             x = pd.to_numeric(table[feat], errors="coerce").to_numpy(float)
-            if cat:
+            if feat in nominal:
+                codes = np.where(np.isfinite(x), np.round(x).astype(str), "n/a")
+                n = int(np.sum(np.isfinite(x) & col.replace("n/a", np.nan).notna().to_numpy()))
+                if cat:
+                    rows.append([feat, cov, "chi_square", n, *chi_square_test(codes, col.to_numpy(), n_perm, seed)])
+                else:
+                    rows.append([feat, cov, "kruskal_wallis", n, *kruskal_wallis_test(y, codes, n_perm, seed)])
+            elif cat:
                 F, eta, p_par, p_perm = permutation_group_test(x, col.to_numpy(), n_perm, seed)
                 n = int(np.sum(np.isfinite(x) & col.notna().to_numpy()))
                 rows.append([feat, cov, "anova_f", n, F, eta, p_par, p_perm])

@@ -11,10 +11,20 @@ A strategy is a ``+``-joined list of parts:
   absent. Spike regressors keep the run's length, which a dynamical model needs. A run with more than
   :data:`MAX_SCRUBBED` of its volumes flagged is refused, as is any strategy whose regressors take more than
   :data:`MAX_REGRESSOR_FRACTION` of the run's degrees of freedom (the "cleaned" series would be noise);
+- ``compcor`` (fMRIPrep's anatomical CompCor, combined mask) or ``compcor=MASK`` (``anat_separated``,
+  ``temporal``, ``temporal_anat_combined``, ``temporal_anat_separated``), ``aroma`` (fMRIPrep's ICA-AROMA
+  noise components, the non-aggressive "basic" variant), ``cosine`` (fMRIPrep's discrete-cosine high-pass
+  basis), ``nss`` (fMRIPrep's non-steady-state volumes, as spike regressors);
 - any column name of the TSV;
 - ``none``.
 
-Missing derivative and square columns are computed from their base column (derivatives start at 0).
+Where the table is fMRIPrep's (found by :func:`nilearn.interfaces.fmriprep.load_confounds` beside the run's
+preprocessed BOLD image), the parts above are selected by nilearn, which knows fMRIPrep's column names and
+versions, CompCor's JSON metadata and AROMA; volumes nilearn would drop (non-steady-state) become spike
+regressors so that the run keeps its length. Otherwise (a table not named as fMRIPrep names it, no BOLD image
+given, or columns nilearn needs missing) the classic parts are read by dsr itself: missing derivative and square
+columns are computed from their base column (derivatives start at 0); the fMRIPrep-only parts (``compcor``,
+``aroma``, ``cosine``, ``nss``) are then refused.
 """
 from __future__ import annotations
 
@@ -25,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from dsr.errors import InputError
+from dsr.library_warnings import logged_warnings
 
 MOTION6 = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
 _ALIASES = {"white_matter": ("WhiteMatter",), "csf": ("CSF",), "global_signal": ("GlobalSignal",),
@@ -34,6 +45,13 @@ DEFAULT_STRATEGY = "motion6+wmcsf"
 MAX_SCRUBBED = 0.25
 #: Largest fraction of a run's degrees of freedom that confound regressors (with mean and trend) may take.
 MAX_REGRESSOR_FRACTION = 0.5
+#: Strategy parts and the nilearn ``load_confounds`` strategy and option each stands for.
+NILEARN_PARTS = {"motion6": ("motion", "basic"), "motion12": ("motion", "derivatives"), "motion24": ("motion", "full"),
+                 "wmcsf": ("wm_csf", "basic"), "wmcsf8": ("wm_csf", "full"), "gsr": ("global_signal", "basic"),
+                 "gsr4": ("global_signal", "full"), "compcor": ("compcor", "anat_combined"),
+                 "aroma": ("ica_aroma", "basic"), "cosine": ("high_pass", None), "nss": ("non_steady_state", None)}
+COMPCOR_MASKS = ("anat_combined", "anat_separated", "temporal", "temporal_anat_combined", "temporal_anat_separated")
+FMRIPREP_ONLY = ("compcor", "aroma", "cosine", "nss")
 
 
 def _expand(bases, derivatives: bool, squares: bool) -> list[str]:
@@ -65,6 +83,11 @@ def strategy_columns(strategy: str) -> tuple[list[str], float | None]:
                  "gsr4": (("global_signal",), True, True)}
         if key in table:
             cols += [c for c in _expand(*table[key]) if c not in cols]
+        elif key.partition("=")[0] in FMRIPREP_ONLY:
+            name, _, option = key.partition("=")
+            if option and not (name == "compcor" and option in COMPCOR_MASKS):
+                raise InputError(f"bad option '{option}' in confound strategy '{strategy}' (only compcor takes "
+                                 f"one: {', '.join(COMPCOR_MASKS)})")
         elif key.startswith("scrub"):
             _, _, value = key.partition("=")
             try:
@@ -109,7 +132,56 @@ def read_confounds_table(path: str | Path) -> pd.DataFrame:
         raise InputError(f"cannot read the confounds table ({exc.__class__.__name__}: {exc})", path) from None
 
 
-def load_confounds(path: str | Path, strategy: str, n_volumes: int) -> tuple[np.ndarray, list[str]]:
+_DETAIL = ("basic", "derivatives", "power2", "full")
+
+
+def strategy_parts(strategy: str) -> list[str]:
+    """The parts of a strategy, as written (``none`` and empty parts dropped)."""
+    return [p.strip() for p in str(strategy).split("+") if p.strip() and p.strip().lower() != "none"]
+
+
+def _nilearn_selection(path: Path, bold: Path | None, parts: list[str], n_volumes: int):
+    """Regressors (T, C) and names of the nilearn parts of a strategy, or the reason nilearn cannot select them
+    (no BOLD image, a table that is not the one fMRIPrep wrote beside it, columns it needs missing)."""
+    if bold is None or not parts:
+        return "no preprocessed BOLD image given"
+    from nilearn.interfaces.fmriprep import load_confounds as nilearn_load_confounds
+    from nilearn.interfaces.fmriprep.load_confounds_utils import MissingConfoundError, get_confounds_file
+
+    strategies, options = [], {}
+    for part in parts:
+        name, _, option = part.lower().partition("=")
+        strat, default = NILEARN_PARTS[name]
+        if strat == "non_steady_state":  # nilearn always detects these; "nss" only asks for their spikes
+            continue
+        strategies += [strat] if strat not in strategies else []
+        option = option or default
+        if option in _DETAIL and options.get(strat) in _DETAIL:  # motion6+motion24: the fuller one
+            option = max(option, options[strat], key=_DETAIL.index)
+        if option:
+            options[strat] = option
+    if "compcor" in strategies and "high_pass" not in strategies:
+        strategies.append("high_pass")  # fMRIPrep's CompCor is computed after its cosine high-pass
+    try:
+        with logged_warnings("nilearn"):
+            if Path(get_confounds_file(str(bold), False, False)).resolve() != path.resolve():
+                return "the table is not the one fMRIPrep wrote beside the BOLD image"
+            table, mask = nilearn_load_confounds(str(bold), strategy=tuple(strategies), demean=False, **options)
+    except (ValueError, TypeError, MissingConfoundError, OSError, KeyError) as exc:  # TypeError: a text cell
+        return f"nilearn: {' '.join(str(exc).split())[:200]}"
+    x = table.to_numpy(dtype=np.float64) if table is not None else np.zeros((n_volumes, 0))  # (T, C)
+    names = [str(c) for c in table.columns] if table is not None else []
+    wants_nss = any(p.lower() == "nss" for p in parts)
+    if mask is not None and wants_nss:  # volumes nilearn would drop: spike regressors, the run keeps its length
+        dropped = np.setdiff1d(np.arange(n_volumes), np.asarray(mask))
+        spikes = np.zeros((n_volumes, len(dropped)))
+        spikes[dropped, np.arange(len(dropped))] = 1.0
+        x, names = np.concatenate([x, spikes], 1), names + [f"non_steady_state_{i:03d}" for i in range(len(dropped))]
+    return x, names
+
+
+def load_confounds(path: str | Path, strategy: str, n_volumes: int,
+                   bold: str | Path | None = None) -> tuple[np.ndarray, list[str]]:
     """Confound regressors of a run following ``strategy``.
 
     Parameters
@@ -120,6 +192,9 @@ def load_confounds(path: str | Path, strategy: str, n_volumes: int) -> tuple[np.
         See the module docstring.
     n_volumes : int
         Length of the BOLD run; the table must have one row per volume.
+    bold : path, optional
+        The run's preprocessed BOLD image; where fMRIPrep wrote ``path`` beside it, nilearn selects the
+        columns.
 
     Returns
     -------
@@ -129,17 +204,36 @@ def load_confounds(path: str | Path, strategy: str, n_volumes: int) -> tuple[np.
     Raises
     ------
     InputError
-        Wrong row count, a missing column, non-finite values beyond the first row.
+        Wrong row count, a missing column, non-finite values beyond the first row, an fMRIPrep-only part
+        without fMRIPrep's table.
     """
     path = Path(path)
     cols, scrub = strategy_columns(strategy)
-    if not cols and scrub is None:
+    parts = strategy_parts(strategy)
+    known = [p for p in parts if p.lower().partition("=")[0] in NILEARN_PARTS]
+    if not parts:
         return np.zeros((n_volumes, 0)), []
     df = read_confounds_table(path)
     if len(df) != n_volumes:
         raise InputError(f"the confounds table has {len(df)} rows but the BOLD run has {n_volumes} volumes",
                          path)
     out, names = [], []
+    selected = _nilearn_selection(path, None if bold is None else Path(bold), known, n_volumes)
+    if not isinstance(selected, str):
+        if len(selected[0]) != n_volumes:
+            raise InputError(f"nilearn selected {len(selected[0])} rows but the BOLD run has {n_volumes} volumes",
+                             path)
+        out, names = list(selected[0].T), list(selected[1])
+        bad = [nm for nm, v in zip(names, out) if not np.all(np.isfinite(v[1:]))]
+        if bad:
+            raise InputError(f"column '{bad[0]}' holds missing or non-finite values after the first row", path)
+        custom = [p for p in parts if p not in known and not p.lower().startswith("scrub")]
+        cols = [c for c in cols if c in custom]
+    else:
+        only = [p for p in known if p.lower().partition("=")[0] in FMRIPREP_ONLY]
+        if only:
+            raise InputError(f"confound part '{only[0]}' needs fMRIPrep's confounds table (and its JSON) beside the "
+                             f"run's preprocessed BOLD image ({selected})", path)
     for name in cols:
         values = _column(df, name, path)  # (T,)
         if not np.all(np.isfinite(values[1:])):

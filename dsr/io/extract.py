@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from dsr.errors import InputError
+from dsr.library_warnings import logged_warnings
 from dsr.io import bids, confounds, events, nifti, series_cache
 from dsr.io.feasibility import check_run_length, check_tr
 
@@ -134,8 +134,7 @@ def _resolve_strategy(run: bids.BoldRun, settings: ExtractionSettings) -> str:
 def _clean(x: np.ndarray, tr: float, settings: ExtractionSettings, conf: np.ndarray | None, zscore: bool):
     from nilearn.signal import clean
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with logged_warnings("nilearn"):
         return clean(x, t_r=tr, detrend=settings.detrend, standardize="zscore_sample" if zscore else None,
                      confounds=conf if conf is not None and conf.shape[1] else None,
                      high_pass=settings.high_pass, low_pass=settings.low_pass,
@@ -183,11 +182,11 @@ def _extract_run(run, atlas, settings, filter_config, input_root) -> RunSeries:
     raw = nifti.extract_regions(img, atlas, run.bold)  # (T, R)
     strategy = _resolve_strategy(run, settings)
     conf, conf_names = np.zeros((n, 0)), []
-    if confounds.strategy_columns(strategy) != ([], None):
+    if confounds.strategy_parts(strategy):
         if run.confounds is None:
             raise InputError(f"confound strategy '{strategy}' but no confounds table was found for the run",
                              run.bold)
-        conf, conf_names = confounds.load_confounds(run.confounds, strategy, n)  # (T, C)
+        conf, conf_names = confounds.load_confounds(run.confounds, strategy, n, bold=run.bold)  # (T, C)
     inputs, input_names = None, []
     if settings.use_events and run.events is not None:
         inputs, input_names = events.events_to_inputs(run.events, n, tr)  # (T, E)

@@ -8,7 +8,6 @@ the file.
 from __future__ import annotations
 
 import re
-import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from dsr.errors import InputError
+from dsr.library_warnings import logged_warnings
 from dsr.io.sizes import check_declared, check_memory
 
 _TIME_UNITS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
@@ -261,8 +261,7 @@ def _coordinate_atlas(key: str, radius: float | None) -> Atlas:
     from nilearn import datasets
 
     fetcher, default_radius = COORDINATE_ATLASES[key]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with logged_warnings("nilearn"):
         bunch = getattr(datasets, fetcher)()
     rois = bunch["rois"]
     coords = np.asarray(rois[["x", "y", "z"]], dtype=np.float64)  # (R, 3)
@@ -329,8 +328,7 @@ def extract_regions(bold_img, atlas: Atlas, bold_path: str | Path) -> np.ndarray
     from nilearn.maskers import NiftiLabelsMasker, NiftiMapsMasker, NiftiSpheresMasker
 
     check_atlas_grid(atlas, bold_img, bold_path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with logged_warnings("nilearn"):
         if atlas.kind == "labels":
             masker = NiftiLabelsMasker(atlas.img, background_label=0, standardize=None)
             signals = masker.fit_transform(bold_img)  # (T, R')

@@ -6,8 +6,10 @@ and writes, atomically, into ``OUTPUT_DIR/group/`` (each TSV with a JSON sidecar
 - ``runs.tsv``: one row per fit (participant_id, session, run, features);
 - ``features.tsv``: one row per participant, the mean over fits (``*_sd``: spread over fits where a
   participant has several), joined with ``participants.tsv``;
-- ``stats.tsv``: each feature against each participants.tsv column (Spearman or F test, permutation p,
-  BH-FDR q); ``icc.tsv``: test–retest ICC(1) of each feature where participants have several fits;
+- ``stats.tsv``: each informative dynamics feature (fit-quality metrics left out) against each
+  participants.tsv column (Spearman, one-way F, or for a nominal feature Kruskal–Wallis / chi-square;
+  permutation p, BH-FDR q; :mod:`dsr.analysis.group_stats`); ``icc.tsv``: test–retest ICC(1) of each feature
+  where participants have several fits;
 - ``distance-dstsp.tsv``, ``distance-dh.tsv``, ``embedding.tsv``: symmetrised D_stsp / D_H between
   participants' generated series and their classical-MDS embedding;
 
@@ -33,15 +35,12 @@ from dsr.io import derivatives as layout
 from dsr.io.derivatives import GROUP_DIR, find_fits, fit_paths, parse_fit_name
 from dsr.log import user_log
 from dsr.pipelines.executors import ExecutorSettings, run_tasks
-from dsr.report import plots
-from dsr.report.html import Report
+from dsr.pipelines.status import read_status
+from dsr.report.group import GROUP_FIGURES, GroupContext, dynamics_features, group_report
+from dsr.report.subject import ID_COLUMNS, QC_FIGURES, SUBJECT_FIGURES, SubjectContext, subject_report
 
 log = user_log()
-SUBJECT_FIGURES = ("training curve", "data vs generated", "attractor 2-D", "attractor 3-D", "power spectra",
-                   "Lyapunov spectrum", "fixed points")
-GROUP_FIGURES = ("feature distributions", "features vs covariates", "distance matrix D_stsp",
-                 "distance matrix D_H", "embedding")
-ID_COLUMNS = ("participant_id", "session", "run", "seed", "config_hash")
+__all__ = ["GROUP_FIGURES", "QC_FIGURES", "SUBJECT_FIGURES", "run_group", "analyse_subject"]
 
 
 def write_table(path: Path, df: pd.DataFrame, description: str, columns: dict | None = None) -> Path:
@@ -84,6 +83,8 @@ def subject_table(runs: pd.DataFrame, feats: list[str]) -> pd.DataFrame:
     """Mean over fits per participant, with ``*_sd`` columns where any participant has several fits."""
     g = runs.groupby("participant_id", sort=True)
     table = g[feats].mean()
+    for f in (f for f in gs.NOMINAL_FEATURES if f in feats):  # a category code: the most frequent, not the mean
+        table[f] = g[f].agg(lambda v: v.mode().min() if v.notna().any() else np.nan)
     table["n_fits"] = g.size().astype(float)
     if (table["n_fits"] > 1).any():
         sd = g[feats].std(ddof=1).add_suffix("_sd")
@@ -100,68 +101,19 @@ def _numeric_cols(df: pd.DataFrame, exclude) -> list[str]:
     return [c for c in df.columns if c not in exclude and pd.api.types.is_numeric_dtype(df[c])]
 
 
-def subject_report(sub: str, items: list[tuple[dict, FitAnalysis]], path: Path) -> Report:
-    """sub-XX.html: input quality, training curve, data vs generated, attractor, spectra, λ, fixed points."""
-    rep = Report(f"dsr report: {sub}")
-    for row, res in items:
-        p = res.paths
-        rep.heading(f"{row['run']} — attractor: {res.kind.replace('_', ' ')}")
-        try:
-            meta = json.loads(p["data_json"].read_text()) if p["data_json"].is_file() else {}
-            quality = {k: v for k, v in meta.items() if isinstance(v, (int, float, str)) and len(str(v)) < 80}
-            if quality:
-                rep.text("Input (cleaned series sidecar):")
-                rep.table(pd.DataFrame({"field": list(quality), "value": [str(v) for v in quality.values()]}))
-        except (OSError, ValueError) as exc:
-            log.warning("%s: input sidecar unreadable: %s", sub, exc)
-        feats = {k: v for k, v in row.items() if k not in ID_COLUMNS}
-        rep.table(pd.DataFrame({"feature": list(feats), "value": list(feats.values())}))
-        x = read_tsv(p["data"]) if p["data"].is_file() else None
-        xg = read_tsv(p["generated_obs"])
-        fps = res.fixed_points + res.cycles2
-        rep.figure("training curve", lambda: plots.training_curve(read_tsv(p["curve"])))
-        rep.figure("data vs generated", lambda: plots.data_vs_generated(x, xg, res.tr))
-        pts = np.array([c.points[0] for c in res.fixed_points]) if res.fixed_points else None
-        rep.figure("attractor 2-D", lambda: plots.attractor_2d(res.orbit, pts, [c.stable for c in res.fixed_points],
-                                                               read_tsv(p["generated_latent"])))
-        rep.figure("attractor 3-D", lambda: plots.attractor_3d(res.orbit))
-        rep.figure("power spectra", lambda: plots.power_spectra(x, xg, res.tr))
-        rep.figure("Lyapunov spectrum", lambda: plots.lyapunov_spectrum(res.lyapunov))
-        rep.figure("fixed points", lambda: plots.eigenvalues(fps), "eigenvalues of fixed points and 2-cycles")
-    rep.write(path)
-    return rep
-
-
-def group_report(table: pd.DataFrame, feats: list[str], stats: pd.DataFrame, icc: pd.DataFrame,
-                 dist: dict, coords: np.ndarray, covariates: list[str], path: Path) -> Report:
-    """group.html: feature distributions, features vs covariates, distance matrices and embedding."""
-    rep = Report("dsr group report")
-    rep.text(f"{len(table)} participants; features are means over each participant's fits.")
-    rep.heading("Features")
-    rep.table(table)
-    rep.figure("feature distributions", lambda: plots.feature_distributions(table, feats))
-    rep.heading("Features against covariates")
-    if len(stats):
-        top = stats.sort_values("p_permutation", na_position="last")
-        rep.table(top)
-        best = top.dropna(subset=["statistic"]).head(6)
-        pairs = [(r.feature, r.covariate, r.statistic) for r in best.itertuples()]
-    else:
-        rep.text("no covariates (participants.tsv missing or without columns)")
-        pairs = []
-    rep.figure("features vs covariates", lambda: plots.feature_vs_covariate(table, pairs))
-    if len(icc):
-        rep.heading("Test–retest reliability (ICC(1) over runs and sessions)")
-        rep.table(icc)
-    rep.heading("Between-participant dynamics distances")
-    labels = list(table["participant_id"])
-    rep.figure("distance matrix D_stsp", lambda: plots.distance_heatmap(dist["dstsp"], labels, "D_stsp"))
-    rep.figure("distance matrix D_H", lambda: plots.distance_heatmap(dist["dh"], labels, "D_H"))
-    colour = table[covariates[0]] if covariates else None
-    rep.figure("embedding", lambda: plots.embedding(coords, labels, colour, covariates[0] if covariates else ""),
-               "classical MDS of D_stsp")
-    rep.write(path)
-    return rep
+def write_reports(output_dir: Path, done: dict, table: pd.DataFrame, feats: list[str], stats: pd.DataFrame,
+                  icc: pd.DataFrame, dist: dict, coords: np.ndarray, covariates: list[str], ctx: GroupContext) -> None:
+    """sub-XX.html for every analysed participant, then group.html linking them."""
+    status = read_status(output_dir)
+    ctx.status = status
+    sctx = SubjectContext(output_dir, group_href=layout.GROUP_REPORT)
+    for sub, items in done.items():
+        sctx.status = status[status["participant_id"] == sub]
+        path = layout.subject_report(output_dir, sub)
+        subject_report(sub, items, path, sctx)
+        ctx.subject_reports.append((path.name, sub))
+    ctx.quality = sctx.quality
+    group_report(table, feats, stats, icc, dist, coords, covariates, output_dir / layout.GROUP_REPORT, ctx)
 
 
 def _analyse_task(job: tuple, device: str) -> dict:
@@ -219,7 +171,7 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
     fits = find_fits(output_dir)
     if not any(fits.values()):
         raise InputError("no fitted models found; run the participant level first", output_dir)
-    done, skipped = {}, 0
+    done, skipped = {}, {}
     jobs = [(sub, paths, config) for sub, paths in fits.items()]
     results: dict[int, dict] = {}
     run_tasks(_analyse_task, jobs, ExecutorSettings(nprocs=nprocs, threads=threads), results.__setitem__,
@@ -229,7 +181,7 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
             done[sub] = results[i]["items"]
         else:
             log.warning("%s: skipped: %s", sub, results[i]["reason"])
-            skipped += 1
+            skipped[sub] = results[i]["reason"]
     if not done:
         raise InputError("no participant folder could be analysed", output_dir)
     gdir = output_dir / GROUP_DIR
@@ -250,10 +202,12 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
                 table[c] = num
     write_table(gdir / "features.tsv", table, "Per-participant dynamics features (mean over fits; *_sd: spread "
                 "over fits) joined with participants.tsv", FEATURE_DOC)
-    stats = gs.feature_covariate_tests(table, feats, covariates, n_perm=n_perm,
+    tested = gs.informative_features(table, dynamics_features(feats))  # fit quality is not a finding
+    stats = gs.feature_covariate_tests(table, tested, covariates, n_perm=n_perm,
                                      seed=0 if config is None else config.seed)
-    write_table(gdir / "stats.tsv", stats, "Each feature against each participants.tsv column: Spearman "
-                "correlation (effect: Pearson r) or one-way F (effect: eta squared); permutation p; BH-FDR q")
+    write_table(gdir / "stats.tsv", stats, "Each dynamics feature with three or more distinct values against each "
+                "participants.tsv column; test: " + "; ".join(f"{k}: {v}" for k, v in gs.TEST_NAMES.items())
+                + "; p_permutation by scipy.stats.permutation_test; q_fdr: Benjamini-Hochberg over all tests")
     icc_rows = []
     per_run = runs.groupby(["participant_id", "session", "run"], as_index=False)[feats].mean()  # seeds averaged
     if (per_run.groupby("participant_id").size() > 1).any():
@@ -276,10 +230,11 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
     write_table(gdir / "embedding.tsv", pd.DataFrame({"participant_id": ids, "mds1": coords[:, 0],
                                                       "mds2": coords[:, 1]}), "Classical MDS of D_stsp")
     if reports:
-        for sub, items in done.items():
-            subject_report(sub, items, layout.subject_report(output_dir, sub))
-        group_report(table, feats, stats, icc, dist, coords, covariates, output_dir / layout.GROUP_REPORT)
+        seeds = sorted({str(s) for s in runs["seed"] if str(s)})
+        ctx = GroupContext(skipped=skipped, config=config or fit_config(fits[ids[0]][0]), seeds=seeds,
+                           n_perm=n_perm)
+        write_reports(output_dir, done, table, feats, stats, icc, dist, coords, covariates, ctx)
     kinds = runs["attractor_kind"].map(lambda k: KINDS[int(k)] if np.isfinite(k) else "n/a").value_counts()
-    log.info("group: %d participant(s) analysed, %d skipped; attractors: %s; outputs in %s", len(done), skipped,
+    log.info("group: %d participant(s) analysed, %d skipped; attractors: %s; outputs in %s", len(done), len(skipped),
              ", ".join(f"{k} {v}" for k, v in kinds.items()), gdir)
     return 1 if skipped else 0

@@ -1,43 +1,17 @@
 """Static figures of a single fit (PNG, matplotlib's Agg backend)."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 
 from dsr.io.atomic import atomic_write_bytes
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from dsr.report import plots
 
 
 def data_vs_generated(x: np.ndarray, x_gen: np.ndarray, path: str | Path, tr: float, n_train: int | None = None,
-                      max_channels: int = 6, title: str = "") -> Path:
-    """Observed against generated series, one panel per channel (first ``max_channels``)."""
-    plt = _plt()
-    n = min(x.shape[1], max_channels)
-    fig, axes = plt.subplots(n, 1, figsize=(10, 1.6 * n + 0.6), sharex=True, squeeze=False)
-    t = np.arange(len(x)) * tr
-    tg = np.arange(len(x_gen)) * tr
-    for i, ax in enumerate(axes[:, 0]):
-        ax.plot(t, x[:, i], color="0.3", lw=0.8, label="data")
-        ax.plot(tg, x_gen[:, i], color="tab:red", lw=0.8, alpha=0.8, label="generated")
-        if n_train is not None:
-            ax.axvline(n_train * tr, color="tab:blue", ls="--", lw=0.6)
-        ax.set_ylabel(f"ch {i}")
-    axes[0, 0].legend(loc="upper right", fontsize=7)
-    axes[-1, 0].set_xlabel("time (s)")
-    if title:
-        axes[0, 0].set_title(title, fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+                      max_channels: int = 6, title: str = "", names: list[str] | None = None) -> Path:
+    """Data and generated series side by side (:func:`dsr.report.plots.data_vs_generated`: the held-out
+    part marked, the generated series free-running, not a forecast), first ``max_channels`` regions."""
+    png = plots.data_vs_generated(x, x_gen, tr, names, n_train, max_channels=max_channels, title=title)
+    return atomic_write_bytes(path, png)

@@ -37,17 +37,41 @@ def training_curve(curve: np.ndarray) -> bytes:
     return _png(fig)
 
 
-def data_vs_generated(x: np.ndarray, x_gen: np.ndarray, tr: float, max_channels: int = 4) -> bytes:
-    """Observed and generated series, one panel per channel."""
+def data_vs_generated(x: np.ndarray, x_gen: np.ndarray, tr: float, names: list[str] | None = None,
+                      n_train: int | None = None, reference: np.ndarray | None = None,
+                      reference_name: str = "VAR(1)", max_channels: int = 6, title: str = "") -> bytes:
+    """Data and generated series side by side, one row per region (first ``max_channels``): the data with its
+    training part and held-out test part marked, the convSSM's free-running series, and a linear reference's
+    sample where given. The generated series start from their own initial state: they are not forecasts of
+    the data, so only their statistics (amplitude, rhythm, co-fluctuation) are comparable."""
     plt = _plt()
     n = min(x.shape[1], x_gen.shape[1], max_channels)
-    fig, axes = plt.subplots(n, 1, figsize=(8, 1.4 * n + 0.5), sharex=True, squeeze=False)
-    for i, ax in enumerate(axes[:, 0]):
-        ax.plot(np.arange(len(x)) * tr, x[:, i], color="0.3", lw=0.8, label="data")
-        ax.plot(np.arange(len(x_gen)) * tr, x_gen[:, i], color="tab:red", lw=0.8, label="generated")
-        ax.set_ylabel(f"ch {i}")
-    axes[0, 0].legend(loc="upper right", fontsize=7)
-    axes[-1, 0].set_xlabel("time (s)")
+    series = [("data", x, "0.2"), ("convSSM, free-running", x_gen, "tab:red")]
+    if reference is not None:
+        series.append((f"{reference_name}, free-running", reference, "tab:blue"))
+    fig, axes = plt.subplots(n, len(series), figsize=(3.6 * len(series), 1.0 * n + 0.9), sharex="col", sharey="row",
+                             squeeze=False)
+    lo, hi = np.nanpercentile(x[:, :n], [0.5, 99.5]) if np.isfinite(x).any() else (-3, 3)
+    pad = 0.5 * (hi - lo)
+    for j, (heading, arr, col) in enumerate(series):
+        for i in range(n):
+            ax = axes[i, j]
+            ax.plot(np.arange(len(arr)) * tr, arr[:, i], color=col, lw=0.7)
+            ax.set_ylim(lo - pad, hi + pad)
+            if j == 0 and n_train is not None and 0 < n_train < len(x):
+                ax.axvspan(n_train * tr, len(x) * tr, color="tab:orange", alpha=0.12, lw=0)
+                ax.axvline(n_train * tr, color="tab:orange", ls="--", lw=0.8)
+            if j == 0:
+                ax.set_ylabel(names[i] if names and i < len(names) else f"region {i + 1}", fontsize=8,
+                              rotation=0, ha="right", va="center")
+            ax.tick_params(labelsize=7)
+        axes[0, j].set_title(heading, fontsize=9)
+        axes[-1, j].set_xlabel("time (s)", fontsize=8)
+    if n_train is not None and 0 < n_train < len(x):
+        axes[0, 0].text(n_train * tr, hi + 0.4 * pad, " test", color="tab:orange", fontsize=7, va="center")
+        axes[0, 0].text(0, hi + 0.4 * pad, "train", color="0.3", fontsize=7, va="center")
+    if title:
+        fig.suptitle(title, fontsize=9)
     return _png(fig)
 
 
@@ -96,14 +120,18 @@ def attractor_3d(orbit: np.ndarray) -> bytes:
     return _png(fig)
 
 
-def power_spectra(x: np.ndarray, x_gen: np.ndarray, tr: float, smoothing: float = 2.0) -> bytes:
-    """Mean smoothed power spectrum of data and generated series against frequency (Hz)."""
+def power_spectra(x: np.ndarray, x_gen: np.ndarray, tr: float, smoothing: float = 2.0,
+                  reference: np.ndarray | None = None, reference_name: str = "VAR(1)") -> bytes:
+    """Mean smoothed power spectrum of data, generated series and a linear reference against frequency (Hz)."""
     from dsr.analysis.spectrum import power_spectrum
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3))
-    for arr, lab, col in ((x, "data", "0.3"), (x_gen, "generated", "tab:red")):
-        if np.isfinite(arr).all() and len(arr) > 2:
+    curves = [(x, "data", "0.2"), (x_gen, "convSSM", "tab:red")]
+    if reference is not None:
+        curves.append((reference, reference_name, "tab:blue"))
+    for arr, lab, col in curves:
+        if arr is not None and np.isfinite(arr).all() and len(arr) > 2:
             ps = power_spectrum(arr, smoothing).mean(1)
             ax.semilogy(np.fft.rfftfreq(len(arr), tr)[1:], ps[1:], color=col, label=lab)
     ax.set_xlabel("frequency (Hz)")
@@ -144,45 +172,56 @@ def eigenvalues(cycles: list) -> bytes:
 
 
 def feature_distributions(table, features: list[str], ncols: int = 4) -> bytes:
-    """Histogram of each feature over participants."""
+    """One strip of points per feature (one point per participant, jittered), with the median marked."""
     plt = _plt()
     n = max(1, len(features))
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3 * ncols, 2.2 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.8 * ncols, 1.9 * nrows), squeeze=False)
+    rng = np.random.default_rng(0)
     for ax, f in zip(axes.ravel(), features):
         v = np.asarray(table[f], float)
         v = v[np.isfinite(v)]
         if v.size:
-            ax.hist(v, bins=min(10, max(3, v.size)), color="tab:blue")
+            ax.scatter(v, rng.uniform(-0.3, 0.3, v.size), s=14, color="tab:blue", alpha=0.8)
+            ax.axvline(np.median(v), color="k", lw=0.8)
+        ax.set_yticks([])
+        ax.set_ylim(-1, 1)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(4))
         ax.set_title(f, fontsize=8)
+        ax.tick_params(labelsize=7)
     for ax in axes.ravel()[len(features):]:
         ax.axis("off")
     return _png(fig)
 
 
-def feature_vs_covariate(table, pairs: list[tuple[str, str, float]], ncols: int = 3) -> bytes:
-    """Scatter (or strip for categorical) plots of feature against covariate, titled with the statistic."""
+def feature_vs_covariate(table, tests, ncols: int = 3) -> bytes:
+    """Scatter (or strip for a categorical covariate) of feature against covariate, each titled with its
+    test, p and FDR q; ``tests`` rows of a stats table (feature, covariate, test, statistic, p_permutation,
+    q_fdr)."""
     plt = _plt()
-    n = max(1, len(pairs))
+    rows = list(tests.itertuples()) if hasattr(tests, "itertuples") else list(tests)
+    n = max(1, len(rows))
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.8 * nrows), squeeze=False)
-    if not pairs:
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.5 * ncols, 2.9 * nrows), squeeze=False)
+    if not rows:
         axes[0, 0].text(0.5, 0.5, "no covariates to test", ha="center", va="center")
-    for ax, (feat, cov, stat) in zip(axes.ravel(), pairs):
-        y = np.asarray(table[feat], float)
-        xv = table[cov]
+        axes[0, 0].axis("off")
+    for ax, r in zip(axes.ravel(), rows):
+        y = np.asarray(table[r.feature], float)
+        xv = table[r.covariate]
         try:
             x = np.asarray(xv, float)
             ax.scatter(x, y, s=14)
         except (TypeError, ValueError):
             cats = sorted(set(map(str, xv)))
             x = np.array([cats.index(str(v)) for v in xv])
-            ax.scatter(x, y, s=14)
+            ax.scatter(x + np.random.default_rng(0).uniform(-0.1, 0.1, len(x)), y, s=14)
             ax.set_xticks(range(len(cats)), cats)
-        ax.set_xlabel(cov, fontsize=8)
-        ax.set_ylabel(feat, fontsize=8)
-        ax.set_title(f"stat {stat:.2f}", fontsize=8)
-    for ax in axes.ravel()[len(pairs):]:
+        ax.set_xlabel(r.covariate, fontsize=8)
+        ax.set_ylabel(r.feature, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_title(f"{r.test} {r.statistic:.2f}, p={r.p_permutation:.3g}, q={r.q_fdr:.3g}", fontsize=8)
+    for ax in axes.ravel()[len(rows):]:
         ax.axis("off")
     return _png(fig)
 

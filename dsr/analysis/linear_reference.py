@@ -1,0 +1,48 @@
+"""The linear reference of one fit: a VAR(1) fitted to the same training part, scored on the same test part.
+
+Macroscale fMRI is often described well by linear models (Volkmann et al., NeurIPS 2024, compare against such
+references), so a report shows the convSSM's held-out D_stsp and D_H beside those of a VAR(1)
+(:func:`dsr.models.linear.fit_var1`) fitted by least squares to the training volumes. The VAR(1)'s
+stochastic samples (started from its stationary distribution) are scored against the held-out volumes with
+the fit's own metric settings, in the units of the cleaned series as the convSSM's ``dstsp_test``/``dh_test``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from dsr.analysis.heldout import score_samples
+from dsr.models.linear import fit_var1
+
+
+def var1_reference(x: np.ndarray, n_train: int, tr: float = 1.0, n_samples: int = 10, seed: int = 0,
+                   n_bins: int = 30, scaling: float = 1.0, bins_max_dims: int = 5,
+                   smoothing: float = 20.0) -> tuple[dict, np.ndarray]:
+    """VAR(1) fitted to ``x[:n_train]`` and scored on ``x[n_train:]``.
+
+    Parameters
+    ----------
+    x : array (T, N)
+        The series the convSSM was fitted to.
+    n_train : int
+        Training volumes (the rest is the test part).
+    tr, n_samples, seed
+        Repetition time, samples scored, seed of the samples.
+    n_bins, scaling, bins_max_dims, smoothing
+        Metric settings (the fit's ``eval`` section).
+
+    Returns
+    -------
+    scores : dict
+        ``dstsp_test``, ``dh_test`` (means over samples), NaN where the test part is under 2 volumes.
+    sample : array (T, N)
+        One sample of the VAR(1), to draw beside the data.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    model = fit_var1([x[:n_train]], tr)
+    draws = model.generate(len(x), seed=seed, n_samples=n_samples)[0]  # (n_samples, T, N)
+    test = x[n_train:]
+    if len(test) < 2:
+        return {"dstsp_test": float("nan"), "dh_test": float("nan")}, draws[0]
+    sc = score_samples(test, list(draws), scale=(np.zeros(x.shape[1]), np.ones(x.shape[1])), scaling=scaling,
+                       smoothing=smoothing, n_bins=n_bins, bins_max_dims=bins_max_dims, seed=seed)
+    return {"dstsp_test": sc["dstsp"], "dh_test": sc["dh"]}, draws[0]

@@ -1,0 +1,210 @@
+"""``sub-XX.html``: one participant's report.
+
+Summary (version, command, preset and overrides, status of every run), errors, then per fit: input quality
+(framewise displacement, tSNR, carpet plot, atlas over the mean image), held-out fit quality beside a VAR(1)
+reference, data and generated series side by side, spectra, training curve and the attractor's features;
+a methods paragraph with its references; links to the group report.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dsr.analysis.attractor import FEATURE_DOC, FitAnalysis, read_tsv
+from dsr.analysis.linear_reference import var1_reference
+from dsr.config import DsrConfig
+from dsr.io.confounds import strategy_columns
+from dsr.report import captions, plots, qc
+from dsr.report.html import Report
+from dsr.report.provenance import command_line, config_summary, methods_paragraph, reference_list, version_line
+
+log = logging.getLogger("dsr")
+#: Figures of every fit, in the order they appear (``scripts/check_reports.py`` checks them).
+SUBJECT_FIGURES = ("data vs generated", "power spectra", "training curve", "attractor 2-D", "attractor 3-D",
+                   "Lyapunov spectrum", "fixed points")
+#: Input-quality figures, drawn where the NIfTI and confounds inputs are found.
+QC_FIGURES = ("framewise displacement", "carpet plot", "atlas over mean image")
+ID_COLUMNS = ("participant_id", "session", "run", "seed", "config_hash")
+
+
+@dataclass
+class SubjectContext:
+    """What a subject report needs besides its fits."""
+
+    output_dir: Path
+    status: pd.DataFrame = field(default_factory=pd.DataFrame)  # this participant's status.tsv rows
+    group_href: str = "group.html"
+    quality: list = field(default_factory=list)  # filled: one dict per fit (held-out scores, VAR(1) beside)
+
+
+def fit_config(model_path: Path) -> DsrConfig | None:
+    """The resolved config a fit was made with (from its model's JSON sidecar), None when unreadable."""
+    try:
+        side = json.loads(Path(model_path).with_suffix(".json").read_text())
+        return DsrConfig.from_dict(side["spec"]["meta"]["config"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _status_summary(status: pd.DataFrame) -> str:
+    if status is None or not len(status):
+        return "no status.tsv rows"
+    counts = status["status"].fillna("n/a").value_counts()
+    return ", ".join(f"{v} {k}" for k, v in counts.items())
+
+
+def _input_quality(rep: Report, inputs: qc.RunInputs, names: list[str], n_volumes: int, label: str) -> None:
+    """The input-quality table and figures of one run (or lines saying what is not available)."""
+    shown = ", ".join(names[:24]) + (f", … ({len(names)} in all)" if len(names) > 24 else "")
+    rows = {"volumes": n_volumes, "regions": shown or "n/a", "TR (s)": inputs.tr,
+            "atlas": inputs.atlas.name if inputs.atlas is not None else "n/a",
+            "confound strategy": inputs.strategy or "n/a"}
+    fd = None
+    if inputs.confounds is not None:
+        try:
+            fd = qc.framewise_displacement(inputs.confounds)
+        except Exception as exc:  # an unreadable confounds table is reported, not fatal
+            log.warning("%s: confounds unreadable for the report: %s", label, " ".join(str(exc).split()))
+    if fd is not None:
+        try:
+            scrub = strategy_columns(inputs.strategy)[1] if inputs.strategy else None
+        except Exception:
+            scrub = None
+        thr = scrub or qc.FD_THRESHOLD
+        rows.update({"mean FD (mm)": float(np.mean(fd)), "max FD (mm)": float(np.max(fd)),
+                     f"volumes with FD > {thr:g} mm": f"{int(np.sum(fd > thr))} ({np.mean(fd > thr):.0%})",
+                     "scrubbed fraction": f"{np.mean(fd > scrub):.0%}" if scrub else "no scrubbing"})
+    image = None
+    if inputs.bold is not None:
+        try:
+            image = qc.ImageQC(inputs.bold, inputs.atlas, inputs.tr)
+            rows["median tSNR"] = image.tsnr()
+        except Exception as exc:
+            log.warning("%s: BOLD image unreadable for the report: %s", label, " ".join(str(exc).split()))
+    rep.table(pd.DataFrame({"measure": list(rows), "value": list(rows.values())}))
+    if fd is not None:
+        rep.figure("framewise displacement", lambda: qc.fd_figure(fd, inputs.tr), captions.FD)
+    else:
+        rep.unavailable("framewise displacement", "no confounds table with a framewise_displacement column")
+    if image is not None:
+        rep.figure("carpet plot", image.carpet, captions.CARPET)
+        if image.atlas is not None:
+            rep.figure("atlas over mean image", image.atlas_over_mean, captions.ATLAS)
+        else:
+            rep.unavailable("atlas over mean image", "the atlas is not an image (coordinates) or was not found")
+    else:
+        rep.unavailable("carpet plot and atlas over the mean image", "the input is not a NIfTI image found on "
+                        "disk (arrays, or moved files)")
+
+
+def _fit_quality(rep: Report, metrics: dict, ref: dict) -> dict:
+    """Held-out scores of the convSSM beside the VAR(1) reference; returns them as one row."""
+    names = {"dstsp_test": "D_stsp, test part (nats)", "dh_test": "D_H, test part", "pe_test": "PE, test part"}
+    conv = [metrics.get(k, float("nan")) for k in names]
+    lin = [ref.get(k, float("nan")) for k in names]
+    rep.table(pd.DataFrame({"metric (lower is better)": list(names.values()), "convSSM": conv, "VAR(1)": lin}))
+    d_c, d_l = metrics.get("dstsp_test"), ref.get("dstsp_test")
+    if isinstance(d_c, (int, float)) and np.isfinite(d_c) and np.isfinite(d_l):
+        if abs(d_c - d_l) <= 0.05 * abs(d_l):
+            verdict = "about the same as (within 5 % of)"
+        else:
+            verdict = "lower (better) than" if d_c < d_l else "higher (worse) than"
+        rep.text(f"The convSSM's held-out D_stsp is {verdict} the VAR(1) reference's ({d_c:.4g} vs {d_l:.4g}). "
+                 + captions.QUALITY)
+    else:
+        rep.text(captions.QUALITY)
+    return {"dstsp_test": d_c, "dh_test": metrics.get("dh_test"), "pe_test": metrics.get("pe_test"),
+            "var1_dstsp_test": d_l, "var1_dh_test": ref.get("dh_test")}
+
+
+def _fit_section(rep: Report, sub: str, row: dict, res: FitAnalysis, ctx: SubjectContext) -> tuple[dict, DsrConfig]:
+    p = res.paths
+    label = f"{sub} {row['run']}" + (f" seed {row['seed']}" if row.get("seed") else "")
+    anchor = f"fit-{row['run']}" + (f"-seed-{row['seed']}" if row.get("seed") else "")
+    rep.heading(f"{row['run']}" + (f" (seed {row['seed']})" if row.get("seed") else "")
+                + f" — attractor: {res.kind.replace('_', ' ')}", anchor)
+    cfg = fit_config(p["model"])
+    metrics = json.loads(p["metrics"].read_text()) if p["metrics"].is_file() else {}
+    x = read_tsv(p["data"]) if p["data"].is_file() else None
+    xg = read_tsv(p["generated_obs"])
+    inputs = qc.run_inputs(p["data_json"], ctx.output_dir)
+    names = inputs.regions or ([str(c) for c in pd.read_csv(p["data"], sep="\t", nrows=0).columns]
+                               if x is not None else [])
+    rep.heading("Input quality", level=3)
+    _input_quality(rep, inputs, names, 0 if x is None else len(x), label)
+    n_train = metrics.get("n_train")
+    ref, ref_sample = {}, None
+    if x is not None and isinstance(n_train, int):
+        try:
+            ev = cfg.eval if cfg is not None else None
+            kw = {} if ev is None else dict(n_samples=ev.n_rollouts, n_bins=ev.dstsp_bins, scaling=ev.dstsp_scaling,
+                                            bins_max_dims=ev.bins_max_dims, smoothing=ev.spectrum_smoothing)
+            ref, ref_sample = var1_reference(x, n_train, res.tr, seed=int(metrics.get("seed", 0)), **kw)
+        except Exception as exc:
+            log.warning("%s: VAR(1) reference failed: %s", label, " ".join(str(exc).split()))
+    rep.heading("Fit quality on held-out data (not a finding)", level=3)
+    quality = {"participant_id": sub, "run": row["run"], "seed": row.get("seed", ""),
+               **_fit_quality(rep, metrics, ref)}
+    rep.figure("data vs generated", lambda: plots.data_vs_generated(x, xg, res.tr, names, n_train, ref_sample),
+               captions.DATA_VS_GENERATED)
+    rep.figure("power spectra", lambda: plots.power_spectra(x, xg, res.tr, reference=ref_sample),
+               captions.SPECTRA)
+    rep.figure("training curve", lambda: plots.training_curve(read_tsv(p["curve"])), captions.CURVE)
+    rep.heading("Dynamics of the reconstructed system", level=3)
+    feats = {k: v for k, v in row.items() if k not in ID_COLUMNS}
+    rep.table(pd.DataFrame({"feature": list(feats), "value": list(feats.values()),
+                            "meaning": [FEATURE_DOC.get(k, "") for k in feats]}))
+    fps = res.fixed_points + res.cycles2
+    pts = np.array([c.points[0] for c in res.fixed_points]) if res.fixed_points else None
+    rep.figure("attractor 2-D", lambda: plots.attractor_2d(res.orbit, pts, [c.stable for c in res.fixed_points],
+                                                           read_tsv(p["generated_latent"])), captions.ATTRACTOR_2D)
+    rep.figure("attractor 3-D", lambda: plots.attractor_3d(res.orbit), captions.ATTRACTOR_3D)
+    rep.figure("Lyapunov spectrum", lambda: plots.lyapunov_spectrum(res.lyapunov), captions.LYAPUNOV)
+    rep.figure("fixed points", lambda: plots.eigenvalues(fps), captions.FIXED_POINTS)
+    return quality, cfg
+
+
+def subject_report(sub: str, items: list[tuple[dict, FitAnalysis]], path: Path, ctx: SubjectContext) -> Report:
+    """Write ``sub-XX.html`` for one participant's fits; the fits' quality rows are appended to
+    ``ctx.quality``."""
+    rep = Report(f"dsr report: {sub}")
+    body = Report(rep.title)  # the fit sections, composed first: the summary needs their config
+    cfg, n_train, n_samples = None, None, None
+    for row, res in items:
+        quality, c = _fit_section(body, sub, row, res, ctx)
+        ctx.quality.append(quality)
+        cfg = cfg or c
+        m = json.loads(res.paths["metrics"].read_text()) if res.paths["metrics"].is_file() else {}
+        n_train, n_samples = n_train or m.get("n_train"), n_samples or m.get("n_samples")
+    status = ctx.status if ctx.status is not None else pd.DataFrame()
+    rep.summary({"participant": sub, "software": version_line(), "command (this report)": command_line(),
+                 "fits": str(len(items)), "runs in status.tsv": _status_summary(status),
+                 **config_summary(cfg), "group report": ctx.group_href})
+    rep.links([(ctx.group_href, "group report")]
+              + [(f"#fit-{r['run']}" + (f"-seed-{r['seed']}" if r.get("seed") else ""),
+                  f"{r['run']}" + (f" seed {r['seed']}" if r.get("seed") else "")) for r, _ in items],
+              title="Contents")
+    rep.heading("Runs", "runs")
+    if len(status):
+        rep.table(status[["run", "status", "reason", "config_hash"]].fillna(""))
+    else:
+        rep.unavailable("run status", "no status.tsv rows for this participant")
+    rep.heading("Errors", "errors")
+    failed = status[status["status"].fillna("") != "ok"] if len(status) else status
+    if len(failed):
+        rep.table(failed[["run", "status", "reason"]].fillna(""))
+    else:
+        rep.text("No run of this participant failed.")
+    rep.parts += body.parts
+    rep.figures += body.figures
+    rep.failed += body.failed
+    rep.heading("Methods", "methods")
+    rep.text(methods_paragraph(cfg, n_train, n_samples))
+    rep.references(reference_list())
+    rep.write(path)
+    return rep
