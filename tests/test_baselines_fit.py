@@ -131,3 +131,21 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     mindy = fit_baselines("mindy", [x], 0, options=SMALL["mindy"], cfg=QUICK, tr=2.0, warmup=10)
     with pytest.raises(InputError, match="shorter than the filter|too short to deconvolve"):
         mindy.generate(5, context=x[:3])
+
+
+def test_heldout_benchmark_smoke(tmp_path):
+    """benchmarks/baselines_heldout.py on two simulated subjects: every model scored on all four halves."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "baselines_heldout.py"
+    spec = importlib.util.spec_from_file_location("bench_baselines_heldout", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    df = mod.main(["--smoke", "--steps", "5", "--samples", "2", "--kinds", "lru", "--out", str(tmp_path)])
+    models = ["var1", "gaussian", "lgssm", "other_half_floor", "lru", "lru_det"]
+    assert sorted(df.model.unique()) == sorted(models)
+    assert (df.groupby("model").size() == 4).all()
+    assert np.isfinite(df[df.model != "lru"].dstsp).all()
+    table = (tmp_path / "table.md").read_text()
+    assert all(f"| {m} | 4 |" in table for m in models)
