@@ -149,3 +149,23 @@ def test_heldout_benchmark_smoke(tmp_path):
     assert np.isfinite(df[df.model != "lru"].dstsp).all()
     table = (tmp_path / "table.md").read_text()
     assert all(f"| {m} | 4 |" in table for m in models)
+
+
+def test_damaged_fitted_baseline_files(tmp_path):
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    fit = fit_baselines("lru", [ar_process(120)], 0, options=SMALL["lru"], cfg=QUICK, warmup=10)
+    path = fit.save(tmp_path / "fit.safetensors")
+    side = json.loads(path.with_suffix(".json").read_text())
+    side["spec"]["colour"] = "red"
+    path.with_suffix(".json").write_text(json.dumps(side))
+    with pytest.raises(InputError, match="bad fitted-baseline sidecar"):
+        FittedBaseline.load(path)
+    fit.save(path)
+    tensors = load_file(path)
+    del tensors["context"]
+    save_file(tensors, path)
+    with pytest.raises(InputError, match="lacks tensors"):
+        FittedBaseline.load(path)

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dsr.errors import InputError
+from dsr.errors import ConfigError, InputError
 from dsr.models.baselines import load_baseline, make_baseline, save_baseline
 from dsr.models.baselines.base import SequenceModel
 from dsr.signal.convolution import causal_conv
@@ -73,8 +73,12 @@ class FittedBaseline:
         return {k[len(NET):]: v[i] for k, v in self.params.items() if k.startswith(NET)}
 
     def subject(self, i: int) -> "FittedBaseline":
-        """The i-th fit alone (S = 1), sharing no storage."""
-        return FittedBaseline(dataclasses.replace(self.spec), {k: v[i:i + 1].clone() for k, v in self.params.items()})
+        """The i-th fit alone (S = 1), sharing no storage (``meta["seeds"]`` keeps its seed only)."""
+        meta = dict(self.spec.meta)
+        if isinstance(meta.get("seeds"), list) and len(meta["seeds"]) == self.n_subjects:
+            meta["seeds"] = [meta["seeds"][i]]
+        return FittedBaseline(dataclasses.replace(self.spec, meta=meta),
+                              {k: v[i:i + 1].clone() for k, v in self.params.items()})
 
     # ---- dynamics -----------------------------------------------------------------------
     def init_state(self, batch: int) -> list[list[torch.Tensor]]:
@@ -191,7 +195,17 @@ class FittedBaseline:
         if not isinstance(side.get("spec"), dict):
             raise InputError("a single baseline parameter set, not a fitted baseline (no 'spec'); "
                              "read it with dsr.models.baselines.load_baseline", Path(path).with_suffix(".json"))
-        return cls(BaselineSpec(**side["spec"]), tensors)
+        need = {"x_mean", "x_std", "context", "innovation_cov"}
+        if side["spec"].get("space") == "deconvolved":
+            need |= {"filter", "obs_var"}
+        missing = sorted(need - set(tensors)) + ([] if any(k.startswith(NET) for k in tensors) else ["net.*"])
+        if missing:
+            raise InputError(f"fitted baseline lacks tensors {missing}; delete it to refit", path)
+        try:
+            return cls(BaselineSpec(**side["spec"]), tensors)
+        except (TypeError, ValueError, KeyError, ConfigError) as exc:
+            raise InputError(f"bad fitted-baseline sidecar ({type(exc).__name__}: {exc}); delete the model to refit",
+                             Path(path).with_suffix(".json")) from None
 
 
 def _chol(C: torch.Tensor) -> torch.Tensor:
