@@ -8,22 +8,26 @@
     python benchmarks/baselines.py --merge DIR [DIR ...] [--out DIR]
 
 Every (model, dataset, recording, seed) is fitted on the training part (3:1 split) and generates closed
-loop as many steps as the whole recording (convSSM family: from the state at the first valid target,
-as :func:`dsr.analysis.evaluate.evaluate` does; sequence baselines: from their own state after a 50-step
-teacher-forced prefix ending at the end of the training part). Every series is standardised with the
-mean and standard deviation of its training part. D_stsp and D_H compare the generation with the whole
-observed series; where the dataset has ground-truth latents, D_stsp_latent compares the generated latents
-with them (each z-scored; for sequence baselines the generated observations stand in for their latents;
-MINDy is fitted to the Wiener-deconvolved series and its output is filtered back through the HRF). PE_n
-is the n-step prediction error on the test part (n = the preset's ``eval.pe_steps``; MINDy: in the
-deconvolved space) and λ_max the largest Lyapunov exponent per step (convSSM: QR along the latent orbit;
-sequence baselines: two-trajectory estimate on their whole recurrent state).
+loop as many steps as the whole recording, deterministically (convSSM family: from the state at the first
+valid target, as :func:`dsr.analysis.evaluate.evaluate` does; sequence baselines: from their own state
+after a 50-step teacher-forced warm-up ending at the end of the training part). Every series is
+standardised with the mean and standard deviation of its training part. D_stsp and D_H compare the
+generation with the whole observed series; where the dataset has ground-truth latents, D_stsp_latent
+compares the generated latents with them (each z-scored; for sequence baselines the generated
+observations stand in for their latents; MINDy is fitted to the Wiener-deconvolved series and its
+latent output is filtered back through the HRF). PE_n is the n-step prediction error on the test part
+(n = the preset's ``eval.pe_steps``; MINDy: in the deconvolved space) and λ_max the largest Lyapunov
+exponent per step (convSSM: QR along the latent orbit; sequence baselines: two-trajectory estimate on
+their whole recurrent state). The sequence baselines are fitted and evaluated by the library
+(:func:`dsr.training.baselines_fit.fit_baselines`, :func:`dsr.analysis.baseline_metrics.evaluate_baselines`);
+this script only chooses the data, the budget and the table.
 
 convSSM-family fits of one dataset (recordings × seeds) are trained stacked in one ``train()`` call
 (``--device cuda`` puts them on the GPU) and evaluated one at a time on the CPU. Sequence baselines
 run one fit at a time, except those named in ``--stack-seq``: all recordings × seeds of a dataset are
-trained at once with ``torch.func.vmap`` (:func:`train_sequence_stack`, same per-fit result as
-``train_sequence_model``; worth it on the GPU) and evaluated by ``--eval-workers`` processes. ``--shard i/n`` keeps the i-th of n cost-balanced parts of their fits, so
+trained at once with ``torch.func.vmap`` (``fit_baselines(..., stack=True)``, same per-fit result as one
+at a time; worth it on the GPU) and evaluated by ``--eval-workers`` processes. ``--shard i/n`` keeps the
+i-th of n cost-balanced parts of their fits, so
 independent processes can share the work. Every process writes ``rows-<tag>.tsv`` (rewritten
 atomically after every fit); ``--merge`` collects the ``rows-*.tsv`` of the folders given into
 ``results.tsv`` (one row per fit), ``table.md`` (median and IQR per model × dataset) and ``dstsp.png``.
@@ -44,19 +48,20 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dsr.analysis.baseline_metrics import evaluate_baselines  # noqa: E402
 from dsr.analysis.dstsp import dstsp  # noqa: E402
 from dsr.analysis.evaluate import evaluate, zscore  # noqa: E402
 from dsr.analysis.spectrum import dh  # noqa: E402
 from dsr.config import load_config  # noqa: E402
-from dsr.models.baselines import make_baseline  # noqa: E402
+from dsr.models.baselines.fitted import FittedBaseline  # noqa: E402
 from dsr.models.convssm import ConvSSM, ConvSSMSpec  # noqa: E402
 from dsr.pipelines.fit_array import build_filter, resolve_device  # noqa: E402
 from dsr.signal.convolution import convolve_np  # noqa: E402
-from dsr.signal.deconvolution import wiener_deconvolve  # noqa: E402
 from dsr.signal.filters import spm_hrf  # noqa: E402
 from dsr.training.data import prepare_subject  # noqa: E402
 from dsr.training.loop import log_progress, train  # noqa: E402
-from dsr.training.sequence import SequenceTrainConfig, _windows, closed_loop, train_sequence_model  # noqa: E402
+from dsr.training.baselines_fit import WARMUP, fit_baselines  # noqa: E402
+from dsr.training.sequence import SequenceTrainConfig  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baselines_table import merge, summarise, write_tsv_atomic  # noqa: E402
@@ -67,7 +72,6 @@ CONV_MODELS = {"convssm": {}, "ssm_noconv": {"filter": {"kind": "none"}},
 SEQ_MODELS = {"s4d": {}, "s4d_real_inv": {"complex": False, "init": "inv"}, "selective": {}, "lru": {},
               "ssm2d": {}, "mindy": {}}
 EVAL = {"n_rollouts": 2, "lyap_steps": 200, "lyap_transient": 50, "lyap_orbits": 1}
-WARMUP = 50  # teacher-forced prefix of every sequence-baseline generation
 TRAIN_FRACTION = 0.75
 KEYS = ["dataset", "recording", "model", "seed", "status", "device", "stack", "train_seconds", "eval_seconds",
         "seconds", "dstsp", "dh", "dstsp_latent", "pe", "pe_steps", "lyap_max"]
@@ -93,12 +97,6 @@ def datasets(names, n_subjects):
                        np.load(SHARED / "aln" / "latent" / f"{sub}.npy"), "aln")
         else:
             raise SystemExit(f"unknown dataset {name!r}")
-
-
-def standardise_train(x: np.ndarray, n_train: int) -> np.ndarray:
-    """(T, N) standardised with the mean and std of its first n_train rows (as the convSSM's data prep)."""
-    sd = x[:n_train].std(0)
-    return (x - x[:n_train].mean(0)) / np.where(sd > 0, sd, 1.0)
 
 
 def conv_config(model: str, preset: str, epochs: int):
@@ -146,165 +144,63 @@ def conv_stack(model: str, recs: list, seeds: list[int], epochs: int, device: st
                "stack": len(fits), "train_seconds": train_s / len(fits), "eval_seconds": time.perf_counter() - t1}
 
 
-def seq_prediction_error(model, params, xs: np.ndarray, n_train: int, n: int) -> float:
-    """PE_n on the test part: from every time t (50-step teacher-forced prefix ending at t) predict t + n."""
-    t = np.arange(max(n_train - n, WARMUP - 1), len(xs) - n)  # last prefix step of each prediction
-    prefixes = xs[t[:, None] + np.arange(-WARMUP + 1, 1)]  # (I, WARMUP, N)
-    pred = closed_loop(model, params, prefixes, n)[:, -1]  # (I, N) predictions of xs[t + n]
-    return float(np.mean((pred - xs[t + n]) ** 2))
+def seq_family(model: str) -> tuple[str, dict]:
+    """The baseline family and its config overrides of a benchmark model name."""
+    return model.split("_")[0], SEQ_MODELS[model]
 
 
-def _perturbed(v: torch.Tensor, d: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
-    """Row 1 of a batch-2 tensor moved to row 0 + scale · d."""
-    return torch.stack([v[0], v[0] + scale * d])
+def seq_train_config(steps: int, device: str) -> SequenceTrainConfig:
+    return SequenceTrainConfig(steps=steps, device=device)
 
 
-def seq_lyapunov(model, params, prefix: np.ndarray, n_steps: int, transient: int, seed: int,
-                 eps: float = 1e-7) -> float:
-    """Largest Lyapunov exponent per step of the closed-loop map on (output, recurrent state), float64.
-
-    Two trajectories, the second renormalised to distance ``eps`` after every step (Benettin).
-    """
-    p64 = {k: v.double() for k, v in params.items()}
-    xp = torch.as_tensor(prefix, dtype=torch.float64)[None].expand(2, -1, -1)  # (2, T0, N)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        state, y = model.init_state(p64, 2), None
-        for t in range(xp.shape[1]):
-            y, state = model.step(p64, state, xp[:, t])  # y (2, N)
-        for _ in range(transient):
-            y, state = model.step(p64, state, y)
-        parts = [y] + list(state)
-        dirs = [torch.randn(v[0].shape, generator=gen, dtype=v.dtype) for v in parts]
-        norm = torch.sqrt(sum(d.abs().pow(2).sum() for d in dirs))
-        parts = [_perturbed(v, d, eps / norm) for v, d in zip(parts, dirs)]
-        total = 0.0
-        for _ in range(n_steps):
-            y, state = model.step(p64, parts[1:], parts[0])
-            parts = [y] + list(state)
-            diff = [v[1] - v[0] for v in parts]
-            dist = torch.sqrt(sum(d.abs().pow(2).sum() for d in diff))
-            if not torch.isfinite(dist) or dist == 0:
-                return float("nan")
-            total += float(torch.log(dist / eps))
-            parts = [_perturbed(v, d, eps / dist) for v, d in zip(parts, diff)]
-    return total / n_steps
-
-
-def seq_fit(rec: tuple, model: str, seed: int, steps: int, device: str) -> dict:
-    """Fit one sequence baseline to one recording and evaluate it (generation, PE_n, λ_max)."""
-    ds, name, x, tr, truth, preset = rec
-    n_train = int(TRAIN_FRACTION * len(x))
-    xs = standardise_train(x, n_train)  # (T, N)
-    pe_steps = load_config(preset).eval.pe_steps
-    m = make_baseline(model.split("_")[0], **SEQ_MODELS[model])
-    cfg = SequenceTrainConfig(steps=steps, device=device)
-    t0 = time.perf_counter()
-    if model == "mindy":  # MINDy is fitted to deconvolved data; its output is filtered back for D_stsp
-        h = spm_hrf(tr)
-        d = wiener_deconvolve(xs[:n_train], h)  # (n_train, N), NaN edges
-        d = d[np.isfinite(d).all(1)]
-        params = train_sequence_model(m, d, cfg, seed=seed)
-        train_s, t1 = time.perf_counter() - t0, time.perf_counter()
-        lat = closed_loop(m, params, d[-WARMUP:], len(x))  # (T, N)
-        gen = convolve_np(lat, h)
-        d_all = wiener_deconvolve(xs, h)  # PE_n in the deconvolved space
-        ok = np.flatnonzero(np.isfinite(d_all).all(1))
-        d_all, n_tr = d_all[ok[0]:ok[-1] + 1], int(np.sum(ok < n_train))
-        pe = seq_prediction_error(m, params, d_all, n_tr, pe_steps)
-        lyap = seq_lyapunov(m, params, d[-WARMUP:], EVAL["lyap_steps"], EVAL["lyap_transient"], seed)
-    else:
-        params = train_sequence_model(m, xs[:n_train], cfg, seed=seed)
-        return seq_evaluate(rec, model, seed, params, time.perf_counter() - t0, device, 1)
-    return {"dataset": ds, "recording": name, "model": model, "seed": seed, "x": xs, "gen": gen, "lat": lat,
-            "truth": truth, "pe": pe, "pe_steps": pe_steps, "lyap_max": lyap,
-            "status": "ok" if np.isfinite(gen).all() else "diverged", "device": device, "stack": 1,
-            "train_seconds": train_s, "eval_seconds": time.perf_counter() - t1}
-
-
-def seq_evaluate(rec: tuple, model: str, seed: int, params: dict, train_s: float, device: str, stack: int) -> dict:
-    """Generation, PE_n and λ_max of one fitted sequence baseline (not MINDy) on its recording."""
+def seq_result(rec: tuple, model: str, seed: int, fit: FittedBaseline, train_s: float, device: str,
+               stack: int) -> dict:
+    """Generation (deterministic, from the end of the training part), PE_n and λ_max of one fit (S = 1)."""
     ds, name, x, tr, truth, preset = rec
     t1 = time.perf_counter()
     n_train = int(TRAIN_FRACTION * len(x))
-    xs = standardise_train(x, n_train)  # (T, N)
-    pe_steps = load_config(preset).eval.pe_steps
-    m = make_baseline(model.split("_")[0], **SEQ_MODELS[model])
-    gen = closed_loop(m, params, xs[n_train - WARMUP:n_train], len(x))  # (T, N)
-    pe = seq_prediction_error(m, params, xs, n_train, pe_steps)
-    lyap = seq_lyapunov(m, params, xs[n_train - WARMUP:n_train], EVAL["lyap_steps"], EVAL["lyap_transient"], seed)
-    return {"dataset": ds, "recording": name, "model": model, "seed": seed, "x": xs, "gen": gen, "lat": gen,
-            "truth": truth, "pe": pe, "pe_steps": pe_steps, "lyap_max": lyap,
-            "status": "ok" if np.isfinite(gen).all() else "diverged", "device": device, "stack": stack,
-            "train_seconds": train_s, "eval_seconds": time.perf_counter() - t1}
+    ev = evaluate_baselines(fit, [x], n_train, load_config(preset).eval.pe_steps, [seed], EVAL["lyap_steps"],
+                            EVAL["lyap_transient"])[0]
+    return {"dataset": ds, "recording": name, "model": model, "seed": seed, "x": ev.x, "gen": ev.x_gen,
+            "lat": ev.z_gen, "truth": truth, "pe": ev.pe, "pe_steps": ev.pe_steps, "lyap_max": ev.lyapunov_max,
+            "status": ev.status, "device": device, "stack": stack, "train_seconds": train_s,
+            "eval_seconds": time.perf_counter() - t1}
 
 
-def train_sequence_stack(model, series: list[np.ndarray], seeds: list[int], cfg: SequenceTrainConfig
-                         ) -> list[dict[str, torch.Tensor]]:
-    """Train len(series) independent fits of one sequence baseline at once (``torch.func.vmap``).
-
-    Fit i is what ``train_sequence_model(model, series[i], cfg, seed=seeds[i])`` does: parameters
-    from its seed, windows from ``default_rng(seed)``, Adam (element-wise, so one optimiser over the
-    stacked tensors updates each fit on its own), the same learning-rate decay, and gradient
-    clipping by each fit's own gradient norm. Returns one detached CPU parameter dict per fit.
-    """
-    if cfg.optimizer != "adam" or cfg.input_noise > 0 or cfg.burn_in or cfg.time_limit_s is not None:
-        raise SystemExit("train_sequence_stack supports the default SequenceTrainConfig only")
-    dtype, dev = getattr(torch, cfg.dtype), torch.device(cfg.device)
-    inits = [model.init_params(x.shape[1], s) for x, s in zip(series, seeds)]
-    p = {k: torch.stack([q[k] for q in inits]).to(dev, dtype).requires_grad_(True) for k in inits[0]}  # (S, ...)
-    opt = torch.optim.Adam(list(p.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, (cfg.lr_end / cfg.lr) ** (1 / max(cfg.steps - 1, 1)))
-    rngs = [np.random.default_rng(s) for s in seeds]
-
-    def loss_one(params, w):  # one fit: params of one fit, windows (B, L+1, N)
-        pred = model.forward(params, w[:, :-1])  # (B, L, N)
-        return (pred - w[:, 1:]).pow(2).mean() + model.regularisation(params)
-
-    loss_all = torch.func.vmap(loss_one)
-    for _ in range(cfg.steps):
-        w = np.stack([_windows(x, r, cfg.batch_size, cfg.seq_len) for x, r in zip(series, rngs)])  # (S, B, L+1, N)
-        loss = loss_all(p, torch.as_tensor(w, dtype=dtype, device=dev))  # (S,)
-        opt.zero_grad()
-        loss.sum().backward()
-        if cfg.grad_clip > 0:  # per-fit global norm, as clip_grad_norm_ on one fit
-            norms = torch.sqrt(sum(v.grad.pow(2).flatten(1).sum(1) for v in p.values()))  # (S,)
-            scale = (cfg.grad_clip / (norms + 1e-6)).clamp(max=1.0)  # (S,)
-            for v in p.values():
-                v.grad.mul_(scale.view(-1, *[1] * (v.ndim - 1)))
-        opt.step()
-        sched.step()
-    return [{k: v[i].detach().cpu() for k, v in p.items()} for i in range(len(series))]
+def seq_fit(rec: tuple, model: str, seed: int, steps: int, device: str) -> dict:
+    """Fit one sequence baseline to one recording's training part through the library and evaluate it."""
+    x, tr = rec[2], rec[3]
+    family, options = seq_family(model)
+    fit = fit_baselines(family, [x[:int(TRAIN_FRACTION * len(x))]], [seed], options=options,
+                        cfg=seq_train_config(steps, device), tr=tr, warmup=WARMUP)
+    return seq_result(rec, model, seed, fit, fit.spec.meta["train_seconds"], device, 1)
 
 
 def seq_stack(model: str, recs: list, seeds: list[int], steps: int, device: str, eval_workers: int = 1):
-    """Train every (recording, seed) of one dataset stacked (:func:`train_sequence_stack`); yield each evaluated."""
-    if model == "mindy":
-        raise SystemExit("--stack-seq: MINDy trains on deconvolved series; run it per fit")
+    """Train every (recording, seed) of one dataset in one stacked library fit; yield each evaluated."""
     fits = [(r, s) for r in recs for s in seeds]
-    series = [standardise_train(r[2], int(TRAIN_FRACTION * len(r[2])))[:int(TRAIN_FRACTION * len(r[2]))]
-              for r, _ in fits]
-    m = make_baseline(model.split("_")[0], **SEQ_MODELS[model])
-    t0 = time.perf_counter()
-    params = train_sequence_stack(m, series, [s for _, s in fits], SequenceTrainConfig(steps=steps, device=device))
-    train_s = (time.perf_counter() - t0) / len(fits)
+    family, options = seq_family(model)
+    fit = fit_baselines(family, [r[2][:int(TRAIN_FRACTION * len(r[2]))] for r, _ in fits], [s for _, s in fits],
+                        options=options, cfg=seq_train_config(steps, device), tr=recs[0][3], warmup=WARMUP,
+                        stack=True)
+    train_s = fit.spec.meta["train_seconds"] / len(fits)
     print(f"{model} stack of {len(fits)} trained in {train_s * len(fits):.1f} s", flush=True)
-    jobs_ = [(r, model, s, p, train_s, device, len(fits)) for (r, s), p in zip(fits, params)]
+    jobs_ = [(r, model, s, fit.subject(i), train_s, device, len(fits)) for i, (r, s) in enumerate(fits)]
     if eval_workers <= 1:
         for job in jobs_:
-            yield seq_evaluate(*job)
+            yield seq_result(*job)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(eval_workers, mp_context=multiprocessing.get_context("spawn")) as ex:
-        yield from ex.map(_seq_evaluate_job, jobs_)  # in order, as each finishes
+        yield from ex.map(_seq_result_job, jobs_)  # in order, as each finishes
 
 
-def _seq_evaluate_job(job: tuple) -> dict:
-    """:func:`seq_evaluate` in a worker process (one thread)."""
+def _seq_result_job(job: tuple) -> dict:
+    """:func:`seq_result` in a worker process (one thread)."""
     torch.set_num_threads(1)
-    return seq_evaluate(*job)
+    return seq_result(*job)
 
 
 def score(fit: dict) -> dict:

@@ -78,3 +78,27 @@ def score_generator(heldout, sample, n_samples: int = 20, seed: int = 0, **kw) -
     """:func:`score_samples` for a callable ``sample(n, seed) -> (n, N)``, seeds seed … seed+n_samples−1."""
     T = len(heldout)
     return score_samples(heldout, [sample(T, seed + i) for i in range(n_samples)], seed=seed, **kw)
+
+
+def score_model(model, heldouts, n_samples: int = 20, seed: int = 0, **kw) -> list[dict]:
+    """:func:`score_samples` for every fit of a model with the protocol ``generate(n, seed, n_samples)``.
+
+    Parameters
+    ----------
+    model : LinearModel, FittedBaseline or any model whose ``generate(n, seed=, n_samples=)`` returns
+        stochastic samples in data units, (S, n_samples, n, N).
+    heldouts : list of array (T_i, N)
+        The held-out series of each fit (length S), in data units.
+    n_samples, seed, **kw
+        Samples per fit, the generation and metric seed, and :func:`score_samples`'s metric settings.
+
+    Returns
+    -------
+    list of dict
+        One :func:`score_samples` result per fit.
+    """
+    T = max(len(h) for h in heldouts)
+    samples = model.generate(T, seed=seed, n_samples=n_samples)  # (S, R, T, N)
+    if len(samples) != len(heldouts):
+        raise ValueError(f"the model has {len(samples)} fits but {len(heldouts)} held-out series were given")
+    return [score_samples(h, s, seed=seed, **kw) for h, s in zip(heldouts, samples)]

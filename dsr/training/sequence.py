@@ -102,6 +102,60 @@ def train_sequence_model(model, x_train: np.ndarray, cfg: SequenceTrainConfig | 
     return {k: v.detach().cpu() for k, v in p.items()}
 
 
+def train_sequence_stack(model, series: list[np.ndarray], seeds: list[int],
+                         cfg: SequenceTrainConfig | None = None) -> dict[str, torch.Tensor]:
+    """Train len(series) independent fits of one sequence baseline at once (``torch.func.vmap``).
+
+    Fit i is what ``train_sequence_model(model, series[i], cfg, seed=seeds[i])`` does: parameters
+    from its seed, windows from ``default_rng(seed)``, Adam (element-wise, so one optimiser over the
+    stacked tensors updates each fit on its own; width-scaled learning rates per parameter as there),
+    the same learning-rate decay, and gradient clipping by each fit's own gradient norm. Series may
+    differ in length, not in channels.
+
+    Returns
+    -------
+    dict of str to Tensor
+        Fitted parameters with a leading fit axis S = len(series) (detached, CPU).
+    """
+    cfg = cfg or SequenceTrainConfig()
+    if cfg.optimizer != "adam" or cfg.input_noise > 0 or cfg.burn_in or cfg.time_limit_s is not None:
+        raise ConfigError("stacked sequence training supports optimizer 'adam' without input_noise, burn_in "
+                          "or time_limit_s only")
+    if len(series) != len(seeds) or not series:
+        raise ConfigError(f"{len(series)} series but {len(seeds)} seeds")
+    for i, x in enumerate(series):
+        if x.ndim != 2 or x.shape[1] != series[0].shape[1] or not np.isfinite(x).all():
+            raise InputError(f"series {i} must be a finite (T, {series[0].shape[1]}) array, got shape {x.shape}")
+        if cfg.seq_len + 1 > x.shape[0]:
+            raise InputError(f"series {i}: seq_len {cfg.seq_len} needs at least {cfg.seq_len + 1} samples, "
+                             f"got {x.shape[0]}")
+    dtype, dev = getattr(torch, cfg.dtype), torch.device(cfg.device)
+    inits = [model.init_params(x.shape[1], s) for x, s in zip(series, seeds)]
+    p = {k: torch.stack([q[k] for q in inits]).to(dev, dtype).requires_grad_(True) for k in inits[0]}  # (S, ...)
+    opt = torch.optim.Adam(param_groups(model, p, cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = exponential_decay(opt, cfg.lr, cfg.lr_end, cfg.steps)
+    rngs = [np.random.default_rng(s) for s in seeds]
+
+    def loss_one(params, w):  # one fit: params of one fit, windows (B, L+1, N)
+        pred = model.forward(params, w[:, :-1])  # (B, L, N)
+        return (pred - w[:, 1:]).pow(2).mean() + model.regularisation(params)
+
+    loss_all = torch.func.vmap(loss_one)
+    for _ in range(cfg.steps):
+        w = np.stack([_windows(x, r, cfg.batch_size, cfg.seq_len) for x, r in zip(series, rngs)])  # (S, B, L+1, N)
+        loss = loss_all(p, torch.as_tensor(w, dtype=dtype, device=dev))  # (S,)
+        opt.zero_grad()
+        loss.sum().backward()
+        if cfg.grad_clip > 0:  # per-fit global norm, as clip_grad_norm_ on one fit
+            norms = torch.sqrt(sum(v.grad.pow(2).flatten(1).sum(1) for v in p.values()))  # (S,)
+            scale = (cfg.grad_clip / (norms + 1e-6)).clamp(max=1.0)  # (S,)
+            for v in p.values():
+                v.grad.mul_(scale.view(-1, *[1] * (v.ndim - 1)))
+        opt.step()
+        sched.step()
+    return {k: v.detach().cpu() for k, v in p.items()}
+
+
 def exponential_decay(opt: torch.optim.Optimizer, lr: float, lr_end: float, steps: int):
     """A schedule taking the learning rate from ``lr`` to ``lr_end`` exponentially over ``steps`` steps."""
     return torch.optim.lr_scheduler.ExponentialLR(opt, (lr_end / lr) ** (1 / max(steps - 1, 1)))

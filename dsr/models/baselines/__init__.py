@@ -10,8 +10,11 @@ Families, one module each, all behind :class:`~dsr.models.baselines.base.Sequenc
 * ``ssm2d`` — 2-D time × variate SSM in the spirit of Chimera (:mod:`.ssm2d`);
 * ``mindy`` — MINDy rate model, to be fitted to deconvolved data (:mod:`.mindy`).
 
-Train them with :func:`dsr.training.sequence.train_sequence_model` and generate with
-:func:`dsr.training.sequence.closed_loop`.
+Train one with :func:`dsr.training.sequence.train_sequence_model` and generate with
+:func:`dsr.training.sequence.closed_loop`; or fit S recordings at once with
+:func:`dsr.training.baselines_fit.fit_baselines`, which returns a :class:`.fitted.FittedBaseline`
+(the model protocol of the convSSM and the linear references: parameters with a subject axis,
+``step``, stochastic ``generate`` in data units, ``save``/``load``).
 
 Whole-recording regressors built from these layers (a selective SSM with optional START perturbation,
 S4D complex / real, recursion-in-recursion) are in :mod:`.encoders`, trained by
@@ -29,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from dsr.errors import ConfigError
+from dsr.errors import ConfigError, InputError
 from dsr.models.baselines.base import SequenceModel
 from dsr.models.baselines.lru import LRU, LRUConfig
 from dsr.models.baselines.mindy import MINDy, MINDyConfig
@@ -65,15 +68,21 @@ def make_baseline(name: str, **overrides) -> SequenceModel:
     return model_cls(cfg_cls(**overrides))
 
 
-def save_baseline(path: str | Path, model: SequenceModel, params: dict[str, torch.Tensor]) -> Path:
-    """Write ``params`` to ``path`` (.safetensors) and the family and config to its ``.json`` sidecar."""
-    return save_model(path, params, "dsr.baseline", family=model.name, config=dataclasses.asdict(model.cfg))
+def save_baseline(path: str | Path, model: SequenceModel, params: dict[str, torch.Tensor], **fields) -> Path:
+    """Write ``params`` to ``path`` (.safetensors) and the family, config and ``fields`` to its ``.json`` sidecar."""
+    return save_model(path, params, "dsr.baseline", family=model.name, config=dataclasses.asdict(model.cfg),
+                      **fields)
 
 
-def load_baseline(path: str | Path) -> tuple[SequenceModel, dict[str, torch.Tensor]]:
-    """Read a model written by :func:`save_baseline`: (model, params)."""
+def load_baseline(path: str | Path, with_sidecar: bool = False):
+    """Read a model written by :func:`save_baseline`: (model, params), or (model, params, sidecar)."""
     params, side = load_model(path, "dsr.baseline")
-    return make_baseline(side["family"], **side["config"]), params
+    try:
+        model = make_baseline(side["family"], **side["config"])
+    except (KeyError, TypeError, ConfigError) as exc:
+        raise InputError(f"bad baseline sidecar ({type(exc).__name__}: {exc}); delete the model to refit",
+                         Path(path).with_suffix(".json")) from None
+    return (model, params, side) if with_sidecar else (model, params)
 
 
 __all__ = ["BASELINES", "make_baseline", "save_baseline", "load_baseline", "SequenceModel", "S4D", "S4DConfig", "SelectiveSSM",
