@@ -25,7 +25,7 @@ from dsr.training.checkpoint import load_checkpoint, save_checkpoint
 from dsr.training.data import SubjectData, sample_batch, sequence_length
 from dsr.training.device_batches import DeviceBatches
 from dsr.training.forcing import estimate_alpha, update_alpha
-from dsr.training.radam import SubjectRAdam
+from dsr.training.radam import SubjectRAdam, flat_leaves
 from dsr.training.step import StepRunner, StepState, guarded_update
 
 
@@ -93,7 +93,7 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
     """
     S = model.n_subjects
     dev, dtype = model.filter.device, model.filter.dtype
-    params = {k: v.detach().requires_grad_(True) for k, v in model.params.items()}
+    params = flat_leaves(model.params)  # views of one flat buffer: the fused optimiser updates them at once
     model.params = params
     opt = SubjectRAdam(params)
     seq_len = sequence_length(subjects, cfg.sequence_length, model.kernel_size)
