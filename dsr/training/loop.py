@@ -144,7 +144,7 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
         guarded_update(loss_s, _regularisation(model, cfg), params, opt, st, cfg)
 
     graphable = batches is not None and dev.type == "cuda" and cfg.forcing != "adaptive" and cfg.cuda_graph
-    runner = StepRunner(step, graph=graphable)
+    runner = StepRunner(step, graph=graphable, device=dev)
     status = ["ok" if ok else "diverged" for ok in st.active.tolist()]
     t0 = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):

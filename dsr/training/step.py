@@ -140,10 +140,17 @@ class StepRunner:
     warmup : int
         Eager steps (on a side stream, as CUDA graph capture requires) before the capture; they
         also compile the Triton kernels.
+    device : torch.device or None
+        The GPU the step's tensors live on. Warm-up and capture streams are made on it, and it is the
+        current device while they run. (``torch.cuda.graph`` otherwise captures on a stream it made once
+        per process on whatever device was current at the first capture: after a fit on ``cuda:1`` a
+        capture for ``cuda:0`` recorded nothing -- "The CUDA Graph is empty" -- while the step ran
+        uncaptured on ``cuda:0``'s default stream.)
     """
 
-    def __init__(self, step: Callable[[], None], graph: bool, warmup: int = 3):
+    def __init__(self, step: Callable[[], None], graph: bool, warmup: int = 3, device=None):
         self.step, self.want_graph, self.warmup = step, graph, warmup
+        self.device = torch.device(device) if device is not None else None
         self.graph: torch.cuda.CUDAGraph | None = None
         self.calls = 0
 
@@ -155,23 +162,28 @@ class StepRunner:
         if not self.want_graph:
             self.step()
             return
+        dev = self.device if self.device is not None else torch.device("cuda", torch.cuda.current_device())
+        with torch.cuda.device(dev):
+            self._warmup_or_capture(dev)
+
+    def _warmup_or_capture(self, dev: torch.device) -> None:
         if self.calls <= self.warmup:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
+            side = torch.cuda.Stream(device=dev)
+            side.wait_stream(torch.cuda.current_stream(dev))
             with torch.cuda.stream(side):
                 self.step()
-            torch.cuda.current_stream().wait_stream(side)
+            torch.cuda.current_stream(dev).wait_stream(side)
             return
         try:
             g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g):
+            with torch.cuda.graph(g, stream=torch.cuda.Stream(device=dev)):
                 self.step()
             self.graph = g
         except Exception as exc:  # noqa: BLE001 - any capture failure falls back to eager steps
             log.warning("CUDA graph capture failed (%s: %s); training goes on without it",
                         type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
             self.want_graph = False
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(dev)
             self.step()
             return
         self.graph.replay()  # capturing records the step without running it
