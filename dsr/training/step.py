@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 
 from dsr.config import TrainConfig
+from dsr.ops import fused_step
 from dsr.ops.radam import guarded_radam
 from dsr.training.radam import SubjectRAdam, views_like
 
@@ -90,7 +91,7 @@ def guarded_update(loss_s: torch.Tensor, reg, params: dict[str, torch.Tensor], o
     total = torch.where(use, loss_s + reg, torch.zeros_like(loss_s)).sum()
     opt.zero_grad()
     total.backward()
-    if opt.fused and st.good_flat is not None:
+    if opt.fused and st.good_flat is not None and fused_step():
         has_grad = tuple(p.grad is not None for p in params.values())
         guarded_radam(opt.flat_p, opt.gather_grads(), opt.flat_m, opt.flat_v, st.good_flat["p"],
                       st.good_flat["m"], st.good_flat["v"], opt.segment_table(has_grad), opt.state["step"],
