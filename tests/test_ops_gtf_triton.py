@@ -159,3 +159,29 @@ def test_kernel_matches_twin_forced_outputs(kind, block_l):
     for name, gf, gr in zip(["z0", "ad"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
                             torch.autograd.grad((ref * w).sum(), inputs)):
         _close(gf, gr, name)
+
+
+# relative tolerance (of the largest reference entry) per matmul precision, (M, L) = (16, 50), 40 steps:
+# three TF32 products carry about float32 accuracy; one TF32 product keeps 10 mantissa bits
+PRECISION_RTOL = {"tf32x3": 1e-5, "tf32": 2e-2}
+
+
+@pytest.mark.parametrize("prec", sorted(PRECISION_RTOL))
+def test_kernel_precision_variants(prec, monkeypatch):
+    """DSR_GTF_PRECISION picks the kernels' matmul precision; outputs and gradients stay within its
+    tolerance of the float32 twin (the interpreter computes float32 products for every setting)."""
+    monkeypatch.setenv("DSR_GTF_PRECISION", prec)
+    assert gtf_triton.precision() == prec
+    p, z0, a, ad, w = _problem("cshPLRNN", 2, 16, 40, 16, 50, seed=11)
+    fast = gtf_rollout_triton(p, z0, a, ad)
+    ref = gtf_rollout_shallow(p, z0, a, ad)
+    tol = PRECISION_RTOL[prec]
+    inputs = [z0, ad] + list(p.values())
+    pairs = [("output", fast, ref)] + list(zip(["z0", "ad"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
+                                               torch.autograd.grad((ref * w).sum(), inputs)))
+    for name, got, want in pairs:
+        scale = want.abs().max().item()
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol * max(scale, 1e-6), msg=lambda m: f"{name}: {m}")
+    monkeypatch.setenv("DSR_GTF_PRECISION", "fp16")
+    with pytest.raises(ValueError, match="DSR_GTF_PRECISION"):
+        gtf_triton.precision()

@@ -24,7 +24,8 @@ PyTorch; otherwise (L tiled in chunks inside each step) the kernel writes
 dL/dz_t and the weight gradients are formed afterwards by batched matmuls, as
 in the twin.
 
-Sizes: M ≤ ``MAX_M`` (128), L ≤ ``MAX_L`` (4096), float32 only, no external
+Matmuls: float32 FMA by default; ``DSR_GTF_PRECISION=tf32x3`` or ``tf32`` puts them on the tensor
+cores (:func:`precision`). Sizes: M ≤ ``MAX_M`` (128), L ≤ ``MAX_L`` (4096), float32 only, no external
 inputs (``C s``): :func:`supported` says whether a call can take the kernel.
 Runs on CUDA, or on CPU tensors under ``TRITON_INTERPRET=1`` (set before this
 module is imported). Uses only APIs present in Triton 3.0–3.9.
@@ -32,6 +33,7 @@ module is imported). Uses only APIs present in Triton 3.0–3.9.
 from __future__ import annotations
 
 import functools
+import os
 
 import triton
 import triton.language as tl
@@ -61,7 +63,7 @@ def _act(pre, h2, CLIPPED: tl.constexpr):
 def _fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, out_ptr, zprev_ptr, f_ptr,
                 B, T1, M, L,
                 CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
-                N_LC: tl.constexpr, PREFETCH: tl.constexpr, MIX: tl.constexpr):
+                N_LC: tl.constexpr, PREFETCH: tl.constexpr, MIX: tl.constexpr, PRECISION: tl.constexpr):
     s = tl.program_id(0)
     rb = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)  # (BB,) sequence index
     rm = tl.arange(0, BLOCK_M)  # (BM,)
@@ -94,9 +96,9 @@ def _fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, ou
                 a_n = tl.load(a_ptr + seq_in + tn * M, mask=mask_bm, other=0.0)
                 ad_n = tl.load(ad_ptr + seq_in + tn * M, mask=mask_bm, other=0.0)
             tl.store(zprev_ptr + seq_out + (t - 1) * M, z, mask=mask_bm)
-            pre = tl.dot(z, w2t, input_precision="ieee")  # (BB, BL)
+            pre = tl.dot(z, w2t, input_precision=PRECISION)  # (BB, BL)
             act, slope, on = _act(pre, h2[None, :], CLIPPED)
-            znew = A[None, :] * z + h1[None, :] + tl.dot(act, w1t, input_precision="ieee")  # (BB, BM)
+            znew = A[None, :] * z + h1[None, :] + tl.dot(act, w1t, input_precision=PRECISION)  # (BB, BM)
             if not PREFETCH:
                 a_t = tl.load(a_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
                 ad_t = tl.load(ad_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
@@ -116,9 +118,9 @@ def _fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, ou
                 w2t = tl.load(W2_s + lc[None, :] * M + rm[:, None], mask=mask_ml, other=0.0)  # (BM, BL)
                 w1t = tl.trans(tl.load(W1_s + rm[:, None] * L + lc[None, :], mask=mask_ml, other=0.0))
                 h2 = tl.load(h2_s + lc, mask=ml, other=0.0)
-                pre = tl.dot(z, w2t, input_precision="ieee")  # (BB, BL)
+                pre = tl.dot(z, w2t, input_precision=PRECISION)  # (BB, BL)
                 act, slope, on = _act(pre, h2[None, :], CLIPPED)
-                acc += tl.dot(act, w1t, input_precision="ieee")
+                acc += tl.dot(act, w1t, input_precision=PRECISION)
             a_t = tl.load(a_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
             ad_t = tl.load(ad_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
             z = acc * (1.0 - a_t) + ad_t
@@ -133,7 +135,8 @@ def _bwd_kernel(gout_ptr, zprev_ptr, a_ptr, A_ptr, W1_ptr, W2_ptr, h2_ptr, f_ptr
                 gz0_ptr, gad_ptr, gz_ptr, gA_ptr, gh1_ptr, gW1_ptr, gW2_ptr, gh2_ptr,
                 B, T1, M, L, NB,
                 CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
-                N_LC: tl.constexpr, PREFETCH: tl.constexpr, NEED_GAD: tl.constexpr, MIX: tl.constexpr):
+                N_LC: tl.constexpr, PREFETCH: tl.constexpr, NEED_GAD: tl.constexpr, MIX: tl.constexpr,
+                PRECISION: tl.constexpr):
     s = tl.program_id(0)
     pb = tl.program_id(1)
     rb = pb * BLOCK_B + tl.arange(0, BLOCK_B)  # (BB,)
@@ -187,14 +190,14 @@ def _bwd_kernel(gout_ptr, zprev_ptr, a_ptr, A_ptr, W1_ptr, W2_ptr, h2_ptr, f_ptr
             g = go_t + gc * (1.0 - a_t)
             gA += tl.sum(g * zp, axis=0)
             gh1 += tl.sum(g, axis=0)
-            pre = tl.dot(zp, w2t, input_precision="ieee")  # (BB, BL)
+            pre = tl.dot(zp, w2t, input_precision=PRECISION)  # (BB, BL)
             act, slope, on = _act(pre, h2[None, :], CLIPPED)
-            gact = tl.dot(g, w1, input_precision="ieee")  # (BB, BL)
+            gact = tl.dot(g, w1, input_precision=PRECISION)  # (BB, BL)
             gpre = gact * slope
             gh2 += tl.sum(gact * on, axis=0)
-            gW1 += tl.dot(tl.trans(g), act, input_precision="ieee")  # (BM, BL)
-            gW2 += tl.dot(tl.trans(gpre), zp, input_precision="ieee")  # (BL, BM)
-            gc = g * A[None, :] + tl.dot(gpre, w2, input_precision="ieee")  # (BB, BM)
+            gW1 += tl.dot(tl.trans(g), act, input_precision=PRECISION)  # (BM, BL)
+            gW2 += tl.dot(tl.trans(gpre), zp, input_precision=PRECISION)  # (BL, BM)
+            gc = g * A[None, :] + tl.dot(gpre, w2, input_precision=PRECISION)  # (BB, BM)
         tl.store(gW1_ptr + part * M * L + rm[:, None] * L + rl[None, :], gW1, mask=mask_ml)
         tl.store(gW2_ptr + part * L * M + rl[:, None] * M + rm[None, :], gW2,
                  mask=ml[:, None] & mm[None, :])
@@ -222,10 +225,10 @@ def _bwd_kernel(gout_ptr, zprev_ptr, a_ptr, A_ptr, W1_ptr, W2_ptr, h2_ptr, f_ptr
                 w2t = tl.load(W2_s + lc[None, :] * M + rm[:, None], mask=mask_ml, other=0.0)  # (BM, BL)
                 w1 = tl.load(W1_s + rm[:, None] * L + lc[None, :], mask=mask_ml, other=0.0)  # (BM, BL)
                 h2 = tl.load(h2_s + lc, mask=ml, other=0.0)
-                pre = tl.dot(zp, w2t, input_precision="ieee")  # (BB, BL)
+                pre = tl.dot(zp, w2t, input_precision=PRECISION)  # (BB, BL)
                 act, slope, on = _act(pre, h2[None, :], CLIPPED)
-                gpre = tl.dot(g, w1, input_precision="ieee") * slope  # (BB, BL)
-                acc += tl.dot(gpre, tl.trans(w2t), input_precision="ieee")
+                gpre = tl.dot(g, w1, input_precision=PRECISION) * slope  # (BB, BL)
+                acc += tl.dot(gpre, tl.trans(w2t), input_precision=PRECISION)
             gc = acc
     tl.store(gz0_ptr + (s64 * B + rb[:, None]) * M + rm[None, :], gc, mask=mask_bm)
     tl.store(gA_ptr + part * M + rm, gA, mask=mm)
@@ -256,6 +259,15 @@ def _num_warps(BM: int, BL: int) -> int:
     return 4 if BM * BL <= _ONE_TILE else 8
 
 
+def precision() -> str:
+    """Matmul precision of the kernels' tl.dot: "ieee" (float32 FMA, default), "tf32x3" (three TF32
+    tensor-core products, about float32 accuracy) or "tf32"; ``DSR_GTF_PRECISION``, read at every launch."""
+    p = os.environ.get("DSR_GTF_PRECISION", "ieee") or "ieee"
+    if p not in ("ieee", "tf32x3", "tf32"):
+        raise ValueError(f"DSR_GTF_PRECISION must be ieee, tf32x3 or tf32, got {p!r}")
+    return p
+
+
 # Launch overrides; benchmarks/gtf_kernel_tune.py sets them to compare variants on a GPU.
 TUNING: dict[str, dict] = {"fwd": {}, "bwd": {}}
 
@@ -279,7 +291,7 @@ def _launch_options(which: str, BM: int, BL: int, n_programs: int, device: torch
     nw = _num_warps(BM, BL)
     if nw == 4 and n_programs > _sm_count(device):
         nw = 1 if which == "fwd" else 2
-    opts = {"num_warps": nw, "PREFETCH": True}
+    opts = {"num_warps": nw, "PREFETCH": True, "PRECISION": precision()}
     opts.update(TUNING[which])
     return opts
 
@@ -329,7 +341,9 @@ class _TritonGTF(torch.autograd.Function):
         _bwd_kernel[(S, NB)](gout, zprev, a, A, W1, W2, h2, f, gz0, gad, gz, gA, gh1, gW1, gW2, gh2,
                              B, T1, M, L, NB, CLIPPED=clipped, BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL, N_LC=n_lc,
                              NEED_GAD=need_gad, MIX=mix, **_launch_options("bwd", BM, BL, S * NB, a.device))
-        if one:
+        if one and NB == 1:  # one sequence block: the partials are the sums (views, no launches)
+            gW1, gW2, gh2 = gW1.squeeze(1), gW2.squeeze(1), gh2.squeeze(1)
+        elif one:
             gW1, gW2, gh2 = gW1.sum(1), gW2.sum(1), gh2.sum(1)
         else:  # weight gradients over all steps at once, as in the twin
             T = T1 - 1
@@ -343,7 +357,8 @@ class _TritonGTF(torch.autograd.Function):
             gW1 = torch.bmm(gzf.transpose(1, 2), act)  # (S, M, L)
             gW2 = torch.bmm((gact * slope).transpose(1, 2), zflat)  # (S, L, M)
             gh2 = (gact * on).sum(1)  # (S, L)
-        return gz0, None, gad if need_gad else None, gA.sum(1), gW1, gW2, gh1.sum(1), gh2, None, None, None
+        gA, gh1 = (gA.squeeze(1), gh1.squeeze(1)) if NB == 1 else (gA.sum(1), gh1.sum(1))
+        return gz0, None, gad if need_gad else None, gA, gW1, gW2, gh1, gh2, None, None, None
 
 
 def supported(params: dict[str, torch.Tensor], z0: torch.Tensor, a: torch.Tensor,
