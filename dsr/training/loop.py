@@ -22,7 +22,7 @@ from dsr.models.convssm import ConvSSM
 from dsr.ops import fused_step
 from dsr.ops.conv import causal_conv
 from dsr.ops.conv_loss import conv_mse
-from dsr.ops.gtf import forcing_weights, gtf_rollout
+from dsr.ops.gtf import forcing_weights, gtf_rollout, gtf_rollout_weak
 from dsr.training.checkpoint import load_checkpoint, save_checkpoint
 from dsr.training.data import SubjectData, sample_batch, sequence_length
 from dsr.training.device_batches import DeviceBatches
@@ -51,9 +51,13 @@ def batch_loss(model: ConvSSM, batch, alpha: torch.Tensor, cfg: TrainConfig,
     K = model.kernel_size
     d = model.targets(batch.d, batch.rd)  # (S, B, T̃+1, Mf)
     z0 = model.init_state(torch.nan_to_num(d[:, :, 0]))  # (S, B, M)
-    a, ad = forcing_weights(d, alpha, model.spec.latent_dim, cfg.forcing, cfg.forcing_interval)
-    Z = gtf_rollout(model.step, z0, a, ad, batch.s, model.spec.latent_model, model.latent_params,
-                    forced=forced)  # (S, B, T̃, M)
+    if cfg.forcing in ("weak", "adaptive") and fused_step():  # the kernel makes the forcing weights itself
+        Z = gtf_rollout_weak(model.step, z0, d, alpha, model.spec.latent_dim, batch.s, model.spec.latent_model,
+                             model.latent_params, forced=forced)  # (S, B, T̃, M)
+    else:
+        a, ad = forcing_weights(d, alpha, model.spec.latent_dim, cfg.forcing, cfg.forcing_interval)
+        Z = gtf_rollout(model.step, z0, a, ad, batch.s, model.spec.latent_model, model.latent_params,
+                        forced=forced)  # (S, B, T̃, M)
     if model.spec.observation == "identity" and batch.r is None and fused_step():
         return conv_mse(Z, model.filter, batch.x[:, :, K:])  # decoder + MSE, one kernel each way on CUDA
     r = None if batch.r is None else batch.r[:, :, K:]
