@@ -86,12 +86,12 @@ def guarded_update(loss_s: torch.Tensor, reg, params: dict[str, torch.Tensor], o
     fused update (:func:`dsr.ops.radam.guarded_radam`: one kernel on CUDA); otherwise the per-tensor
     optimiser and guard below do the same.
     """
-    finite = torch.isfinite(loss_s.detach())  # (S,)
-    use = finite & st.active  # (S,)
-    total = torch.where(use, loss_s + reg, torch.zeros_like(loss_s)).sum()
-    opt.zero_grad()
-    total.backward()
     if opt.fused and st.good_flat is not None and fused_step():
+        # Every fit's gradient comes from its own loss alone (the stack shares no parameters), and the
+        # fused update ignores the gradients of fits it does not update, so the plain sum needs no mask.
+        total = loss_s.sum() if isinstance(reg, float) and reg == 0.0 else (loss_s + reg).sum()
+        opt.zero_grad()
+        total.backward()
         has_grad = tuple(p.grad is not None for p in params.values())
         guarded_radam(opt.flat_p, opt.gather_grads(), opt.flat_m, opt.flat_v, st.good_flat["p"],
                       st.good_flat["m"], st.good_flat["v"], opt.segment_table(has_grad), opt.state["step"],
@@ -99,6 +99,11 @@ def guarded_update(loss_s: torch.Tensor, reg, params: dict[str, torch.Tensor], o
                       st.losses, st.n_ok, b1=opt.b1, b2=opt.b2, eps=opt.eps, nan_lr_factor=cfg.nan_lr_factor,
                       nan_retries=cfg.nan_retries)
         return
+    finite = torch.isfinite(loss_s.detach())  # (S,)
+    use = finite & st.active  # (S,)
+    total = torch.where(use, loss_s + reg, torch.zeros_like(loss_s)).sum()
+    opt.zero_grad()
+    total.backward()
     opt.step(st.lr_epoch * st.lr_factor, use)
     with torch.no_grad():
         bad = st.active & ~(finite & finite_params(params))  # (S,)
