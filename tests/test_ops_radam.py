@@ -69,7 +69,8 @@ def _state(params, opt, st):
 
 
 @pytest.mark.parametrize("S,case", [(1, {}), (3, {"nan_fit": 1}), (4, {"inf_loss_fit": 2, "inactive_fit": 0}),
-                                    (3, {"steps": 10}), (2, {"nan_fit": 0, "inactive_fit": 0})])
+                                    (3, {"steps": 10}), (2, {"steps": 49999}),
+                                    (2, {"nan_fit": 0, "inactive_fit": 0})])
 def test_kernel_equals_twin(S, case):
     ref = _problem(S, 0, **case)
     ker = _problem(S, 0, **case)

@@ -9,7 +9,7 @@ To = T − K + 1 outputs, for fit s, sequence b, output time j < To and channel 
     loss[s]  = Σ_{b, j, n} r² / (B · To · N)
     dL/dz[i, n] = (2 g[s] / (B · To · N)) Σ_k h[s, k] r[i − K + 1 + k, n]   (r outside [0, To) is 0)
 
-The forward writes r (for the backward) and one partial sum of r² per program (summed in PyTorch, so
+The forward writes r (for the backward) and one partial sum of r² / (B · To · N) per program (summed in PyTorch, so
 the loss does not depend on the order programs finish in); the latent channels n ≥ N get gradient 0.
 One program per (fit · sequence, block of ``BLOCK_T`` times), all channels at once. The filter is data
 (no gradient). Runs on CUDA, or on CPU tensors under ``TRITON_INTERPRET=1``.
@@ -25,7 +25,7 @@ MAX_TAPS = 64
 
 
 @triton.jit
-def _fwd_kernel(z_ptr, h_ptr, x_ptr, r_ptr, part_ptr, R, T, To, M, N, K, NTB,
+def _fwd_kernel(z_ptr, h_ptr, x_ptr, r_ptr, part_ptr, R, T, To, M, N, K, NTB, XS, inv_count,
                 BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):
     row = tl.program_id(0)  # (fit, sequence) index
     tb = tl.program_id(1)
@@ -41,10 +41,10 @@ def _fwd_kernel(z_ptr, h_ptr, x_ptr, r_ptr, part_ptr, R, T, To, M, N, K, NTB,
         mask = (rj < To)[:, None] & mn[None, :]
         acc += hk * tl.load(z_ptr + row64 * T * M + ti[:, None] * M + rn[None, :], mask=mask, other=0.0)
     out_mask = (rj < To)[:, None] & mn[None, :]
-    xv = tl.load(x_ptr + row64 * To * N + rj[:, None] * N + rn[None, :], mask=out_mask, other=0.0)
+    xv = tl.load(x_ptr + row64 * XS + rj[:, None] * N + rn[None, :], mask=out_mask, other=0.0)  # XS: row stride
     r = tl.where(out_mask, acc - xv, 0.0)  # (BT, BN)
     tl.store(r_ptr + row64 * To * N + rj[:, None] * N + rn[None, :], r, mask=out_mask)
-    tl.store(part_ptr + row64 * NTB + tb, tl.sum(tl.sum(r * r, axis=1), axis=0))
+    tl.store(part_ptr + row64 * NTB + tb, tl.sum(tl.sum(r * r, axis=1), axis=0) * inv_count)
 
 
 @triton.jit
@@ -76,12 +76,12 @@ class _ConvMSE(torch.autograd.Function):
         ntb = triton.cdiv(To, BLOCK_T)
         r = torch.empty(S, B, To, N, dtype=z.dtype, device=z.device)  # (S, B, To, N) residuals
         part = torch.empty(S, B, ntb, dtype=torch.float32, device=z.device)
-        _fwd_kernel[(S * B, ntb)](z, h, x, r, part, R, T, To, M, N, K, ntb, BLOCK_T=BLOCK_T,
-                                  BLOCK_N=max(16, triton.next_power_of_2(N)), num_warps=4)
         count = B * To * N
+        _fwd_kernel[(S * B, ntb)](z, h, x, r, part, R, T, To, M, N, K, ntb, x.stride(1), 1.0 / count,
+                                  BLOCK_T=BLOCK_T, BLOCK_N=max(16, triton.next_power_of_2(N)), num_warps=4)
         ctx.save_for_backward(r, h)
         ctx.meta = (T, M, count)
-        return part.view(S, B * ntb).sum(1) / count  # (S,)
+        return part.view(S, B * ntb).sum(1)  # (S,) partials already divided by the count
 
     @staticmethod
     def backward(ctx, gl):
@@ -113,4 +113,6 @@ def conv_mse_triton(z: torch.Tensor, h: torch.Tensor, x: torch.Tensor) -> torch.
         from dsr.ops.conv_loss import conv_mse_ref
 
         return conv_mse_ref(z, h, x)
-    return _ConvMSE.apply(z.contiguous(), h.contiguous(), x.contiguous())
+    rows_ok = x.stride(3) == 1 and x.stride(2) == x.shape[3] and x.stride(0) == x.shape[1] * x.stride(1)
+    # a time slice of a contiguous batch (x[:, :, K:]) is read in place, without a copy
+    return _ConvMSE.apply(z.contiguous(), h.contiguous(), x if rows_ok else x.contiguous())

@@ -3,7 +3,8 @@
 Computes what :func:`dsr.ops.radam.guarded_radam_ref` computes (its twin, same signature; the contract
 is in :mod:`dsr.ops.radam`): one program per fit, which
 
-1. computes the fit's RAdam factors from its step count in float64 (Liu et al., ICLR 2020),
+1. computes the fit's RAdam factors from its step count in float64 (Liu et al., ICLR 2020; β^t by
+   repeated squaring, so only float64 multiplies, divisions and square roots are needed),
 2. walks every parameter block of the fit (``segments``), updating moments and parameters where the
    fit's loss is finite and the fit is active, and counts non-finite updated parameters,
 3. if the fit must roll back, copies its last good parameters, moments and step count back,
@@ -13,13 +14,23 @@ Runs on CUDA, or on CPU tensors under ``TRITON_INTERPRET=1``.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import triton
 import triton.language as tl
 
 BLOCK = 512  # parameter entries per inner iteration
+
+
+@triton.jit
+def _powi(base, e):
+    """base ** e for a float64 base and an int64 exponent e ≥ 0, by squaring and multiplying (float64
+    multiplies only: no transcendental function in double precision)."""
+    result = base * 0.0 + 1.0
+    while e > 0:
+        result = tl.where((e & 1) == 1, result * base, result)
+        base = base * base
+        e = e >> 1
+    return result
 
 
 @triton.jit
@@ -35,13 +46,14 @@ def _guarded_radam_kernel(p_ptr, g_ptr, m_ptr, v_ptr, gp_ptr, gm_ptr, gv_ptr, se
     use = finite & act_flag
     use_f = use.to(tl.float64)
     # per-fit RAdam factors in float64, as the twin computes them
-    log_b1 = tl.load(consts_ptr + 0)
-    log_b2 = tl.load(consts_ptr + 1)
+    b1_64 = tl.load(consts_ptr + 0)
+    b2_64 = tl.load(consts_ptr + 1)
     rho_inf = tl.load(consts_ptr + 2)
     nan_lr_factor = tl.load(consts_ptr + 3)
     step = tl.load(step_ptr + s) + use_f
     t = tl.maximum(step, 1.0)
-    b2t = tl.exp(t * log_b2)
+    t_int = t.to(tl.int64)  # step counts are whole numbers
+    b2t = _powi(b2_64, t_int)
     rho = rho_inf - 2.0 * t * b2t / (1.0 - b2t)
     r2 = (rho - 4.0) * (rho - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho)
     rect = tl.sqrt(tl.maximum(r2, 0.0))
@@ -50,7 +62,7 @@ def _guarded_radam_kernel(p_ptr, g_ptr, m_ptr, v_ptr, gp_ptr, gm_ptr, gv_ptr, se
     plain_scale = tl.where(adaptive, 0.0, 1.0).to(tl.float32)
     bc2_sqrt = tl.sqrt(1.0 - b2t).to(tl.float32)
     lrf = tl.load(lrf_ptr + s)
-    step_size = (tl.load(lr_ptr) * lrf / (1.0 - tl.exp(t * log_b1))).to(tl.float32)
+    step_size = (tl.load(lr_ptr) * lrf / (1.0 - _powi(b1_64, t_int))).to(tl.float32)
     n_bad = tl.zeros((BLOCK,), dtype=tl.int32)
     for k in range(0, n_seg):
         off = tl.load(seg_ptr + 3 * k)
@@ -105,7 +117,7 @@ def guarded_radam_triton(p, g, m, v, good_p, good_m, good_v, segments, step, goo
     S = step.shape[0]
     key = (b1, b2, nan_lr_factor, p.device)
     if key not in _CONSTS:
-        _CONSTS[key] = torch.tensor([math.log(b1), math.log(b2), 2 / (1 - b2) - 1, nan_lr_factor],
+        _CONSTS[key] = torch.tensor([b1, b2, 2 / (1 - b2) - 1, nan_lr_factor],
                                     dtype=torch.float64, device=p.device)
     for x in (p, g, m, v, good_p, good_m, good_v, segments, step, good_step, loss, lr_factor, retries, active,
               losses, n_ok):
