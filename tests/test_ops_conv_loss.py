@@ -37,6 +37,10 @@ def test_kernel_equals_twin(S, B, T, M, N, K):
     (ref * w).sum().backward()
     (got * w).sum().backward()
     torch.testing.assert_close(zk.grad, zr.grad, rtol=1e-5, atol=1e-6)
+    z1, z2 = z.clone().requires_grad_(True), z.clone().requires_grad_(True)
+    conv_mse_ref(z1, h, x).sum().backward()  # dL/dloss = expanded ones (stride 0), read in place by the kernel
+    conv_mse_triton(z2, h, x).sum().backward()
+    torch.testing.assert_close(z2.grad, z1.grad, rtol=1e-5, atol=1e-6)
     if N < M:
         assert torch.count_nonzero(zk.grad[..., N:]) == 0
 

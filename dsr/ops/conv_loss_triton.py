@@ -48,7 +48,7 @@ def _fwd_kernel(z_ptr, h_ptr, x_ptr, r_ptr, part_ptr, R, T, To, M, N, K, NTB, XS
 
 
 @triton.jit
-def _bwd_kernel(r_ptr, h_ptr, g_ptr, gz_ptr, R, T, To, M, N, K, inv_count,
+def _bwd_kernel(r_ptr, h_ptr, g_ptr, gz_ptr, R, T, To, M, N, K, inv_count, GS,
                 BLOCK_T: tl.constexpr, BLOCK_M: tl.constexpr):
     row = tl.program_id(0)
     s = row // R
@@ -62,7 +62,7 @@ def _bwd_kernel(r_ptr, h_ptr, g_ptr, gz_ptr, R, T, To, M, N, K, inv_count,
         tj = ri - (K - 1) + k  # (BT,) output times
         mask = ((tj >= 0) & (tj < To))[:, None] & mn[None, :]
         acc += hk * tl.load(r_ptr + row64 * To * N + tj[:, None] * N + rm[None, :], mask=mask, other=0.0)
-    scale = 2.0 * tl.load(g_ptr + s) * inv_count
+    scale = 2.0 * tl.load(g_ptr + s * GS) * inv_count  # GS: stride of dL/dloss (0 when it is expanded)
     tl.store(gz_ptr + row64 * T * M + ri[:, None] * M + rm[None, :], acc * scale,
              mask=(ri < T)[:, None] & (rm < M)[None, :])
 
@@ -89,8 +89,9 @@ class _ConvMSE(torch.autograd.Function):
         T, M, count = ctx.meta
         S, B, To, N = r.shape
         gz = torch.empty(S, B, T, M, dtype=r.dtype, device=r.device)
-        _bwd_kernel[(S * B, triton.cdiv(T, BLOCK_T))](r, h, gl.to(torch.float32).contiguous(), gz, B, T, To, M, N,
-                                                      h.shape[1], 1.0 / count, BLOCK_T=BLOCK_T,
+        gl = gl.to(torch.float32)  # (S,), often an expanded 1 (stride 0): read in place
+        _bwd_kernel[(S * B, triton.cdiv(T, BLOCK_T))](r, h, gl, gz, B, T, To, M, N, h.shape[1], 1.0 / count,
+                                                      gl.stride(0), BLOCK_T=BLOCK_T,
                                                       BLOCK_M=max(16, triton.next_power_of_2(M)), num_warps=4)
         return gz, None, None
 
