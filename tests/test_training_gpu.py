@@ -49,6 +49,24 @@ def test_graph_step_on_the_first_gpu_after_a_capture_on_the_second(oscillator):
         torch.testing.assert_close(graphed.params[k], v, atol=1e-5, rtol=1e-4)
 
 
+def test_fused_step_equals_the_separate_operations(oscillator, monkeypatch):
+    """The fused step (forcing weights in the GTF kernel, conv + MSE kernels, one guarded-RAdam kernel)
+    trains like session 5's separate operations (DSR_FUSED_STEP=0), with one NaN fit in the stack."""
+    runs = {}
+    for fused in ("0", "1"):
+        monkeypatch.setenv("DSR_FUSED_STEP", fused)
+        model, sd, cfg = _setup(oscillator, [0, 1, 2])
+        with torch.no_grad():
+            model.params["latent.W2"][2, 0, 0] = float("nan")
+        runs[fused] = (model, train(model, [sd] * 3, cfg.train, [0, 1, 2]))
+    (old, out_old), (new, out_new) = runs["0"], runs["1"]
+    assert out_old.status == out_new.status == ["ok", "ok", "diverged"]
+    for k, v in old.params.items():
+        torch.testing.assert_close(new.params[k][:2], v[:2], atol=1e-5, rtol=1e-4)
+    assert [r["loss"] for r in out_new.curve if r["fit"] < 2] == \
+        pytest.approx([r["loss"] for r in out_old.curve if r["fit"] < 2], rel=1e-4)
+
+
 def test_nan_guard_inside_the_cuda_graph(oscillator):
     model, sd, cfg = _setup(oscillator, [0, 1], cuda_graph=True)
     with torch.no_grad():
