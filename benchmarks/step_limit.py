@@ -145,7 +145,7 @@ def count_launches(case: dict, device) -> int | None:
     S, M, L, B, T, K, tr = (case[k] for k in ("S", "M", "L", "B", "T", "K", "tr"))
     x, h = _data(M, T, K, tr)
     cfg = load_config("rest_fmri", model={"latent_dim": M, "hidden_dim": L},
-                      train={"epochs": 1, "batches_per_epoch": 4, "batch_size": B, "sequence_length": T,
+                      train={"epochs": 1, "batches_per_epoch": 8, "batch_size": B, "sequence_length": T,
                              "train_fraction": 0.9, "cuda_graph": False})
     sd = prepare_subject(x, h, cfg)
     model = ConvSSM.initialise(ConvSSMSpec("cshPLRNN", M, L, "identity", n_obs=M, tr=tr), torch.as_tensor(h),
