@@ -38,6 +38,7 @@ import os
 import triton
 import torch
 
+from dsr.ops import fused_step
 from dsr.ops.gtf_triton_kernels import _bwd_kernel, _fwd_kernel
 
 MAX_M = 128
@@ -155,7 +156,8 @@ class _TritonGTF(torch.autograd.Function):
                              B, T1, M, L, NB, CIN, CLIPPED=clipped, BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL,
                              N_LC=n_lc, NEED_GAD=need_gad, MIX=mix, FROM_D=from_d,
                              **_launch_options("bwd", BM, BL, S * NB, a.device))
-        if one and NB == 1:  # one sequence block: the partials are the sums (views, no launches)
+        views = NB == 1 and fused_step()  # one sequence block: the partials are the sums (views, no launches)
+        if one and views:
             gW1, gW2, gh2 = gW1.squeeze(1), gW2.squeeze(1), gh2.squeeze(1)
         elif one:
             gW1, gW2, gh2 = gW1.sum(1), gW2.sum(1), gh2.sum(1)
@@ -171,7 +173,7 @@ class _TritonGTF(torch.autograd.Function):
             gW1 = torch.bmm(gzf.transpose(1, 2), act)  # (S, M, L)
             gW2 = torch.bmm((gact * slope).transpose(1, 2), zflat)  # (S, L, M)
             gh2 = (gact * on).sum(1)  # (S, L)
-        gA, gh1 = (gA.squeeze(1), gh1.squeeze(1)) if NB == 1 else (gA.sum(1), gh1.sum(1))
+        gA, gh1 = (gA.squeeze(1), gh1.squeeze(1)) if views else (gA.sum(1), gh1.sum(1))
         return gz0, None, gad if need_gad else None, gA, gW1, gW2, gh1, gh2, None, None, None, None
 
 
