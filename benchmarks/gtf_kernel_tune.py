@@ -32,6 +32,9 @@ FWD = [dict(PREFETCH=p, num_warps=w, **({"maxnreg": r} if r else {}))
        for p, w, r in itertools.product([False, True], [1, 2, 4], [None, 64]) if not (r and w < 4)]
 BWD = [dict(PREFETCH=p, num_warps=w, **({"maxnreg": r} if r else {}))
        for p, w, r in itertools.product([False, True], [2, 4, 8], [None, 128, 96]) if not (r and w == 8)]
+# the tensor-core matmuls (session 6, issue 18): prefetching launches with each warp count
+FWD += [dict(PREFETCH=True, num_warps=w, PRECISION=q) for q in ("tf32x3", "tf32") for w in (1, 2, 4)]
+BWD += [dict(PREFETCH=True, num_warps=w, PRECISION=q) for q in ("tf32x3", "tf32") for w in (2, 4, 8)]
 
 
 def problem(S, M, L, B=16, T1=201, seed=0):

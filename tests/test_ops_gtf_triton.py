@@ -159,3 +159,57 @@ def test_kernel_matches_twin_forced_outputs(kind, block_l):
     for name, gf, gr in zip(["z0", "ad"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
                             torch.autograd.grad((ref * w).sum(), inputs)):
         _close(gf, gr, name)
+
+
+# relative tolerance (of the largest reference entry) per matmul precision, (M, L) = (16, 50), 40 steps:
+# three TF32 products carry about float32 accuracy; one TF32 product keeps 10 mantissa bits
+PRECISION_RTOL = {"tf32x3": 1e-5, "tf32": 2e-2}
+
+
+@pytest.mark.parametrize("prec", sorted(PRECISION_RTOL))
+def test_kernel_precision_variants(prec, monkeypatch):
+    """DSR_GTF_PRECISION picks the kernels' matmul precision; outputs and gradients stay within its
+    tolerance of the float32 twin (the interpreter computes float32 products for every setting)."""
+    monkeypatch.setenv("DSR_GTF_PRECISION", prec)
+    assert gtf_triton.precision() == prec
+    p, z0, a, ad, w = _problem("cshPLRNN", 2, 16, 40, 16, 50, seed=11)
+    fast = gtf_rollout_triton(p, z0, a, ad)
+    ref = gtf_rollout_shallow(p, z0, a, ad)
+    tol = PRECISION_RTOL[prec]
+    inputs = [z0, ad] + list(p.values())
+    pairs = [("output", fast, ref)] + list(zip(["z0", "ad"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
+                                               torch.autograd.grad((ref * w).sum(), inputs)))
+    for name, got, want in pairs:
+        scale = want.abs().max().item()
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol * max(scale, 1e-6), msg=lambda m: f"{name}: {m}")
+    monkeypatch.setenv("DSR_GTF_PRECISION", "fp16")
+    with pytest.raises(ValueError, match="DSR_GTF_PRECISION"):
+        gtf_triton.precision()
+
+
+# (S, B, T̃+1, M, N, L): N < M forced units, B over one block, the LEMON-like size
+@pytest.mark.parametrize("S,B,T1,M,N,L", [(1, 1, 3, 2, 1, 5), (2, 17, 6, 5, 3, 20), (2, 16, 12, 16, 16, 50)])
+@pytest.mark.parametrize("mix", [False, True])
+def test_weak_forcing_from_targets_matches_twin(S, B, T1, M, N, L, mix):
+    """The kernel making the weak-forcing weights from d and α itself equals forcing_weights + the twin."""
+    from dsr.ops.gtf import gtf_rollout_weak_ref
+    from dsr.ops.gtf_triton import gtf_rollout_triton_weak, supported_weak
+
+    gen = torch.Generator().manual_seed(S + B + T1 + M)
+    p = {k: v.to(DEVICE).requires_grad_(True) for k, v in
+         latent.init_params("cshPLRNN", S, M, L, gen, dtype=torch.float32).items()}
+    d = torch.randn(S, B, T1, N, generator=gen)  # (S, B, T̃+1, N)
+    d[0, 0, T1 // 2] = float("nan")
+    d[-1, -1, :, 0] = float("nan")
+    d, alpha = d.to(DEVICE), torch.linspace(0.1, 0.4, S).to(DEVICE)
+    z0 = torch.randn(S, B, M, generator=gen).to(DEVICE).requires_grad_(True)
+    forced = torch.tensor([float(i % 2) for i in range(S)]).to(DEVICE) if mix else None
+    w = torch.randn(S, B, T1 - 1, M, generator=gen).to(DEVICE)
+    assert supported_weak(p, z0, d, alpha)
+    fast = gtf_rollout_triton_weak(p, z0, d, alpha, forced=forced)
+    ref = gtf_rollout_weak_ref(p, z0, d, alpha, forced=forced)
+    _close(fast, ref, "output")
+    inputs = [z0] + list(p.values())
+    for name, gf, gr in zip(["z0"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
+                            torch.autograd.grad((ref * w).sum(), inputs)):
+        _close(gf, gr, name)

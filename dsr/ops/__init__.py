@@ -14,3 +14,10 @@ def kernel_module(name: str):
         return importlib.import_module(f"dsr.ops.{name}")
     except ImportError:
         return None
+
+
+def fused_step() -> bool:
+    """Whether the training step takes the fused decoder loss and the fused guarded optimiser update
+    (default); ``DSR_FUSED_STEP=0`` keeps the separate operations of session 5's step (benchmarks compare
+    the two in one process; read at every call)."""
+    return os.environ.get("DSR_FUSED_STEP", "1") not in ("0", "")

@@ -129,3 +129,28 @@ def gtf_rollout(step: StepFn, z0, a, ad, inputs=None, model_kind: str | None = N
 
         return gtf_rollout_shallow(params, z0, a, ad, inputs, clipped=clipped, forced=forced)
     return gtf_rollout_ref(step, z0, a, ad, inputs, forced=forced)
+
+
+def gtf_rollout_weak_ref(params, z0, d, alpha, clipped: bool = True, forced: torch.Tensor | None = None):
+    """Weakly forced rollout of a (clipped) shallow PLRNN from the targets d (S, B, T̃+1, N ≤ M) and α (S,):
+    :func:`forcing_weights` then the hand-differentiated twin (the twin of
+    :func:`dsr.ops.gtf_triton.gtf_rollout_triton_weak`)."""
+    from dsr.ops.gtf_shallow import gtf_rollout_shallow
+
+    a, ad = forcing_weights(d, alpha, params["W1"].shape[1], "weak")
+    return gtf_rollout_shallow(params, z0, a, ad, None, clipped=clipped, forced=forced)
+
+
+def gtf_rollout_weak(step: StepFn, z0, d, alpha, M: int, inputs=None, model_kind: str | None = None, params=None,
+                     forced: torch.Tensor | None = None):
+    """Weak (or adaptive) forcing rollout from the targets d (S, B, T̃+1, Mf) and α (S,): on CUDA, for
+    shallow PLRNNs the fused kernel makes the forcing weights itself (:func:`dsr.ops.gtf_triton.
+    gtf_rollout_triton_weak`, no a / ad tensors); elsewhere :func:`forcing_weights` and :func:`gtf_rollout`."""
+    if model_kind in ("shPLRNN", "cshPLRNN") and params is not None and z0.is_cuda and inputs is None \
+            and (kernel := _triton_kernel()) is not None and kernel.fits_one_tile(*params["W1"].shape[1:]) \
+            and kernel.supported_weak(params, z0, d, alpha):
+        with torch.cuda.device(z0.device):
+            return kernel.gtf_rollout_triton_weak(params, z0, d, alpha, clipped=model_kind == "cshPLRNN",
+                                                  forced=forced)
+    a, ad = forcing_weights(d, alpha, M, "weak")
+    return gtf_rollout(step, z0, a, ad, inputs, model_kind, params, forced=forced)

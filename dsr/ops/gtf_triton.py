@@ -24,7 +24,8 @@ PyTorch; otherwise (L tiled in chunks inside each step) the kernel writes
 dL/dz_t and the weight gradients are formed afterwards by batched matmuls, as
 in the twin.
 
-Sizes: M ≤ ``MAX_M`` (128), L ≤ ``MAX_L`` (4096), float32 only, no external
+Matmuls: float32 FMA by default; ``DSR_GTF_PRECISION=tf32x3`` or ``tf32`` puts them on the tensor
+cores (:func:`precision`). Sizes: M ≤ ``MAX_M`` (128), L ≤ ``MAX_L`` (4096), float32 only, no external
 inputs (``C s``): :func:`supported` says whether a call can take the kernel.
 Runs on CUDA, or on CPU tensors under ``TRITON_INTERPRET=1`` (set before this
 module is imported). Uses only APIs present in Triton 3.0–3.9.
@@ -32,204 +33,19 @@ module is imported). Uses only APIs present in Triton 3.0–3.9.
 from __future__ import annotations
 
 import functools
+import os
 
 import triton
-import triton.language as tl
 import torch
+
+from dsr.ops import fused_step
+from dsr.ops.gtf_triton_kernels import _bwd_kernel, _fwd_kernel
 
 MAX_M = 128
 MAX_L = 4096
 BLOCK_B = 16  # sequences per program (tl.dot needs ≥ 16 rows)
 _ONE_TILE = 2048  # BLOCK_M * BLOCK_L up to which weights and their gradients live in registers
 _MAX_TILE = 8192  # largest BLOCK_M * BLOCK_L tile of the L-tiled path (128 × 128 runs out of shared memory)
-
-
-@triton.jit
-def _act(pre, h2, CLIPPED: tl.constexpr):
-    """φ(p) and its slope dφ/dp, and 1[p + h2 > 0] (for dL/dh2)."""
-    on = (pre + h2 > 0).to(tl.float32)
-    act = tl.maximum(pre + h2, 0.0)
-    if CLIPPED:
-        act = act - tl.maximum(pre, 0.0)
-        slope = on - (pre > 0).to(tl.float32)
-    else:
-        slope = on
-    return act, slope, on
-
-
-@triton.jit
-def _fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, out_ptr, zprev_ptr, f_ptr,
-                B, T1, M, L,
-                CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
-                N_LC: tl.constexpr, PREFETCH: tl.constexpr, MIX: tl.constexpr):
-    s = tl.program_id(0)
-    rb = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)  # (BB,) sequence index
-    rm = tl.arange(0, BLOCK_M)  # (BM,)
-    rl = tl.arange(0, BLOCK_L)  # (BL,)
-    mb, mm = rb < B, rm < M
-    mask_bm = mb[:, None] & mm[None, :]  # (BB, BM)
-    T = T1 - 1
-    s64 = s.to(tl.int64)
-    A = tl.load(A_ptr + s64 * M + rm, mask=mm, other=0.0)  # (BM,)
-    h1 = tl.load(h1_ptr + s64 * M + rm, mask=mm, other=0.0)  # (BM,)
-    fs = 0.0
-    if MIX:  # 1: this fit's output is the forced state
-        fs = tl.load(f_ptr + s64)
-    z = tl.load(z0_ptr + (s64 * B + rb[:, None]) * M + rm[None, :], mask=mask_bm, other=0.0)  # (BB, BM)
-    seq_in = (s64 * B + rb[:, None]) * T1 * M + rm[None, :]  # (BB, BM) offsets into a, ad at t = 0
-    seq_out = (s64 * B + rb[:, None]) * T * M + rm[None, :]  # (BB, BM) offsets into out, zprev at t = 1
-    W1_s, W2_s, h2_s = W1_ptr + s64 * M * L, W2_ptr + s64 * L * M, h2_ptr + s64 * L
-    if N_LC == 1:
-        ml = rl < L
-        mask_ml = mm[:, None] & ml[None, :]  # (BM, BL)
-        w2t = tl.load(W2_s + rl[None, :] * M + rm[:, None], mask=mask_ml, other=0.0)  # (BM, BL) = W2ᵀ
-        w1t = tl.trans(tl.load(W1_s + rm[:, None] * L + rl[None, :], mask=mask_ml, other=0.0))  # (BL, BM)
-        h2 = tl.load(h2_s + rl, mask=ml, other=0.0)  # (BL,)
-        a_n = tl.load(a_ptr + seq_in + M, mask=mask_bm, other=0.0)  # forcing of step 1, (BB, BM)
-        ad_n = tl.load(ad_ptr + seq_in + M, mask=mask_bm, other=0.0)
-        for t in range(1, T1):
-            if PREFETCH:  # issue step t+1's loads before step t's arithmetic, off the dependency chain
-                a_t, ad_t = a_n, ad_n
-                tn = tl.minimum(t + 1, T1 - 1)
-                a_n = tl.load(a_ptr + seq_in + tn * M, mask=mask_bm, other=0.0)
-                ad_n = tl.load(ad_ptr + seq_in + tn * M, mask=mask_bm, other=0.0)
-            tl.store(zprev_ptr + seq_out + (t - 1) * M, z, mask=mask_bm)
-            pre = tl.dot(z, w2t, input_precision="ieee")  # (BB, BL)
-            act, slope, on = _act(pre, h2[None, :], CLIPPED)
-            znew = A[None, :] * z + h1[None, :] + tl.dot(act, w1t, input_precision="ieee")  # (BB, BM)
-            if not PREFETCH:
-                a_t = tl.load(a_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
-                ad_t = tl.load(ad_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
-            z = znew * (1.0 - a_t) + ad_t
-            if MIX:
-                tl.store(out_ptr + seq_out + (t - 1) * M, znew + fs * (z - znew), mask=mask_bm)
-            else:
-                tl.store(out_ptr + seq_out + (t - 1) * M, znew, mask=mask_bm)
-    else:
-        for t in range(1, T1):
-            tl.store(zprev_ptr + seq_out + (t - 1) * M, z, mask=mask_bm)
-            acc = A[None, :] * z + h1[None, :]  # (BB, BM)
-            for c in range(N_LC):
-                lc = c * BLOCK_L + rl  # (BL,)
-                ml = lc < L
-                mask_ml = mm[:, None] & ml[None, :]
-                w2t = tl.load(W2_s + lc[None, :] * M + rm[:, None], mask=mask_ml, other=0.0)  # (BM, BL)
-                w1t = tl.trans(tl.load(W1_s + rm[:, None] * L + lc[None, :], mask=mask_ml, other=0.0))
-                h2 = tl.load(h2_s + lc, mask=ml, other=0.0)
-                pre = tl.dot(z, w2t, input_precision="ieee")  # (BB, BL)
-                act, slope, on = _act(pre, h2[None, :], CLIPPED)
-                acc += tl.dot(act, w1t, input_precision="ieee")
-            a_t = tl.load(a_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
-            ad_t = tl.load(ad_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
-            z = acc * (1.0 - a_t) + ad_t
-            if MIX:
-                tl.store(out_ptr + seq_out + (t - 1) * M, acc + fs * (z - acc), mask=mask_bm)
-            else:
-                tl.store(out_ptr + seq_out + (t - 1) * M, acc, mask=mask_bm)
-
-
-@triton.jit
-def _bwd_kernel(gout_ptr, zprev_ptr, a_ptr, A_ptr, W1_ptr, W2_ptr, h2_ptr, f_ptr,
-                gz0_ptr, gad_ptr, gz_ptr, gA_ptr, gh1_ptr, gW1_ptr, gW2_ptr, gh2_ptr,
-                B, T1, M, L, NB,
-                CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
-                N_LC: tl.constexpr, PREFETCH: tl.constexpr, NEED_GAD: tl.constexpr, MIX: tl.constexpr):
-    s = tl.program_id(0)
-    pb = tl.program_id(1)
-    rb = pb * BLOCK_B + tl.arange(0, BLOCK_B)  # (BB,)
-    rm = tl.arange(0, BLOCK_M)
-    rl = tl.arange(0, BLOCK_L)
-    mb, mm = rb < B, rm < M
-    mask_bm = mb[:, None] & mm[None, :]  # (BB, BM)
-    T = T1 - 1
-    s64 = s.to(tl.int64)
-    part = s64 * NB + pb  # this program's slot in the per-program partial sums
-    A = tl.load(A_ptr + s64 * M + rm, mask=mm, other=0.0)  # (BM,)
-    fs = 0.0
-    if MIX:  # 1: the loss saw this fit's forced states
-        fs = tl.load(f_ptr + s64)
-    seq_in = (s64 * B + rb[:, None]) * T1 * M + rm[None, :]
-    seq_out = (s64 * B + rb[:, None]) * T * M + rm[None, :]
-    W1_s, W2_s, h2_s = W1_ptr + s64 * M * L, W2_ptr + s64 * L * M, h2_ptr + s64 * L
-    gc = tl.zeros((BLOCK_B, BLOCK_M), dtype=tl.float32)  # dL/dz̃_t from the future
-    gA = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    gh1 = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    if N_LC == 1:
-        ml = rl < L
-        mask_ml = mm[:, None] & ml[None, :]
-        w2t = tl.load(W2_s + rl[None, :] * M + rm[:, None], mask=mask_ml, other=0.0)  # (BM, BL) = W2ᵀ
-        w1 = tl.load(W1_s + rm[:, None] * L + rl[None, :], mask=mask_ml, other=0.0)  # (BM, BL)
-        w2 = tl.trans(w2t)  # (BL, BM)
-        h2 = tl.load(h2_s + rl, mask=ml, other=0.0)  # (BL,)
-        gW1 = tl.zeros((BLOCK_M, BLOCK_L), dtype=tl.float32)
-        gW2 = tl.zeros((BLOCK_L, BLOCK_M), dtype=tl.float32)
-        gh2 = tl.zeros((BLOCK_L,), dtype=tl.float32)
-        a_n = tl.load(a_ptr + seq_in + T * M, mask=mask_bm, other=0.0)  # step T̃'s inputs, (BB, BM)
-        go_n = tl.load(gout_ptr + seq_out + (T - 1) * M, mask=mask_bm, other=0.0)
-        zp_n = tl.load(zprev_ptr + seq_out + (T - 1) * M, mask=mask_bm, other=0.0)
-        for i in range(0, T):
-            t = T - i
-            if PREFETCH:  # step t−1's loads go out before step t's arithmetic
-                a_t, go_t, zp = a_n, go_n, zp_n
-                tn = tl.maximum(t - 1, 1)
-                a_n = tl.load(a_ptr + seq_in + tn * M, mask=mask_bm, other=0.0)
-                go_n = tl.load(gout_ptr + seq_out + (tn - 1) * M, mask=mask_bm, other=0.0)
-                zp_n = tl.load(zprev_ptr + seq_out + (tn - 1) * M, mask=mask_bm, other=0.0)
-            else:
-                a_t = tl.load(a_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
-                go_t = tl.load(gout_ptr + seq_out + (t - 1) * M, mask=mask_bm, other=0.0)
-                zp = tl.load(zprev_ptr + seq_out + (t - 1) * M, mask=mask_bm, other=0.0)  # z̃_{t−1} (BB, BM)
-            if MIX:  # dL/dz̃_t gains the loss term; dL/dz_t keeps (1 − f) of it
-                gc = gc + fs * go_t
-                go_t = go_t - fs * go_t
-            if NEED_GAD:
-                tl.store(gad_ptr + seq_in + t * M, gc, mask=mask_bm)
-            g = go_t + gc * (1.0 - a_t)
-            gA += tl.sum(g * zp, axis=0)
-            gh1 += tl.sum(g, axis=0)
-            pre = tl.dot(zp, w2t, input_precision="ieee")  # (BB, BL)
-            act, slope, on = _act(pre, h2[None, :], CLIPPED)
-            gact = tl.dot(g, w1, input_precision="ieee")  # (BB, BL)
-            gpre = gact * slope
-            gh2 += tl.sum(gact * on, axis=0)
-            gW1 += tl.dot(tl.trans(g), act, input_precision="ieee")  # (BM, BL)
-            gW2 += tl.dot(tl.trans(gpre), zp, input_precision="ieee")  # (BL, BM)
-            gc = g * A[None, :] + tl.dot(gpre, w2, input_precision="ieee")  # (BB, BM)
-        tl.store(gW1_ptr + part * M * L + rm[:, None] * L + rl[None, :], gW1, mask=mask_ml)
-        tl.store(gW2_ptr + part * L * M + rl[:, None] * M + rm[None, :], gW2,
-                 mask=ml[:, None] & mm[None, :])
-        tl.store(gh2_ptr + part * L + rl, gh2, mask=ml)
-    else:
-        for i in range(0, T):
-            t = T - i
-            go_t = tl.load(gout_ptr + seq_out + (t - 1) * M, mask=mask_bm, other=0.0)
-            if MIX:
-                gc = gc + fs * go_t
-                go_t = go_t - fs * go_t
-            if NEED_GAD:
-                tl.store(gad_ptr + seq_in + t * M, gc, mask=mask_bm)
-            a_t = tl.load(a_ptr + seq_in + t * M, mask=mask_bm, other=0.0)
-            g = go_t + gc * (1.0 - a_t)
-            tl.store(gz_ptr + seq_out + (t - 1) * M, g, mask=mask_bm)
-            zp = tl.load(zprev_ptr + seq_out + (t - 1) * M, mask=mask_bm, other=0.0)
-            gA += tl.sum(g * zp, axis=0)
-            gh1 += tl.sum(g, axis=0)
-            acc = g * A[None, :]
-            for c in range(N_LC):
-                lc = c * BLOCK_L + rl
-                ml = lc < L
-                mask_ml = mm[:, None] & ml[None, :]
-                w2t = tl.load(W2_s + lc[None, :] * M + rm[:, None], mask=mask_ml, other=0.0)  # (BM, BL)
-                w1 = tl.load(W1_s + rm[:, None] * L + lc[None, :], mask=mask_ml, other=0.0)  # (BM, BL)
-                h2 = tl.load(h2_s + lc, mask=ml, other=0.0)
-                pre = tl.dot(zp, w2t, input_precision="ieee")  # (BB, BL)
-                act, slope, on = _act(pre, h2[None, :], CLIPPED)
-                gpre = tl.dot(g, w1, input_precision="ieee") * slope  # (BB, BL)
-                acc += tl.dot(gpre, tl.trans(w2t), input_precision="ieee")
-            gc = acc
-    tl.store(gz0_ptr + (s64 * B + rb[:, None]) * M + rm[None, :], gc, mask=mask_bm)
-    tl.store(gA_ptr + part * M + rm, gA, mask=mm)
-    tl.store(gh1_ptr + part * M + rm, gh1, mask=mm)
 
 
 def _blocks(M: int, L: int, block_l: int | None):
@@ -256,6 +72,15 @@ def _num_warps(BM: int, BL: int) -> int:
     return 4 if BM * BL <= _ONE_TILE else 8
 
 
+def precision() -> str:
+    """Matmul precision of the kernels' tl.dot: "ieee" (float32 FMA, default), "tf32x3" (three TF32
+    tensor-core products, about float32 accuracy) or "tf32"; ``DSR_GTF_PRECISION``, read at every launch."""
+    p = os.environ.get("DSR_GTF_PRECISION", "ieee") or "ieee"
+    if p not in ("ieee", "tf32x3", "tf32"):
+        raise ValueError(f"DSR_GTF_PRECISION must be ieee, tf32x3 or tf32, got {p!r}")
+    return p
+
+
 # Launch overrides; benchmarks/gtf_kernel_tune.py sets them to compare variants on a GPU.
 TUNING: dict[str, dict] = {"fwd": {}, "bwd": {}}
 
@@ -279,7 +104,7 @@ def _launch_options(which: str, BM: int, BL: int, n_programs: int, device: torch
     nw = _num_warps(BM, BL)
     if nw == 4 and n_programs > _sm_count(device):
         nw = 1 if which == "fwd" else 2
-    opts = {"num_warps": nw, "PREFETCH": True}
+    opts = {"num_warps": nw, "PREFETCH": True, "PRECISION": precision()}
     opts.update(TUNING[which])
     return opts
 
@@ -291,9 +116,10 @@ def _activation(pre, h2, clipped):
 
 class _TritonGTF(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z0, a, ad, A, W1, W2, h1, h2, clipped, block_l, forced):
-        S, B, T1, M = a.shape
-        L = W1.shape[2]
+    def forward(ctx, z0, a, ad, A, W1, W2, h1, h2, clipped, block_l, forced, from_d=False):
+        # from_d: a = targets d (S, B, T̃+1, N ≤ M), ad = α (S,); weak forcing made inside the kernels
+        S, B, T1, CIN = a.shape
+        M, L = A.shape[1], W1.shape[2]
         z0, a, ad, A, W1, W2, h1, h2 = (x.contiguous() for x in (z0, a, ad, A, W1, W2, h1, h2))
         mix = forced is not None
         f = forced.to(device=z0.device, dtype=torch.float32).contiguous() if mix else A  # (S,); A: unused
@@ -301,24 +127,24 @@ class _TritonGTF(torch.autograd.Function):
         out = torch.empty(S, B, T1 - 1, M, dtype=z0.dtype, device=z0.device)  # z_1 … z_T̃
         zprev = torch.empty_like(out)  # z̃_0 … z̃_{T̃-1}
         grid = (S, triton.cdiv(B, BLOCK_B))
-        _fwd_kernel[grid](z0, a, ad, A, W1, W2, h1, h2, out, zprev, f, B, T1, M, L,
+        _fwd_kernel[grid](z0, a, ad, A, W1, W2, h1, h2, out, zprev, f, B, T1, M, L, CIN,
                           CLIPPED=bool(clipped), BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL, N_LC=n_lc, MIX=mix,
-                          **_launch_options("fwd", BM, BL, grid[0] * grid[1], z0.device))
-        ctx.save_for_backward(zprev, a, A, W1, W2, h2, f)
-        ctx.meta = (bool(clipped), BM, BL, n_lc, mix)
+                          FROM_D=bool(from_d), **_launch_options("fwd", BM, BL, grid[0] * grid[1], z0.device))
+        ctx.save_for_backward(zprev, a, ad if from_d else A, A, W1, W2, h2, f)
+        ctx.meta = (bool(clipped), BM, BL, n_lc, mix, bool(from_d))
         return out
 
     @staticmethod
     def backward(ctx, gout):
-        zprev, a, A, W1, W2, h2, f = ctx.saved_tensors
-        clipped, BM, BL, n_lc, mix = ctx.meta
-        S, B, T1, M = a.shape
-        L = W1.shape[2]
+        zprev, a, al, A, W1, W2, h2, f = ctx.saved_tensors
+        clipped, BM, BL, n_lc, mix, from_d = ctx.meta
+        S, B, T1, CIN = a.shape
+        M, L = A.shape[1], W1.shape[2]
         NB = triton.cdiv(B, BLOCK_B)
         gout = gout.contiguous()
         kw = dict(dtype=torch.float32, device=a.device)
         gz0 = torch.empty(S, B, M, **kw)
-        need_gad = ctx.needs_input_grad[2]  # targets depend on parameters (e.g. a regressor decoder)
+        need_gad = ctx.needs_input_grad[2] and not from_d  # targets depend on parameters (e.g. a regressor decoder)
         gad = torch.zeros(S, B, T1, M, **kw) if need_gad else torch.empty(0, **kw)  # dL/d ad_0 = 0
         gA, gh1 = torch.empty(S, NB, M, **kw), torch.empty(S, NB, M, **kw)  # per-program partials
         one = n_lc == 1
@@ -326,10 +152,14 @@ class _TritonGTF(torch.autograd.Function):
         gW1 = torch.empty(S, NB, M, L, **kw) if one else torch.empty(0, **kw)
         gW2 = torch.empty(S, NB, L, M, **kw) if one else torch.empty(0, **kw)
         gh2 = torch.empty(S, NB, L, **kw) if one else torch.empty(0, **kw)
-        _bwd_kernel[(S, NB)](gout, zprev, a, A, W1, W2, h2, f, gz0, gad, gz, gA, gh1, gW1, gW2, gh2,
-                             B, T1, M, L, NB, CLIPPED=clipped, BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL, N_LC=n_lc,
-                             NEED_GAD=need_gad, MIX=mix, **_launch_options("bwd", BM, BL, S * NB, a.device))
-        if one:
+        _bwd_kernel[(S, NB)](gout, zprev, a, al, A, W1, W2, h2, f, gz0, gad, gz, gA, gh1, gW1, gW2, gh2,
+                             B, T1, M, L, NB, CIN, CLIPPED=clipped, BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL,
+                             N_LC=n_lc, NEED_GAD=need_gad, MIX=mix, FROM_D=from_d,
+                             **_launch_options("bwd", BM, BL, S * NB, a.device))
+        views = NB == 1 and fused_step()  # one sequence block: the partials are the sums (views, no launches)
+        if one and views:
+            gW1, gW2, gh2 = gW1.squeeze(1), gW2.squeeze(1), gh2.squeeze(1)
+        elif one:
             gW1, gW2, gh2 = gW1.sum(1), gW2.sum(1), gh2.sum(1)
         else:  # weight gradients over all steps at once, as in the twin
             T = T1 - 1
@@ -343,7 +173,8 @@ class _TritonGTF(torch.autograd.Function):
             gW1 = torch.bmm(gzf.transpose(1, 2), act)  # (S, M, L)
             gW2 = torch.bmm((gact * slope).transpose(1, 2), zflat)  # (S, L, M)
             gh2 = (gact * on).sum(1)  # (S, L)
-        return gz0, None, gad if need_gad else None, gA.sum(1), gW1, gW2, gh1.sum(1), gh2, None, None, None
+        gA, gh1 = (gA.squeeze(1), gh1.squeeze(1)) if views else (gA.sum(1), gh1.sum(1))
+        return gz0, None, gad if need_gad else None, gA, gW1, gW2, gh1, gh2, None, None, None, None
 
 
 def supported(params: dict[str, torch.Tensor], z0: torch.Tensor, a: torch.Tensor,
@@ -392,3 +223,27 @@ def gtf_rollout_triton(params: dict[str, torch.Tensor], z0: torch.Tensor, a: tor
         return gtf_rollout_shallow(params, z0, a, ad, inputs, clipped=clipped, forced=forced)
     return _TritonGTF.apply(z0, a, ad, params["A"], params["W1"], params["W2"], params["h1"], params["h2"],
                             clipped, block_l, forced)
+
+
+def supported_weak(params: dict[str, torch.Tensor], z0: torch.Tensor, d: torch.Tensor, alpha: torch.Tensor) -> bool:
+    """Whether :func:`gtf_rollout_triton_weak` takes the call: as :func:`supported`, with targets d
+    (S, B, T̃+1, N ≤ M) and α (S,) in float32 that need no gradient."""
+    M = params["W1"].shape[1]
+    return (d.dim() == 4 and 1 <= d.shape[3] <= M and alpha.shape == (d.shape[0],) and supported(params, z0, d)
+            and alpha.dtype == torch.float32 and alpha.device == d.device
+            and not d.requires_grad and not alpha.requires_grad)
+
+
+def gtf_rollout_triton_weak(params: dict[str, torch.Tensor], z0: torch.Tensor, d: torch.Tensor,
+                            alpha: torch.Tensor, clipped: bool = True,
+                            forced: torch.Tensor | None = None) -> torch.Tensor:
+    """Weakly forced rollout (S, B, T̃, M) straight from the targets: the forcing weights of
+    :func:`dsr.ops.gtf.forcing_weights` (mode "weak", first N units forced, NaN targets unforced) are
+    made inside the kernels, so neither a nor ad is written to memory. Twin:
+    :func:`dsr.ops.gtf.gtf_rollout_weak_ref`; calls :func:`supported_weak` rejects go there."""
+    if not supported_weak(params, z0, d, alpha):
+        from dsr.ops.gtf import gtf_rollout_weak_ref
+
+        return gtf_rollout_weak_ref(params, z0, d, alpha, clipped=clipped, forced=forced)
+    return _TritonGTF.apply(z0, d, alpha, params["A"], params["W1"], params["W2"], params["h1"], params["h2"],
+                            clipped, None, forced, True)

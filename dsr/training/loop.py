@@ -19,13 +19,15 @@ import torch
 from dsr.config import TrainConfig
 from dsr.errors import ConfigError
 from dsr.models.convssm import ConvSSM
+from dsr.ops import fused_step
 from dsr.ops.conv import causal_conv
-from dsr.ops.gtf import forcing_weights, gtf_rollout
+from dsr.ops.conv_loss import conv_mse
+from dsr.ops.gtf import forcing_weights, gtf_rollout, gtf_rollout_weak
 from dsr.training.checkpoint import load_checkpoint, save_checkpoint
 from dsr.training.data import SubjectData, sample_batch, sequence_length
 from dsr.training.device_batches import DeviceBatches
 from dsr.training.forcing import estimate_alpha, update_alpha
-from dsr.training.radam import SubjectRAdam
+from dsr.training.radam import SubjectRAdam, flat_leaves
 from dsr.training.step import StepRunner, StepState, guarded_update
 
 
@@ -49,9 +51,15 @@ def batch_loss(model: ConvSSM, batch, alpha: torch.Tensor, cfg: TrainConfig,
     K = model.kernel_size
     d = model.targets(batch.d, batch.rd)  # (S, B, T̃+1, Mf)
     z0 = model.init_state(torch.nan_to_num(d[:, :, 0]))  # (S, B, M)
-    a, ad = forcing_weights(d, alpha, model.spec.latent_dim, cfg.forcing, cfg.forcing_interval)
-    Z = gtf_rollout(model.step, z0, a, ad, batch.s, model.spec.latent_model, model.latent_params,
-                    forced=forced)  # (S, B, T̃, M)
+    if cfg.forcing in ("weak", "adaptive") and fused_step():  # the kernel makes the forcing weights itself
+        Z = gtf_rollout_weak(model.step, z0, d, alpha, model.spec.latent_dim, batch.s, model.spec.latent_model,
+                             model.latent_params, forced=forced)  # (S, B, T̃, M)
+    else:
+        a, ad = forcing_weights(d, alpha, model.spec.latent_dim, cfg.forcing, cfg.forcing_interval)
+        Z = gtf_rollout(model.step, z0, a, ad, batch.s, model.spec.latent_model, model.latent_params,
+                        forced=forced)  # (S, B, T̃, M)
+    if model.spec.observation == "identity" and batch.r is None and fused_step():
+        return conv_mse(Z, model.filter, batch.x[:, :, K:])  # decoder + MSE, one kernel each way on CUDA
     r = None if batch.r is None else batch.r[:, :, K:]
     xhat = model.observe(Z, r, conv=causal_conv)  # (S, B, T̃-K+1, N)
     return (xhat - batch.x[:, :, K:]).pow(2).mean(dim=(1, 2, 3))
@@ -93,7 +101,7 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
     """
     S = model.n_subjects
     dev, dtype = model.filter.device, model.filter.dtype
-    params = {k: v.detach().requires_grad_(True) for k, v in model.params.items()}
+    params = flat_leaves(model.params)  # views of one flat buffer: the fused optimiser updates them at once
     model.params = params
     opt = SubjectRAdam(params)
     seq_len = sequence_length(subjects, cfg.sequence_length, model.kernel_size)
@@ -144,7 +152,7 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
         guarded_update(loss_s, _regularisation(model, cfg), params, opt, st, cfg)
 
     graphable = batches is not None and dev.type == "cuda" and cfg.forcing != "adaptive" and cfg.cuda_graph
-    runner = StepRunner(step, graph=graphable)
+    runner = StepRunner(step, graph=graphable, device=dev)
     status = ["ok" if ok else "diverged" for ok in st.active.tolist()]
     t0 = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):

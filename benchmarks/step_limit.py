@@ -1,0 +1,228 @@
+"""Training step time against the hardware's limits (issue 18, item 3), every path in one run.
+
+    python benchmarks/step_limit.py --out benchmarks/results/step_limit.json
+    python benchmarks/step_limit.py --cpu-smoke --out /tmp/step_limit_smoke.json   # tiny, Triton interpreter
+
+Cases: one model at (M, L) = (16, 50), B = 16, T̃ = 200, K = 17 (SPM HRF at TR 2 s; the issue-6 grid),
+and S = 1020 stacked fits with ``benchmarks/lemon_scale.py``'s settings (``rest_fmri``: M = N = 16,
+L = 50, B = 16, T̃ = 60, K = 23 at TR 1.4 s). Paths, ms per step:
+
+    plain            plain PyTorch, eager: autograd through the time loop, conv1d decoder, per-tensor RAdam
+                     (``benchmarks/gpu_step.py``'s "autograd" step on a fixed batch)
+    session5         dsr's ``train()`` as of session 5: fused GTF and conv kernels, separate loss ops,
+                     per-tensor RAdam and NaN guard (``DSR_FUSED_STEP=0``), one CUDA graph per step
+    fused            ``train()`` now: conv + MSE one kernel each way, RAdam + NaN guard + bookkeeping one
+                     kernel for the whole stack, one CUDA graph per step
+    fused_tf32x3 / fused_tf32
+                     the same with the GTF kernels' matmuls on the tensor cores (``DSR_GTF_PRECISION``)
+
+``train()`` rows are steady state: epochs 3–E of a run after a one-epoch warm-up run (compilation, graph
+capture and data upload left out). Each ``train()`` path starts from the same seeds, so the final
+parameters are compared with session5's (``max_rel_diff``: max |Δ| / max |p| over all parameters).
+Limits per step: arithmetic = FLOPs of the recurrence (2 matmuls forward, 5 backward, M·L multiply-adds
+each, per sequence step) and the decoder convolution, at 67 TFLOP/s (fp32) or 495 TFLOP/s (TF32 dense);
+memory = the bytes the fused step must move at least (see :func:`step_bytes`) at 4.3 TB/s (the copy rate
+measured on the H200). ``launches`` counts the CUDA kernels of one eager step (torch.profiler) per path.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+if "--cpu-smoke" in sys.argv:  # the Triton interpreter must be chosen before triton is imported
+    os.environ["TRITON_INTERPRET"] = "1"
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from benchmarks.gpu_step import make_problem, make_step  # noqa: E402
+from dsr.config import load_config  # noqa: E402
+from dsr.models.convssm import ConvSSM, ConvSSMSpec  # noqa: E402
+from dsr.signal.filters import spm_hrf  # noqa: E402
+from dsr.training.data import prepare_subject  # noqa: E402
+from dsr.training.loop import train  # noqa: E402
+
+FP32_FLOPS, TF32_FLOPS, COPY_BYTES = 67e12, 495e12, 4.3e12
+PATHS = {"session5": {"DSR_FUSED_STEP": "0", "DSR_GTF_PRECISION": "ieee"},
+         "fused": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee"},
+         "fused_tf32x3": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "tf32x3"},
+         "fused_tf32": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "tf32"}}
+
+
+def step_flops(S, B, T, M, L, K, N) -> float:
+    """Multiply-adds × 2 of one step: recurrence (2 matmuls forward, 5 backward) and conv (forward, backward)."""
+    return 2.0 * S * B * (7 * T * M * L + 2 * (T - K + 1) * K * N)
+
+
+def step_bytes(S, B, T, M, L, K, N) -> float:
+    """Bytes the fused step moves at least (float32): batch gather (windows of x and d written), forcing
+    weights (d read, a and ad written), GTF forward (a, ad read; z_t and z̃_{t-1} written), conv + MSE
+    (z, x read, residuals written; backward: residuals read, dL/dz written), GTF backward (dL/dz, z̃, a
+    read), gradient gather and the optimiser (p, g, m, v read; p, m, v written; grads copied once)."""
+    T1, To, P = T + 1, T - K + 1, M + 2 * M * L + M + L
+    seq = S * B * T1
+    gather = 2 * seq * N
+    forcing = seq * N + 2 * seq * M
+    gtf_fwd = 2 * seq * M + 2 * S * B * T * M
+    loss = S * B * (T * M + 2 * To * N) + S * B * (To * N + T * M)
+    gtf_bwd = 3 * S * B * T * M
+    opt = (7 + 2) * S * P
+    return 4.0 * (gather + forcing + gtf_fwd + loss + gtf_bwd + opt)
+
+
+def _data(M, T_seq, K, tr, seed=0):
+    rng = np.random.default_rng(seed)
+    h = spm_hrf(tr)[:K]
+    x = rng.standard_normal((4 * T_seq + 4 * K, M)).cumsum(0) * 0.1  # (T, M) smooth random series
+    return x, h
+
+
+def _with_env(env: dict, fn):
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return fn()
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def time_train(case: dict, device, epochs: int, batches: int) -> tuple[float, dict]:
+    """ms per step of ``train()`` in steady state, and the final parameters (CPU)."""
+    S, M, L, B, T, K, tr = (case[k] for k in ("S", "M", "L", "B", "T", "K", "tr"))
+    x, h = _data(M, T, K, tr)
+    cfg = load_config("rest_fmri", model={"latent_dim": M, "hidden_dim": L},
+                      train={"epochs": epochs, "batches_per_epoch": batches, "batch_size": B,
+                             "sequence_length": T, "train_fraction": 0.9})
+    sd = prepare_subject(x, h, cfg)
+    spec = ConvSSMSpec("cshPLRNN", M, L, "identity", n_obs=M, tr=tr)
+    seeds = list(range(S))
+    warm = ConvSSM.initialise(spec, torch.as_tensor(h), seeds).to(device)
+    train(warm, [sd] * S, cfg.train.__class__(**{**cfg.train.__dict__, "epochs": 1}), seeds)
+    model = ConvSSM.initialise(spec, torch.as_tensor(h), seeds).to(device)
+    marks = {}
+    train(model, [sd] * S, cfg.train, seeds, progress=lambda e, n, info: marks.__setitem__(e, info["seconds"]))
+    first = 2 if epochs > 2 else 1
+    ms = (marks[epochs] - marks[first]) * 1e3 / ((epochs - first) * batches)
+    return ms, {k: v.detach().cpu() for k, v in model.params.items()}
+
+
+def time_plain(case: dict, device, steps: int) -> float:
+    """ms per step of the plain-PyTorch eager step (median of ``steps`` after 2 warm-up steps)."""
+    S, M, L, B, T, K = (case[k] for k in ("S", "M", "L", "B", "T", "K"))
+    params, opt, d, x, h = make_problem(S, B, T + 1, M, L, K, device)
+    one = make_step("autograd", params, opt, d, x, h, K)
+    for _ in range(2):
+        one()
+    times = []
+    for _ in range(steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        one()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def count_launches(case: dict, device) -> int | None:
+    """CUDA kernels of one eager ``train()`` step (no graph), from torch.profiler; None on the CPU."""
+    if device.type != "cuda":
+        return None
+    from torch.profiler import ProfilerActivity, profile
+
+    S, M, L, B, T, K, tr = (case[k] for k in ("S", "M", "L", "B", "T", "K", "tr"))
+    x, h = _data(M, T, K, tr)
+    cfg = load_config("rest_fmri", model={"latent_dim": M, "hidden_dim": L},
+                      train={"epochs": 1, "batches_per_epoch": 8, "batch_size": B, "sequence_length": T,
+                             "train_fraction": 0.9, "cuda_graph": False})
+    sd = prepare_subject(x, h, cfg)
+    model = ConvSSM.initialise(ConvSSMSpec("cshPLRNN", M, L, "identity", n_obs=M, tr=tr), torch.as_tensor(h),
+                               list(range(S))).to(device)
+    train(model, [sd] * S, cfg.train, list(range(S)))  # compile
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        train(model, [sd] * S, cfg.train, list(range(S)))
+        torch.cuda.synchronize()
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA
+               and "memcpy" not in e.name.lower() and "memset" not in e.name.lower()]
+    return round(len(kernels) / cfg.train.batches_per_epoch)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--batches", type=int, default=50)
+    ap.add_argument("--plain-steps", type=int, default=5)
+    ap.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS))
+    ap.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on the CPU (Triton interpreter)")
+    args = ap.parse_args(argv)
+    cases = [dict(name="one model (16, 50)", S=1, M=16, L=50, B=16, T=200, K=17, tr=2.0),
+             dict(name="lemon_scale 1020 fits", S=1020, M=16, L=50, B=16, T=60, K=23, tr=1.4)]
+    if args.cpu_smoke:
+        cases = [dict(name="smoke", S=2, M=4, L=8, B=3, T=14, K=4, tr=2.0)]
+        args.epochs, args.batches, args.plain_steps = 3, 2, 1
+        device = torch.device("cpu")
+        torch.set_num_threads(1)
+    elif not torch.cuda.is_available():
+        sys.exit("step_limit.py needs a CUDA device (or --cpu-smoke)")
+    else:
+        device = torch.device("cuda")
+    t_start = time.perf_counter()
+    rows = []
+    for case in cases:
+        dims = {k: case[k] for k in ("S", "B", "T", "M", "L", "K")}
+        dims["N"] = case["M"]
+        flops, nbytes = step_flops(**dims), step_bytes(**dims)
+        row = {**case, "gflop": flops / 1e9, "mbytes": nbytes / 1e6,
+               "limit_ms": {"fp32": 1e3 * flops / FP32_FLOPS, "tf32": 1e3 * flops / TF32_FLOPS,
+                            "memory": 1e3 * nbytes / COPY_BYTES}, "ms": {}, "launches": {}, "max_rel_diff": {}}
+        try:
+            row["ms"]["plain"] = time_plain(case, device, args.plain_steps)
+        except torch.cuda.OutOfMemoryError:
+            row["ms"]["plain"] = None
+        print(json.dumps({"case": case["name"], "plain_ms": row["ms"]["plain"]}), flush=True)
+        ref = None
+        for path in args.paths:
+            env = PATHS[path]
+            ms, params = _with_env(env, lambda: time_train(case, device, args.epochs, args.batches))
+            row["ms"][path] = ms
+            if path in ("session5", "fused"):
+                row["launches"][path] = _with_env(env, lambda: count_launches(case, device))
+            if ref is None:
+                ref = params
+            else:
+                row["max_rel_diff"][path] = max(float((params[k] - v).abs().max() / v.abs().max().clamp_min(1e-12))
+                                                for k, v in ref.items())
+            print(json.dumps({"case": case["name"], "path": path, "ms": ms,
+                              "launches": row["launches"].get(path), "max_rel_diff": row["max_rel_diff"].get(path)}),
+                  flush=True)
+        base = row["ms"].get("session5")
+        row["speedup_vs_session5"] = {p: base / v for p, v in row["ms"].items() if base and v}
+        rows.append(row)
+    meta = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
+            "epochs": args.epochs, "batches": args.batches, "seconds": time.perf_counter() - t_start,
+            "cpu_smoke": args.cpu_smoke}
+    for r in rows:
+        print(f"| {r['name']} | " + " | ".join(f"{p} {v:.3g} ms" for p, v in r["ms"].items() if v is not None)
+              + f" | limits: fp32 {r['limit_ms']['fp32']:.3g} ms, tf32 {r['limit_ms']['tf32']:.3g} ms, "
+              f"memory {r['limit_ms']['memory']:.3g} ms | launches {r['launches']} |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    print(f"wrote {args.out} ({meta['seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
