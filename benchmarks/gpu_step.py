@@ -119,7 +119,9 @@ def make_problem(S, B, T1, M, L, K, device, seed=0):
     d = torch.randn(S, B, T1, M, generator=gen).to(device)  # (S, B, T̃+1, M) latent targets
     d[:, :, : K // 4] = float("nan")  # unreliable start, never forced
     x = torch.randn(S, B, T1 - 1, M, generator=gen).to(device)  # (S, B, T̃, N=M) observations
-    h = torch.as_tensor(spm_hrf(2.0)[:K], dtype=torch.float32)
+    taps = spm_hrf(32.0 / K)[:K]  # an SPM HRF with K taps (TR 2 s for K = 17, 1.4 s for K = 23)
+    h = torch.zeros(K)
+    h[: len(taps)] = torch.as_tensor(taps, dtype=torch.float32)
     h = (h / h.sum()).to(device)  # (K,)
     return params, SubjectRAdam(params), d, x, h
 
