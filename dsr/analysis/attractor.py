@@ -149,7 +149,8 @@ def read_tsv(path: Path) -> np.ndarray:
 
 
 def analyse_model(model: ConvSSM, z0: np.ndarray, n_steps: int = 2000, transient: int = 500,
-                  cycles: bool = True, n_restarts: int = 100, seed: int = 0) -> FitAnalysis:
+                  cycles: bool = True, n_restarts: int = 100, seed: int = 0,
+                  spectrum: np.ndarray | None = None) -> FitAnalysis:
     """Dynamics features of one model (S = 1) from a latent state z0 (M,).
 
     Parameters
@@ -163,6 +164,9 @@ def analyse_model(model: ConvSSM, z0: np.ndarray, n_steps: int = 2000, transient
         Search fixed points and 2-cycles (PLRNN family only).
     n_restarts : int
         SCYFI restarts without a new find before it stops.
+    spectrum : ndarray (M,) or None
+        The model's Lyapunov spectrum per step where it is known already (the fit's evaluation computed it,
+        ``metrics.json``); None computes it along the orbit.
     """
     tr = float(model.spec.tr)
     m64 = ConvSSM(model.spec, {k: v.detach().double().cpu()[:1] for k, v in model.params.items()},
@@ -172,8 +176,11 @@ def analyse_model(model: ConvSSM, z0: np.ndarray, n_steps: int = 2000, transient
         orbit = m64.generate(z, transient + n_steps)[0, 0, transient:].numpy()  # (n_steps, M)
     step = lambda x: m64.step(x[None])[0]  # noqa: E731  (B, M) -> (B, M)
     jac = lambda x: m64.jacobian(x[None])[0]  # noqa: E731
-    start = torch.as_tensor(np.nan_to_num(orbit[:1], nan=0.0, posinf=0.0, neginf=0.0))
-    lam_step = lyapunov_spectrum(step, jac, start, n_steps=n_steps, transient=0)[0].numpy()  # (M,)
+    if spectrum is not None:
+        lam_step = np.array(spectrum, dtype=np.float64)  # (M,)
+    else:
+        start = torch.as_tensor(np.nan_to_num(orbit[:1], nan=0.0, posinf=0.0, neginf=0.0))
+        lam_step = lyapunov_spectrum(step, jac, start, n_steps=n_steps, transient=0)[0].numpy()  # (M,)
     if not np.isfinite(orbit).all():
         lam_step[:] = np.nan
     kind, period = classify_orbit(orbit, float(lam_step[0]))
@@ -192,6 +199,15 @@ def analyse_model(model: ConvSSM, z0: np.ndarray, n_steps: int = 2000, transient
     return FitAnalysis(feats, lam_step / tr, orbit, fps, c2, kind, tr)
 
 
+def stored_spectrum(metrics: dict, model: ConvSSM) -> np.ndarray | None:
+    """The Lyapunov spectrum per step the fit's evaluation stored in ``metrics.json`` (median over its
+    orbits; null entries are NaN), or None when it is absent or not one exponent per latent dimension."""
+    spec = metrics.get("lyapunov_spectrum")
+    if not isinstance(spec, list) or len(spec) != model.spec.latent_dim:
+        return None
+    return np.array([float("nan") if v is None else float(v) for v in spec])
+
+
 def analyse_fit(model_path: str | Path, n_steps: int = 2000, transient: int = 500, cycles: bool = True,
                 n_restarts: int = 100, seed: int = 0) -> FitAnalysis:
     """All features of one fit written by the participant level.
@@ -202,6 +218,9 @@ def analyse_fit(model_path: str | Path, n_steps: int = 2000, transient: int = 50
         ``{base}_desc-convssm_model.safetensors``; the other files are found beside it.
     n_steps, transient, cycles, n_restarts, seed
         See :func:`analyse_model`.
+
+    The Lyapunov spectrum is the one the fit's evaluation stored in ``metrics.json`` where there is one
+    (the same orbits the fit's ``lyapunov_max`` comes from), else it is computed here.
 
     Returns
     -------
@@ -221,7 +240,7 @@ def analyse_fit(model_path: str | Path, n_steps: int = 2000, transient: int = 50
     x_gen = read_tsv(paths["generated_obs"])  # (T, N)
     fin = np.flatnonzero(np.isfinite(z_gen).all(1))
     z0 = z_gen[fin[-1]] if fin.size else z_gen[0]
-    res = analyse_model(model, z0, n_steps, transient, cycles, n_restarts, seed)
+    res = analyse_model(model, z0, n_steps, transient, cycles, n_restarts, seed, stored_spectrum(metrics, model))
     tr = res.tr
     f = res.features
     for key in ("dstsp", "dh", "dstsp_test", "dh_test", "pe_test"):

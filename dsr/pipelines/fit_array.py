@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import shutil
 import time
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from dsr.io.feasibility import check_run_length, check_tr
 from dsr.log import user_log
 from dsr.models.convssm import ConvSSM, ConvSSMSpec
 from dsr.signal.filters import make_filter
+from dsr.timing import stage
 from dsr.training.data import SubjectData, prepare_subject
 from dsr.training.loop import TrainOutcome, train
 
@@ -149,17 +151,20 @@ def fit(x, tr: float, config: DsrConfig | None = None, *, seed: int | None = Non
     if seed is not None:
         cfg = cfg.replace(seed=seed)
     dev = resolve_device(device)
-    sd, h, cfg = prepare(x, tr, cfg, nuisance, inputs, path=path, standardise=standardise)
+    with stage("deconvolution"):
+        sd, h, cfg = prepare(x, tr, cfg, nuisance, inputs, path=path, standardise=standardise)
     spec = ConvSSMSpec(cfg.model.latent_model, cfg.model.latent_dim, cfg.model.hidden_dim, cfg.model.observation,
                        n_obs=sd.x.shape[1], n_regressors=0 if sd.r is None else sd.r.shape[1],
                        n_inputs=0 if sd.s is None else sd.s.shape[1], tr=float(tr),
                        meta=_model_meta(sd, cfg))
     with on_device(dev):
-        model = ConvSSM.initialise(spec, torch.as_tensor(h), [cfg.seed]).to(dev)
-        outcome = train(model, [sd], cfg.train, [cfg.seed], checkpoint_dir=checkpoint_dir, resume=resume,
-                        progress=progress)
+        with stage("training"):
+            model = ConvSSM.initialise(spec, torch.as_tensor(h), [cfg.seed]).to(dev)
+            outcome = train(model, [sd], cfg.train, [cfg.seed], checkpoint_dir=checkpoint_dir, resume=resume,
+                            progress=progress)
         model.spec.meta["status"] = outcome.status[0]
-        record, xg, zg = evaluate(model, [sd], cfg.eval, [cfg.seed], latent_truths=[latent_truth])[0]
+        with stage("evaluation"):
+            record, xg, zg = evaluate(model, [sd], cfg.eval, [cfg.seed], latent_truths=[latent_truth])[0]
     metrics = record.to_json()
     metrics.update(_fit_record(outcome.status[0], outcome.seconds, outcome.epochs_done, cfg, tr, sd, h, dev))
     return FitResult(model, sd, cfg, outcome, metrics, xg * sd.std + sd.mean, zg)
@@ -197,7 +202,8 @@ def fit_many(xs: list, tr: float, configs: list[DsrConfig], *, device: str = "cp
     if any(c.replace(seed=0).to_dict() != base for c in configs):
         raise DsrError("stacked fits must share their config apart from the seed")
     paths = paths or [None] * len(xs)
-    prepared = [prepare(x, tr, c, path=p) for x, c, p in zip(xs, configs, paths)]
+    with stage("deconvolution"):
+        prepared = prepare_unique(xs, tr, configs, paths)
     sds, h, cfgs = [p[0] for p in prepared], prepared[0][1], [p[2] for p in prepared]
     if len({sd.x.shape[1] for sd in sds}) != 1:
         raise DsrError("stacked fits must have the same number of channels")
@@ -206,9 +212,11 @@ def fit_many(xs: list, tr: float, configs: list[DsrConfig], *, device: str = "cp
     spec = ConvSSMSpec(cfg.model.latent_model, cfg.model.latent_dim, cfg.model.hidden_dim, cfg.model.observation,
                        n_obs=sds[0].x.shape[1], tr=float(tr))
     with on_device(dev):
-        model = ConvSSM.initialise(spec, torch.as_tensor(h), seeds).to(dev)
-        outcome = train(model, sds, cfg.train, seeds, progress=progress)
-        evaluated = evaluate(model, sds, cfg.eval, seeds)  # all fits at once, on the training device
+        with stage("training"):
+            model = ConvSSM.initialise(spec, torch.as_tensor(h), seeds).to(dev)
+            outcome = train(model, sds, cfg.train, seeds, progress=progress)
+        with stage("evaluation"):
+            evaluated = evaluate(model, sds, cfg.eval, seeds)  # all fits at once, on the training device
     results = []
     for i, (sd, c) in enumerate(zip(sds, cfgs)):
         one = model.subject(i)
@@ -224,8 +232,29 @@ def fit_many(xs: list, tr: float, configs: list[DsrConfig], *, device: str = "cp
     return results
 
 
+def prepare_unique(xs: list, tr: float, configs: list[DsrConfig], paths: list) -> list[tuple]:
+    """:func:`prepare` of every recording, each distinct recording prepared (deconvolved) once: the seeds of
+    one run share their data (the preparation does not depend on the seed; each fit keeps its own config)."""
+    done: dict[tuple, tuple] = {}
+    out = []
+    for x, c, p in zip(xs, configs, paths):
+        a = np.asarray(x)
+        key = (a.shape, str(a.dtype), hashlib.sha1(np.ascontiguousarray(a).tobytes()).hexdigest(),
+               c.replace(seed=0).hash())
+        if key not in done:
+            done[key] = prepare(a, tr, c, path=p)
+        sd, h, cfg = done[key]
+        out.append((sd, h, resolve_config(c, sd.x.shape[1], False)))
+    return out
+
+
 def write_outputs(result: FitResult, out_dir: Path, prefix: str = "", source: str | None = None) -> dict:
     """Write model, metrics, generated series, curve and figure; every file atomically."""
+    with stage("writing"):
+        return _write_outputs(result, out_dir, prefix, source)
+
+
+def _write_outputs(result: FitResult, out_dir: Path, prefix: str, source: str | None) -> dict:
     from dsr.report.figures import data_vs_generated
 
     names = fit_files(prefix)
@@ -241,8 +270,9 @@ def write_outputs(result: FitResult, out_dir: Path, prefix: str = "", source: st
     _sidecar(out_dir / names["curve"], "Training curve: mean GTF loss per epoch", source)
     try:
         x = result.data.x * result.data.std + result.data.mean
-        data_vs_generated(x, result.x_gen, out_dir / names["figure"], result.model.spec.tr, result.data.n_train,
-                          title=f"{prefix or 'fit'}: D_stsp {result.metrics.get('dstsp', float('nan')):.3g}")
+        with stage("figures"):
+            data_vs_generated(x, result.x_gen, out_dir / names["figure"], result.model.spec.tr, result.data.n_train,
+                              title=f"{prefix or 'fit'}: D_stsp {result.metrics.get('dstsp', float('nan')):.3g}")
     except OutputError:  # a full disk: the fit is not done until its figure is written
         raise
     except Exception as exc:  # a failed figure never aborts a fit

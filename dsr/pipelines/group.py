@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dsr import __version__
+from dsr import __version__, timing
 from dsr.analysis import group_stats as gs
 from dsr.analysis.attractor import FEATURE_DOC, KINDS, FitAnalysis, analyse_fit, read_tsv
 from dsr.config import DsrConfig
@@ -165,12 +165,19 @@ def group_report(table: pd.DataFrame, feats: list[str], stats: pd.DataFrame, icc
 
 
 def _analyse_task(job: tuple, device: str) -> dict:
-    """Executor task: the features of one participant's fits, or its failure as one line."""
-    sub, paths, config = job
+    """Executor task: the features of one participant's fits (and its report ``sub-XX.html`` where a path is
+    given, in the same worker), or its failure as one line; with the worker's seconds per stage."""
+    sub, paths, config, report = job
     try:
-        return {"status": "ok", "items": analyse_subject(sub, paths, config)}
+        with timing.stage("group"):
+            items = analyse_subject(sub, paths, config)
+        if report is not None:
+            with timing.stage("reports"):
+                subject_report(sub, items, report)
+        return {"status": "ok", "items": items, "stages": timing.take()}
     except Exception as exc:  # one bad folder: one line, the others go on
-        return {"status": "failed", "reason": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
+        return {"status": "failed", "reason": f"{type(exc).__name__}: {' '.join(str(exc).split())}",
+                "stages": timing.take()}
 
 
 def _shared_eval(config: DsrConfig | None, models: list[Path]):
@@ -219,12 +226,21 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
     fits = find_fits(output_dir)
     if not any(fits.values()):
         raise InputError("no fitted models found; run the participant level first", output_dir)
-    done, skipped = {}, 0
-    jobs = [(sub, paths, config) for sub, paths in fits.items()]
+    jobs = [(sub, paths, config, layout.subject_report(output_dir, sub) if reports else None)
+            for sub, paths in fits.items()]
     results: dict[int, dict] = {}
     run_tasks(_analyse_task, jobs, ExecutorSettings(nprocs=nprocs, threads=threads), results.__setitem__,
               "participants")
-    for i, (sub, _, _) in enumerate(jobs):
+    for res in results.values():  # the tasks' seconds per stage (taken in this process or a worker's)
+        timing.add(res.pop("stages", None))
+    with timing.stage("group"):
+        return _group_tables(bids_dir, output_dir, config, n_perm, reports, fits, jobs, results)
+
+
+def _group_tables(bids_dir, output_dir, config, n_perm, reports, fits, jobs, results) -> int:
+    """The group tables and group.html from every participant's analysed fits (see :func:`run_group`)."""
+    done, skipped = {}, 0
+    for i, (sub, _, _, _) in enumerate(jobs):
         if results[i]["status"] == "ok":
             done[sub] = results[i]["items"]
         else:
@@ -275,10 +291,9 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
     coords = gs.classical_mds(base, 2)
     write_table(gdir / "embedding.tsv", pd.DataFrame({"participant_id": ids, "mds1": coords[:, 0],
                                                       "mds2": coords[:, 1]}), "Classical MDS of D_stsp")
-    if reports:
-        for sub, items in done.items():
-            subject_report(sub, items, layout.subject_report(output_dir, sub))
-        group_report(table, feats, stats, icc, dist, coords, covariates, output_dir / layout.GROUP_REPORT)
+    if reports:  # the participants' reports were written with their analysis
+        with timing.stage("reports"):
+            group_report(table, feats, stats, icc, dist, coords, covariates, output_dir / layout.GROUP_REPORT)
     kinds = runs["attractor_kind"].map(lambda k: KINDS[int(k)] if np.isfinite(k) else "n/a").value_counts()
     log.info("group: %d participant(s) analysed, %d skipped; attractors: %s; outputs in %s", len(done), skipped,
              ", ".join(f"{k} {v}" for k, v in kinds.items()), gdir)

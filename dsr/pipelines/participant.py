@@ -28,6 +28,7 @@ from dsr.pipelines.fitrun import run_job_isolated
 from dsr.pipelines.plan import FitJob, absolute_paths, plan_participant
 from dsr.pipelines.stack import run_stacked
 from dsr.pipelines.status import record_missing, record_result, write_status
+from dsr.timing import stage
 
 log = user_log()
 
@@ -94,10 +95,11 @@ def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: lis
     limit_threads(ex.threads)
     if ex.kind == "ray":
         bids_dir, output_dir, atlas = absolute_paths(bids_dir, output_dir, atlas)
-    plan = plan_participant(bids_dir, output_dir, participant_labels=participant_labels, task=task,
-                            session=session, space=space, atlas=atlas, config=config, confounds=confounds,
-                            derivatives=derivatives, confounds_mode=confounds_mode, high_pass=high_pass,
-                            low_pass=low_pass, radius=radius)
+    with stage("discovery"):
+        plan = plan_participant(bids_dir, output_dir, participant_labels=participant_labels, task=task,
+                                session=session, space=space, atlas=atlas, config=config, confounds=confounds,
+                                derivatives=derivatives, confounds_mode=confounds_mode, high_pass=high_pass,
+                                low_pass=low_pass, radius=radius)
     check_writable(output_dir)  # a read-only or full output folder: one line, before any work
     write_description(output_dir, bids_dir)
     rows: dict = {}
