@@ -135,5 +135,6 @@ def run_jobs(jobs: list[FitJob], ex: ExecutorSettings, rows_by_dir: dict[Path, d
     finally:
         for folder, rows in rows_by_dir.items():
             if rows:
-                write_status(folder, rows)
+                with stage("status"):
+                    write_status(folder, rows)
     return failed

@@ -36,8 +36,10 @@ def data_vs_generated(x: np.ndarray, x_gen: np.ndarray, path: str | Path, tr: fl
     axes[-1, 0].set_xlabel("time (s)")
     if title:
         axes[0, 0].set_title(title, fontsize=9)
-    fig.tight_layout()
+    h = 1.6 * n + 0.6  # fixed margins in inches: tight_layout measured every label and cost most of the time
+    fig.subplots_adjust(left=0.7 / 10, right=1 - 0.15 / 10, bottom=0.5 / h, top=1 - (0.35 if title else 0.15) / h,
+                        hspace=0.12)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
+    fig.savefig(buf, format="png", dpi=90, pil_kwargs={"compress_level": 3})
     plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
