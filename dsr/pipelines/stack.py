@@ -26,7 +26,7 @@ from dsr.pipelines.fit_array import check_recording, fit_many
 from dsr.pipelines.fitrun import PendingFit, extract_job, failure, fit_pending, start_fit
 from dsr.pipelines.plan import FitJob
 from dsr.pipelines.status import one_line
-from dsr.pipelines.writer import FitWriter
+from dsr.pipelines.writer import FitWriter, WriteJob
 
 log = user_log()
 
@@ -72,7 +72,7 @@ def fit_shards(task: tuple, device: str) -> dict:
                     writer.add({"status": "failed", "reason": one_line(exc)})
                 continue
             for pending, res in zip(members, fits):
-                writer.submit(pending, res)
+                writer.submit(WriteJob.of(pending), res)
             del fits
         results = writer.results()
     return {"results": results, "stages": timing.take()}

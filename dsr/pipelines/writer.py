@@ -101,9 +101,8 @@ class FitWriter:
         """A fit's result known without writing (its stack failed), kept in order."""
         self.pending.append(res)
 
-    def submit(self, pending: PendingFit, result: FitResult) -> None:
-        """Write ``result`` (the fit ``pending`` started) now or in a worker."""
-        job = WriteJob.of(pending)
+    def submit(self, job: WriteJob, result: FitResult) -> None:
+        """Write ``result`` (where ``job`` says) now or in a worker."""
         if self.pool is None:
             self.pending.append(write_fit(job, result))
         else:
