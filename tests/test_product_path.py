@@ -136,3 +136,32 @@ def test_product_path_benchmark_runs_small(tmp_path):
         assert res["stage_seconds"][name] > 0, name
     assert res["wall_seconds"]["end_to_end"] >= res["wall_seconds"]["participant"] > 0
     assert res["peak_rss_mib"]["self"] > 0
+
+
+def test_group_analysis_reuses_stored_spectrum_and_stacks_orbits(tmp_path):
+    from dsr.analysis.attractor import analyse_fit, fit_orbits, read_tsv, start_state
+    from dsr.io.derivatives import fit_paths
+    from dsr.models.convssm import ConvSSM
+    from dsr.pipelines.fit_array import write_outputs
+
+    cfg = load_config("quick").replace(train={"epochs": 2, "batches_per_epoch": 3},
+                                       eval={"n_rollouts": 2, "lyap_steps": 40, "lyap_transient": 10,
+                                             "lyap_orbits": 1})
+    fits = fit_many(_recordings(2), 1.0, [cfg.replace(seed=s) for s in (0, 1)])
+    paths = []
+    for i, res in enumerate(fits):
+        write_outputs(res, tmp_path, f"f{i}_desc-convssm")
+        paths.append(tmp_path / f"f{i}_desc-convssm_model.safetensors")
+    orbits = fit_orbits(paths, [(30, 5), (30, 5)])
+    for path, orbit in zip(paths, orbits):  # stacked generation equals each model's own
+        model = ConvSSM.load(path)
+        m64 = ConvSSM(model.spec, {k: v.double() for k, v in model.params.items()}, model.filter.double())
+        z0 = start_state(read_tsv(fit_paths(path)["generated_latent"]))
+        import torch
+
+        alone = m64.generate(torch.as_tensor(z0)[None, None], 35)[0, 0, 5:].numpy()
+        np.testing.assert_allclose(orbit, alone, rtol=1e-9, atol=1e-12)
+    res = analyse_fit(paths[0], n_steps=30, transient=5, orbit=orbits[0])
+    spectrum = json.loads((tmp_path / "f0_desc-convssm_metrics.json").read_text())["lyapunov_spectrum"]
+    assert res.features["lyapunov_sum"] == pytest.approx(sum(spectrum) / 1.0)
+    np.testing.assert_allclose(res.lyapunov, np.array(spectrum) / 1.0)

@@ -24,7 +24,7 @@ import pandas as pd
 
 from dsr import __version__, timing
 from dsr.analysis import group_stats as gs
-from dsr.analysis.attractor import FEATURE_DOC, KINDS, FitAnalysis, analyse_fit, read_tsv
+from dsr.analysis.attractor import FEATURE_DOC, KINDS, FitAnalysis, analyse_fit, fit_orbits, read_tsv
 from dsr.config import DsrConfig
 from dsr.errors import InputError
 from dsr.io import participants
@@ -62,14 +62,14 @@ def fit_config(model_path: Path) -> DsrConfig:
 
 def analyse_subject(sub: str, fits: list[Path], config: DsrConfig | None = None) -> list[tuple[dict, FitAnalysis]]:
     """Features of every fit of one participant, each analysed with its own config's eval settings (or
-    ``config``'s where given); ``lyapunov_max`` is the fit's own (``metrics.json``). Raises when a fit cannot
-    be read."""
+    ``config``'s where given); ``lyapunov_max`` is the fit's own (``metrics.json``). Raises for an unreadable fit."""
     if not fits:
         raise InputError("no fitted model (*_desc-convssm_model.safetensors); did the participant level fail?")
-    out = []
-    for path in fits:
-        cfg = config if config is not None else fit_config(path)
-        res = analyse_fit(path, n_steps=cfg.eval.lyap_steps, transient=cfg.eval.lyap_transient, seed=cfg.seed)
+    out, cfgs = [], [config if config is not None else fit_config(path) for path in fits]
+    orbits = fit_orbits(fits, [(c.eval.lyap_steps, c.eval.lyap_transient) for c in cfgs])  # the seeds at once
+    for path, cfg, orbit in zip(fits, cfgs, orbits):
+        res = analyse_fit(path, n_steps=cfg.eval.lyap_steps, transient=cfg.eval.lyap_transient, seed=cfg.seed,
+                          orbit=orbit)
         own = json.loads(fit_paths(path)["metrics"].read_text()).get("lyapunov_max_per_second")
         if isinstance(own, (int, float)):
             res.features["lyapunov_max"] = float(own)

@@ -89,7 +89,8 @@ def extract_ahead(jobs: list[FitJob], ex: ExecutorSettings) -> None:
         seen.add((sub_folder, base))
         try:
             key = extract.series_key(job.run, job.atlas, job.settings, job.atlas_spec)
-            side = json.loads(series_cache.table_path(job.output_dir / sub_folder, base, "cleaned", ".json").read_text())
+            side = series_cache.table_path(job.output_dir / sub_folder, base, "cleaned", ".json")
+            side = json.loads(side.read_text())
             if side.get("CacheKey") == key:
                 continue
         except (DsrError, OSError, ValueError):
