@@ -115,6 +115,7 @@ def main() -> int:
         rc = _participant(bids_dir, out, cfg, seeds, stack=True, **kw)
         result[f"seconds_{name}"] = time.perf_counter() - t
         result[f"stages_{name}"] = {k: round(v, 2) for k, v in timing.seconds().items()}
+        result[f"stage_cpu_{name}"] = {k: round(v, 2) for k, v in timing.cpu_seconds().items()}
         result[f"stack_{name}"] = dict(_check(out, n_fits), rc=rc)
         print(f"multi_gpu: --stack {kw}: {result[f'seconds_{name}']:.1f} s, {result[f'stack_{name}']}; seconds per "
               f"stage (summed over processes): {result[f'stages_{name}']}", flush=True)

@@ -12,9 +12,9 @@
    with the ``--config`` preset at ``--epochs`` epochs, from the NIfTI files (nothing extracted before), then
    ``group`` (:func:`dsr.pipelines.group.run_group`) with its HTML reports.
 3. Writes a JSON: wall seconds of each level and end to end; seconds per stage from the product's stage
-   timers (:mod:`dsr.timing`: discovery, extraction, deconvolution, training, evaluation, writing (figures
-   included), status, group, reports; where several processes work on a stage these are summed over them,
-   so a stage can exceed the wall time); peak GPU memory (``torch.cuda.max_memory_allocated`` of this
+   timers (:mod:`dsr.timing`: discovery, extraction, deconvolution, training, evaluation, writing, figures,
+   status, group, reports; where several processes work on a stage these are summed over them, so a stage
+   can exceed the wall time) and their CPU seconds (less sensitive to a busy machine); peak GPU memory (``torch.cuda.max_memory_allocated`` of this
    process, where the fits train on CUDA in it) and peak CPU RSS of this process and of its finished
    children (``resource.getrusage``); the fits' status counts and the machine's load average.
 
@@ -86,6 +86,7 @@ def run(args) -> dict:
     t_group = time.perf_counter() - t0
     print(f"product_path: group {t_group:.1f} s (rc {rc_g})", flush=True)
     stages = {k: round(v, 2) for k, v in timing.seconds().items()}
+    cpu = {k: round(v, 2) for k, v in timing.cpu_seconds().items()}
     return {"subjects": args.subjects, "seeds": args.seeds, "fits": args.subjects * args.seeds,
             "epochs": args.epochs, "regions": args.regions, "volumes": args.volumes, "tr": args.tr,
             "config": args.config, "device": args.device, "nprocs": args.nprocs, "threads": args.threads,
@@ -93,7 +94,9 @@ def run(args) -> dict:
             "status": status_counts(out),
             "wall_seconds": {"generate_dataset": round(t_gen, 2), "participant": round(t_part, 2),
                              "group": round(t_group, 2), "end_to_end": round(t_part + t_group, 2)},
-            "stage_seconds": stages, "stage_note": "summed over the processes that worked on a stage",
+            "stage_seconds": stages, "stage_cpu_seconds": cpu,
+            "stage_note": "summed over the processes that worked on a stage; CPU seconds are each process's own "
+                          "(all its threads; a GPU's work is not in them)",
             "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2 ** 20, 1) if cuda else None,
             "peak_rss_mib": peak_rss_mib(), "load_average_after": list(os.getloadavg()),
             "cpu_count": os.cpu_count(), "torch": torch.__version__,
@@ -130,8 +133,8 @@ def main(argv=None) -> int:
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps({k: result[k] for k in ("wall_seconds", "stage_seconds", "status", "peak_gpu_mib",
-                                             "peak_rss_mib")}))
+    print(json.dumps({k: result[k] for k in ("wall_seconds", "stage_seconds", "stage_cpu_seconds", "status",
+                                             "peak_gpu_mib", "peak_rss_mib")}))
     ok = result["rc"]["participant"] == 0 and result["rc"]["group"] == 0
     return 0 if ok else 1
 

@@ -13,7 +13,7 @@ from dsr.pipelines.fit_array import fit_many
 from dsr.pipelines.writer import FitWriter, WriteJob
 
 
-def test_stages_are_exclusive_and_add_up():
+def test_stages_are_exclusive_and_add_up(tmp_path):
     timing.reset()
     with timing.stage("outer"):
         time.sleep(0.02)
@@ -27,11 +27,16 @@ def test_stages_are_exclusive_and_add_up():
     assert set(s) == {"outer", "inner"}
     assert 0.04 <= s["outer"] < 0.05 + 0.04  # the inner stage paused it
     assert s["inner"] >= 0.05
+    cpu = timing.cpu_seconds()
+    assert set(cpu) == {"outer", "inner"} and cpu["inner"] < 0.04  # sleeping uses no CPU
     taken = timing.take()
-    assert taken == s and timing.seconds() == {}
+    assert taken == {"wall": s, "cpu": cpu} and timing.seconds() == {} and timing.cpu_seconds() == {}
     timing.add(taken)
-    timing.add({"outer": 1.0})
+    timing.add({"wall": {"outer": 1.0}, "cpu": {"outer": 0.5}})
     assert timing.seconds()["outer"] == pytest.approx(s["outer"] + 1.0)
+    assert timing.cpu_seconds()["outer"] == pytest.approx(cpu["outer"] + 0.5)
+    path = timing.write(tmp_path / "t.json", {"note": 1})
+    assert json.loads(path.read_text())["stage_cpu_seconds"]["inner"] == pytest.approx(timing.cpu_seconds()["inner"])
     timing.reset()
 
 
