@@ -94,8 +94,9 @@ def extract_job(job: FitJob, device: str | None = None) -> dict:
         extract.check_readable(job.run)
         if _other_inputs(folder, base, extract.series_key(job.run, job.atlas, job.settings, job.atlas_spec)):
             return {"status": "refused"}
-        extract.extract_run_cached(job.run, job.atlas, job.settings, folder, base, filter_config=job.config,
-                                   atlas_spec=job.atlas_spec, input_root=job.input_root)
+        with timing.stage("extraction"):
+            extract.extract_run_cached(job.run, job.atlas, job.settings, folder, base, filter_config=job.config,
+                                       atlas_spec=job.atlas_spec, input_root=job.input_root)
         return {"status": "ok", "stages": timing.take()}
     except Exception as exc:  # noqa: BLE001 - reported by start_fit
         return {"status": "failed", "reason": one_line(exc), "stages": timing.take()}

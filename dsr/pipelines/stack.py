@@ -100,8 +100,7 @@ def extract_ahead(jobs: list[FitJob], ex: ExecutorSettings) -> None:
         return
     log.info("extracting %d run(s) in %d process(es)", len(todo), min(ex.nprocs, len(todo)))
     local = ExecutorSettings(kind="local", device="cpu", nprocs=ex.nprocs, threads=ex.threads)
-    with timing.stage("extraction"):
-        run_tasks(extract_job, todo, local, lambda i, res: timing.add(res.get("stages")), "runs")
+    run_tasks(extract_job, todo, local, lambda i, res: timing.add(res.get("stages")), "runs")  # timed in the workers
 
 
 def run_stacked(jobs: list[FitJob], ex: ExecutorSettings, on_result: OnResult) -> None:
@@ -143,8 +142,10 @@ def run_stacked(jobs: list[FitJob], ex: ExecutorSettings, on_result: OnResult) -
         for (i, _), r in zip(members, res["results"] if "results" in res else [res] * len(members)):
             on_result(i, r)  # no results: the worker died, every fit of it failed
 
-    # the CPU shards already use the processes given; on GPUs the CPU processes write the fits' outputs
+    # the CPU shards already use the processes given; on GPUs the CPU processes write the fits' outputs (a
+    # writer process for every 4 fits at most: starting one costs seconds)
     writers = 1 if devices[0] == "cpu" else max(1, ex.nprocs // max(1, len(tasks)))
     if tasks:
-        run_pinned(fit_shards, [([[p for _, p in stack] for stack in stacks], writers, ex.threads)
+        run_pinned(fit_shards, [([[p for _, p in stack] for stack in stacks],
+                                 max(1, min(writers, sum(map(len, stacks)) // 4)), ex.threads)
                                 for stacks, _ in tasks], [dev for _, dev in tasks], done, ex.threads)
