@@ -14,9 +14,10 @@
 3. Writes a JSON: wall seconds of each level and end to end; seconds per stage from the product's stage
    timers (:mod:`dsr.timing`: discovery, extraction, deconvolution, training, evaluation, writing, figures,
    status, group, reports; where several processes work on a stage these are summed over them, so a stage
-   can exceed the wall time) and their CPU seconds (less sensitive to a busy machine); peak GPU memory (``torch.cuda.max_memory_allocated`` of this
-   process, where the fits train on CUDA in it) and peak CPU RSS of this process and of its finished
-   children (``resource.getrusage``); the fits' status counts and the machine's load average.
+   can exceed the wall time) and their CPU seconds (less sensitive to a busy machine); peak GPU memory
+   (``torch.cuda.max_memory_allocated`` of this process, where the fits train on CUDA in it) and peak CPU RSS
+   of this process and of its finished children (``resource.getrusage``); the fits' status counts and the
+   machine's load average.
 
 ``--profile FILE`` also writes a cProfile of the whole call (this process only) for ``python -m pstats``.
 
