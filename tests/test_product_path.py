@@ -147,7 +147,7 @@ def test_group_analysis_reuses_stored_spectrum_and_stacks_orbits(tmp_path):
     from dsr.analysis.attractor import analyse_fit, fit_orbits, read_tsv, start_state
     from dsr.io.derivatives import fit_paths
     from dsr.models.convssm import ConvSSM
-    from dsr.pipelines.fit_array import write_outputs
+    from dsr.pipelines.writer import write_outputs
 
     cfg = load_config("quick").replace(train={"epochs": 2, "batches_per_epoch": 3},
                                        eval={"n_rollouts": 2, "lyap_steps": 40, "lyap_transient": 10,

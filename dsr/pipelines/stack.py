@@ -66,7 +66,7 @@ def fit_shards(task: tuple, device: str) -> dict:
             log.info("training %d fit(s) stacked (TR %.3g s, %d regions) on %s", len(members), tr, n, device)
             try:
                 fits = fit_many([p.series.series for p in members], tr, [p.config for p in members],
-                                device=device, paths=[str(p.job.run.bold) for p in members])
+                                device=device, paths=[str(p.job.run.bold) for p in members], pool=writer.pool)
             except DsrError as exc:
                 for _ in members:
                     writer.add({"status": "failed", "reason": one_line(exc)})

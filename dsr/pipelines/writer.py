@@ -1,4 +1,4 @@
-"""Writing stacked fits' outputs in parallel worker processes.
+"""Writing a fit's outputs (:func:`write_outputs`), and stacked fits' outputs in parallel worker processes.
 
 A stack of S fits trains and is evaluated in one process, on one device; what follows is per fit and runs
 on the CPU: the model (safetensors + JSON), the generated series, the training curve, the figure, the
@@ -16,10 +16,57 @@ import dataclasses
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
-from dsr import timing
-from dsr.errors import DsrError
-from dsr.pipelines.fit_array import FitResult, write_outputs
+import numpy as np
+
+from dsr import __version__, timing
+from dsr.errors import DsrError, OutputError
+from dsr.io.atomic import write_json, write_tsv
+from dsr.io.derivatives import fit_files
+from dsr.log import user_log
+from dsr.pipelines.fit_array import FitResult
 from dsr.pipelines.fitrun import PendingFit, failure, finish_fit
+from dsr.timing import stage
+
+log = user_log()
+
+
+def write_outputs(result: FitResult, out_dir: Path, prefix: str = "", source: str | None = None) -> dict:
+    """Write model, metrics, generated series, curve and figure; every file atomically."""
+    with stage("writing"):
+        return _write_outputs(result, out_dir, prefix, source)
+
+
+def _write_outputs(result: FitResult, out_dir: Path, prefix: str, source: str | None) -> dict:
+    from dsr.report.figures import data_vs_generated
+
+    names = fit_files(prefix)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result.model.save(out_dir / names["model"])
+    N, M = result.x_gen.shape[1], result.z_gen.shape[1]
+    write_tsv(out_dir / names["generated_obs"], result.x_gen, [f"x{i}" for i in range(N)])
+    _sidecar(out_dir / names["generated_obs"], "Generated observations (data units), one row per TR", source)
+    write_tsv(out_dir / names["generated_latent"], result.z_gen, [f"z{i}" for i in range(M)])
+    _sidecar(out_dir / names["generated_latent"], "Generated latent states z_t (first row: initial state)", source)
+    curve = np.array([[r["epoch"], r["loss"], r["alpha"], r["lr"]] for r in result.outcome.curve]).reshape(-1, 4)
+    write_tsv(out_dir / names["curve"], curve, ["epoch", "loss", "alpha", "lr"])
+    _sidecar(out_dir / names["curve"], "Training curve: mean GTF loss per epoch", source)
+    try:
+        x = result.data.x * result.data.std + result.data.mean
+        with stage("figures"):
+            data_vs_generated(x, result.x_gen, out_dir / names["figure"], result.model.spec.tr, result.data.n_train,
+                              title=f"{prefix or 'fit'}: D_stsp {result.metrics.get('dstsp', float('nan')):.3g}")
+    except OutputError:  # a full disk: the fit is not done until its figure is written
+        raise
+    except Exception as exc:  # a failed figure never aborts a fit
+        log.warning("figure %s not written: %s", names["figure"], exc)
+    metrics = dict(result.metrics, source=source)
+    write_json(out_dir / names["metrics"], metrics)
+    return metrics
+
+
+def _sidecar(path: Path, description: str, source: str | None) -> None:
+    write_json(path.with_suffix(".json"), {"Description": description, "Sources": [source] if source else [],
+                                           "GeneratedBy": [{"Name": "dsr", "Version": __version__}]})
 
 
 @dataclasses.dataclass
