@@ -82,6 +82,13 @@ def run(args) -> dict:
                            nprocs=args.nprocs, threads=args.threads)
     t_part = time.perf_counter() - t0
     print(f"product_path: participant {t_part:.1f} s (rc {rc_p})", flush=True)
+    partial = {"partial": "participant level only (the group level had not finished)", "wall_seconds":
+               {"generate_dataset": round(t_gen, 2), "participant": round(t_part, 2)},
+               "stage_seconds": timing.seconds(), "stage_cpu_seconds": timing.cpu_seconds(),
+               "status": status_counts(out),
+               "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2 ** 20, 1) if cuda else None}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(partial, indent=1) + "\n")  # kept if the command is cut short
     t0 = time.perf_counter()
     rc_g = run_group(bids_dir, out, reports=not args.no_reports, nprocs=args.nprocs, threads=args.threads)
     t_group = time.perf_counter() - t0
