@@ -170,3 +170,23 @@ def test_group_analysis_reuses_stored_spectrum_and_stacks_orbits(tmp_path):
     spectrum = json.loads((tmp_path / "f0_desc-convssm_metrics.json").read_text())["lyapunov_spectrum"]
     assert res.features["lyapunov_sum"] == pytest.approx(sum(spectrum) / 1.0)
     np.testing.assert_allclose(res.lyapunov, np.array(spectrum) / 1.0)
+
+
+def test_prepare_unique_in_a_pool_equals_serial():
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from dsr.pipelines.fit_array import prepare_unique
+
+    cfg = load_config("quick")
+    xs = _recordings(2)
+    xs, configs = [xs[0], xs[1], xs[0]], [cfg.replace(seed=s) for s in (0, 0, 1)]
+    serial = prepare_unique(xs, 1.0, configs, [None] * 3)
+    with ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as pool:
+        pooled = prepare_unique(xs, 1.0, configs, [None] * 3, pool)
+    assert serial[0][0] is serial[2][0] and pooled[0][0] is pooled[2][0]  # one preparation per recording
+    assert [c.seed for _, _, c in pooled] == [0, 0, 1]
+    for (sa, ha, ca), (sb, hb, cb) in zip(serial, pooled):
+        assert ca == cb and np.array_equal(ha, hb)
+        for name in ("x", "d", "d_full", "mean", "std"):
+            assert np.array_equal(getattr(sa, name), getattr(sb, name), equal_nan=True), name
