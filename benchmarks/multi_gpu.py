@@ -17,7 +17,8 @@
    ``ok``, and fits on every GPU.
 
 ``--smoke`` runs the same protocol on the CPU (one process against ``--nprocs 2``) with a tiny cohort: a
-check of the script, not a measurement. Writes ``benchmarks/results/multi_gpu.json``.
+check of the script, not a measurement. Writes ``benchmarks/results/multi_gpu.json`` (``--smoke``:
+``multi_gpu_smoke.json``).
 
 Imports: torch, numpy, scipy, pandas, safetensors, matplotlib (dsr itself), PyWavelets (deconvolution),
 nibabel (the generated NIfTI files), nilearn (+ scikit-learn, joblib; region extraction).
@@ -136,7 +137,7 @@ def main() -> int:
                         "local_on_every_gpu": result["local"]["devices"] == want}
     print(f"multi_gpu: speedup {result['speedup']:.2f}x on {max(n_gpus, 1)} device(s) "
           f"({result['seconds_one']:.1f} s -> {result['seconds_every']:.1f} s); checks {result['checks']}")
-    path = ROOT / "benchmarks" / "results" / "multi_gpu.json"
+    path = ROOT / "benchmarks" / "results" / ("multi_gpu_smoke.json" if args.smoke else "multi_gpu.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
     return 0 if all(result["checks"].values()) else 1
