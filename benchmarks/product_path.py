@@ -93,8 +93,8 @@ def run(args) -> dict:
     rc_g = run_group(bids_dir, out, reports=not args.no_reports, nprocs=args.nprocs, threads=args.threads)
     t_group = time.perf_counter() - t0
     print(f"product_path: group {t_group:.1f} s (rc {rc_g})", flush=True)
-    stages = {k: round(v, 2) for k, v in timing.seconds().items()}
-    cpu = {k: round(v, 2) for k, v in timing.cpu_seconds().items()}
+    stages = {k: round(v, 3) for k, v in timing.seconds().items()}
+    cpu = {k: round(v, 3) for k, v in timing.cpu_seconds().items()}
     return {"subjects": args.subjects, "seeds": args.seeds, "fits": args.subjects * args.seeds,
             "epochs": args.epochs, "regions": args.regions, "volumes": args.volumes, "tr": args.tr,
             "config": args.config, "device": args.device, "nprocs": args.nprocs, "threads": args.threads,
