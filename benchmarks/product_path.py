@@ -3,6 +3,7 @@
     python benchmarks/product_path.py [--subjects 51] [--seeds 20] [--epochs 1000] [--regions 16]
                                       [--volumes 652] [--tr 1.4] [--config rest_fmri] [--device auto]
                                       [--nprocs N] [--threads 1] [--no-reports] [--work /tmp/dsr_product]
+                                      [--keep-dataset]
                                       [--out benchmarks/results/product_path.json] [--profile FILE]
 
 1. Generates a BIDS dataset with :mod:`dsr.simulate.bids_dataset` (``--subjects`` participants, one rest run
@@ -63,11 +64,16 @@ def run(args) -> dict:
     import torch
 
     work = Path(args.work)
-    shutil.rmtree(work, ignore_errors=True)
     bids_dir, out = work / "ds", work / "out"
+    stamp = json.dumps({k: getattr(args, k) for k in ("subjects", "volumes", "tr", "regions")}, sort_keys=True)
     t0 = time.perf_counter()
-    make_dataset(bids_dir, n_subjects=args.subjects, seed=0, n_volumes=args.volumes, tr=args.tr,
-                 n_regions=args.regions, raw=True)
+    if args.keep_dataset and (work / "dataset.json").is_file() and (work / "dataset.json").read_text() == stamp:
+        shutil.rmtree(out, ignore_errors=True)  # the same generated dataset, a fresh output folder
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+        make_dataset(bids_dir, n_subjects=args.subjects, seed=0, n_volumes=args.volumes, tr=args.tr,
+                     n_regions=args.regions, raw=True)
+        (work / "dataset.json").write_text(stamp)
     t_gen = time.perf_counter() - t0
     print(f"product_path: {args.subjects} subjects generated in {t_gen:.0f} s", flush=True)
     cfg = load_config(args.config).replace(train={"epochs": args.epochs})
@@ -125,6 +131,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-reports", action="store_true")
     ap.add_argument("--work", default="/tmp/dsr_product")
+    ap.add_argument("--keep-dataset", action="store_true",
+                    help="reuse the dataset generated in --work by an earlier call with the same sizes")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "product_path.json"))
     ap.add_argument("--profile", default=None, help="write a cProfile of the call to this file")
     args = ap.parse_args(argv)
