@@ -149,7 +149,8 @@ def read_tsv(path: Path) -> np.ndarray:
 
 
 def analyse_model(model: ConvSSM, z0: np.ndarray, n_steps: int = 2000, transient: int = 500,
-                  cycles: bool = True, n_restarts: int = 100, seed: int = 0) -> FitAnalysis:
+                  cycles: bool = True, n_restarts: int = 100, seed: int = 0,
+                  spectrum: np.ndarray | None = None, orbit: np.ndarray | None = None) -> FitAnalysis:
     """Dynamics features of one model (S = 1) from a latent state z0 (M,).
 
     Parameters
@@ -163,17 +164,26 @@ def analyse_model(model: ConvSSM, z0: np.ndarray, n_steps: int = 2000, transient
         Search fixed points and 2-cycles (PLRNN family only).
     n_restarts : int
         SCYFI restarts without a new find before it stops.
+    spectrum : ndarray (M,) or None
+        The model's Lyapunov spectrum per step where it is known already (the fit's evaluation computed it,
+        ``metrics.json``); None computes it along the orbit.
+    orbit : ndarray (n_steps, M) or None
+        The orbit from z0 after the transient where it is generated already (:func:`fit_orbits`).
     """
     tr = float(model.spec.tr)
     m64 = ConvSSM(model.spec, {k: v.detach().double().cpu()[:1] for k, v in model.params.items()},
                   model.filter.double().cpu()[:1])
     z = torch.as_tensor(np.asarray(z0, dtype=np.float64)).reshape(1, 1, -1)  # (1, 1, M)
-    with torch.no_grad():
-        orbit = m64.generate(z, transient + n_steps)[0, 0, transient:].numpy()  # (n_steps, M)
+    if orbit is None:
+        with torch.no_grad():
+            orbit = m64.generate(z, transient + n_steps)[0, 0, transient:].numpy()  # (n_steps, M)
     step = lambda x: m64.step(x[None])[0]  # noqa: E731  (B, M) -> (B, M)
     jac = lambda x: m64.jacobian(x[None])[0]  # noqa: E731
-    start = torch.as_tensor(np.nan_to_num(orbit[:1], nan=0.0, posinf=0.0, neginf=0.0))
-    lam_step = lyapunov_spectrum(step, jac, start, n_steps=n_steps, transient=0)[0].numpy()  # (M,)
+    if spectrum is not None:
+        lam_step = np.array(spectrum, dtype=np.float64)  # (M,)
+    else:
+        start = torch.as_tensor(np.nan_to_num(orbit[:1], nan=0.0, posinf=0.0, neginf=0.0))
+        lam_step = lyapunov_spectrum(step, jac, start, n_steps=n_steps, transient=0)[0].numpy()  # (M,)
     if not np.isfinite(orbit).all():
         lam_step[:] = np.nan
     kind, period = classify_orbit(orbit, float(lam_step[0]))
@@ -192,16 +202,60 @@ def analyse_model(model: ConvSSM, z0: np.ndarray, n_steps: int = 2000, transient
     return FitAnalysis(feats, lam_step / tr, orbit, fps, c2, kind, tr)
 
 
+def stored_spectrum(metrics: dict, model: ConvSSM) -> np.ndarray | None:
+    """The Lyapunov spectrum per step the fit's evaluation stored in ``metrics.json`` (median over its
+    orbits; null entries are NaN), or None when it is absent or not one exponent per latent dimension."""
+    spec = metrics.get("lyapunov_spectrum")
+    if not isinstance(spec, list) or len(spec) != model.spec.latent_dim:
+        return None
+    return np.array([float("nan") if v is None else float(v) for v in spec])
+
+
+def start_state(z_gen: np.ndarray) -> np.ndarray:
+    """The last finite state of a fit's generated latents (T, M) → (M,) (the first state when none is)."""
+    fin = np.flatnonzero(np.isfinite(z_gen).all(1))
+    return z_gen[fin[-1]] if fin.size else z_gen[0]
+
+
+def fit_orbits(model_paths: list, lengths: list[tuple[int, int]]) -> list[np.ndarray]:
+    """The orbit :func:`analyse_fit` follows for each fit, (n_steps, M) each, ``lengths`` its (n_steps,
+    transient): float64, from the fit's last generated state. Fits of one structure and lengths (a
+    participant's seeds) are stacked and generated in one loop, a step of all of them at once."""
+    items = []
+    for path in model_paths:
+        paths = fit_paths(path)
+        items.append((ConvSSM.load(paths["model"]), start_state(read_tsv(paths["generated_latent"]))))
+    groups: dict[tuple, list[int]] = {}
+    for i, ((model, _), (n, transient)) in enumerate(zip(items, lengths)):
+        shapes = tuple((k, tuple(v.shape[1:])) for k, v in sorted(model.params.items()))
+        groups.setdefault((model.spec.latent_model, int(n), int(transient), shapes, model.kernel_size), []).append(i)
+    out: list = [None] * len(items)
+    for (_, n, transient, _, _), idx in groups.items():
+        models = [items[i][0] for i in idx]
+        stacked = ConvSSM(models[0].spec, {k: torch.cat([m.params[k].detach().double().cpu()[:1] for m in models])
+                                           for k in models[0].params},
+                          torch.cat([m.filter.double().cpu()[:1] for m in models]))
+        z = torch.as_tensor(np.stack([items[i][1] for i in idx]).astype(np.float64))[:, None]  # (S, 1, M)
+        with torch.no_grad():
+            orbits = stacked.generate(z, transient + n)[:, 0, transient:].numpy()  # (S, n, M)
+        for j, i in enumerate(idx):
+            out[i] = orbits[j]
+    return out
+
+
 def analyse_fit(model_path: str | Path, n_steps: int = 2000, transient: int = 500, cycles: bool = True,
-                n_restarts: int = 100, seed: int = 0) -> FitAnalysis:
+                n_restarts: int = 100, seed: int = 0, orbit: np.ndarray | None = None) -> FitAnalysis:
     """All features of one fit written by the participant level.
 
     Parameters
     ----------
     model_path : path
         ``{base}_desc-convssm_model.safetensors``; the other files are found beside it.
-    n_steps, transient, cycles, n_restarts, seed
-        See :func:`analyse_model`.
+    n_steps, transient, cycles, n_restarts, seed, orbit
+        See :func:`analyse_model` (``orbit`` from :func:`fit_orbits`).
+
+    The Lyapunov spectrum is the one the fit's evaluation stored in ``metrics.json`` where there is one
+    (the same orbits the fit's ``lyapunov_max`` comes from), else it is computed here.
 
     Returns
     -------
@@ -217,11 +271,10 @@ def analyse_fit(model_path: str | Path, n_steps: int = 2000, transient: int = 50
     paths = fit_paths(model_path)
     model = ConvSSM.load(paths["model"])
     metrics = json.loads(paths["metrics"].read_text())
-    z_gen = read_tsv(paths["generated_latent"])  # (T+K-1, M)
+    z0 = start_state(read_tsv(paths["generated_latent"]))
     x_gen = read_tsv(paths["generated_obs"])  # (T, N)
-    fin = np.flatnonzero(np.isfinite(z_gen).all(1))
-    z0 = z_gen[fin[-1]] if fin.size else z_gen[0]
-    res = analyse_model(model, z0, n_steps, transient, cycles, n_restarts, seed)
+    res = analyse_model(model, z0, n_steps, transient, cycles, n_restarts, seed, stored_spectrum(metrics, model),
+                        orbit)
     tr = res.tr
     f = res.features
     for key in ("dstsp", "dh", "dstsp_test", "dh_test", "pe_test"):

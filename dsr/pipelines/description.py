@@ -20,7 +20,7 @@ from dsr.io.bids import dataset_link
 from dsr.io.derivatives import INPUT_DATASET, METRICS_DESCRIPTION, write_bidsignore
 
 #: Unit and meaning of the keys a fit adds to ``metrics.json`` beside the metrics record's own
-#: (:func:`dsr.pipelines.fit_array.fit`, ``write_outputs``).
+#: (:func:`dsr.pipelines.fit_array.fit`, :func:`dsr.pipelines.writer.write_outputs`).
 FIT_RECORD_KEYS = {
     "status": ("", "ok, or diverged when training stopped on a non-finite loss"),
     "fit_seconds": ("s", "training time (a stacked fit's share of the stacked training)"),

@@ -202,11 +202,11 @@ def _call_pinned(fn: Task, job, device: str, threads: int, env: dict[str, str]) 
 
 
 def run_pinned(fn: Task, jobs: list, devices: list[str], on_result: OnResult, threads: int = 1) -> None:
-    """Run ``fn(jobs[i], devices[i])``, each job in its own worker process (in this process when there is
-    only one job); ``on_result(i, result)`` as they finish. A dead worker raises :class:`DsrError` after
-    every other job has reported."""
+    """Run ``fn(jobs[i], devices[i])``: the first job in this process, every other one in a worker process
+    of its own, started first so that its start-up (imports, CUDA) overlaps the first job; ``on_result(i,
+    result)`` as they finish. A dead worker raises :class:`DsrError` after every other job has reported."""
+    limit_threads(threads)
     if len(jobs) == 1:
-        limit_threads(threads)
         on_result(0, fn(jobs[0], devices[0]))
         return
     import multiprocessing as mp
@@ -214,11 +214,12 @@ def run_pinned(fn: Task, jobs: list, devices: list[str], on_result: OnResult, th
     from concurrent.futures.process import BrokenProcessPool
 
     ctx = mp.get_context("spawn")
-    pools = [ProcessPoolExecutor(max_workers=1, mp_context=ctx) for _ in jobs]
+    pools = [ProcessPoolExecutor(max_workers=1, mp_context=ctx) for _ in jobs[1:]]
     died = 0
     try:
         futures = {pool.submit(_call_pinned, fn, job, dev, threads, _dsr_env()): i
-                   for i, (pool, job, dev) in enumerate(zip(pools, jobs, devices))}
+                   for i, (pool, job, dev) in enumerate(zip(pools, jobs[1:], devices[1:]), start=1)}
+        on_result(0, fn(jobs[0], devices[0]))
         for fut in as_completed(futures):
             try:
                 res = fut.result()

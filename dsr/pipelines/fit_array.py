@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import shutil
 import time
 from dataclasses import dataclass
@@ -18,14 +19,14 @@ import torch
 from dsr import __version__
 from dsr.analysis.evaluate import evaluate, initial_states
 from dsr.config import DsrConfig, load_config
-from dsr.errors import DsrError, InputError, OutputError
+from dsr.errors import DsrError, InputError
 from dsr.io.arrays import validate_companion, validate_series
-from dsr.io.atomic import write_json, write_tsv
 from dsr.io.derivatives import fit_files
 from dsr.io.feasibility import check_run_length, check_tr
 from dsr.log import user_log
 from dsr.models.convssm import ConvSSM, ConvSSMSpec
 from dsr.signal.filters import make_filter
+from dsr.timing import stage
 from dsr.training.data import SubjectData, prepare_subject
 from dsr.training.loop import TrainOutcome, train
 
@@ -149,17 +150,20 @@ def fit(x, tr: float, config: DsrConfig | None = None, *, seed: int | None = Non
     if seed is not None:
         cfg = cfg.replace(seed=seed)
     dev = resolve_device(device)
-    sd, h, cfg = prepare(x, tr, cfg, nuisance, inputs, path=path, standardise=standardise)
+    with stage("deconvolution"):
+        sd, h, cfg = prepare(x, tr, cfg, nuisance, inputs, path=path, standardise=standardise)
     spec = ConvSSMSpec(cfg.model.latent_model, cfg.model.latent_dim, cfg.model.hidden_dim, cfg.model.observation,
                        n_obs=sd.x.shape[1], n_regressors=0 if sd.r is None else sd.r.shape[1],
                        n_inputs=0 if sd.s is None else sd.s.shape[1], tr=float(tr),
                        meta=_model_meta(sd, cfg))
     with on_device(dev):
-        model = ConvSSM.initialise(spec, torch.as_tensor(h), [cfg.seed]).to(dev)
-        outcome = train(model, [sd], cfg.train, [cfg.seed], checkpoint_dir=checkpoint_dir, resume=resume,
-                        progress=progress)
+        with stage("training"):
+            model = ConvSSM.initialise(spec, torch.as_tensor(h), [cfg.seed]).to(dev)
+            outcome = train(model, [sd], cfg.train, [cfg.seed], checkpoint_dir=checkpoint_dir, resume=resume,
+                            progress=progress)
         model.spec.meta["status"] = outcome.status[0]
-        record, xg, zg = evaluate(model, [sd], cfg.eval, [cfg.seed], latent_truths=[latent_truth])[0]
+        with stage("evaluation"):
+            record, xg, zg = evaluate(model, [sd], cfg.eval, [cfg.seed], latent_truths=[latent_truth])[0]
     metrics = record.to_json()
     metrics.update(_fit_record(outcome.status[0], outcome.seconds, outcome.epochs_done, cfg, tr, sd, h, dev))
     return FitResult(model, sd, cfg, outcome, metrics, xg * sd.std + sd.mean, zg)
@@ -180,13 +184,15 @@ def _fit_record(status: str, seconds: float, epochs: int, cfg: DsrConfig, tr: fl
 
 
 def fit_many(xs: list, tr: float, configs: list[DsrConfig], *, device: str = "cpu", paths=None,
-             progress=None) -> list[FitResult]:
+             progress=None, pool=None) -> list[FitResult]:
     """Fit several recordings at once: one stacked model (leading subject axis), one training run.
 
     Every fit equals what :func:`fit` gives for its recording and config alone (stacked fits are
     independent; to floating-point tolerance), but S small fits share each optimiser step, which is
     what fills a GPU. All recordings share the sampling interval and channel count, and the configs
     differ in nothing but the seed; no nuisance regressors or inputs (use :func:`fit` for those).
+
+    ``pool`` (optional, a ``concurrent.futures`` executor) prepares the distinct recordings in parallel.
 
     Returns
     -------
@@ -197,7 +203,8 @@ def fit_many(xs: list, tr: float, configs: list[DsrConfig], *, device: str = "cp
     if any(c.replace(seed=0).to_dict() != base for c in configs):
         raise DsrError("stacked fits must share their config apart from the seed")
     paths = paths or [None] * len(xs)
-    prepared = [prepare(x, tr, c, path=p) for x, c, p in zip(xs, configs, paths)]
+    with stage("deconvolution"):
+        prepared = prepare_unique(xs, tr, configs, paths, pool)
     sds, h, cfgs = [p[0] for p in prepared], prepared[0][1], [p[2] for p in prepared]
     if len({sd.x.shape[1] for sd in sds}) != 1:
         raise DsrError("stacked fits must have the same number of channels")
@@ -206,9 +213,11 @@ def fit_many(xs: list, tr: float, configs: list[DsrConfig], *, device: str = "cp
     spec = ConvSSMSpec(cfg.model.latent_model, cfg.model.latent_dim, cfg.model.hidden_dim, cfg.model.observation,
                        n_obs=sds[0].x.shape[1], tr=float(tr))
     with on_device(dev):
-        model = ConvSSM.initialise(spec, torch.as_tensor(h), seeds).to(dev)
-        outcome = train(model, sds, cfg.train, seeds, progress=progress)
-        evaluated = evaluate(model, sds, cfg.eval, seeds)  # all fits at once, on the training device
+        with stage("training"):
+            model = ConvSSM.initialise(spec, torch.as_tensor(h), seeds).to(dev)
+            outcome = train(model, sds, cfg.train, seeds, progress=progress)
+        with stage("evaluation"):
+            evaluated = evaluate(model, sds, cfg.eval, seeds)  # all fits at once, on the training device
     results = []
     for i, (sd, c) in enumerate(zip(sds, cfgs)):
         one = model.subject(i)
@@ -224,37 +233,24 @@ def fit_many(xs: list, tr: float, configs: list[DsrConfig], *, device: str = "cp
     return results
 
 
-def write_outputs(result: FitResult, out_dir: Path, prefix: str = "", source: str | None = None) -> dict:
-    """Write model, metrics, generated series, curve and figure; every file atomically."""
-    from dsr.report.figures import data_vs_generated
-
-    names = fit_files(prefix)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result.model.save(out_dir / names["model"])
-    N, M = result.x_gen.shape[1], result.z_gen.shape[1]
-    write_tsv(out_dir / names["generated_obs"], result.x_gen, [f"x{i}" for i in range(N)])
-    _sidecar(out_dir / names["generated_obs"], "Generated observations (data units), one row per TR", source)
-    write_tsv(out_dir / names["generated_latent"], result.z_gen, [f"z{i}" for i in range(M)])
-    _sidecar(out_dir / names["generated_latent"], "Generated latent states z_t (first row: initial state)", source)
-    curve = np.array([[r["epoch"], r["loss"], r["alpha"], r["lr"]] for r in result.outcome.curve]).reshape(-1, 4)
-    write_tsv(out_dir / names["curve"], curve, ["epoch", "loss", "alpha", "lr"])
-    _sidecar(out_dir / names["curve"], "Training curve: mean GTF loss per epoch", source)
-    try:
-        x = result.data.x * result.data.std + result.data.mean
-        data_vs_generated(x, result.x_gen, out_dir / names["figure"], result.model.spec.tr, result.data.n_train,
-                          title=f"{prefix or 'fit'}: D_stsp {result.metrics.get('dstsp', float('nan')):.3g}")
-    except OutputError:  # a full disk: the fit is not done until its figure is written
-        raise
-    except Exception as exc:  # a failed figure never aborts a fit
-        log.warning("figure %s not written: %s", names["figure"], exc)
-    metrics = dict(result.metrics, source=source)
-    write_json(out_dir / names["metrics"], metrics)
-    return metrics
+def prepare_unique(xs: list, tr: float, configs: list[DsrConfig], paths: list, pool=None) -> list[tuple]:
+    """:func:`prepare` of every recording, each distinct recording prepared (deconvolved) once: the seeds of
+    one run share their data (the preparation does not depend on the seed; each fit keeps its own config).
+    ``pool`` (a ``concurrent.futures`` executor) prepares the distinct recordings in parallel."""
+    first: dict[tuple, int] = {}
+    keys = []
+    for x, c in zip(xs, configs):
+        a = np.ascontiguousarray(x)
+        keys.append((a.shape, str(a.dtype), hashlib.sha1(a.tobytes()).hexdigest(), c.replace(seed=0).hash()))
+        first.setdefault(keys[-1], len(keys) - 1)
+    args = [(np.asarray(xs[i]), tr, configs[i], None, None, paths[i]) for i in first.values()]
+    done = dict(zip(first, pool.map(_prepare_args, args) if pool is not None and len(args) > 1
+                    else map(_prepare_args, args)))
+    return [(done[k][0], done[k][1], resolve_config(c, done[k][0].x.shape[1], False)) for k, c in zip(keys, configs)]
 
 
-def _sidecar(path: Path, description: str, source: str | None) -> None:
-    write_json(path.with_suffix(".json"), {"Description": description, "Sources": [source] if source else [],
-                                           "GeneratedBy": [{"Name": "dsr", "Version": __version__}]})
+def _prepare_args(args: tuple):
+    return prepare(*args)
 
 
 def fit_to_dir(x, tr: float, out_dir, config: DsrConfig, *, prefix: str = "", nuisance=None, inputs=None,
@@ -271,6 +267,8 @@ def fit_to_dir(x, tr: float, out_dir, config: DsrConfig, *, prefix: str = "", nu
     result = fit(x, tr, config, nuisance=nuisance, inputs=inputs, latent_truth=latent_truth, device=device,
                  checkpoint_dir=ck, resume=resume, progress=progress, path=source, standardise=standardise)
     result.metrics["total_seconds"] = time.perf_counter() - t0
+    from dsr.pipelines.writer import write_outputs  # the writer module imports this one
+
     metrics = write_outputs(result, out_dir, prefix, source)
     shutil.rmtree(ck, ignore_errors=True)
     return metrics

@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from dsr import __version__
+from dsr import __version__, timing
 from dsr.config import DsrConfig
 from dsr.errors import DsrError, InputError
 from dsr.io import bids, extract
@@ -89,13 +89,40 @@ def _refused(prov_path: Path, why: str) -> dict:
                                            "OUTPUT_DIR, or delete that fit's files to refit)"}
 
 
-def start_fit(job: FitJob) -> PendingFit | dict:
+def _other_inputs(folder: Path, base: str, key: str) -> dict | None:
+    """The refusal of a run one of whose fits finished from other inputs or extraction settings, else None."""
+    for other in run_provenances(folder, base):  # every seed of this run shares the extracted series
+        prov = _read_json(other)
+        if _finished(prov, folder, prefix_of(other)) and prov.get("InputKey") != key:
+            return _refused(other, "was made from other inputs or extraction settings")
+    return None
+
+
+def extract_job(job: FitJob, device: str | None = None) -> dict:
+    """Executor task: extract a job's run into the series cache ahead of :func:`start_fit` (which then reads
+    it), under the same rule: nothing is written for a run one of whose fits finished from other inputs.
+    Never raises; a failure is left for :func:`start_fit` to report."""
+    try:
+        sub_folder, base, _ = run_names(job.run, job.atlas.name)
+        folder = job.output_dir / sub_folder
+        extract.check_readable(job.run)
+        if _other_inputs(folder, base, extract.series_key(job.run, job.atlas, job.settings, job.atlas_spec)):
+            return {"status": "refused"}
+        with timing.stage("extraction"):
+            extract.extract_run_cached(job.run, job.atlas, job.settings, folder, base, filter_config=job.config,
+                                       atlas_spec=job.atlas_spec, input_root=job.input_root)
+        return {"status": "ok", "stages": timing.take()}
+    except Exception as exc:  # noqa: BLE001 - reported by start_fit
+        return {"status": "failed", "reason": one_line(exc), "stages": timing.take()}
+
+
+def start_fit(job: FitJob, memo: dict | None = None) -> PendingFit | dict:
     """Check a fit against what is in its folder, extract its series and mark it running.
 
     Returns a result dict instead when the fit finished earlier with the same config and inputs
     (``"skipped": True``) or with others (``"status": "refused"``). Nothing is written before those checks
     except the extracted tables of a run none of whose fits finished with other inputs. Raises DsrError for
-    bad input.
+    bad input. ``memo`` (a dict kept by the caller) shares one run's series between its seeds' fits.
     """
     sub_folder, base, _ = run_names(job.run, job.atlas.name)
     folder = job.output_dir / sub_folder
@@ -103,13 +130,16 @@ def start_fit(job: FitJob) -> PendingFit | dict:
     prov_path = folder / fit_files(prefix)["provenance"]
     extract.check_readable(job.run)  # a run found with a problem fails here, naming it
     key = extract.series_key(job.run, job.atlas, job.settings, job.atlas_spec)
-    for other in run_provenances(folder, base):  # every seed of this run shares the extracted series
-        prov = _read_json(other)
-        if _finished(prov, folder, prefix_of(other)) and prov.get("InputKey") != key:
-            return _refused(other, "was made from other inputs or extraction settings")
-    series = extract.extract_run_cached(job.run, job.atlas, job.settings, folder, base,
-                                        filter_config=job.config, atlas_spec=job.atlas_spec,
-                                        input_root=job.input_root)  # length: whole fit
+    memo = {} if memo is None else memo
+    run_key = (folder, base, key, job.config.replace(seed=0).hash())
+    if run_key not in memo:  # the run's refusal or its series, the same for every seed
+        with timing.stage("extraction"):
+            memo[run_key] = _other_inputs(folder, base, key) or extract.extract_run_cached(
+                job.run, job.atlas, job.settings, folder, base, filter_config=job.config,
+                atlas_spec=job.atlas_spec, input_root=job.input_root)  # length: whole fit
+    if isinstance(memo[run_key], dict):
+        return memo[run_key]
+    series = memo[run_key]
     config = resolve_config(job.config, series.series.shape[1], series.nuisance is not None)
     cfg_hash = config.hash()
     prov = _read_json(prov_path)

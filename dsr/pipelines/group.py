@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dsr import __version__
+from dsr import __version__, timing
 from dsr.analysis import group_stats as gs
-from dsr.analysis.attractor import FEATURE_DOC, KINDS, FitAnalysis, analyse_fit, read_tsv
+from dsr.analysis.attractor import FEATURE_DOC, KINDS, FitAnalysis, analyse_fit, fit_orbits, read_tsv
 from dsr.config import DsrConfig
 from dsr.errors import InputError
 from dsr.io import participants
@@ -61,14 +61,14 @@ def fit_config(model_path: Path) -> DsrConfig:
 
 def analyse_subject(sub: str, fits: list[Path], config: DsrConfig | None = None) -> list[tuple[dict, FitAnalysis]]:
     """Features of every fit of one participant, each analysed with its own config's eval settings (or
-    ``config``'s where given); ``lyapunov_max`` is the fit's own (``metrics.json``). Raises when a fit cannot
-    be read."""
+    ``config``'s where given); ``lyapunov_max`` is the fit's own (``metrics.json``). Raises for an unreadable fit."""
     if not fits:
         raise InputError("no fitted model (*_desc-convssm_model.safetensors); did the participant level fail?")
-    out = []
-    for path in fits:
-        cfg = config if config is not None else fit_config(path)
-        res = analyse_fit(path, n_steps=cfg.eval.lyap_steps, transient=cfg.eval.lyap_transient, seed=cfg.seed)
+    out, cfgs = [], [config if config is not None else fit_config(path) for path in fits]
+    orbits = fit_orbits(fits, [(c.eval.lyap_steps, c.eval.lyap_transient) for c in cfgs])  # the seeds at once
+    for path, cfg, orbit in zip(fits, cfgs, orbits):
+        res = analyse_fit(path, n_steps=cfg.eval.lyap_steps, transient=cfg.eval.lyap_transient, seed=cfg.seed,
+                          orbit=orbit)
         own = json.loads(fit_paths(path)["metrics"].read_text()).get("lyapunov_max_per_second")
         if isinstance(own, (int, float)):
             res.features["lyapunov_max"] = float(own)
@@ -117,12 +117,16 @@ def write_reports(output_dir: Path, done: dict, table: pd.DataFrame, feats: list
 
 
 def _analyse_task(job: tuple, device: str) -> dict:
-    """Executor task: the features of one participant's fits, or its failure as one line."""
+    """Executor task: the features of one participant's fits, or its failure as one line; with the worker's
+    seconds per stage."""
     sub, paths, config = job
     try:
-        return {"status": "ok", "items": analyse_subject(sub, paths, config)}
+        with timing.stage("group"):
+            items = analyse_subject(sub, paths, config)
+        return {"status": "ok", "items": items, "stages": timing.take()}
     except Exception as exc:  # one bad folder: one line, the others go on
-        return {"status": "failed", "reason": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
+        return {"status": "failed", "reason": f"{type(exc).__name__}: {' '.join(str(exc).split())}",
+                "stages": timing.take()}
 
 
 def _shared_eval(config: DsrConfig | None, models: list[Path]):
@@ -171,11 +175,19 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
     fits = find_fits(output_dir)
     if not any(fits.values()):
         raise InputError("no fitted models found; run the participant level first", output_dir)
-    done, skipped = {}, {}
     jobs = [(sub, paths, config) for sub, paths in fits.items()]
     results: dict[int, dict] = {}
     run_tasks(_analyse_task, jobs, ExecutorSettings(nprocs=nprocs, threads=threads), results.__setitem__,
               "participants")
+    for res in results.values():  # the tasks' seconds per stage (taken in this process or a worker's)
+        timing.add(res.pop("stages", None))
+    with timing.stage("group"):
+        return _group_tables(bids_dir, output_dir, config, n_perm, reports, fits, jobs, results)
+
+
+def _group_tables(bids_dir, output_dir, config, n_perm, reports, fits, jobs, results) -> int:
+    """The group tables and group.html from every participant's analysed fits (see :func:`run_group`)."""
+    done, skipped = {}, {}
     for i, (sub, _, _) in enumerate(jobs):
         if results[i]["status"] == "ok":
             done[sub] = results[i]["items"]
@@ -230,10 +242,11 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
     write_table(gdir / "embedding.tsv", pd.DataFrame({"participant_id": ids, "mds1": coords[:, 0],
                                                       "mds2": coords[:, 1]}), "Classical MDS of D_stsp")
     if reports:
-        seeds = sorted({str(s) for s in runs["seed"] if str(s)})
-        ctx = GroupContext(skipped=skipped, config=config or fit_config(fits[ids[0]][0]), seeds=seeds,
-                           n_perm=n_perm)
-        write_reports(output_dir, done, table, feats, stats, icc, dist, coords, covariates, ctx)
+        with timing.stage("reports"):
+            seeds = sorted({str(s) for s in runs["seed"] if str(s)})
+            ctx = GroupContext(skipped=skipped, config=config or fit_config(fits[ids[0]][0]), seeds=seeds,
+                               n_perm=n_perm)
+            write_reports(output_dir, done, table, feats, stats, icc, dist, coords, covariates, ctx)
     kinds = runs["attractor_kind"].map(lambda k: KINDS[int(k)] if np.isfinite(k) else "n/a").value_counts()
     log.info("group: %d participant(s) analysed, %d skipped; attractors: %s; outputs in %s", len(done), len(skipped),
              ", ".join(f"{k} {v}" for k, v in kinds.items()), gdir)

@@ -30,6 +30,7 @@ from dsr.pipelines.plan import FitJob, absolute_paths, plan_participant
 from dsr.pipelines.stack import run_stacked
 from dsr.pipelines.status import record_missing, record_result, write_status
 from dsr.progress import allow_epoch_bars
+from dsr.timing import stage
 
 log = user_log()
 
@@ -106,10 +107,11 @@ def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: lis
     if ex.kind == "ray":
         bids_dir, output_dir, atlas = absolute_paths(bids_dir, output_dir, atlas)
     work_dir = None if work_dir is None else Path(work_dir).resolve()
-    plan = plan_participant(bids_dir, output_dir, participant_labels=participant_labels, task=task,
-                            session=session, space=space, atlas=atlas, config=config, confounds=confounds,
-                            derivatives=derivatives, confounds_mode=confounds_mode, high_pass=high_pass,
-                            low_pass=low_pass, radius=radius, filters=filters)
+    with stage("discovery"):
+        plan = plan_participant(bids_dir, output_dir, participant_labels=participant_labels, task=task,
+                                session=session, space=space, atlas=atlas, config=config, confounds=confounds,
+                                derivatives=derivatives, confounds_mode=confounds_mode, high_pass=high_pass,
+                                low_pass=low_pass, radius=radius, filters=filters)
     jobs = plan.jobs(config, output_dir, seeds, work_dir)
     ex = fit_memory(jobs, ex, mem_gb)
     check_writable(output_dir)  # a read-only or full output folder: one line, before any work
@@ -149,5 +151,6 @@ def run_jobs(jobs: list[FitJob], ex: ExecutorSettings, rows_by_dir: dict[Path, d
         allow_epoch_bars(False)
         for folder, rows in rows_by_dir.items():
             if rows:
-                write_status(folder, rows)
+                with stage("status"):
+                    write_status(folder, rows)
     return failed

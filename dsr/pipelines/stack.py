@@ -13,14 +13,20 @@ others go on.
 from __future__ import annotations
 
 import dataclasses
+import json
 
+from dsr import timing
 from dsr.errors import DsrError
+from dsr.io import extract, series_cache
+from dsr.io.derivatives import run_names
 from dsr.log import user_log
-from dsr.pipelines.executors import ExecutorSettings, OnResult, limit_threads, run_pinned, slot_devices
-from dsr.pipelines.fit_array import check_recording, fit_many, write_outputs
-from dsr.pipelines.fitrun import PendingFit, failure, finish_fit, fit_pending, start_fit
+from dsr.pipelines.executors import (ExecutorSettings, OnResult, limit_threads, run_pinned, run_tasks,
+                                     slot_devices)
+from dsr.pipelines.fit_array import check_recording, fit_many
+from dsr.pipelines.fitrun import PendingFit, extract_job, failure, fit_pending, start_fit
 from dsr.pipelines.plan import FitJob
 from dsr.pipelines.status import one_line
+from dsr.pipelines.writer import FitWriter, WriteJob
 from dsr.progress import Progress, epoch_progress
 
 log = user_log()
@@ -50,27 +56,53 @@ def shard(members: list, n: int) -> list[list]:
     return out
 
 
-def fit_shards(stacks: list[list[PendingFit]], device: str) -> list[dict]:
-    """Worker task: train every stack of started fits on ``device`` and write each fit's outputs; returns
-    one result dict per fit, in order (a stack that fails marks its fits failed)."""
-    results = []
-    for members in stacks:
-        tr, n = float(members[0].series.tr), members[0].series.series.shape[1]
-        log.info("training %d fit(s) stacked (TR %.3g s, %d regions) on %s", len(members), tr, n, device)
-        try:
-            fits = fit_many([p.series.series for p in members], tr, [p.config for p in members], device=device,
-                            paths=[str(p.job.run.bold) for p in members],
-                            progress=epoch_progress(f"stack of {len(members)} on {device}"))
-        except DsrError as exc:
-            results += [{"status": "failed", "reason": one_line(exc)} for _ in members]
+def fit_shards(task: tuple, device: str) -> dict:
+    """Worker task: train every stack of started fits on ``device`` and write each fit's outputs with
+    ``writers`` writer processes (:class:`~dsr.pipelines.writer.FitWriter`); returns ``{"results": one result
+    dict per fit, in order, "stages": seconds per stage}`` (a stack that fails marks its fits failed)."""
+    stacks, writers, threads = task
+    with FitWriter(writers, threads) as writer:
+        for members in stacks:
+            tr, n = float(members[0].series.tr), members[0].series.series.shape[1]
+            log.info("training %d fit(s) stacked (TR %.3g s, %d regions) on %s", len(members), tr, n, device)
+            try:
+                fits = fit_many([p.series.series for p in members], tr, [p.config for p in members],
+                                device=device, paths=[str(p.job.run.bold) for p in members], pool=writer.pool,
+                                progress=epoch_progress(f"stack of {len(members)} on {device}"))
+            except DsrError as exc:
+                for _ in members:
+                    writer.add({"status": "failed", "reason": one_line(exc)})
+                continue
+            for pending, res in zip(members, fits):
+                writer.submit(WriteJob.of(pending), res)
+            del fits
+        results = writer.results()
+    return {"results": results, "stages": timing.take()}
+
+
+def extract_ahead(jobs: list[FitJob], ex: ExecutorSettings) -> None:
+    """Extract the runs of ``jobs`` whose series are not cached yet in ``ex.nprocs`` processes (one task per
+    run), so that :func:`start_fit` then reads them; nothing to do with one process or one such run."""
+    todo, seen = [], set()
+    for job in jobs:
+        sub_folder, base, _ = run_names(job.run, job.atlas.name)
+        if (sub_folder, base) in seen:
             continue
-        for pending, res in zip(members, fits):
-            try:  # a full disk fails this fit alone, naming the output
-                metrics = write_outputs(res, pending.folder, pending.prefix, pending.source)
-                results.append(finish_fit(pending, metrics))
-            except (DsrError, OSError) as exc:
-                results.append(failure(exc, pending.job.run.bold))
-    return results
+        seen.add((sub_folder, base))
+        try:
+            key = extract.series_key(job.run, job.atlas, job.settings, job.atlas_spec)
+            side = series_cache.table_path(job.output_dir / sub_folder, base, "cleaned", ".json")
+            side = json.loads(side.read_text())
+            if side.get("CacheKey") == key:
+                continue
+        except (DsrError, OSError, ValueError):
+            pass
+        todo.append(job)
+    if ex.nprocs < 2 or len(todo) < 2:
+        return
+    log.info("extracting %d run(s) in %d process(es)", len(todo), min(ex.nprocs, len(todo)))
+    local = ExecutorSettings(kind="local", device="cpu", nprocs=ex.nprocs, threads=ex.threads)
+    run_tasks(extract_job, todo, local, lambda i, res: timing.add(res.get("stages")), "runs")  # timed in the workers
 
 
 def run_stacked(jobs: list[FitJob], ex: ExecutorSettings, on_result: OnResult) -> None:
@@ -87,9 +119,11 @@ def run_stacked(jobs: list[FitJob], ex: ExecutorSettings, on_result: OnResult) -
 def _run_stacked(jobs: list[FitJob], ex: ExecutorSettings, on_result: OnResult) -> None:
     groups: dict[tuple, list[tuple[int, PendingFit]]] = {}
     limit_threads(ex.threads)
+    extract_ahead(jobs, ex)
+    memo: dict = {}
     for i, job in enumerate(jobs):
         try:
-            pending = start_fit(job)
+            pending = start_fit(job, memo)
             if isinstance(pending, dict):  # finished earlier, or refused
                 on_result(i, pending)
                 continue
@@ -113,11 +147,16 @@ def _run_stacked(jobs: list[FitJob], ex: ExecutorSettings, on_result: OnResult) 
     if len(tasks) > 1:
         log.info("stacks split over %d worker(s): %s", len(tasks), ", ".join(dev for _, dev in tasks))
 
-    def done(t: int, res) -> None:
+    def done(t: int, res: dict) -> None:
         members = [m for stack in tasks[t][0] for m in stack]
-        for (i, _), r in zip(members, [res] * len(members) if isinstance(res, dict) else res):
-            on_result(i, r)  # a dict: the worker died, every fit of it failed
+        timing.add(res.get("stages"))
+        for (i, _), r in zip(members, res["results"] if "results" in res else [res] * len(members)):
+            on_result(i, r)  # no results: the worker died, every fit of it failed
 
+    # the CPU shards already use the processes given; on GPUs the CPU processes write the fits' outputs (a
+    # writer process for every 4 fits at most: starting one costs seconds)
+    writers = 1 if devices[0] == "cpu" else max(1, ex.nprocs // max(1, len(tasks)))
     if tasks:
-        run_pinned(fit_shards, [[[p for _, p in stack] for stack in stacks] for stacks, _ in tasks],
-                   [dev for _, dev in tasks], done, ex.threads)
+        run_pinned(fit_shards, [([[p for _, p in stack] for stack in stacks],
+                                 max(1, min(writers, sum(map(len, stacks)) // 4)), ex.threads)
+                                for stacks, _ in tasks], [dev for _, dev in tasks], done, ex.threads)

@@ -3,6 +3,7 @@ columns a person added), merged under a file lock so that concurrent writers (SL
 OUT) keep every row; and the one user-facing line per finished, skipped, refused or failed fit."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -12,8 +13,11 @@ from dsr.io import status_table
 from dsr.io.derivatives import STATUS
 from dsr.log import user_log
 from dsr.pipelines.plan import FitJob, ParticipantPlan
+from dsr.timing import stage
 
 log = user_log()
+WRITE_EVERY = 2.0  # seconds between status.tsv rewrites while results arrive
+_LAST_WRITE: dict[Path, float] = {}
 STATUS_COLUMNS = ("participant_id", "run", "status", "reason", "config_hash")
 
 
@@ -34,8 +38,12 @@ def write_status(output_dir: Path, rows: dict) -> None:
 
 
 def record_result(job: FitJob, res: dict, rows: dict) -> int:
-    """Log one fit's result and add its status row (written at once); returns 1 for a failed, refused or
-    diverged fit (a diverged fit makes the exit code non-zero, as in ``dsr fit``), else 0.
+    """Log one fit's result and add its status row; returns 1 for a failed, refused or diverged fit (a
+    diverged fit makes the exit code non-zero, as in ``dsr fit``), else 0.
+
+    The table is rewritten at most every :data:`WRITE_EVERY` seconds (a cohort's rows would otherwise
+    rewrite it once per fit, a cost growing with the square of the fits); the caller writes ``rows`` once
+    more when its fits are done (:func:`dsr.pipelines.participant.run_jobs`).
 
     A refused fit (another finished fit is in its place) gets a line but no row: that fit's row stays."""
     sub, label = job.participant_id, job.label
@@ -43,7 +51,11 @@ def record_result(job: FitJob, res: dict, rows: dict) -> int:
         log.warning("%s %s: not fitted: %s", sub, label, res["reason"])
         return 1
     rows[(sub, label)] = [sub, label, res["status"], res.get("reason", ""), res.get("config_hash") or job.config.hash()]
-    write_status(job.output_dir, rows)
+    now = time.monotonic()
+    if now - _LAST_WRITE.get(job.output_dir, -WRITE_EVERY) >= WRITE_EVERY:  # the caller writes the rest at the end
+        with stage("status"):
+            write_status(job.output_dir, rows)
+        _LAST_WRITE[job.output_dir] = time.monotonic()
     if res["status"] == "failed":
         log.warning("%s %s: failed: %s", sub, label, res["reason"])
         return 1
