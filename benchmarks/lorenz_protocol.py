@@ -198,12 +198,15 @@ def table(summary: dict) -> str:
 
 
 def _overrides(items: list[str]) -> dict:
-    """``KEY=VALUE`` strings → a dict (int, then float, then the string itself)."""
+    """``KEY=VALUE`` strings → a dict (true/false as bool, then int, then float, then the string itself)."""
     out = {}
     for item in items:
         key, _, val = item.partition("=")
         if not key or not _:
             raise SystemExit(f"--train wants KEY=VALUE, got {item!r}")
+        if val.lower() in ("true", "false"):
+            out[key] = val.lower() == "true"
+            continue
         for conv in (int, float, str):
             try:
                 out[key] = conv(val)
