@@ -76,10 +76,10 @@ def protocol_fits(args, L: np.ndarray, K: int) -> list[dict]:
         for ls in args.loss_states:
             if "g1" in args.parts:
                 fits += [dict(part="G1", length=g1_len, noise=nz, loss_states=ls, seed=s)
-                         for nz in args.noise for s in range(args.seeds)]
+                         for nz in args.noise for s in range(args.first_seed, args.first_seed + args.seeds)]
             if "g2" in args.parts:
                 fits += [dict(part="G2", length=int(np.ceil(n / 0.75)), n_train=n, noise=0.01, loss_states=ls, seed=s)
-                         for n in args.g2_train for s in range(args.seeds)]
+                         for n in args.g2_train for s in range(args.first_seed, args.first_seed + args.seeds)]
             if al is not None:
                 for f in fits:
                     f.setdefault("alpha", al)
@@ -222,6 +222,7 @@ def main(argv=None):
     p.add_argument("--eval-device", default=None, help="device of the evaluation (default: --device)")
     p.add_argument("--epochs", type=int, default=1000)
     p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed … first-seed + seeds − 1")
     p.add_argument("--parts", nargs="+", default=["g1", "g2"], choices=["g1", "g2"])
     p.add_argument("--noise", type=float, nargs="+", default=[0.01, 0.1], help="G1 observation noise levels")
     p.add_argument("--loss-states", nargs="+", default=["free", "forced"], choices=["free", "forced", "reference"])
