@@ -8,8 +8,9 @@
 #      a check of the CUDA-graph training path (session 5's tests/test_training_gpu.py::
 #      test_cuda_graph_step_equals_eager_step failed on the x2 machine with an empty captured graph).
 # Expected on one H200 (session 5: 80 fits × 1000 epochs trained in 77 s, evaluated in 56 s, prepared in
-# 35 s): A ≈ 3 min, B ≈ 7–8 min (250 000 steps at ~1.5 ms, both stacks share the GPU), so a first call
-# may return STILL_RUNNING: then call it again with "wait".
+# 35 s; a graphed step takes ~1.2–1.5 ms whatever the stack size): A ≈ 3 min, B ≈ 7 min (250 000 steps),
+# C ≈ 5 min (eager steps are slower); all three share the GPU, so a first call may return STILL_RUNNING:
+# then call it again with "wait".
 #
 # Usage (repository root; carry .whl with the PyWavelets wheel and .shared_data, as the other device scripts):
 #   bash benchmarks/device_g1.sh OUTDIR          # start both stacks detached, wait up to $WAIT s (540), collect
