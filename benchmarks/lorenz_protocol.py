@@ -2,12 +2,15 @@
 
     python benchmarks/lorenz_protocol.py [--device cuda] [--epochs 1000|5000] [--seeds 10] [--tag _x]
     python benchmarks/lorenz_protocol.py --smoke          # a few seconds on a CPU: checks the script
+    python benchmarks/lorenz_protocol.py --parts g1 --noise 0.01 --alphas 0.1 0.15 --loss-states free reference \
+        --train lr_end=1e-4 --seeds 3 --first-seed 3      # variants stacked as groups of one run
 
 G1 (Volkmann et al., NeurIPS 2024, section 4.1; the reference code github humml-lab/GTF-ConvSSM ships
 the 100 000-step series as example_data/lorenz.npy and splits 3:1, settings/defaults.json): the whole
 ``lorenz63.npy`` through the SPM HRF at TR 0.2 s (every sample with a full filter history, so
 T = 100 000 − K), observation noise σ 0.01 and 0.1, 3:1 split, M 3, L 50, α 0.1, ≥ 10 seeds, with
-``train.loss_states`` "free" and "forced". Scores per fit:
+``train.loss_states`` "free" and "forced" (or "reference"; ``--alphas`` and ``--train KEY=VALUE`` for other
+settings). Scores per fit:
 
 * ``dstsp`` -- 30-bin D_stsp of generated BOLD against the whole recording at equal length (the
   reference's comparison, src/measures/stsp_measure.jl), mean over rollouts;
