@@ -6,10 +6,12 @@
 #      0.15 (the reference's default), loss_states free and reference: 40 fits;
 #   C: A's G1 σ 0.01 free fits again with train.cuda_graph = false (eager steps, same seeds and batches):
 #      a check of the CUDA-graph training path (session 5's tests/test_training_gpu.py::
-#      test_cuda_graph_step_equals_eager_step failed on the x2 machine with an empty captured graph).
+#      test_cuda_graph_step_equals_eager_step failed on the x2 machine with an empty captured graph);
+#   D: G1 (σ 0.01 and 0.1), 1000 epochs, free, the learning rate decaying to 1e-4 instead of 1e-6 (dsr's
+#      lr_end; the CPU probes of session 6 say the schedule decides at 15 000 steps): 20 fits.
 # Expected on one H200 (session 5: 80 fits × 1000 epochs trained in 77 s, evaluated in 56 s, prepared in
 # 35 s; a graphed step takes ~1.2–1.5 ms whatever the stack size): A ≈ 3 min, B ≈ 7 min (250 000 steps),
-# C ≈ 5 min (eager steps are slower); all three share the GPU, so a first call may return STILL_RUNNING:
+# C ≈ 5 min (eager steps are slower), D ≈ 2 min; all four share the GPU, so a first call may return STILL_RUNNING:
 # then call it again with "wait".
 #
 # Usage (repository root; carry .whl with the PyWavelets wheel and .shared_data, as the other device scripts):
@@ -17,7 +19,7 @@
 #   bash benchmarks/device_g1.sh OUTDIR wait     # after STILL_RUNNING: wait again and collect
 #   bash benchmarks/device_g1.sh OUTDIR --smoke  # CPU, seconds: the same two commands on tiny settings
 # Results in OUTDIR: lorenz_protocol_g1s6_e1000.json, lorenz_protocol_g1s6_e5000.json,
-# lorenz_protocol_g1s6_e1000_eager.json (per-fit rows, floors,
+# lorenz_protocol_g1s6_e1000_eager.json, lorenz_protocol_g1s6_e1000_lrend1e-4.json (per-fit rows, floors,
 # summary), their models (.safetensors + .json), the logs, and g1s6.tar.gz holding all of them.
 set -u
 OUTDIR=${1:?usage: bash benchmarks/device_g1.sh OUTDIR [wait|--smoke]}
@@ -33,6 +35,7 @@ LOGS=${G1S6_LOGS:-/tmp/g1s6}
 A="--epochs 1000 --seeds 10 --loss-states free reference --tag _g1s6_e1000"
 B="--epochs 5000 --seeds 10 --parts g1 --noise 0.01 --alphas 0.1 0.15 --loss-states free reference --tag _g1s6_e5000"
 C="--epochs 1000 --seeds 10 --parts g1 --noise 0.01 --loss-states free --train cuda_graph=false --tag _g1s6_e1000_eager"
+D="--epochs 1000 --seeds 10 --parts g1 --loss-states free --train lr_end=1e-4 --tag _g1s6_e1000_lrend1e-4"
 
 if [ "$MODE" = --smoke ]; then  # the same two commands, tiny, on the CPU
   set -e
@@ -40,6 +43,7 @@ if [ "$MODE" = --smoke ]; then  # the same two commands, tiny, on the CPU
   python3 $P $A --smoke --device cpu --out "$OUTDIR"
   python3 $P $B --smoke --device cpu --out "$OUTDIR"
   python3 $P $C --smoke --device cpu --out "$OUTDIR"
+  python3 $P $D --smoke --device cpu --out "$OUTDIR"
   echo SMOKE_OK "$OUTDIR"
   exit 0
 fi
@@ -49,6 +53,7 @@ if [ "$MODE" = _run ]; then  # the two stacks (runs detached)
   python3 $P $A --out $LOGS/res > $LOGS/e1000.log 2>&1 &
   python3 $P $B --out $LOGS/res > $LOGS/e5000.log 2>&1 &
   python3 $P $C --out $LOGS/res > $LOGS/e1000_eager.log 2>&1 &
+  python3 $P $D --out $LOGS/res > $LOGS/e1000_lrend1e-4.log 2>&1 &
   wait
   echo done > $LOGS/finished
   exit 0

@@ -54,8 +54,9 @@ def test_device_script_smoke(tmp_path):
 
 
 def test_device_g1_script_smoke(tmp_path):
-    """``device_g1.sh OUT --smoke``: the three stacks (1000 epochs with free / reference loss states; 5000
-    epochs with two α in one stack; the eager-step check), tiny, on the CPU, each grouped by its settings."""
+    """``device_g1.sh OUT --smoke``: the four stacks (1000 epochs with free / reference loss states; 5000
+    epochs with two α in one stack; the eager-step check; lr_end 1e-4), tiny, on the CPU, each grouped by
+    its settings."""
     data = tmp_path / "shared"
     data.mkdir()
     np.save(data / "lorenz63.npy", lorenz63_simulate(12000, 1, seed=3, transient=500)[0])
@@ -72,3 +73,5 @@ def test_device_g1_script_smoke(tmp_path):
     assert sorted({f["alpha"] for f in b["fits"]}) == [0.1, 0.15]
     c = json.loads((out / "lorenz_protocol_g1s6_e1000_eager.json").read_text())
     assert c["config"]["train"]["cuda_graph"] is False and len(c["fits"]) == 2
+    d = json.loads((out / "lorenz_protocol_g1s6_e1000_lrend1e-4.json").read_text())
+    assert d["config"]["train"]["lr_end"] == 1e-4 and len(d["summary"]) == 2
