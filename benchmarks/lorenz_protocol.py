@@ -2,12 +2,15 @@
 
     python benchmarks/lorenz_protocol.py [--device cuda] [--epochs 1000|5000] [--seeds 10] [--tag _x]
     python benchmarks/lorenz_protocol.py --smoke          # a few seconds on a CPU: checks the script
+    python benchmarks/lorenz_protocol.py --parts g1 --noise 0.01 --alphas 0.1 0.15 --loss-states free reference \
+        --train lr_end=1e-4 --seeds 3 --first-seed 3      # variants stacked as groups of one run
 
 G1 (Volkmann et al., NeurIPS 2024, section 4.1; the reference code github humml-lab/GTF-ConvSSM ships
 the 100 000-step series as example_data/lorenz.npy and splits 3:1, settings/defaults.json): the whole
 ``lorenz63.npy`` through the SPM HRF at TR 0.2 s (every sample with a full filter history, so
 T = 100 000 − K), observation noise σ 0.01 and 0.1, 3:1 split, M 3, L 50, α 0.1, ≥ 10 seeds, with
-``train.loss_states`` "free" and "forced". Scores per fit:
+``train.loss_states`` "free" and "forced" (or "reference"; ``--alphas`` and ``--train KEY=VALUE`` for other
+settings). Scores per fit:
 
 * ``dstsp`` -- 30-bin D_stsp of generated BOLD against the whole recording at equal length (the
   reference's comparison, src/measures/stsp_measure.jl), mean over rollouts;
@@ -72,13 +75,17 @@ def protocol_fits(args, L: np.ndarray, K: int) -> list[dict]:
     """The fits of the run: one dict per fit (part, recording length, noise, loss_states, seed)."""
     g1_len = args.g1_length or len(L) - K
     fits = []
-    for ls in args.loss_states:
-        if "g1" in args.parts:
-            fits += [dict(part="G1", length=g1_len, noise=nz, loss_states=ls, seed=s)
-                     for nz in args.noise for s in range(args.seeds)]
-        if "g2" in args.parts:
-            fits += [dict(part="G2", length=int(np.ceil(n / 0.75)), n_train=n, noise=0.01, loss_states=ls, seed=s)
-                     for n in args.g2_train for s in range(args.seeds)]
+    for al in args.alphas or [None]:
+        for ls in args.loss_states:
+            if "g1" in args.parts:
+                fits += [dict(part="G1", length=g1_len, noise=nz, loss_states=ls, seed=s)
+                         for nz in args.noise for s in range(args.first_seed, args.first_seed + args.seeds)]
+            if "g2" in args.parts:
+                fits += [dict(part="G2", length=int(np.ceil(n / 0.75)), n_train=n, noise=0.01, loss_states=ls, seed=s)
+                         for n in args.g2_train for s in range(args.first_seed, args.first_seed + args.seeds)]
+            if al is not None:
+                for f in fits:
+                    f.setdefault("alpha", al)
     return fits
 
 
@@ -149,10 +156,10 @@ def summarise(fits: list[dict], rows: list[dict], fl: dict, g2_denominator: dict
     """Mean and median over seeds per group, with the floors beside them."""
     groups: dict = {}
     for f, r in zip(fits, rows):
-        key = (f["part"], f["length"], f["noise"], f["loss_states"])
+        key = (f["part"], f["length"], f["noise"], f["loss_states"], f.get("alpha"))
         groups.setdefault(key, []).append(r)
     out = {}
-    for (part, length, nz, ls), rs in groups.items():
+    for (part, length, nz, ls, al), rs in groups.items():
         lam = np.array([r["lyapunov_max"] for r in rs], dtype=float) / DT  # per Lorenz time unit
         g = {"part": part, "length": length, "noise": nz, "loss_states": ls, "n_fits": len(rs),
              "n_ok": sum(r["status"] == "ok" for r in rs),
@@ -171,6 +178,9 @@ def summarise(fits: list[dict], rows: list[dict], fl: dict, g2_denominator: dict
             g["R"] = _stats(ratios)
             g["floor_dstsp_latent_units"] = fl.get("G2_latent_90000")
             name = f"G2 n_train {int(np.floor(0.75 * length))}"
+        if al is not None:
+            g["alpha"] = al
+            name = f"{name} α{al:g}"
         out[f"{name} {ls}"] = g
     return out
 
@@ -190,15 +200,39 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _overrides(items: list[str]) -> dict:
+    """``KEY=VALUE`` strings → a dict (true/false as bool, then int, then float, then the string itself)."""
+    out = {}
+    for item in items:
+        key, _, val = item.partition("=")
+        if not key or not _:
+            raise SystemExit(f"--train wants KEY=VALUE, got {item!r}")
+        if val.lower() in ("true", "false"):
+            out[key] = val.lower() == "true"
+            continue
+        for conv in (int, float, str):
+            try:
+                out[key] = conv(val)
+                break
+            except ValueError:
+                continue
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--eval-device", default=None, help="device of the evaluation (default: --device)")
     p.add_argument("--epochs", type=int, default=1000)
     p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed … first-seed + seeds − 1")
     p.add_argument("--parts", nargs="+", default=["g1", "g2"], choices=["g1", "g2"])
     p.add_argument("--noise", type=float, nargs="+", default=[0.01, 0.1], help="G1 observation noise levels")
-    p.add_argument("--loss-states", nargs="+", default=["free", "forced"], choices=["free", "forced"])
+    p.add_argument("--loss-states", nargs="+", default=["free", "forced"], choices=["free", "forced", "reference"])
+    p.add_argument("--alphas", type=float, nargs="+", default=None,
+                   help="forcing strengths, each a group of fits in the same stack (default: the preset's α)")
+    p.add_argument("--train", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="train config overrides, e.g. noise=0.0 lr_end=1e-5 (numbers parsed as float/int)")
     p.add_argument("--g2-train", type=int, nargs="+", default=[2250, 5000], help="G2 training steps")
     p.add_argument("--g1-length", type=int, default=0, help="G1 recording length (0: all of lorenz63.npy)")
     p.add_argument("--g2-truth", type=int, nargs=2, default=[10000, 100000], help="G2 held-out truth steps")
@@ -211,7 +245,7 @@ def main(argv=None):
     p.add_argument("--out", default=str(OUT), help="folder of the JSON and the models")
     p.add_argument("--smoke", action="store_true", help="tiny CPU run: 2 epochs, 2 seeds, short series")
     args = p.parse_args(argv)
-    train_over: dict = {"epochs": args.epochs}
+    train_over: dict = {"epochs": args.epochs, **_overrides(args.train)}
     eval_over: dict = {"n_rollouts": args.rollouts}
     sim_steps = 100000
     if args.smoke:
@@ -254,8 +288,9 @@ def main(argv=None):
         model = ConvSSM.initialise(spec, torch.as_tensor(h), seeds).to(args.device)
         print(f"{len(fits)} fits stacked on {args.device}: {cfg.train.epochs} epochs", flush=True)
         t0 = time.perf_counter()
+        alphas = [f["alpha"] for f in fits] if args.alphas else None
         outcome = train(model, subs, cfg.train, seeds, progress=log_progress(every=100),
-                        loss_states=[f["loss_states"] for f in fits])
+                        loss_states=[f["loss_states"] for f in fits], alphas=alphas)
         model.to("cpu")
         model.spec.meta.update(status=outcome.status, train_seconds=time.perf_counter() - t0,
                                prepare_seconds=t_prep,

@@ -356,7 +356,7 @@ def main():
     p.add_argument("which", choices=["lorenz", "aln", "aln-compare", "floors"])
     p.add_argument("--variant", choices=["conv", "noconv", "latent"], default="conv",
                    help="ALN: conv or noconv; Lorenz: conv (through the HRF) or latent (no filter, diagnostic)")
-    p.add_argument("--loss-states", nargs="+", default=None, choices=["free", "forced"],
+    p.add_argument("--loss-states", nargs="+", default=None, choices=["free", "forced", "reference"],
                    help="ALN: fit every (subject, seed) once per train.loss_states, all in one stack")
     p.add_argument("--alphas", type=float, nargs="+", default=None,
                    help="Lorenz: fit every seed once per α, all in one stack")

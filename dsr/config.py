@@ -21,7 +21,7 @@ LATENT_MODELS = ("cshPLRNN", "shPLRNN", "PLRNN", "mcPLRNN", "clipped_dendPLRNN",
 OBSERVATION_MODELS = ("identity", "affine", "regressor")
 FILTER_KINDS = ("spm", "glover", "calcium", "none")
 FORCING_KINDS = ("weak", "sparse", "adaptive", "none")
-LOSS_STATES = ("free", "forced")
+LOSS_STATES = ("free", "forced", "reference")
 MAX_WIDTH = 65_536  # latent or hidden units
 MAX_SEQUENCE = 1_000_000  # steps of one training sequence
 #: Activations of one training step (batch x steps x units); tens of bytes each with the backward pass
@@ -65,7 +65,8 @@ class TrainConfig:
     forcing: str = "weak"
     alpha: float = 0.1
     # which latent states the loss decodes: "free" z_t, or "forced" (1−α) z_t + α d_t as the reference code
-    # does (humml-lab/GTF-ConvSSM src/tf_training/forcing.jl overwrites the state in place)
+    # does (humml-lab/GTF-ConvSSM src/tf_training/forcing.jl overwrites the state in place); "reference":
+    # the forced values with the reference's Zygote gradient (the loss term reaches z_t unscaled)
     loss_states: str = "free"
     forcing_interval: int = 16  # tau of sparse forcing
     adaptive_every: int = 5  # batches between adaptive alpha estimates

@@ -51,3 +51,27 @@ def test_device_script_smoke(tmp_path):
     cmp = json.loads((out / "aln" / "aln_compare.json").read_text())
     assert set(cmp["summary"]["by_loss_states"]) == {"free", "forced"}
     assert cmp["summary"]["n_subjects"] == 2
+
+
+def test_device_g1_script_smoke(tmp_path):
+    """``device_g1.sh OUT --smoke``: the four stacks (1000 epochs with free / reference loss states; 5000
+    epochs with two α in one stack; the eager-step check; lr_end 1e-4), tiny, on the CPU, each grouped by
+    its settings."""
+    data = tmp_path / "shared"
+    data.mkdir()
+    np.save(data / "lorenz63.npy", lorenz63_simulate(12000, 1, seed=3, transient=500)[0])
+    out = tmp_path / "out"
+    env = dict(os.environ, DSR_SHARED_DATA=str(data), TMPDIR=str(tmp_path))
+    run = subprocess.run(["bash", "benchmarks/device_g1.sh", str(out), "--smoke"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    a = json.loads((out / "lorenz_protocol_g1s6_e1000.json").read_text())["summary"]
+    assert len(a) == 8 and {g["loss_states"] for g in a.values()} == {"free", "reference"}
+    b = json.loads((out / "lorenz_protocol_g1s6_e5000.json").read_text())
+    assert {(g["alpha"], g["loss_states"]) for g in b["summary"].values()} == \
+        {(0.1, "free"), (0.1, "reference"), (0.15, "free"), (0.15, "reference")}
+    assert sorted({f["alpha"] for f in b["fits"]}) == [0.1, 0.15]
+    c = json.loads((out / "lorenz_protocol_g1s6_e1000_eager.json").read_text())
+    assert c["config"]["train"]["cuda_graph"] is False and len(c["fits"]) == 2
+    d = json.loads((out / "lorenz_protocol_g1s6_e1000_lrend1e-4.json").read_text())
+    assert d["config"]["train"]["lr_end"] == 1e-4 and len(d["summary"]) == 2

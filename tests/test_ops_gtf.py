@@ -119,3 +119,43 @@ def test_forced_outputs_match_formula_and_autograd(kind):
         gr = torch.zeros_like(x) if gr is None else torch.nan_to_num(gr)
         gf = torch.zeros_like(x) if gf is None else torch.nan_to_num(gf)
         torch.testing.assert_close(gf, gr, atol=1e-11, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize("kind", ["cshPLRNN", "shPLRNN"])
+def test_reference_loss_states_forced_values_free_gradient(kind):
+    """loss_states "reference" (forced = 1, grad_mix = 0): the values are the forced states z̃_t, the
+    gradient is the one of the free states evaluated at those values, as the reference code's Zygote
+    gradient (its in-place force is invisible to the loss): dL/dθ = dL_free/dθ with the output's
+    gradient set to the one at z̃. Twin and autograd reference agree; mixed stacks keep each fit's mode."""
+    gen = torch.Generator().manual_seed(7)
+    S, B, T1, M, L = 3, 4, 8, 3, 6
+    p = {k: v.requires_grad_(True) for k, v in
+         latent.init_params(kind, S, M, L, gen, dtype=torch.float64).items()}
+    d = torch.randn(S, B, T1, M, generator=gen, dtype=torch.float64)
+    d[0, 1, 4] = float("nan")
+    alpha = torch.tensor([0.1, 0.3, 0.2], dtype=torch.float64)
+    z0 = torch.randn(S, B, M, generator=gen, dtype=torch.float64, requires_grad=True)
+    a, ad = forcing_weights(d, alpha, M, "weak")
+    forced = torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64)
+    grad_mix = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)  # fit 0 reference, 1 forced, 2 free
+    clipped = kind == "cshPLRNN"
+    step = lambda z, s: latent.step(kind, p, z, s)  # noqa: E731
+    fast = gtf_rollout_shallow(p, z0, a, ad, clipped=clipped, forced=forced, grad_mix=grad_mix)
+    ref = gtf_rollout_ref(step, z0, a, ad, forced=forced, grad_mix=grad_mix)
+    exact = gtf_rollout_shallow(p, z0, a, ad, clipped=clipped, forced=forced)
+    free = gtf_rollout_shallow(p, z0, a, ad, clipped=clipped)
+    torch.testing.assert_close(fast, exact, atol=1e-12, rtol=0)  # values: forced where forced = 1
+    torch.testing.assert_close(ref, exact, atol=1e-12, rtol=0)
+    params = list(p.values())
+    x = torch.randn(exact.shape, generator=gen, dtype=torch.float64)  # "data"
+    g_out = 2 * (exact - x).detach()  # dL/d(output) of L = Σ (out − x)², at the forced values
+    g_fast = torch.autograd.grad(((fast - x) ** 2).sum(), [z0] + params)
+    g_ref = torch.autograd.grad(((ref - x) ** 2).sum(), [z0] + params)
+    # fit 0: the free rollout's gradient with the residual taken at the forced values
+    g_free = torch.autograd.grad((free * g_out).sum(), [z0] + params)
+    g_exact = torch.autograd.grad(((exact - x) ** 2).sum(), [z0] + params)
+    for name, gf, gr, gw, ge in zip(["z0"] + list(p), g_fast, g_ref, g_free, g_exact):
+        torch.testing.assert_close(gf, gr, atol=1e-11, rtol=0, msg=name)
+        torch.testing.assert_close(gf[0], gw[0], atol=1e-11, rtol=0, msg=name)  # reference fit
+        torch.testing.assert_close(gf[1:], ge[1:], atol=1e-11, rtol=0, msg=name)  # exact forced, free
+    assert not torch.allclose(g_fast[2][0], g_exact[2][0])  # the reference gradient is another one

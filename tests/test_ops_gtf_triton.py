@@ -214,3 +214,19 @@ def test_weak_forcing_from_targets_matches_twin(S, B, T1, M, N, L, mix):
     for name, gf, gr in zip(["z0"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
                             torch.autograd.grad((ref * w).sum(), inputs)):
         _close(gf, gr, name)
+
+
+@pytest.mark.parametrize("block_l", [None, 2])
+def test_kernel_matches_twin_reference_gradient(block_l):
+    """loss_states "reference" (forced = 1, grad_mix = 0) beside "forced" and "free" fits in one stack:
+    the kernel's outputs and gradients (dL/d ad included) equal the twin's."""
+    p, z0, a, ad, w = _problem("cshPLRNN", 3, 17, 6, 5, 40, seed=12)
+    forced = torch.tensor([1.0, 1.0, 0.0], device=DEVICE)
+    grad_mix = torch.tensor([0.0, 1.0, 0.0], device=DEVICE)
+    fast = gtf_rollout_triton(p, z0, a, ad, block_l=block_l, forced=forced, grad_mix=grad_mix)
+    ref = gtf_rollout_shallow(p, z0, a, ad, forced=forced, grad_mix=grad_mix)
+    _close(fast, ref, "output")
+    inputs = [z0, ad] + list(p.values())
+    for name, gf, gr in zip(["z0", "ad"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
+                            torch.autograd.grad((ref * w).sum(), inputs)):
+        _close(gf, gr, name)

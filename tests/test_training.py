@@ -112,19 +112,22 @@ def test_interrupted_training_resumes_to_the_same_parameters(oscillator, tmp_pat
 
 
 def test_loss_states_per_fit_in_a_stack_equal_single_fits(oscillator):
-    """train.loss_states: a stack mixing "forced" and "free" fits equals each fit trained alone with its
-    config's loss_states, and the forced loss trains other parameters than the free one."""
-    stacked, sd, cfg = _setup(oscillator, [3, 3])
-    train(stacked, [sd, sd], cfg.train, [3, 3], loss_states=["forced", "free"])
+    """train.loss_states: a stack mixing "forced", "free" and "reference" fits equals each fit trained
+    alone with its config's loss_states, and each variant trains other parameters than the others."""
+    kinds = ("forced", "free", "reference")
+    stacked, sd, cfg = _setup(oscillator, [3, 3, 3])
+    train(stacked, [sd, sd, sd], cfg.train, [3, 3, 3], loss_states=list(kinds))
     got = {}
-    for states in ("forced", "free"):
+    for states in kinds:
         alone, _, _ = _setup(oscillator, [3])
         train(alone, [sd], cfg.replace(train={"loss_states": states}).train, [3])
         got[states] = alone.params
-    for i, states in enumerate(("forced", "free")):
+    for i, states in enumerate(kinds):
         for k, v in got[states].items():
             torch.testing.assert_close(stacked.params[k][i:i + 1], v, atol=1e-10, rtol=1e-8)
     assert not torch.allclose(got["forced"]["latent.W1"], got["free"]["latent.W1"])
+    assert not torch.allclose(got["reference"]["latent.W1"], got["free"]["latent.W1"])
+    assert not torch.allclose(got["reference"]["latent.W1"], got["forced"]["latent.W1"])
     with pytest.raises(Exception, match="loss_states"):
         load_config("quick", train={"loss_states": "both"})
 

@@ -17,6 +17,12 @@ z_1 … z_T̃ are returned (they are what the decoder sees), or, per fit with
 ``forced`` = 1, the forced states z̃_1 … z̃_T̃ (``train.loss_states = "forced"``,
 what the reference code's loss decodes: humml-lab/GTF-ConvSSM
 src/tf_training/forcing.jl ``force`` overwrites the state in place).
+
+``grad_mix`` (S,) sets, per fit, how the gradient treats a forced output: 1 (the default, = ``forced``)
+differentiates z̃_t exactly; 0 passes the output's gradient to z_t unchanged, as if the loss had decoded
+z_t (``train.loss_states = "reference"``: forced values, free-state gradient). The latter is what the
+reference code's Zygote gradient computes: the in-place ``force`` (custom rrule, forcing.jl) is invisible
+to the array the loss reads, so the loss term reaches z_t unscaled and the targets not at all.
 """
 from __future__ import annotations
 
@@ -66,7 +72,8 @@ def forcing_weights(d: torch.Tensor, alpha: torch.Tensor, M: int, mode: str, int
 
 
 def gtf_rollout_ref(step: StepFn, z0: torch.Tensor, a: torch.Tensor, ad: torch.Tensor,
-                    inputs: torch.Tensor | None = None, forced: torch.Tensor | None = None) -> torch.Tensor:
+                    inputs: torch.Tensor | None = None, forced: torch.Tensor | None = None,
+                    grad_mix: torch.Tensor | None = None) -> torch.Tensor:
     """Forced rollout in plain PyTorch.
 
     Parameters
@@ -81,6 +88,8 @@ def gtf_rollout_ref(step: StepFn, z0: torch.Tensor, a: torch.Tensor, ad: torch.T
         External inputs; ``inputs[:, :, t-1]`` drives the step into t.
     forced : Tensor (S,) or None
         Per fit 0 (return z_t) or 1 (return z̃_t); None: all 0.
+    grad_mix : Tensor (S,) or None
+        Per fit 1 (differentiate z̃_t exactly) or 0 (gradient as for z_t); None: equal to ``forced``.
 
     Returns
     -------
@@ -91,10 +100,14 @@ def gtf_rollout_ref(step: StepFn, z0: torch.Tensor, a: torch.Tensor, ad: torch.T
     zt = z0
     out = []
     f = None if forced is None else forced.to(z0.dtype).view(-1, 1, 1)  # (S, 1, 1)
+    g = f if grad_mix is None or f is None else grad_mix.to(z0.dtype).view(-1, 1, 1)  # (S, 1, 1)
     for t in range(1, T1):
         z = step(zt, None if inputs is None else inputs[:, :, t - 1])  # (S, B, M)
         zt = z * (1 - a[:, :, t]) + ad[:, :, t]  # (S, B, M)
-        out.append(z if f is None else z + f * (zt - z))
+        if f is None:
+            out.append(z)
+        else:  # the value z + f (z̃ − z); its gradient sees only g (z̃ − z)
+            out.append(z + g * (zt - z) + ((f - g) * (zt - z)).detach())
     return torch.stack(out, dim=2)
 
 
@@ -104,7 +117,7 @@ def _triton_kernel():
 
 
 def gtf_rollout(step: StepFn, z0, a, ad, inputs=None, model_kind: str | None = None, params=None,
-                forced: torch.Tensor | None = None):
+                forced: torch.Tensor | None = None, grad_mix: torch.Tensor | None = None):
     """The one dispatch point for the forced rollout.
 
     Shallow PLRNNs on CUDA without external inputs take the fused Triton kernel
@@ -117,18 +130,20 @@ def gtf_rollout(step: StepFn, z0, a, ad, inputs=None, model_kind: str | None = N
     hand-differentiated loop (:mod:`dsr.ops.gtf_shallow`, the kernel's twin);
     other models take the autograd reference :func:`gtf_rollout_ref`.
     ``DSR_DISABLE_TRITON=1`` forces the twin. ``forced`` (S,) of 0/1 picks per fit
-    which states come back (see :func:`gtf_rollout_ref`); every path supports it.
+    which states come back, ``grad_mix`` (S,) how their gradient is taken (see :func:`gtf_rollout_ref`);
+    every path supports both.
     """
     if model_kind in ("shPLRNN", "cshPLRNN") and params is not None:
         clipped = model_kind == "cshPLRNN"
         if z0.is_cuda and inputs is None and (kernel := _triton_kernel()) is not None \
                 and kernel.supported(params, z0, a, inputs, ad) and kernel.fits_one_tile(*params["W1"].shape[1:]):
             with torch.cuda.device(z0.device):  # launch on the tensors' GPU, not the current one
-                return kernel.gtf_rollout_triton(params, z0, a, ad, None, clipped=clipped, forced=forced)
+                return kernel.gtf_rollout_triton(params, z0, a, ad, None, clipped=clipped, forced=forced,
+                                                 grad_mix=grad_mix)
         from dsr.ops.gtf_shallow import gtf_rollout_shallow
 
-        return gtf_rollout_shallow(params, z0, a, ad, inputs, clipped=clipped, forced=forced)
-    return gtf_rollout_ref(step, z0, a, ad, inputs, forced=forced)
+        return gtf_rollout_shallow(params, z0, a, ad, inputs, clipped=clipped, forced=forced, grad_mix=grad_mix)
+    return gtf_rollout_ref(step, z0, a, ad, inputs, forced=forced, grad_mix=grad_mix)
 
 
 def gtf_rollout_weak_ref(params, z0, d, alpha, clipped: bool = True, forced: torch.Tensor | None = None):

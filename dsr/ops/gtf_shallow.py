@@ -34,9 +34,10 @@ def _activation(pre, h2, clipped):
 
 class _ShallowGTF(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z0, a, ad, A, W1, W2, h1, h2, C, s, clipped, forced):
+    def forward(ctx, z0, a, ad, A, W1, W2, h1, h2, C, s, clipped, forced, grad_mix):
         S, B, T1, M = a.shape
         f = None if forced is None else forced.to(z0.dtype).view(S, 1, 1)  # (S, 1, 1)
+        fg = f if grad_mix is None or f is None else grad_mix.to(z0.dtype).view(S, 1, 1)  # backward's f
         W1T, W2T = W1.transpose(1, 2), W2.transpose(1, 2)  # (S, L, M), (S, M, L)
         h2b, Ab, h1b = h2.unsqueeze(1), A.unsqueeze(1), h1.unsqueeze(1)
         keep = 1 - a  # (S, B, T̃+1, M)
@@ -51,7 +52,7 @@ class _ShallowGTF(torch.autograd.Function):
                 z = torch.baddbmm(z, s[:, :, t - 1], C.transpose(1, 2))
             zt = torch.addcmul(ad[:, :, t], z, keep[:, :, t])  # (S, B, M)
             out[:, :, t - 1] = z if f is None else torch.addcmul(z, f, zt - z)
-        ctx.save_for_backward(zprev, keep, A, W1, W2, h2, C, s, f)
+        ctx.save_for_backward(zprev, keep, A, W1, W2, h2, C, s, fg)
         ctx.clipped = clipped
         return out
 
@@ -94,16 +95,18 @@ class _ShallowGTF(torch.autograd.Function):
         gC = None
         if C is not None:
             gC = torch.bmm(gzf.transpose(1, 2), s[:, :, :T].reshape(S, B * T, -1))  # (S, M, P)
-        return g_carry, None, gad, gA, gW1, gW2, gh1, gh2, gC, None, None, None
+        return g_carry, None, gad, gA, gW1, gW2, gh1, gh2, gC, None, None, None, None
 
 
 def gtf_rollout_shallow(params: dict[str, torch.Tensor], z0: torch.Tensor, a: torch.Tensor, ad: torch.Tensor,
                         inputs: torch.Tensor | None = None, clipped: bool = True,
-                        forced: torch.Tensor | None = None) -> torch.Tensor:
+                        forced: torch.Tensor | None = None, grad_mix: torch.Tensor | None = None) -> torch.Tensor:
     """Forced rollout (S, B, T̃, M) of a (clipped) shallow PLRNN; see :func:`dsr.ops.gtf.gtf_rollout_ref`.
 
     ``forced`` (S,) of 0/1 or None (all 0): per fit, return the forced states z̃_t instead of z_t.
+    ``grad_mix`` (S,) of 0/1 or None (= ``forced``): per fit, differentiate them exactly (1) or pass
+    their gradient to z_t as for a free output (0, the reference code's gradient).
     """
     C = params.get("C") if inputs is not None else None
     return _ShallowGTF.apply(z0, a, ad, params["A"], params["W1"], params["W2"], params["h1"], params["h2"],
-                             C, inputs, clipped, forced)
+                             C, inputs, clipped, forced, grad_mix)

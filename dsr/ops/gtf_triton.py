@@ -17,7 +17,9 @@ The forward stores the output, z_t (or, for fits with ``forced`` = 1, z̃_t:
 Backward, t = T̃ … 1 (g̃ = dL/dz̃_t from the future, 0 at t = T̃; f = ``forced``):
     g̃ ← g̃ + f gout_t;   dL/d ad_t = g̃;   g = dL/dz_t = (1 − f) gout_t + g̃ ⊙ (1 − a_t)
     gφ = g W1;  gp = gφ ⊙ slope(p_t);  g̃ ← g ⊙ A + gp W2
-and dL/dz0 = g̃ at the end. Weight gradients: when the hidden layer fits in one
+and dL/dz0 = g̃ at the end. With ``grad_mix`` (S,) the backward uses it as f instead of ``forced``
+(0 with ``forced`` = 1: ``train.loss_states = "reference"``, the forced values with the free-state
+gradient; the forward kernel is unchanged). Weight gradients: when the hidden layer fits in one
 tile (``BLOCK_M * BLOCK_L ≤ _ONE_TILE``) they are accumulated in registers per
 program and written as per-program partials, summed over sequence blocks in
 PyTorch; otherwise (L tiled in chunks inside each step) the kernel writes
@@ -116,7 +118,7 @@ def _activation(pre, h2, clipped):
 
 class _TritonGTF(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z0, a, ad, A, W1, W2, h1, h2, clipped, block_l, forced, from_d=False):
+    def forward(ctx, z0, a, ad, A, W1, W2, h1, h2, clipped, block_l, forced, from_d, grad_mix):
         # from_d: a = targets d (S, B, T̃+1, N ≤ M), ad = α (S,); weak forcing made inside the kernels
         S, B, T1, CIN = a.shape
         M, L = A.shape[1], W1.shape[2]
@@ -130,7 +132,9 @@ class _TritonGTF(torch.autograd.Function):
         _fwd_kernel[grid](z0, a, ad, A, W1, W2, h1, h2, out, zprev, f, B, T1, M, L, CIN,
                           CLIPPED=bool(clipped), BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL, N_LC=n_lc, MIX=mix,
                           FROM_D=bool(from_d), **_launch_options("fwd", BM, BL, grid[0] * grid[1], z0.device))
-        ctx.save_for_backward(zprev, a, ad if from_d else A, A, W1, W2, h2, f)
+        # the backward's f (S,): grad_mix where given (train.loss_states = "reference"), else forced
+        fb = f if not mix or grad_mix is None else grad_mix.to(device=z0.device, dtype=torch.float32).contiguous()
+        ctx.save_for_backward(zprev, a, ad if from_d else A, A, W1, W2, h2, fb)
         ctx.meta = (bool(clipped), BM, BL, n_lc, mix, bool(from_d))
         return out
 
@@ -174,7 +178,7 @@ class _TritonGTF(torch.autograd.Function):
             gW2 = torch.bmm((gact * slope).transpose(1, 2), zflat)  # (S, L, M)
             gh2 = (gact * on).sum(1)  # (S, L)
         gA, gh1 = (gA.squeeze(1), gh1.squeeze(1)) if views else (gA.sum(1), gh1.sum(1))
-        return gz0, None, gad if need_gad else None, gA, gW1, gW2, gh1, gh2, None, None, None, None
+        return gz0, None, gad if need_gad else None, gA, gW1, gW2, gh1, gh2, None, None, None, None, None
 
 
 def supported(params: dict[str, torch.Tensor], z0: torch.Tensor, a: torch.Tensor,
@@ -189,7 +193,8 @@ def supported(params: dict[str, torch.Tensor], z0: torch.Tensor, a: torch.Tensor
 
 def gtf_rollout_triton(params: dict[str, torch.Tensor], z0: torch.Tensor, a: torch.Tensor, ad: torch.Tensor,
                        inputs: torch.Tensor | None = None, clipped: bool = True,
-                       block_l: int | None = None, forced: torch.Tensor | None = None) -> torch.Tensor:
+                       block_l: int | None = None, forced: torch.Tensor | None = None,
+                       grad_mix: torch.Tensor | None = None) -> torch.Tensor:
     """Forced rollout (S, B, T̃, M) of a (clipped) shallow PLRNN by the fused kernel.
 
     Parameters
@@ -210,6 +215,8 @@ def gtf_rollout_triton(params: dict[str, torch.Tensor], z0: torch.Tensor, a: tor
         small to exercise the tiled path.
     forced : Tensor (S,) of 0/1, or None
         Per fit, return the forced states z̃_t instead of z_t (None: all 0).
+    grad_mix : Tensor (S,) of 0/1, or None
+        Per fit, differentiate the forced states exactly (1) or as free ones (0); None: ``forced``.
 
     Returns
     -------
@@ -220,9 +227,9 @@ def gtf_rollout_triton(params: dict[str, torch.Tensor], z0: torch.Tensor, a: tor
     if not supported(params, z0, a, inputs, ad):
         from dsr.ops.gtf_shallow import gtf_rollout_shallow
 
-        return gtf_rollout_shallow(params, z0, a, ad, inputs, clipped=clipped, forced=forced)
+        return gtf_rollout_shallow(params, z0, a, ad, inputs, clipped=clipped, forced=forced, grad_mix=grad_mix)
     return _TritonGTF.apply(z0, a, ad, params["A"], params["W1"], params["W2"], params["h1"], params["h2"],
-                            clipped, block_l, forced)
+                            clipped, block_l, forced, False, grad_mix)
 
 
 def supported_weak(params: dict[str, torch.Tensor], z0: torch.Tensor, d: torch.Tensor, alpha: torch.Tensor) -> bool:
@@ -246,4 +253,4 @@ def gtf_rollout_triton_weak(params: dict[str, torch.Tensor], z0: torch.Tensor, d
 
         return gtf_rollout_weak_ref(params, z0, d, alpha, clipped=clipped, forced=forced)
     return _TritonGTF.apply(z0, d, alpha, params["A"], params["W1"], params["W2"], params["h1"], params["h2"],
-                            clipped, None, forced, True)
+                            clipped, None, forced, True, None)

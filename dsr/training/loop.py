@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from dsr.config import TrainConfig
+from dsr.config import LOSS_STATES, TrainConfig
 from dsr.errors import ConfigError
 from dsr.models.convssm import ConvSSM
 from dsr.ops import fused_step
@@ -42,22 +42,24 @@ class TrainOutcome:
 
 
 def batch_loss(model: ConvSSM, batch, alpha: torch.Tensor, cfg: TrainConfig,
-               forced: torch.Tensor | None = None) -> torch.Tensor:
+               forced: torch.Tensor | None = None, grad_mix: torch.Tensor | None = None) -> torch.Tensor:
     """Per-fit GTF loss (S,): MSE of the decoded states on steps with a full filter history.
 
     The decoded states are the un-forced z_t, or for fits with ``forced`` (S,) = 1 the forced states
     (1−α) z_t + α d_t (``train.loss_states = "forced"``; :func:`train` builds ``forced``); None: all free.
+    ``grad_mix`` (S,) = 0 for such a fit takes the reference code's gradient instead of the exact one
+    (``"reference"``, see :func:`dsr.ops.gtf.gtf_rollout_ref`); None: exact for every forced fit.
     """
     K = model.kernel_size
     d = model.targets(batch.d, batch.rd)  # (S, B, T̃+1, Mf)
     z0 = model.init_state(torch.nan_to_num(d[:, :, 0]))  # (S, B, M)
-    if cfg.forcing in ("weak", "adaptive") and fused_step():  # the kernel makes the forcing weights itself
+    if cfg.forcing in ("weak", "adaptive") and fused_step() and grad_mix is None:  # the kernel makes the forcing weights itself
         Z = gtf_rollout_weak(model.step, z0, d, alpha, model.spec.latent_dim, batch.s, model.spec.latent_model,
                              model.latent_params, forced=forced)  # (S, B, T̃, M)
     else:
         a, ad = forcing_weights(d, alpha, model.spec.latent_dim, cfg.forcing, cfg.forcing_interval)
         Z = gtf_rollout(model.step, z0, a, ad, batch.s, model.spec.latent_model, model.latent_params,
-                        forced=forced)  # (S, B, T̃, M)
+                        forced=forced, grad_mix=grad_mix)  # (S, B, T̃, M)
     if model.spec.observation == "identity" and batch.r is None and fused_step():
         return conv_mse(Z, model.filter, batch.x[:, :, K:])  # decoder + MSE, one kernel each way on CUDA
     r = None if batch.r is None else batch.r[:, :, K:]
@@ -96,8 +98,8 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
         Per-fit forcing strength for weak forcing (default: ``cfg.alpha`` for every fit), so fits
         of a hyperparameter grid over α can share one stack.
     loss_states : list of str or None
-        Per-fit ``"free"`` / ``"forced"`` (default: ``cfg.loss_states`` for every fit), so both
-        variants can share one stack.
+        Per-fit ``"free"`` / ``"forced"`` / ``"reference"`` (default: ``cfg.loss_states`` for every
+        fit), so the variants can share one stack.
     """
     S = model.n_subjects
     dev, dtype = model.filter.device, model.filter.dtype
@@ -114,9 +116,11 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
             raise ConfigError(f"per-fit alphas need weak forcing and {S} values in [0, 1]")
         alpha = torch.tensor([float(a) for a in alphas], dtype=dtype, device=dev)  # (S,)
     states = [cfg.loss_states] * S if loss_states is None else list(loss_states)
-    if len(states) != S or any(x not in ("free", "forced") for x in states):
-        raise ConfigError(f"per-fit loss_states need {S} values, each 'free' or 'forced'")
+    if len(states) != S or any(x not in LOSS_STATES for x in states):
+        raise ConfigError(f"per-fit loss_states need {S} values, each one of {LOSS_STATES}")
     forced = None if all(x == "free" for x in states) else \
+        torch.tensor([float(x != "free") for x in states], dtype=dtype, device=dev)  # (S,)
+    grad_mix = None if "reference" not in states else \
         torch.tensor([float(x == "forced") for x in states], dtype=dtype, device=dev)  # (S,)
     st = StepState.create(params, opt, alpha)  # the NaN guard's state lives on the device
     curve: list[dict] = []
@@ -148,7 +152,7 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
 
     def step(batch=None):
         batch = batches.draw() if batch is None else batch
-        loss_s = batch_loss(model, batch, st.alpha, cfg, forced)  # (S,)
+        loss_s = batch_loss(model, batch, st.alpha, cfg, forced, grad_mix)  # (S,)
         guarded_update(loss_s, _regularisation(model, cfg), params, opt, st, cfg)
 
     graphable = batches is not None and dev.type == "cuda" and cfg.forcing != "adaptive" and cfg.cuda_graph
