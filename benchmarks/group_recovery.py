@@ -70,7 +70,8 @@ def main(argv=None) -> int:
                      n_regions=args.regions, system=args.system, shape=(10, 10, 10))
     run_participant(bids_dir, out, participant_labels=None, task=None, session=None, space=None, atlas=None,
                     config=cfg, device="cpu", confounds=None, nprocs=args.n_jobs,
-                    derivatives="none" if args.raw else "auto", seeds=list(range(args.seeds)) if args.seeds > 1 else None,
+                    derivatives="none" if args.raw else "auto",
+                    seeds=list(range(args.seeds)) if args.seeds > 1 else None,
                     stack=args.stack)
     run_group(bids_dir, out, config=cfg, reports=not args.no_reports)
     table = pd.read_csv(out / "group" / "features.tsv", sep="\t")

@@ -134,8 +134,12 @@ def run(names, xs, tr, args) -> dict:
         samples[mode] = to_data_units(X, sds)  # (F, B, T2, N) data units
         if mode == "process":
             Z = Zm
-    jac = np.stack([dist.mean_jacobian(lambda z, i=i: model.subject(i).jacobian(torch.as_tensor(z)[None])[0],
-                                       Z[i].reshape(-1, Z.shape[-1])[:2000].astype(np.float32))
+    dev, dt = model.filter.device, model.filter.dtype
+
+    def jacobian(i):  # states (B, M) numpy -> (B, M, M) of fit i
+        return lambda z: model.subject(i).jacobian(torch.as_tensor(z, device=dev, dtype=dt)[None])[0].detach().cpu()
+
+    jac = np.stack([dist.mean_jacobian(jacobian(i), Z[i].reshape(-1, Z.shape[-1])[:2000])
                     for i in range(len(fits))])  # (F, M, M) along the process-noise samples
     n_train = sds[0].n_train
     idx = {(s, h): [i for i, f in enumerate(fits) if f[:2] == (s, h)] for s in range(S) for h in (0, 1)}
@@ -170,9 +174,11 @@ def run(names, xs, tr, args) -> dict:
             rec[f"{name}_dstsp"], rec[f"{name}_dh"] = sc["dstsp"], sc["dh"]
             rec[f"{name}_sd_ratio"] = float(np.nanmean(g.std(1) / other.std(0)))  # generated SD / data SD
             rec[f"{name}_lag1"] = lag1(g)
-        seed_scores = [score_samples(other, samples[MAIN][q], seed=args.seed) for q in idx[(s, h)]]
-        rec["convssm_seedmedian_dstsp"] = float(np.median([c["dstsp"] for c in seed_scores]))
-        rec["convssm_seedmedian_dh"] = float(np.median([c["dh"] for c in seed_scores]))
+        for m in GENERATORS:  # without selection: the first seed alone, and the median over single seeds
+            seed_scores = [score_samples(other, samples[m][q], seed=args.seed) for q in idx[(s, h)]]
+            for q in ("dstsp", "dh"):
+                rec[f"convssm_{m}_seed0_{q}"] = seed_scores[0][q]
+                rec[f"convssm_{m}_seedmedian_{q}"] = float(np.median([c[q] for c in seed_scores]))
         met = results[i].metrics
         rec.update(lambda_max=met["lyapunov_max"], lyapunov_spectrum=met["lyapunov_spectrum"],
                    lambda_max_seedmedian=float(np.nanmedian([results[q].metrics["lyapunov_max"] for q in idx[(s, h)]])),
@@ -191,8 +197,8 @@ def run(names, xs, tr, args) -> dict:
 
 
 def summarise(records, fits, chosen, jac, lin, samples, lin_samples, halves, S) -> dict:
-    models = [f"convssm_{m}" for m in GENERATORS] + ["convssm_ensemble", "convssm_seedmedian", "var1", "lgssm",
-                                                     "gaussian", "other_half_floor"]
+    models = ([f"convssm_{m}{v}" for v in ("", "_seed0", "_seedmedian") for m in GENERATORS]
+              + ["convssm_ensemble", "var1", "lgssm", "gaussian", "other_half_floor"])
     out = {"median": {f"{m}_{q}": float(np.median([r[f"{m}_{q}"] for r in records]))
                       for m in models for q in ("dstsp", "dh", "sd_ratio", "lag1") if f"{m}_{q}" in records[0]}}
     out["median"]["data_lag1"] = float(np.median([r["data_lag1"] for r in records]))
@@ -233,7 +239,11 @@ def markdown(res: dict) -> str:
             ("convSSM, stochastic, obs. noise only (`latent_noise = none`; selected seed)", "convssm_obs"),
             ("convSSM, deterministic (selected seed)", "convssm_deterministic"),
             ("convSSM, ensemble of all seeds (process noise `targets`)", "convssm_ensemble"),
-            ("convSSM, median over single seeds (process noise `targets`)", "convssm_seedmedian"),
+            ("convSSM, process noise `targets`, first seed only (no selection)", "convssm_process_seed0"),
+            ("convSSM, process noise `matched`, first seed only (no selection)", "convssm_matched_seed0"),
+            ("convSSM, obs. noise only, first seed only (no selection)", "convssm_obs_seed0"),
+            ("convSSM, process noise `targets`, median over single seeds", "convssm_process_seedmedian"),
+            ("convSSM, process noise `matched`, median over single seeds", "convssm_matched_seedmedian"),
             ("VAR(1), least squares", "var1"), ("linear-Gaussian SSM with HRF", "lgssm"),
             ("static Gaussian", "gaussian"), ("the other half itself (floor)", "other_half_floor")]
     lines = [f"{s['n_subjects']} subjects, halves of {s['half_length']} volumes (TR {s['tr']} s), {s['seeds']} seeds, "

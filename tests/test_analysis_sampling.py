@@ -82,7 +82,7 @@ def test_process_noise_generator_has_the_residual_sd_of_a_known_linear_system():
 
 
 def test_matched_process_noise_gives_generations_the_datas_variance():
-    """Through the HRF the residual estimate is biased; "matched" rescales σ_z until the generated variance is the data's."""
+    """Through the HRF the residual estimate is biased; "matched" rescales σ_z to the data's generated variance."""
     h = spm_hrf(TR)
     model = _linear_model(h)
     x = _linear_data(model, 3000, obs_sd=0.05)
