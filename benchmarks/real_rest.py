@@ -46,7 +46,6 @@ from dsr.analysis.heldout import score_samples  # noqa: E402
 from dsr.analysis.noise import estimate_noise, match_latent_noise  # noqa: E402
 from dsr.analysis.sampling import generate_samples, stack, to_data_units  # noqa: E402
 from dsr.config import load_config  # noqa: E402
-from dsr.models.convssm import LATENT_NOISE  # noqa: E402
 from dsr.models.linear import fit_gaussian, fit_lgssm, fit_var1  # noqa: E402
 from dsr.pipelines.fit_array import build_filter, fit_many  # noqa: E402
 
@@ -122,9 +121,9 @@ def run(names, xs, tr, args) -> dict:
 
     # ---- convSSM: the product's generators (dsr.analysis.sampling), selection on the half's own test part ----
     sds = [r.data for r in results]
-    model = stack([r.model for r in results])  # noise.obs from evaluate() (eval.generation = "stochastic")
-    if LATENT_NOISE not in model.params:  # the process-noise option (eval.latent_noise = "targets")
-        estimate_noise(model, sds, latent=True)
+    model = stack([r.model for r in results])  # fits with the noise evaluate() estimated
+    # the noise of eval.latent_noise = "targets", whatever the preset estimated ("matched" is derived below)
+    estimate_noise(model, sds, latent="targets")
     seeds = [1000 * args.seed + i for i in range(len(fits))]  # one evaluation seed per fit
     samples, Z = {}, None
     matched = stack([model])  # a copy whose noise.latent is variance-matched (eval.latent_noise = "matched")
