@@ -8,9 +8,14 @@ the linear references (``dsr.models.linear``: VAR(1), linear-Gaussian state-spac
 static Gaussian) on the same training part. Every model generates 20 stochastic samples as long as a
 half and is scored against the OTHER half (``dsr.analysis.heldout``: GMM D_stsp σ² 1, D_H σ 1).
 
-The convSSM seed of each half is selected by the internal test part (D_stsp of ``process``-noise
-samples against the half's last 25 %; never the other half); also reported: the ensemble of all seeds
-(sample r from seed r mod k) and the median over single seeds. Features (λ_max, Jacobian and operator
+The convSSM samples are the product's own generators (``dsr.analysis.sampling.generate_samples``, the
+metric engine's draws), with the noise the product estimates (``dsr.analysis.noise``): ``obs`` is
+``eval.generation = "stochastic"`` with ``eval.latent_noise = "none"`` (observation noise only),
+``process`` adds the latent process noise of ``latent_noise = "targets"``, ``matched`` that of
+``latent_noise = "matched"``; ``deterministic`` is the paper's noise-free rollouts. Each generator selects
+the seed of each half by the half's internal test part (D_stsp of 10 samples against the half's last
+25 %; never the other half); also reported for ``process``: the ensemble of all seeds (sample r from
+seed r mod k) and the median over single seeds. Features (λ_max, Jacobian and operator
 spectral radii, mean FC) get ICC(3,1) across halves; distances (FC fingerprint, operators, Lyapunov
 spectra, generation D_stsp/D_H) are judged by split-half identification (``dsr.analysis.distances``).
 
@@ -33,17 +38,23 @@ from pathlib import Path
 import numpy as np
 import scipy.signal
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import rest_convssm as rc  # noqa: E402
+import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dsr.analysis import distances as dist  # noqa: E402
 from dsr.analysis.heldout import score_samples  # noqa: E402
+from dsr.analysis.noise import estimate_noise, match_latent_noise  # noqa: E402
+from dsr.analysis.sampling import generate_samples, stack, to_data_units  # noqa: E402
 from dsr.config import load_config  # noqa: E402
 from dsr.models.linear import fit_gaussian, fit_lgssm, fit_var1  # noqa: E402
 from dsr.pipelines.fit_array import build_filter, fit_many  # noqa: E402
 
 N_SAMPLES = 20  # stochastic samples per model scored against the other half
 N_DIST_SAMPLES = 5  # samples per model in the generation distances
+#: The product's generators (dsr.analysis.sampling): eval.generation and eval.latent_noise of a fit.
+GENERATORS = {"process": dict(latent=True), "matched": dict(latent=True), "obs": dict(latent=False),
+              "deterministic": dict(stochastic=False)}
+MAIN = "process"  # features, ensemble and distances use this generator's selected seed
 
 
 def load_folder(folder: Path, tr: float | None, max_subjects: int | None):
@@ -108,31 +119,35 @@ def run(names, xs, tr, args) -> dict:
                        device=args.device)
     t_fit = time.perf_counter() - t0
 
-    # ---- convSSM: noise, stochastic samples (standardised -> data units), selection --------------
+    # ---- convSSM: the product's generators (dsr.analysis.sampling), selection on the half's own test part ----
     sds = [r.data for r in results]
-    noise = [rc.noise_estimates(r.model, sd.d, sd.x) for r, sd in zip(results, sds)]
-    model = rc.stack([r.model for r in results])
-    starts = np.stack([sd.d[np.flatnonzero(np.isfinite(sd.d).all(1))[0]] for sd in sds])
-    W, R = np.stack([w for w, _ in noise]), np.stack([r for _, r in noise])
-    unit = lambda X: X * np.stack([sd.std for sd in sds])[:, None, None] + np.stack([sd.mean for sd in sds])[:, None, None]
+    model = stack([r.model for r in results])  # fits with the noise evaluate() estimated
+    # the noise of eval.latent_noise = "targets", whatever the preset estimated ("matched" is derived below)
+    estimate_noise(model, sds, latent="targets")
+    seeds = [1000 * args.seed + i for i in range(len(fits))]  # one evaluation seed per fit
     samples, Z = {}, None
-    for mode in rc.MODES:
-        X, Zm = rc.generate(model, starts, W, R, T2, N_SAMPLES, mode, seed=args.seed)
-        samples[mode] = unit(X)  # (F, B, T2, N) data units
+    matched = stack([model])  # a copy whose noise.latent is variance-matched (eval.latent_noise = "matched")
+    match_latent_noise(matched, sds)
+    for mode, kw in GENERATORS.items():
+        X, Zm = generate_samples(matched if mode == "matched" else model, sds, T2, N_SAMPLES, seeds, **kw)
+        samples[mode] = to_data_units(X, sds)  # (F, B, T2, N) data units
         if mode == "process":
             Z = Zm
-    W_cal = rc.calibrate(model, starts, W, R, T2, seed=args.seed + 1)
-    samples["calibrated"] = unit(rc.generate(model, starts, W_cal, R, T2, N_SAMPLES, "process", seed=args.seed)[0])
-    target = np.stack([np.cov(sd.x[:sd.n_train].T) for sd in sds])  # (F, N, N) training covariance
-    W_cov = rc.calibrate_covariance(model, starts, W_cal, R, target, T2, seed=args.seed + 2)
-    samples["cov_matched"] = unit(rc.generate(model, starts, W_cov, R, T2, N_SAMPLES, "process", seed=args.seed)[0])
-    jac = rc.mean_jacobians(model, Z)  # (F, M, M)
+    dev, dt = model.filter.device, model.filter.dtype
+
+    def jacobian(i):  # states (B, M) numpy -> (B, M, M) of fit i
+        return lambda z: model.subject(i).jacobian(torch.as_tensor(z, device=dev, dtype=dt)[None])[0].detach().cpu()
+
+    jac = np.stack([dist.mean_jacobian(jacobian(i), Z[i].reshape(-1, Z.shape[-1])[:2000])
+                    for i in range(len(fits))])  # (F, M, M) along the process-noise samples
     n_train = sds[0].n_train
-    internal = [score_samples(halves[s][h][n_train:], samples["process"][i][:10])["dstsp"]
-                for i, (s, h, _) in enumerate(fits)]
     idx = {(s, h): [i for i, f in enumerate(fits) if f[:2] == (s, h)] for s in range(S) for h in (0, 1)}
-    chosen = {key: ids[int(np.nanargmin(np.where(np.isfinite(internal), internal, np.inf)[ids]))]
-              for key, ids in idx.items()}
+    internal, chosen = {}, {}
+    for mode in GENERATORS:  # each generator selects its own seed by the half's own last 25 %
+        internal[mode] = np.array([score_samples(halves[s][h][n_train:], samples[mode][i][:10])["dstsp"]
+                                   for i, (s, h, _) in enumerate(fits)])
+        fin = np.where(np.isfinite(internal[mode]), internal[mode], np.inf)
+        chosen[mode] = {key: ids[int(np.argmin(fin[ids]))] for key, ids in idx.items()}
 
     # ---- linear references on the same training parts -------------------------------------------
     h_taps = build_filter(cfg, tr)
@@ -145,21 +160,24 @@ def run(names, xs, tr, args) -> dict:
     records = []
     for j, (s, h) in enumerate((s, h) for s in range(S) for h in (0, 1)):
         other = halves[s][1 - h]
-        i = chosen[(s, h)]
-        ens = np.stack([samples["process"][idx[(s, h)][r % k]][r] for r in range(N_SAMPLES)])
-        gens = {f"convssm_{m}": samples[m][i] for m in (*rc.MODES, "calibrated", "cov_matched")}
+        i = chosen[MAIN][(s, h)]
+        ens = np.stack([samples[MAIN][idx[(s, h)][r % k]][r] for r in range(N_SAMPLES)])
+        gens = {f"convssm_{m}": samples[m][chosen[m][(s, h)]] for m in GENERATORS}
         gens["convssm_ensemble"] = ens
         gens.update({name: lin_samples[name][j] for name in lin})
         gens["other_half_floor"] = halves[s][h][None]
-        rec = {"subject": names[s], "half": h, "selected_seed": fits[i][2], "internal_dstsp": internal[i]}
+        rec = {"subject": names[s], "half": h, "selected_seed": fits[i][2], "internal_dstsp": float(internal[MAIN][i]),
+               "selected_seeds": {m: fits[chosen[m][(s, h)]][2] for m in GENERATORS}}
         for name, g in gens.items():
             sc = score_samples(other, g, seed=args.seed)
             rec[f"{name}_dstsp"], rec[f"{name}_dh"] = sc["dstsp"], sc["dh"]
             rec[f"{name}_sd_ratio"] = float(np.nanmean(g.std(1) / other.std(0)))  # generated SD / data SD
             rec[f"{name}_lag1"] = lag1(g)
-        seed_scores = [score_samples(other, samples["process"][q], seed=args.seed) for q in idx[(s, h)]]
-        rec["convssm_seedmedian_dstsp"] = float(np.median([c["dstsp"] for c in seed_scores]))
-        rec["convssm_seedmedian_dh"] = float(np.median([c["dh"] for c in seed_scores]))
+        for m in GENERATORS:  # without selection: the first seed alone, and the median over single seeds
+            seed_scores = [score_samples(other, samples[m][q], seed=args.seed) for q in idx[(s, h)]]
+            for q in ("dstsp", "dh"):
+                rec[f"convssm_{m}_seed0_{q}"] = seed_scores[0][q]
+                rec[f"convssm_{m}_seedmedian_{q}"] = float(np.median([c[q] for c in seed_scores]))
         met = results[i].metrics
         rec.update(lambda_max=met["lyapunov_max"], lyapunov_spectrum=met["lyapunov_spectrum"],
                    lambda_max_seedmedian=float(np.nanmedian([results[q].metrics["lyapunov_max"] for q in idx[(s, h)]])),
@@ -178,13 +196,13 @@ def run(names, xs, tr, args) -> dict:
 
 
 def summarise(records, fits, chosen, jac, lin, samples, lin_samples, halves, S) -> dict:
-    models = ["convssm_process", "convssm_calibrated", "convssm_cov_matched", "convssm_obs", "convssm_deterministic", "convssm_ensemble",
-              "convssm_seedmedian", "var1", "lgssm", "gaussian", "other_half_floor"]
+    models = ([f"convssm_{m}{v}" for v in ("", "_seed0", "_seedmedian") for m in GENERATORS]
+              + ["convssm_ensemble", "var1", "lgssm", "gaussian", "other_half_floor"])
     out = {"median": {f"{m}_{q}": float(np.median([r[f"{m}_{q}"] for r in records]))
                       for m in models for q in ("dstsp", "dh", "sd_ratio", "lag1") if f"{m}_{q}" in records[0]}}
     out["median"]["data_lag1"] = float(np.median([r["data_lag1"] for r in records]))
     out["convssm_beats_var1"] = {f"{m}_{q}": int(sum(r[f"{m}_{q}"] < r[f"var1_{q}"] for r in records))
-                                 for m in models[:7] for q in ("dstsp", "dh")}
+                                 for m in models[:-4] for q in ("dstsp", "dh")}
     out["n_fits"] = len(records)
     # records are ordered (s, h); features and distances use the order (h, s)
     order = [2 * s + h for h in (0, 1) for s in range(S)]
@@ -192,7 +210,7 @@ def summarise(records, fits, chosen, jac, lin, samples, lin_samples, halves, S) 
     feats = ["lambda_max", "lambda_max_seedmedian", "jacobian_radius", "var1_radius", "lgssm_radius", "fc_mean"]
     out["icc_3_1"] = {f: dist.icc_3_1(np.array([[records[2 * s + h][f] for h in (0, 1)] for s in range(S)]))
                       for f in feats}
-    sel = [chosen[(s, h)] for h in (0, 1) for s in range(S)]
+    sel = [chosen[MAIN][(s, h)] for h in (0, 1) for s in range(S)]
     ops = {"var1": [lin["var1"].params["A"][j].numpy() for j in order],
            "lgssm": [lin["lgssm"].params["A"][j].numpy() for j in order], "convssm_jacobian": [jac[i] for i in sel]}
     D = {"fc_fingerprint": dist.fc_distances([halves[s][h] for h in (0, 1) for s in range(S)])}
@@ -200,11 +218,11 @@ def summarise(records, fits, chosen, jac, lin, samples, lin_samples, halves, S) 
         D[f"{name}_frobenius"] = dist.pairwise(A, dist.operator_distance)
         D[f"{name}_eigenvalues"] = dist.pairwise(A, dist.eigenvalue_distance)
     D["convssm_lyapunov_spectrum"] = dist.vector_distances([records[j]["lyapunov_spectrum"] for j in order])
-    for name, smp in (("convssm", [samples["process"][i][:N_DIST_SAMPLES] for i in sel]),
+    for name, smp in (("convssm", [samples[MAIN][i][:N_DIST_SAMPLES] for i in sel]),
                       ("var1", [lin_samples["var1"][j][:N_DIST_SAMPLES] for j in order])):
         g = dist.generation_distances(smp)
         D[f"{name}_generation_dstsp"], D[f"{name}_generation_dh"] = g["dstsp"], g["dh"]
-    for name, smp in (("convssm", [samples["calibrated"][i] for i in sel]),
+    for name, smp in (("convssm", [samples["matched"][i] for i in sel]),
                       ("var1", [lin_samples["var1"][j] for j in order])):  # FC of the model's own samples
         D[f"{name}_generated_fc"] = dist.fc_distances([np.concatenate(list(x)) for x in smp])
     out["identification"] = {name: dist.identification_accuracy(d, subjects, half) for name, d in D.items()}
@@ -215,13 +233,16 @@ def summarise(records, fits, chosen, jac, lin, samples, lin_samples, halves, S) 
 def markdown(res: dict) -> str:
     s = res["summary"]
     m, n = s["median"], s["n_fits"]
-    rows = [("convSSM, process + obs. noise (selected seed)", "convssm_process"),
-            ("convSSM, process noise variance-matched + obs. noise (selected seed)", "convssm_calibrated"),
-            ("convSSM, process noise covariance-matched + obs. noise (selected seed)", "convssm_cov_matched"),
-            ("convSSM, obs. noise only (selected seed)", "convssm_obs"),
+    rows = [("convSSM, stochastic, process noise `targets` + obs. noise (selected seed)", "convssm_process"),
+            ("convSSM, stochastic, process noise `matched` + obs. noise (selected seed)", "convssm_matched"),
+            ("convSSM, stochastic, obs. noise only (`latent_noise = none`; selected seed)", "convssm_obs"),
             ("convSSM, deterministic (selected seed)", "convssm_deterministic"),
-            ("convSSM, ensemble of all seeds (process noise)", "convssm_ensemble"),
-            ("convSSM, median over single seeds (process noise)", "convssm_seedmedian"),
+            ("convSSM, ensemble of all seeds (process noise `targets`)", "convssm_ensemble"),
+            ("convSSM, process noise `targets`, first seed only (no selection)", "convssm_process_seed0"),
+            ("convSSM, process noise `matched`, first seed only (no selection)", "convssm_matched_seed0"),
+            ("convSSM, obs. noise only, first seed only (no selection)", "convssm_obs_seed0"),
+            ("convSSM, process noise `targets`, median over single seeds", "convssm_process_seedmedian"),
+            ("convSSM, process noise `matched`, median over single seeds", "convssm_matched_seedmedian"),
             ("VAR(1), least squares", "var1"), ("linear-Gaussian SSM with HRF", "lgssm"),
             ("static Gaussian", "gaussian"), ("the other half itself (floor)", "other_half_floor")]
     lines = [f"{s['n_subjects']} subjects, halves of {s['half_length']} volumes (TR {s['tr']} s), {s['seeds']} seeds, "

@@ -99,11 +99,13 @@ class EvalConfig:
     lyap_transient: int = 1000
     lyap_orbits: int = 10
     generation: str = "deterministic"  # "stochastic": rollouts with the model's noise (the fMRI presets)
-    latent_noise: str = "none"  # "targets": also estimate process noise from one-step target residuals
+    latent_noise: str = "none"  # "targets": also process noise from one-step target residuals; "matched": and
+    # rescaled so that generations have the data's variance (dsr.analysis.noise)
 
     def __post_init__(self):
         _check(self.generation in ("stochastic", "deterministic"), "eval.generation must be stochastic or deterministic")
-        _check(self.latent_noise in ("none", "targets"), "eval.latent_noise must be none or targets")
+        _check(self.latent_noise in ("none", "targets", "matched"),
+               "eval.latent_noise must be none, targets or matched")
 
 
 @dataclass

@@ -145,7 +145,7 @@ def evaluate(model: ConvSSM, subjects: list[SubjectData], cfg: EvalConfig, seeds
         raise ValueError(f"{S} fits but {len(subjects)} subjects and {len(seeds)} seeds")
     stochastic = cfg.generation == "stochastic"
     if stochastic and OBS_NOISE not in model.params:
-        estimate_noise(model, subjects, latent=cfg.latent_noise == "targets")
+        estimate_noise(model, subjects, latent=cfg.latent_noise)
     truths = list(latent_truths) if latent_truths is not None else [None] * S
     kind = "cuda" if model.filter.device.type == "cuda" else "cpu"
     R, K = cfg.n_rollouts, model.kernel_size
