@@ -102,18 +102,35 @@ def _numeric_cols(df: pd.DataFrame, exclude) -> list[str]:
 
 
 def write_reports(output_dir: Path, done: dict, table: pd.DataFrame, feats: list[str], stats: pd.DataFrame,
-                  icc: pd.DataFrame, dist: dict, coords: np.ndarray, covariates: list[str], ctx: GroupContext) -> None:
-    """sub-XX.html for every analysed participant, then group.html linking them."""
+                  icc: pd.DataFrame, dist: dict, coords: np.ndarray, covariates: list[str], ctx: GroupContext,
+                  nprocs: int = 1, threads: int = 1) -> None:
+    """sub-XX.html for every analysed participant (in ``nprocs`` processes), then group.html linking them."""
     status = read_status(output_dir)
     ctx.status = status
-    sctx = SubjectContext(output_dir, group_href=layout.GROUP_REPORT)
-    for sub, items in done.items():
-        sctx.status = status[status["participant_id"] == sub]
-        path = layout.subject_report(output_dir, sub)
-        subject_report(sub, items, path, sctx)
-        ctx.subject_reports.append((path.name, sub))
-    ctx.quality = sctx.quality
+    jobs = [(sub, items, layout.subject_report(output_dir, sub), output_dir, status[status["participant_id"] == sub])
+            for sub, items in done.items()]
+    results: dict[int, dict] = {}
+    run_tasks(_report_task, jobs, ExecutorSettings(nprocs=nprocs, threads=threads), results.__setitem__,
+              "subject reports")
+    for i, (sub, _, path, _, _) in enumerate(jobs):
+        ctx.quality.extend(results[i].get("quality", []))
+        if results[i]["status"] == "ok":
+            ctx.subject_reports.append((path.name, sub))
+        else:
+            log.warning("%s: report not written: %s", sub, results[i]["reason"])
     group_report(table, feats, stats, icc, dist, coords, covariates, output_dir / layout.GROUP_REPORT, ctx)
+
+
+def _report_task(job: tuple, device: str) -> dict:
+    """Executor task: one participant's ``sub-XX.html``; its fits' quality rows, or the failure as one line."""
+    sub, items, path, output_dir, status = job
+    sctx = SubjectContext(output_dir, status=status, group_href=layout.GROUP_REPORT)
+    try:
+        subject_report(sub, items, path, sctx)
+        return {"status": "ok", "quality": sctx.quality}
+    except Exception as exc:  # a report that cannot be drawn does not stop the others
+        return {"status": "failed", "reason": f"{type(exc).__name__}: {' '.join(str(exc).split())}",
+                "quality": sctx.quality}
 
 
 def _analyse_task(job: tuple, device: str) -> dict:
@@ -182,10 +199,10 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
     for res in results.values():  # the tasks' seconds per stage (taken in this process or a worker's)
         timing.add(res.pop("stages", None))
     with timing.stage("group"):
-        return _group_tables(bids_dir, output_dir, config, n_perm, reports, fits, jobs, results)
+        return _group_tables(bids_dir, output_dir, config, n_perm, reports, fits, jobs, results, nprocs, threads)
 
 
-def _group_tables(bids_dir, output_dir, config, n_perm, reports, fits, jobs, results) -> int:
+def _group_tables(bids_dir, output_dir, config, n_perm, reports, fits, jobs, results, nprocs=1, threads=1) -> int:
     """The group tables and group.html from every participant's analysed fits (see :func:`run_group`)."""
     done, skipped = {}, {}
     for i, (sub, _, _) in enumerate(jobs):
@@ -246,7 +263,8 @@ def _group_tables(bids_dir, output_dir, config, n_perm, reports, fits, jobs, res
             seeds = sorted({str(s) for s in runs["seed"] if str(s)})
             ctx = GroupContext(skipped=skipped, config=config or fit_config(fits[ids[0]][0]), seeds=seeds,
                                n_perm=n_perm)
-            write_reports(output_dir, done, table, feats, stats, icc, dist, coords, covariates, ctx)
+            write_reports(output_dir, done, table, feats, stats, icc, dist, coords, covariates, ctx,
+                          nprocs, threads)
     kinds = runs["attractor_kind"].map(lambda k: KINDS[int(k)] if np.isfinite(k) else "n/a").value_counts()
     log.info("group: %d participant(s) analysed, %d skipped; attractors: %s; outputs in %s", len(done), len(skipped),
              ", ".join(f"{k} {v}" for k, v in kinds.items()), gdir)

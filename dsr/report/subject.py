@@ -1,8 +1,9 @@
 """``sub-XX.html``: one participant's report.
 
-Summary (version, command, preset and overrides, status of every run), errors, then per fit: input quality
+Summary (version, command, preset and overrides, status of every run), errors, then per run: input quality
 (framewise displacement, tSNR, carpet plot, atlas over the mean image), held-out fit quality beside a VAR(1)
-reference, data and generated series side by side, spectra, training curve and the attractor's features;
+reference, every seed's scores in a table, and for the median seed data and generated series side by side,
+spectra, training curve and the attractor's features;
 a methods paragraph with its references; links to the group report.
 """
 from __future__ import annotations
@@ -122,14 +123,51 @@ def _fit_quality(rep: Report, metrics: dict, ref: dict) -> dict:
             "var1_dstsp_test": d_l, "var1_dh_test": ref.get("dh_test")}
 
 
-def _fit_section(rep: Report, sub: str, row: dict, res: FitAnalysis, ctx: SubjectContext) -> tuple[dict, DsrConfig]:
+def run_key(row: dict) -> tuple:
+    """The (session, run) a fit belongs to; a run's seeds share it."""
+    return (str(row.get("session", "")), str(row["run"]))
+
+
+def shown_fit(items: list[tuple[dict, FitAnalysis]]) -> int:
+    """Index of the fit whose figures a run's section shows: the median seed by held-out D_stsp (a typical
+    fit, not the best one); the first fit where no seed has that score."""
+    scores = [(float(m), i) for i, (_, res) in enumerate(items)
+              if (m := _metrics(res).get("dstsp_test")) is not None and np.isfinite(float(m))]
+    if not scores:
+        return 0
+    scores.sort()
+    return scores[(len(scores) - 1) // 2][1]
+
+
+def _metrics(res: FitAnalysis) -> dict:
+    p = res.paths["metrics"]
+    return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def _seed_table(rep: Report, items: list[tuple[dict, FitAnalysis]], shown: int) -> None:
+    """One row per seed of a run: held-out scores and the main dynamics features."""
+    rows = []
+    for i, (row, res) in enumerate(items):
+        m = _metrics(res)
+        rows.append({"seed": row.get("seed", ""), "shown": "yes" if i == shown else "",
+                     "D_stsp test": m.get("dstsp_test"), "D_H test": m.get("dh_test"), "PE test": m.get("pe_test"),
+                     "λ_max": row.get("lyapunov_max"), "attractor": res.kind.replace("_", " ")})
+    rep.table(pd.DataFrame(rows))
+
+
+def _run_section(rep: Report, sub: str, items: list[tuple[dict, FitAnalysis]], ctx: SubjectContext
+                 ) -> tuple[list[dict], DsrConfig]:
+    """One run: input quality and the VAR(1) reference once, every seed's scores in a table, the figures of
+    the median seed. Returns one quality row per fit and the shown fit's config."""
+    shown = shown_fit(items)
+    row, res = items[shown]
     p = res.paths
     label = f"{sub} {row['run']}" + (f" seed {row['seed']}" if row.get("seed") else "")
     anchor = f"fit-{row['run']}" + (f"-seed-{row['seed']}" if row.get("seed") else "")
     rep.heading(f"{row['run']}" + (f" (seed {row['seed']})" if row.get("seed") else "")
                 + f" — attractor: {res.kind.replace('_', ' ')}", anchor)
     cfg = fit_config(p["model"])
-    metrics = json.loads(p["metrics"].read_text()) if p["metrics"].is_file() else {}
+    metrics = _metrics(res)
     x = read_tsv(p["data"]) if p["data"].is_file() else None
     xg = read_tsv(p["generated_obs"])
     inputs = qc.run_inputs(p["data_json"], ctx.output_dir)
@@ -148,8 +186,17 @@ def _fit_section(rep: Report, sub: str, row: dict, res: FitAnalysis, ctx: Subjec
         except Exception as exc:
             log.warning("%s: VAR(1) reference failed: %s", label, " ".join(str(exc).split()))
     rep.heading("Fit quality on held-out data (not a finding)", level=3)
-    quality = {"participant_id": sub, "run": row["run"], "seed": row.get("seed", ""),
-               **_fit_quality(rep, metrics, ref)}
+    _fit_quality(rep, metrics, ref)
+    quality = []
+    for r, fit in items:  # every seed's scores beside the run's one VAR(1) reference
+        m = _metrics(fit)
+        quality.append({"participant_id": sub, "run": r["run"], "seed": r.get("seed", ""),
+                        "dstsp_test": m.get("dstsp_test"), "dh_test": m.get("dh_test"), "pe_test": m.get("pe_test"),
+                        "var1_dstsp_test": ref.get("dstsp_test"), "var1_dh_test": ref.get("dh_test")})
+    if len(items) > 1:
+        rep.text(f"{len(items)} seeds were fitted to this run. The figures below show seed {row.get('seed', '')}, "
+                 "the median seed by held-out D_stsp (a typical fit, not the best); the table lists every seed.")
+        _seed_table(rep, items, shown)
     rep.figure("data vs generated", lambda: plots.data_vs_generated(x, xg, res.tr, names, n_train, ref_sample),
                captions.DATA_VS_GENERATED)
     rep.figure("power spectra", lambda: plots.power_spectra(x, xg, res.tr, reference=ref_sample),
@@ -175,11 +222,16 @@ def subject_report(sub: str, items: list[tuple[dict, FitAnalysis]], path: Path, 
     rep = Report(f"dsr report: {sub}")
     body = Report(rep.title)  # the fit sections, composed first: the summary needs their config
     cfg, n_train, n_samples = None, None, None
+    runs: dict[tuple, list] = {}
     for row, res in items:
-        quality, c = _fit_section(body, sub, row, res, ctx)
-        ctx.quality.append(quality)
+        runs.setdefault(run_key(row), []).append((row, res))
+    shown = []
+    for members in runs.values():
+        quality, c = _run_section(body, sub, members, ctx)
+        ctx.quality.extend(quality)
+        shown.append(members[shown_fit(members)][0])
         cfg = cfg or c
-        m = json.loads(res.paths["metrics"].read_text()) if res.paths["metrics"].is_file() else {}
+        m = _metrics(members[0][1])
         n_train, n_samples = n_train or m.get("n_train"), n_samples or m.get("n_samples")
     status = ctx.status if ctx.status is not None else pd.DataFrame()
     rep.summary({"participant": sub, "software": version_line(), "command (this report)": command_line(),
@@ -187,7 +239,7 @@ def subject_report(sub: str, items: list[tuple[dict, FitAnalysis]], path: Path, 
                  **config_summary(cfg), "group report": ctx.group_href})
     rep.links([(ctx.group_href, "group report")]
               + [(f"#fit-{r['run']}" + (f"-seed-{r['seed']}" if r.get("seed") else ""),
-                  f"{r['run']}" + (f" seed {r['seed']}" if r.get("seed") else "")) for r, _ in items],
+                  f"{r['run']}" + (f" seed {r['seed']}" if r.get("seed") else "")) for r in shown],
               title="Contents")
     rep.heading("Runs", "runs")
     if len(status):
