@@ -130,6 +130,8 @@ def test_stack_shards_one_per_gpu():
     assert stack_devices(ExecutorSettings(device="cuda", fits_per_gpu=4, n_gpus=2), 100) == ["cuda:0", "cuda:1"]
     assert stack_devices(ExecutorSettings(device="auto", n_gpus=3), 2) == ["cuda:0", "cuda:1"]
     assert stack_devices(ExecutorSettings(device="cuda:1", n_gpus=2), 100) == ["cuda:1"]
+    # one named GPU is one stack shard, whatever --nprocs says (it sizes the writer processes)
+    assert stack_devices(ExecutorSettings(device="cuda:0", nprocs=32, n_gpus=2), 100) == ["cuda:0"]
     assert stack_devices(ExecutorSettings(device="cpu", nprocs=2, n_gpus=2), 100) == ["cpu", "cpu"]
     parts = shard(list(range(51 * 20)), 2)
     assert [len(p) for p in parts] == [510, 510] and sum(parts, []) == list(range(1020))

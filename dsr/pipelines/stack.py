@@ -33,14 +33,19 @@ log = user_log()
 
 
 def stack_devices(ex: ExecutorSettings, n_fits: int) -> list[str]:
-    """One device per stack shard: every visible GPU once (``cuda``/``auto``), else ``nprocs`` times the
-    device (CPU processes), never more shards than fits.
+    """One device per stack shard: every visible GPU once (``cuda``/``auto``), one GPU once (``cuda:K``:
+    ``--nprocs`` then sizes the writer processes, not the shards), else ``nprocs`` times the CPU, never more
+    shards than fits.
 
     Examples
     --------
     >>> stack_devices(ExecutorSettings(device="cuda", fits_per_gpu=4, n_gpus=2), 100)
     ['cuda:0', 'cuda:1']
+    >>> stack_devices(ExecutorSettings(device="cuda:1", nprocs=32, n_gpus=2), 100)
+    ['cuda:1']
     """
+    if ex.device.startswith("cuda:"):
+        return [ex.device]
     return slot_devices(dataclasses.replace(ex, fits_per_gpu=1), n_fits)
 
 
