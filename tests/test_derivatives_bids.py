@@ -37,12 +37,13 @@ def derivatives(tmp_path_factory):
 
 
 def _ignored(rel: Path, patterns: list[str]) -> bool:
-    """gitignore-style matching of the patterns dsr writes (a name glob, or a folder ending in '/')."""
+    """gitignore-style matching of the patterns dsr writes: a name glob matches the file or any folder above
+    it; one ending in '/' matches folders only."""
     for pat in patterns:
         if pat.endswith("/"):
             if any(fnmatch.fnmatch(part, pat[:-1]) for part in rel.parts[:-1]):
                 return True
-        elif fnmatch.fnmatch(rel.name, pat):
+        elif any(fnmatch.fnmatch(part, pat) for part in rel.parts):
             return True
     return False
 
@@ -63,6 +64,8 @@ def test_bidsignore_lists_every_output_and_keeps_a_users_lines(derivatives):
     assert lines[:2] == ["my_notes/", "*.log"]
     patterns = [line for line in lines if line and not line.startswith("#")]
     assert set(bidsignore_patterns()) <= set(patterns) and len(patterns) == len(set(patterns))
+    # folders without a trailing slash: bids-validator-deno 3.0.2 reported "group/" as NOT_INCLUDED
+    assert "group" in patterns and "logs" in patterns and not any(p.endswith("/") for p in bidsignore_patterns())
     (out / "group").mkdir(exist_ok=True)
     (out / "group" / "features.tsv").write_text("x\n")
     (out / "sub-01.html").write_text("<html></html>")

@@ -23,6 +23,7 @@ from pathlib import Path
 from dsr.io import bids
 from dsr.io.atomic import atomic_write_bytes
 from dsr.io.series_cache import table_path
+from dsr.log import LOG_DIR
 
 FIT_DESC = "convssm"
 STATUS = "status.tsv"
@@ -117,12 +118,13 @@ def subject_report(output_dir: Path, participant_id: str) -> Path:
 def bidsignore_patterns() -> list[str]:
     """``.bidsignore`` patterns (gitignore syntax) of every output BIDS has no name for yet: the fits' files
     (and sidecars), the extracted series, the checkpoints, status.tsv (and its lock,
-    :func:`dsr.io.status_table.status_lock`), the group and sweep folders, the reports and the metrics
+    :func:`dsr.io.status_table.status_lock`), the group, sweep and log folders, the reports and the metrics
     description."""
-    fit = [f"*_{name}/" if key == "checkpoint" else f"*_{name}" for key, name in _FIT_FILES.items()]
+    # folders are named without a trailing slash: bids-validator-deno 3.0.2 ignores "group" but not "group/"
+    fit = [f"*_{name}" for name in _FIT_FILES.values()]
     sidecars = [f"*_{Path(name).stem}.json" for key, name in _FIT_FILES.items()
                 if Path(name).suffix in (".tsv", ".safetensors")]
-    return [*fit, *sidecars, "*_timeseries.tsv", "*_timeseries.json", STATUS, f"{GROUP_DIR}/", f"{SWEEP_DIR}/",
+    return [*fit, *sidecars, "*_timeseries.tsv", "*_timeseries.json", STATUS, GROUP_DIR, SWEEP_DIR, LOG_DIR,
             "*.html", METRICS_DESCRIPTION, ".status.lock"]
 
 
