@@ -1,4 +1,5 @@
 """The BIDS-App group level on a small generated dataset fitted by the participant level."""
+import json
 import shutil
 from html.parser import HTMLParser
 
@@ -132,6 +133,8 @@ def test_subject_report_page(grouped):
     assert {"software", "command (this report)", "preset", "overrides", "runs in status.tsv"} <= set(page.summary)
     assert page.summary["preset"] == "quick" and "train.epochs=2" in page.summary["overrides"]
     assert page.summary["runs in status.tsv"] == "2 ok"
+    prov = json.loads(next(out.rglob("*_provenance.json")).read_text())
+    assert page.summary["command (participant level)"] == prov["CommandLine"] != "not recorded"
     assert {"summary", "errors", "methods"} <= page.ids
     assert "No run of this participant failed." in page.paragraphs
     runs = next(t for t in page.tables if t[0] == ["run", "status", "reason", "config_hash"])

@@ -31,6 +31,7 @@ from dsr.pipelines.fit_array import fit_to_dir, resolve_config
 from dsr.pipelines.plan import FitJob
 from dsr.pipelines.status import one_line
 from dsr.progress import epoch_progress
+from dsr.report.provenance import command_line
 
 FINISHED = ("ok", "diverged")
 
@@ -152,7 +153,7 @@ def start_fit(job: FitJob, memo: dict | None = None) -> PendingFit | dict:
     remove_orphans(folder, prefix, checkpoint_dir(job, folder, prefix))
     source = bids.bids_uri(job.run.bold, job.input_root)
     record = {"ConfigHash": cfg_hash, "InputKey": key, "Sources": [source], "Config": config.to_dict(),
-              "GeneratedBy": [{"Name": "dsr", "Version": __version__}],
+              "GeneratedBy": [{"Name": "dsr", "Version": __version__}], "CommandLine": command_line(),
               "ExtractedSeries": cleaned_series(folder, base).name}
     resume = prov.get("ConfigHash") == cfg_hash and prov.get("InputKey") == key and prov.get("Status") == "running"
     write_json(prov_path, dict(record, Status="running"))

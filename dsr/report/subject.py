@@ -144,6 +144,15 @@ def _metrics(res: FitAnalysis) -> dict:
     return json.loads(p.read_text()) if p.is_file() else {}
 
 
+def _fit_command(items: list[tuple[dict, FitAnalysis]]) -> str:
+    """The participant-level command that made the first fit (from its provenance), or "not recorded"."""
+    p = items[0][1].paths.get("provenance") if items else None
+    try:
+        return json.loads(p.read_text()).get("CommandLine") or "not recorded"
+    except (OSError, ValueError, AttributeError):
+        return "not recorded"
+
+
 def _seed_table(rep: Report, items: list[tuple[dict, FitAnalysis]], shown: int) -> None:
     """One row per seed of a run: held-out scores and the main dynamics features."""
     rows = []
@@ -234,7 +243,8 @@ def subject_report(sub: str, items: list[tuple[dict, FitAnalysis]], path: Path, 
         m = _metrics(members[0][1])
         n_train, n_samples = n_train or m.get("n_train"), n_samples or m.get("n_samples")
     status = ctx.status if ctx.status is not None else pd.DataFrame()
-    rep.summary({"participant": sub, "software": version_line(), "command (this report)": command_line(),
+    rep.summary({"participant": sub, "software": version_line(), "command (participant level)":
+                 _fit_command(items), "command (this report)": command_line(),
                  "fits": str(len(items)), "runs in status.tsv": _status_summary(status),
                  **config_summary(cfg), "group report": ctx.group_href})
     rep.links([(ctx.group_href, "group report")]
