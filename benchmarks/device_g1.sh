@@ -8,7 +8,8 @@
 #      a check of the CUDA-graph training path (session 5's tests/test_training_gpu.py::
 #      test_cuda_graph_step_equals_eager_step failed on the x2 machine with an empty captured graph);
 #   D: G1 (σ 0.01 and 0.1), 1000 epochs, free, the learning rate decaying to 1e-4 instead of 1e-6 (dsr's
-#      lr_end; the CPU probes of session 6 say the schedule decides at 15 000 steps): 20 fits.
+#      lr_end; the CPU probes of session 6 say the schedule decides at 15 000 steps), α 0.1, 0.15 and 0.2
+#      (the same probes favour α ≥ 0.15): 60 fits.
 # Expected on one H200 (session 5: 80 fits × 1000 epochs trained in 77 s, evaluated in 56 s, prepared in
 # 35 s; a graphed step takes ~1.2–1.5 ms whatever the stack size): A ≈ 3 min, B ≈ 7 min (250 000 steps),
 # C ≈ 5 min (eager steps are slower), D ≈ 2 min; all four share the GPU, so a first call may return STILL_RUNNING:
@@ -35,7 +36,7 @@ LOGS=${G1S6_LOGS:-/tmp/g1s6}
 A="--epochs 1000 --seeds 10 --loss-states free reference --tag _g1s6_e1000"
 B="--epochs 5000 --seeds 10 --parts g1 --noise 0.01 --alphas 0.1 0.15 --loss-states free reference --tag _g1s6_e5000"
 C="--epochs 1000 --seeds 10 --parts g1 --noise 0.01 --loss-states free --train cuda_graph=false --tag _g1s6_e1000_eager"
-D="--epochs 1000 --seeds 10 --parts g1 --loss-states free --train lr_end=1e-4 --tag _g1s6_e1000_lrend1e-4"
+D="--epochs 1000 --seeds 10 --parts g1 --loss-states free --alphas 0.1 0.15 0.2 --train lr_end=1e-4 --tag _g1s6_e1000_lrend1e-4"
 
 if [ "$MODE" = --smoke ]; then  # the same two commands, tiny, on the CPU
   set -e

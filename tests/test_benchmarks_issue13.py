@@ -74,4 +74,4 @@ def test_device_g1_script_smoke(tmp_path):
     c = json.loads((out / "lorenz_protocol_g1s6_e1000_eager.json").read_text())
     assert c["config"]["train"]["cuda_graph"] is False and len(c["fits"]) == 2
     d = json.loads((out / "lorenz_protocol_g1s6_e1000_lrend1e-4.json").read_text())
-    assert d["config"]["train"]["lr_end"] == 1e-4 and len(d["summary"]) == 2
+    assert d["config"]["train"]["lr_end"] == 1e-4 and len(d["summary"]) == 6  # 2 noise levels × 3 α
