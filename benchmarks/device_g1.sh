@@ -25,12 +25,7 @@
 set -u
 OUTDIR=${1:?usage: bash benchmarks/device_g1.sh OUTDIR [wait|--smoke]}
 MODE=${2:-start}
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
-if [ -d "$PWD/.shared_data" ]; then export DSR_SHARED_DATA=$PWD/.shared_data; fi
-if ! python3 -c "import pywt" 2>/dev/null && ls .whl/*.whl > /dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-fi
-export PYTHONPATH=/tmp/site:$PWD
+source benchmarks/device_env.sh pywt
 P=benchmarks/lorenz_protocol.py
 LOGS=${G1S6_LOGS:-/tmp/g1s6}
 A="--epochs 1000 --seeds 10 --loss-states free reference --tag _g1s6_e1000"

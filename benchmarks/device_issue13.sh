@@ -13,12 +13,7 @@
 # Results: benchmarks/results/lorenz_protocol_i13.json, benchmarks/results/aln_i13/*.json, and a copy of
 # those plus the logs under $OUT/issue13/. Knobs: LEPOCHS (1000), AEPOCHS (1000), SEEDS (10), ASEEDS (5).
 set -u
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
-if [ -d "$PWD/.shared_data" ]; then export DSR_SHARED_DATA=$PWD/.shared_data; fi
-if ! python3 -c "import pywt" 2>/dev/null && ls .whl/*.whl > /dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-fi
-export PYTHONPATH=/tmp/site:$PWD
+source benchmarks/device_env.sh pywt
 R=benchmarks/reference_results.py
 LOGS=/tmp/i13
 

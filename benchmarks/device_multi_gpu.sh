@@ -3,10 +3,7 @@
 # nilearn and its dependencies, in .whl/) when absent, run benchmarks/multi_gpu.py, bring back its JSON.
 # Usage there: bash benchmarks/device_multi_gpu.sh [multi_gpu.py options]
 set -u
-if ! python3 -c "import pywt, nibabel, nilearn" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-fi
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
+source benchmarks/device_env.sh "pywt, nibabel, nilearn"
 python3 benchmarks/multi_gpu.py "$@"
 rc=$?
 cp benchmarks/results/multi_gpu.json "${OUT:-/tmp}/" 2>/dev/null

@@ -165,14 +165,9 @@ def test_mindy_transfer_is_sigmoid_like():
 
 def _bench():
     """benchmarks/baselines.py as a module."""
-    import importlib.util
-    from pathlib import Path
+    from bench_support import benchmark_module
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "baselines.py"
-    spec = importlib.util.spec_from_file_location("bench_baselines", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return benchmark_module("baselines")
 
 
 def test_benchmark_shards_partition_the_jobs_and_merge(tmp_path):

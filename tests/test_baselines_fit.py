@@ -135,13 +135,9 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
 
 def test_heldout_benchmark_smoke(tmp_path):
     """benchmarks/baselines_heldout.py on two simulated subjects: every model scored on all four halves."""
-    import importlib.util
-    from pathlib import Path
+    from bench_support import benchmark_module
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "baselines_heldout.py"
-    spec = importlib.util.spec_from_file_location("bench_baselines_heldout", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = benchmark_module("baselines_heldout")
     df = mod.main(["--smoke", "--steps", "5", "--samples", "2", "--kinds", "lru", "--out", str(tmp_path)])
     models = ["var1", "gaussian", "lgssm", "other_half_floor", "lru", "lru_det"]
     assert sorted(df.model.unique()) == sorted(models)

@@ -1,19 +1,13 @@
 """Helpers of benchmarks/phenotype.py (issue 19): exact leave-one-out ridge, connectivity features, scores."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from bench_support import benchmark_module
 
 
 def _bench():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "phenotype.py"
-    spec = importlib.util.spec_from_file_location("bench_phenotype", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return benchmark_module("phenotype")
 
 
 def test_ridge_leave_one_out_matches_refitting():

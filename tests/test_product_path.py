@@ -124,13 +124,9 @@ def test_runs_extracted_ahead_equal_serial_extraction(tmp_path):
 
 def test_product_path_benchmark_runs_small(tmp_path):
     pytest.importorskip("nilearn")
-    import importlib.util
-    from pathlib import Path
+    from bench_support import benchmark_module
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "product_path.py"
-    spec = importlib.util.spec_from_file_location("product_path", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = benchmark_module("product_path", "product_path")
     out = tmp_path / "result.json"
     rc = mod.main(["--subjects", "2", "--seeds", "2", "--epochs", "2", "--regions", "3", "--volumes", "80",
                    "--tr", "1.0", "--config", "quick", "--device", "cpu", "--nprocs", "1", "--no-reports",

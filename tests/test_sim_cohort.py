@@ -6,22 +6,13 @@ At test scale (3 subjects, 2 epochs) ρ itself means nothing; this test checks t
 features.tsv for every subject, the parameter column is the one the generator drew, and the reported ρ
 is the Spearman correlation of exactly those two columns. The benchmark run records ρ (RESULTS.md).
 """
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.stats
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _module(name):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from bench_support import benchmark_module as _module
 
 
 def test_cohort_from_raw_nifti_reports_the_spearman_rho_of_lambda_max_with_the_hidden_forcing(tmp_path):

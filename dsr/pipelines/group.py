@@ -35,7 +35,7 @@ from dsr.io import derivatives as layout
 from dsr.io.derivatives import GROUP_DIR, find_fits, fit_paths, parse_fit_name
 from dsr.log import user_log
 from dsr.pipelines.executors import ExecutorSettings, run_tasks
-from dsr.pipelines.status import read_status
+from dsr.pipelines.status import one_line, read_status
 from dsr.report.group import GROUP_FIGURES, GroupContext, dynamics_features, group_report
 from dsr.report.subject import ID_COLUMNS, QC_FIGURES, SUBJECT_FIGURES, SubjectContext, subject_report
 
@@ -129,7 +129,7 @@ def _report_task(job: tuple, device: str) -> dict:
         subject_report(sub, items, path, sctx)
         return {"status": "ok", "quality": sctx.quality}
     except Exception as exc:  # a report that cannot be drawn does not stop the others
-        return {"status": "failed", "reason": f"{type(exc).__name__}: {' '.join(str(exc).split())}",
+        return {"status": "failed", "reason": one_line(f"{type(exc).__name__}: {exc}"),
                 "quality": sctx.quality}
 
 
@@ -142,7 +142,7 @@ def _analyse_task(job: tuple, device: str) -> dict:
             items = analyse_subject(sub, paths, config)
         return {"status": "ok", "items": items, "stages": timing.take()}
     except Exception as exc:  # one bad folder: one line, the others go on
-        return {"status": "failed", "reason": f"{type(exc).__name__}: {' '.join(str(exc).split())}",
+        return {"status": "failed", "reason": one_line(f"{type(exc).__name__}: {exc}"),
                 "stages": timing.take()}
 
 

@@ -128,11 +128,11 @@ def run_key(row: dict) -> tuple:
     return (str(row.get("session", "")), str(row["run"]))
 
 
-def shown_fit(items: list[tuple[dict, FitAnalysis]]) -> int:
-    """Index of the fit whose figures a run's section shows: the median seed by held-out D_stsp (a typical
-    fit, not the best one); the first fit where no seed has that score."""
-    scores = [(float(m), i) for i, (_, res) in enumerate(items)
-              if (m := _metrics(res).get("dstsp_test")) is not None and np.isfinite(float(m))]
+def shown_fit(fits: list[tuple[dict, FitAnalysis, dict]]) -> int:
+    """Index of the fit (row, analysis, metrics) whose figures a run's section shows: the median seed by
+    held-out D_stsp (a typical fit, not the best one); the first fit where no seed has that score."""
+    scores = [(float(d), i) for i, (_, _, m) in enumerate(fits)
+              if (d := m.get("dstsp_test")) is not None and np.isfinite(float(d))]
     if not scores:
         return 0
     scores.sort()
@@ -153,30 +153,29 @@ def _fit_command(items: list[tuple[dict, FitAnalysis]]) -> str:
         return "not recorded"
 
 
-def _seed_table(rep: Report, items: list[tuple[dict, FitAnalysis]], shown: int) -> None:
+def _seed_table(rep: Report, fits: list[tuple[dict, FitAnalysis, dict]], shown: int) -> None:
     """One row per seed of a run: held-out scores and the main dynamics features."""
     rows = []
-    for i, (row, res) in enumerate(items):
-        m = _metrics(res)
+    for i, (row, res, m) in enumerate(fits):
         rows.append({"seed": row.get("seed", ""), "shown": "yes" if i == shown else "",
                      "D_stsp test": m.get("dstsp_test"), "D_H test": m.get("dh_test"), "PE test": m.get("pe_test"),
                      "λ_max": row.get("lyapunov_max"), "attractor": res.kind.replace("_", " ")})
     rep.table(pd.DataFrame(rows))
 
 
-def _run_section(rep: Report, sub: str, items: list[tuple[dict, FitAnalysis]], ctx: SubjectContext
-                 ) -> tuple[list[dict], DsrConfig]:
-    """One run: input quality and the VAR(1) reference once, every seed's scores in a table, the figures of
-    the median seed. Returns one quality row per fit and the shown fit's config."""
-    shown = shown_fit(items)
-    row, res = items[shown]
+def _run_section(rep: Report, sub: str, fits: list[tuple[dict, FitAnalysis, dict]], ctx: SubjectContext
+                 ) -> tuple[list[dict], DsrConfig, dict]:
+    """One run's fits (row, analysis, metrics): input quality and the VAR(1) reference once, every seed's
+    scores in a table, the figures of the median seed. Returns one quality row per fit, the shown fit's
+    config and its row."""
+    shown = shown_fit(fits)
+    row, res, metrics = fits[shown]
     p = res.paths
     label = f"{sub} {row['run']}" + (f" seed {row['seed']}" if row.get("seed") else "")
     anchor = f"fit-{row['run']}" + (f"-seed-{row['seed']}" if row.get("seed") else "")
     rep.heading(f"{row['run']}" + (f" (seed {row['seed']})" if row.get("seed") else "")
                 + f" — attractor: {res.kind.replace('_', ' ')}", anchor)
     cfg = fit_config(p["model"])
-    metrics = _metrics(res)
     x = read_tsv(p["data"]) if p["data"].is_file() else None
     xg = read_tsv(p["generated_obs"])
     inputs = qc.run_inputs(p["data_json"], ctx.output_dir)
@@ -197,15 +196,14 @@ def _run_section(rep: Report, sub: str, items: list[tuple[dict, FitAnalysis]], c
     rep.heading("Fit quality on held-out data (not a finding)", level=3)
     _fit_quality(rep, metrics, ref)
     quality = []
-    for r, fit in items:  # every seed's scores beside the run's one VAR(1) reference
-        m = _metrics(fit)
+    for r, _, m in fits:  # every seed's scores beside the run's one VAR(1) reference
         quality.append({"participant_id": sub, "run": r["run"], "seed": r.get("seed", ""),
                         "dstsp_test": m.get("dstsp_test"), "dh_test": m.get("dh_test"), "pe_test": m.get("pe_test"),
                         "var1_dstsp_test": ref.get("dstsp_test"), "var1_dh_test": ref.get("dh_test")})
-    if len(items) > 1:
-        rep.text(f"{len(items)} seeds were fitted to this run. The figures below show seed {row.get('seed', '')}, "
+    if len(fits) > 1:
+        rep.text(f"{len(fits)} seeds were fitted to this run. The figures below show seed {row.get('seed', '')}, "
                  "the median seed by held-out D_stsp (a typical fit, not the best); the table lists every seed.")
-        _seed_table(rep, items, shown)
+        _seed_table(rep, fits, shown)
     rep.figure("data vs generated", lambda: plots.data_vs_generated(x, xg, res.tr, names, n_train, ref_sample),
                captions.DATA_VS_GENERATED)
     rep.figure("power spectra", lambda: plots.power_spectra(x, xg, res.tr, reference=ref_sample),
@@ -222,7 +220,7 @@ def _run_section(rep: Report, sub: str, items: list[tuple[dict, FitAnalysis]], c
     rep.figure("attractor 3-D", lambda: plots.attractor_3d(res.orbit), captions.ATTRACTOR_3D)
     rep.figure("Lyapunov spectrum", lambda: plots.lyapunov_spectrum(res.lyapunov), captions.LYAPUNOV)
     rep.figure("fixed points", lambda: plots.eigenvalues(fps), captions.FIXED_POINTS)
-    return quality, cfg
+    return quality, cfg, row
 
 
 def subject_report(sub: str, items: list[tuple[dict, FitAnalysis]], path: Path, ctx: SubjectContext) -> Report:
@@ -232,15 +230,15 @@ def subject_report(sub: str, items: list[tuple[dict, FitAnalysis]], path: Path, 
     body = Report(rep.title)  # the fit sections, composed first: the summary needs their config
     cfg, n_train, n_samples = None, None, None
     runs: dict[tuple, list] = {}
-    for row, res in items:
-        runs.setdefault(run_key(row), []).append((row, res))
+    for row, res in items:  # each fit's metrics.json read once
+        runs.setdefault(run_key(row), []).append((row, res, _metrics(res)))
     shown = []
-    for members in runs.values():
-        quality, c = _run_section(body, sub, members, ctx)
+    for fits in runs.values():
+        quality, c, shown_row = _run_section(body, sub, fits, ctx)
         ctx.quality.extend(quality)
-        shown.append(members[shown_fit(members)][0])
+        shown.append(shown_row)
         cfg = cfg or c
-        m = _metrics(members[0][1])
+        m = fits[0][2]
         n_train, n_samples = n_train or m.get("n_train"), n_samples or m.get("n_samples")
     status = ctx.status if ctx.status is not None else pd.DataFrame()
     rep.summary({"participant": sub, "software": version_line(), "command (participant level)":
