@@ -126,6 +126,17 @@ class ExtractConfig:
 
 
 @dataclass
+class SeedsConfig:
+    """How many fits the participant level makes of each run, and which of them the group level's features
+    come from. Not part of a fit's identity (:meth:`DsrConfig.hash` leaves it out): a fit does not depend on
+    how many siblings it has."""
+
+    count: int = 1  # fits per run, seeds seed, seed + 1, ... (``--seeds`` overrides)
+    combine: str = "mean"  # "mean" over a run's seeds, or "best": the seed with the lowest ``select_by``
+    select_by: str = "dstsp_test"  # a metrics.json score of the run's held-out (test) part
+
+
+@dataclass
 class DsrConfig:
     """Everything one fit needs besides the data."""
 
@@ -134,6 +145,7 @@ class DsrConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
+    seeds: SeedsConfig = field(default_factory=SeedsConfig)
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -141,8 +153,10 @@ class DsrConfig:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        """Short stable hash of the config (seed included)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """Short stable hash of what one fit depends on (seed included, the ``seeds`` section not)."""
+        data = self.to_dict()
+        data.pop("seeds")
+        blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
     @classmethod
@@ -218,6 +232,10 @@ class DsrConfig:
             _check(math.isfinite(getattr(e, key)) and getattr(e, key) >= 0, f"eval.{key} must be >= 0")
         _check(e.dstsp_scaling > 0, "eval.dstsp_scaling must be > 0")
         _check(0 <= self.seed < 2 ** 63, f"seed must be an integer in [0, 2^63), got {self.seed}")
+        sd = self.seeds
+        _check(1 <= sd.count <= MAX_SEEDS, f"seeds.count must lie in [1, {MAX_SEEDS}], got {sd.count}")
+        _check(sd.combine in SEED_COMBINE, f"seeds.combine must be one of {SEED_COMBINE}, got {sd.combine!r}")
+        _check(sd.select_by in SELECT_BY, f"seeds.select_by must be one of {SELECT_BY}, got {sd.select_by!r}")
         x = self.extract
         for name in ("high_pass", "low_pass"):
             v = getattr(x, name)
@@ -229,7 +247,12 @@ class DsrConfig:
 
 #: The config's sections by name (the TOML tables and the ``section`` of ``--set section.key=value``).
 SECTIONS = {"model": ModelConfig, "filter": FilterConfig, "train": TrainConfig, "eval": EvalConfig,
-            "extract": ExtractConfig}
+            "extract": ExtractConfig, "seeds": SeedsConfig}
+#: ``seeds.combine``: average a run's fits, or keep its best one (lowest ``seeds.select_by``).
+SEED_COMBINE = ("mean", "best")
+#: Scores ``seeds.select_by`` may name: held-out (test part) scores of ``metrics.json``, lower is better.
+SELECT_BY = ("dstsp_test", "dh_test", "pe_test")
+MAX_SEEDS = 1000
 
 
 def apply_overrides(cfg: DsrConfig, items: list[str]) -> DsrConfig:

@@ -1,8 +1,12 @@
 """Several seeds per run: the participant level fits each, the group level reports mean and spread."""
+import numpy as np
 import pandas as pd
+import pytest
 
+from dsr.analysis.seed_choice import selected_fits
 from dsr.cli import main
-from dsr.config import load_config
+from dsr.config import DsrConfig, apply_overrides, load_config
+from dsr.errors import ConfigError
 from dsr.pipelines.group import run_group
 from dsr.simulate.bids_dataset import make_dataset
 
@@ -43,3 +47,50 @@ def test_seeds_give_one_fit_each_and_a_spread(tmp_path, capsys):
     # a rerun skips the finished fits
     assert main([str(bids_dir), str(out), "participant", "--config", str(cfg), "--seeds", "0", "1"]) == 0
     assert "already done" in capsys.readouterr().err
+
+
+def test_seeds_count_and_best_seed_per_run(tmp_path):
+    """``[seeds] count`` fits every run that many times without ``--seeds``; ``combine = "best"`` takes each
+    participant's features from the fit with the lowest held-out D_stsp, the spread still over all fits."""
+    bids_dir = tmp_path / "ds"
+    make_dataset(bids_dir, n_subjects=2, seed=3, n_volumes=80, tr=1.0, n_regions=3, shape=(8, 8, 8))
+    cfg_path = tmp_path / "tiny.toml"
+    cfg_path.write_text("seed = 5\n" + TINY + '\n[seeds]\ncount = 3\ncombine = "best"\n')
+    out = tmp_path / "out"
+    assert main([str(bids_dir), str(out), "participant", "--config", str(cfg_path), "--stack"]) == 0
+    models = sorted(out.rglob("*_desc-convssm_model.safetensors"))
+    assert sorted({m.name.split("_seed-")[1].split("_")[0] for m in models}) == ["5", "6", "7"]
+    assert len(models) == 6
+    cfg = load_config(cfg_path)
+    assert run_group(bids_dir, out, config=cfg, n_perm=20, reports=False) == 0
+    runs = pd.read_csv(out / "group" / "runs.tsv", sep="\t", dtype={"seed": str})
+    feats = pd.read_csv(out / "group" / "features.tsv", sep="\t").set_index("participant_id")
+    for sub, fits in runs.groupby("participant_id"):
+        best = fits.loc[fits["dstsp_test"].idxmin()]
+        assert fits["selected"].sum() == 1 and fits.loc[fits["selected"] == 1, "seed"].item() == best["seed"]
+        assert feats.loc[sub, "lyapunov_max"] == pytest.approx(best["lyapunov_max"], rel=1e-5)
+        assert feats.loc[sub, "lyapunov_max_sd"] == pytest.approx(fits["lyapunov_max"].std(ddof=1), rel=1e-4)
+        assert feats.loc[sub, "n_fits"] == 3 and feats.loc[sub, "n_selected"] == 1
+    # "mean" over the same fits: the mean, not the best
+    assert run_group(bids_dir, out, config=cfg.replace(seeds={"combine": "mean"}), n_perm=20, reports=False) == 0
+    feats = pd.read_csv(out / "group" / "features.tsv", sep="\t").set_index("participant_id")
+    for sub, fits in runs.groupby("participant_id"):
+        assert feats.loc[sub, "lyapunov_max"] == pytest.approx(fits["lyapunov_max"].mean(), rel=1e-5)
+
+
+def test_selected_fits_rule():
+    runs = pd.DataFrame({"participant_id": ["a"] * 3 + ["b"] * 2, "session": [""] * 5, "run": ["1"] * 5,
+                         "seed": ["0", "1", "2", "0", "1"], "dstsp_test": [0.5, 0.2, np.nan, np.nan, np.inf]})
+    assert selected_fits(runs, "best", "dstsp_test").tolist() == [False, True, False, True, True]
+    assert selected_fits(runs, "mean", "dstsp_test").all()
+    assert selected_fits(runs, "best", "no_such_score").all()
+
+
+@pytest.mark.parametrize("key,value", [("count", "0"), ("combine", "median"), ("select_by", "dstsp")])
+def test_seeds_section_is_checked(key, value):
+    with pytest.raises(ConfigError, match=f"seeds.{key}"):
+        apply_overrides(DsrConfig(), [f"seeds.{key}={value}"])
+
+
+def test_seeds_section_is_not_part_of_a_fits_identity():
+    assert DsrConfig().replace(seeds={"count": 10, "combine": "best"}).hash() == DsrConfig().hash()

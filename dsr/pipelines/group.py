@@ -4,7 +4,8 @@ Reads the fits the participant level wrote (``OUTPUT_DIR/sub-*/[ses-*/]func/*_de
 and writes, atomically, into ``OUTPUT_DIR/group/`` (each TSV with a JSON sidecar):
 
 - ``runs.tsv``: one row per fit (participant_id, session, run, features);
-- ``features.tsv``: one row per participant, the mean over fits (``*_sd``: spread over fits where a
+- ``features.tsv``: one row per participant, the mean over fits — all of them, or each run's best seed with
+  ``seeds.combine = "best"`` (:mod:`dsr.analysis.seed_choice`) — (``*_sd``: spread over all fits where a
   participant has several), joined with ``participants.tsv``;
 - ``stats.tsv``: each informative dynamics feature (fit-quality metrics left out) against each
   participants.tsv column (Spearman, one-way F, or for a nominal feature Kruskal–Wallis / chi-square;
@@ -26,6 +27,7 @@ import pandas as pd
 
 from dsr import __version__, timing
 from dsr.analysis import group_stats as gs
+from dsr.analysis.seed_choice import RUN_KEYS, selected_fits
 from dsr.analysis.attractor import FEATURE_DOC, KINDS, FitAnalysis, analyse_fit, fit_orbits, read_tsv
 from dsr.config import DsrConfig
 from dsr.errors import InputError
@@ -79,15 +81,19 @@ def analyse_subject(sub: str, fits: list[Path], config: DsrConfig | None = None)
     return out
 
 
-def subject_table(runs: pd.DataFrame, feats: list[str]) -> pd.DataFrame:
-    """Mean over fits per participant, with ``*_sd`` columns where any participant has several fits."""
-    g = runs.groupby("participant_id", sort=True)
+def subject_table(runs: pd.DataFrame, feats: list[str], selected: pd.Series | None = None) -> pd.DataFrame:
+    """Mean over the ``selected`` fits (default all) per participant, with ``*_sd`` columns (spread over all
+    fits) where any participant has several fits."""
+    keep = runs if selected is None else runs[selected]
+    g, g_all = keep.groupby("participant_id", sort=True), runs.groupby("participant_id", sort=True)
     table = g[feats].mean()
     for f in (f for f in gs.NOMINAL_FEATURES if f in feats):  # a category code: the most frequent, not the mean
         table[f] = g[f].agg(lambda v: v.mode().min() if v.notna().any() else np.nan)
-    table["n_fits"] = g.size().astype(float)
+    table["n_fits"] = g_all.size().astype(float)
+    if selected is not None and not bool(selected.all()):
+        table["n_selected"] = g.size().astype(float)
     if (table["n_fits"] > 1).any():
-        sd = g[feats].std(ddof=1).add_suffix("_sd")
+        sd = g_all[feats].std(ddof=1).add_suffix("_sd")
         table = table.join(sd)
     return table.reset_index()
 
@@ -216,8 +222,13 @@ def _group_tables(bids_dir, output_dir, config, n_perm, reports, fits, jobs, res
     gdir = output_dir / GROUP_DIR
     runs = pd.DataFrame([row for items in done.values() for row, _ in items])
     feats = _numeric_cols(runs, ID_COLUMNS)
-    write_table(gdir / "runs.tsv", runs, "Dynamics features of every fit", FEATURE_DOC)
-    table = subject_table(runs, feats)
+    rule = (config or fit_config(next(iter(fits.values()))[0])).seeds
+    selected = selected_fits(runs, rule.combine, rule.select_by)
+    runs["selected"] = selected.astype(int)
+    write_table(gdir / "runs.tsv", runs, "Dynamics features of every fit; selected: 1 for the fits the "
+                f"participant's features come from (seeds.combine = {rule.combine}, by {rule.select_by})",
+                FEATURE_DOC)
+    table = subject_table(runs, feats, selected)
     parts = read_participants(bids_dir, list(fits))
     covariates = []
     if parts is None:
@@ -229,8 +240,8 @@ def _group_tables(bids_dir, output_dir, config, n_perm, reports, fits, jobs, res
             num = pd.to_numeric(table[c].replace("n/a", np.nan), errors="coerce")
             if num.notna().sum() == table[c].replace("n/a", np.nan).notna().sum():
                 table[c] = num
-    write_table(gdir / "features.tsv", table, "Per-participant dynamics features (mean over fits; *_sd: spread "
-                "over fits) joined with participants.tsv", FEATURE_DOC)
+    write_table(gdir / "features.tsv", table, "Per-participant dynamics features (mean over the kept fits, see "
+                "runs.tsv's selected; *_sd: spread over all fits) joined with participants.tsv", FEATURE_DOC)
     tested = gs.informative_features(table, dynamics_features(feats))  # fit quality is not a finding
     stats = gs.feature_covariate_tests(table, tested, covariates, n_perm=n_perm,
                                      seed=0 if config is None else config.seed)
@@ -238,14 +249,19 @@ def _group_tables(bids_dir, output_dir, config, n_perm, reports, fits, jobs, res
                 "participants.tsv column; test: " + "; ".join(f"{k}: {v}" for k, v in gs.TEST_NAMES.items())
                 + "; p_permutation by scipy.stats.permutation_test; q_fdr: Benjamini-Hochberg over all tests")
     icc_rows = []
-    per_run = runs.groupby(["participant_id", "session", "run"], as_index=False)[feats].mean()  # seeds averaged
+    per_run = runs[selected].groupby(RUN_KEYS, as_index=False)[feats].mean()  # seeds averaged or the best one
     if (per_run.groupby("participant_id").size() > 1).any():
         icc_rows = [{"feature": f, **gs.icc(per_run[f], per_run["participant_id"])} for f in feats]
     icc = pd.DataFrame(icc_rows)
     if len(icc):
-        write_table(gdir / "icc.tsv", icc, "Test-retest ICC(1) over runs and sessions (seeds averaged), with between- and within-participant "
-                    "variances")
-    series = [read_tsv(done[s][0][1].paths["generated_obs"]) for s in table["participant_id"]]
+        write_table(gdir / "icc.tsv", icc, "Test-retest ICC(1) over runs and sessions (seeds averaged, or each "
+                    "run's best seed), with between- and within-participant variances")
+    flags, pos = selected.tolist(), 0
+    first = {}  # each participant's first kept fit (runs' rows are done's items, in order)
+    for sub, items in done.items():
+        first[sub] = next(i for i in range(len(items)) if flags[pos + i])
+        pos += len(items)
+    series = [read_tsv(done[s][first[s]][1].paths["generated_obs"]) for s in table["participant_id"]]
     ev = _shared_eval(config, [p for s in table["participant_id"] for p in fits[s][:1]])
     dist = gs.dynamics_distances(series, n_bins=ev.dstsp_bins, scaling=ev.dstsp_scaling,
                                  bins_max_dims=ev.bins_max_dims, smoothing=ev.spectrum_smoothing)
@@ -253,7 +269,7 @@ def _group_tables(bids_dir, output_dir, config, n_perm, reports, fits, jobs, res
     for name, D in dist.items():
         write_table(gdir / f"distance-{name}.tsv", pd.DataFrame(D, columns=ids).assign(participant_id=ids)
                     [["participant_id"] + ids], f"Symmetrised {name} between participants' generated series "
-                    "(first fit, each z-scored)")
+                    "(first kept fit, each z-scored)")
     base = dist["dstsp"] if np.isfinite(dist["dstsp"]).any() or len(ids) < 2 else dist["dh"]
     coords = gs.classical_mds(base, 2)
     write_table(gdir / "embedding.tsv", pd.DataFrame({"participant_id": ids, "mds1": coords[:, 0],

@@ -85,7 +85,10 @@ class ParticipantPlan:
 
     def jobs(self, config: DsrConfig, output_dir: Path, seeds: list[int] | None,
              work_dir: Path | None = None) -> list[FitJob]:
-        """One :class:`FitJob` per run and seed."""
+        """One :class:`FitJob` per run and seed (``seeds``, else the config's ``seeds.count`` seeds from its
+        ``seed`` on, else one fit with the config's seed)."""
+        if not seeds and config.seeds.count > 1:
+            seeds = [config.seed + i for i in range(config.seeds.count)]
         seed_list = [None] if not seeds else [int(x) for x in seeds]
         return [FitJob(r, self.atlas, self.settings, config if sd is None else config.replace(seed=sd),
                        Path(output_dir), self.atlas_spec, sd, self.bids_dir, work_dir)

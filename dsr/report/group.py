@@ -52,9 +52,19 @@ def _summary(rep: Report, table: pd.DataFrame, ctx: GroupContext, covariates: li
                  "fits": str(len(ctx.quality)),
                  "runs in status.tsv": f"{len(st)} ({failed} not ok)" if len(st) else "no status.tsv",
                  "seeds": ", ".join(str(s) for s in ctx.seeds) if ctx.seeds else "one per run",
+                 "features from": _combine_line(ctx),
                  "covariates": ", ".join(covariates) if covariates else "none (no participants.tsv columns)",
                  "permutations per test": str(ctx.n_perm), "software": version_line(),
                  "command (this report)": command_line(), **config_summary(ctx.config)})
+
+
+def _combine_line(ctx: GroupContext) -> str:
+    rule = ctx.config.seeds
+    if len(ctx.seeds) < 2:
+        return "each fit"
+    if rule.combine == "best":
+        return f"each run's seed with the lowest {rule.select_by} (seeds.combine = best); *_sd over all seeds"
+    return "the mean over each run's seeds (seeds.combine = mean); *_sd over the seeds"
 
 
 def _errors(rep: Report, ctx: GroupContext) -> None:
