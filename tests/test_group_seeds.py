@@ -94,3 +94,14 @@ def test_seeds_section_is_checked(key, value):
 
 def test_seeds_section_is_not_part_of_a_fits_identity():
     assert DsrConfig().replace(seeds={"count": 10, "combine": "best"}).hash() == DsrConfig().hash()
+
+
+def test_subject_report_shows_the_kept_seed_with_best_else_the_median():
+    from dsr.config import SeedsConfig
+    from dsr.report.subject import shown_fit
+
+    fits = [({}, None, {"dstsp_test": d}) for d in (0.9, 0.3, 0.5, float("nan"), 0.7)]
+    assert shown_fit(fits) == 2  # median of 0.3, 0.5, 0.7, 0.9 (lower middle)
+    assert shown_fit(fits, SeedsConfig(combine="mean")) == 2
+    assert shown_fit(fits, SeedsConfig(combine="best")) == 1
+    assert shown_fit([({}, None, {})] * 2, SeedsConfig(combine="best")) == 0

@@ -113,12 +113,12 @@ def write_reports(output_dir: Path, done: dict, table: pd.DataFrame, feats: list
     """sub-XX.html for every analysed participant (in ``nprocs`` processes), then group.html linking them."""
     status = read_status(output_dir)
     ctx.status = status
-    jobs = [(sub, items, layout.subject_report(output_dir, sub), output_dir, status[status["participant_id"] == sub])
-            for sub, items in done.items()]
+    jobs = [(sub, items, layout.subject_report(output_dir, sub), output_dir, status[status["participant_id"] == sub],
+             ctx.config.seeds if ctx.config is not None else None) for sub, items in done.items()]
     results: dict[int, dict] = {}
     run_tasks(_report_task, jobs, ExecutorSettings(nprocs=nprocs, threads=threads), results.__setitem__,
               "subject reports")
-    for i, (sub, _, path, _, _) in enumerate(jobs):
+    for i, (sub, _, path, *_) in enumerate(jobs):
         ctx.quality.extend(results[i].get("quality", []))
         if results[i]["status"] == "ok":
             ctx.subject_reports.append((path.name, sub))
@@ -129,8 +129,8 @@ def write_reports(output_dir: Path, done: dict, table: pd.DataFrame, feats: list
 
 def _report_task(job: tuple, device: str) -> dict:
     """Executor task: one participant's ``sub-XX.html``; its fits' quality rows, or the failure as one line."""
-    sub, items, path, output_dir, status = job
-    sctx = SubjectContext(output_dir, status=status, group_href=layout.GROUP_REPORT)
+    sub, items, path, output_dir, status, seeds = job
+    sctx = SubjectContext(output_dir, status=status, group_href=layout.GROUP_REPORT, seeds=seeds)
     try:
         subject_report(sub, items, path, sctx)
         return {"status": "ok", "quality": sctx.quality}

@@ -59,9 +59,9 @@ def _summary(rep: Report, table: pd.DataFrame, ctx: GroupContext, covariates: li
 
 
 def _combine_line(ctx: GroupContext) -> str:
+    if len(ctx.seeds) < 2 or ctx.config is None:
+        return "each fit" if len(ctx.seeds) < 2 else "the fits' mean"
     rule = ctx.config.seeds
-    if len(ctx.seeds) < 2:
-        return "each fit"
     if rule.combine == "best":
         return f"each run's seed with the lowest {rule.select_by} (seeds.combine = best); *_sd over all seeds"
     return "the mean over each run's seeds (seeds.combine = mean); *_sd over the seeds"

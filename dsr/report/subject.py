@@ -18,7 +18,7 @@ import pandas as pd
 
 from dsr.analysis.attractor import FEATURE_DOC, FitAnalysis, read_tsv
 from dsr.analysis.linear_reference import var1_reference
-from dsr.config import DsrConfig
+from dsr.config import DsrConfig, SeedsConfig
 from dsr.io.confounds import strategy_columns
 from dsr.report import captions, plots, qc
 from dsr.report.html import Report
@@ -41,6 +41,7 @@ class SubjectContext:
     status: pd.DataFrame = field(default_factory=pd.DataFrame)  # this participant's status.tsv rows
     group_href: str = "group.html"
     quality: list = field(default_factory=list)  # filled: one dict per fit (held-out scores, VAR(1) beside)
+    seeds: SeedsConfig | None = None  # the group level's seed rule: "best" shows the kept seed's figures
 
 
 def fit_config(model_path: Path) -> DsrConfig | None:
@@ -128,15 +129,19 @@ def run_key(row: dict) -> tuple:
     return (str(row.get("session", "")), str(row["run"]))
 
 
-def shown_fit(fits: list[tuple[dict, FitAnalysis, dict]]) -> int:
-    """Index of the fit (row, analysis, metrics) whose figures a run's section shows: the median seed by
-    held-out D_stsp (a typical fit, not the best one); the first fit where no seed has that score."""
+def shown_fit(fits: list[tuple[dict, FitAnalysis, dict]], seeds: SeedsConfig | None = None) -> int:
+    """Index of the fit (row, analysis, metrics) whose figures a run's section shows: with
+    ``seeds.combine = "best"`` the kept seed (lowest ``seeds.select_by``, the one the features come from),
+    otherwise the median seed by held-out D_stsp (a typical fit, not the best one); the first fit where no
+    seed has that score."""
+    best = seeds is not None and seeds.combine == "best"
+    key = seeds.select_by if best else "dstsp_test"
     scores = [(float(d), i) for i, (_, _, m) in enumerate(fits)
-              if (d := m.get("dstsp_test")) is not None and np.isfinite(float(d))]
+              if (d := m.get(key)) is not None and np.isfinite(float(d))]
     if not scores:
         return 0
     scores.sort()
-    return scores[(len(scores) - 1) // 2][1]
+    return scores[0][1] if best else scores[(len(scores) - 1) // 2][1]
 
 
 def _metrics(res: FitAnalysis) -> dict:
@@ -168,7 +173,8 @@ def _run_section(rep: Report, sub: str, fits: list[tuple[dict, FitAnalysis, dict
     """One run's fits (row, analysis, metrics): input quality and the VAR(1) reference once, every seed's
     scores in a table, the figures of the median seed. Returns one quality row per fit, the shown fit's
     config and its row."""
-    shown = shown_fit(fits)
+    best = ctx.seeds is not None and ctx.seeds.combine == "best"
+    shown = shown_fit(fits, ctx.seeds)
     row, res, metrics = fits[shown]
     p = res.paths
     label = f"{sub} {row['run']}" + (f" seed {row['seed']}" if row.get("seed") else "")
@@ -201,8 +207,10 @@ def _run_section(rep: Report, sub: str, fits: list[tuple[dict, FitAnalysis, dict
                         "dstsp_test": m.get("dstsp_test"), "dh_test": m.get("dh_test"), "pe_test": m.get("pe_test"),
                         "var1_dstsp_test": ref.get("dstsp_test"), "var1_dh_test": ref.get("dh_test")})
     if len(fits) > 1:
+        which = (f"the seed with the lowest held-out {ctx.seeds.select_by}, the one the group features come from"
+                 if best else "the median seed by held-out D_stsp (a typical fit, not the best)")
         rep.text(f"{len(fits)} seeds were fitted to this run. The figures below show seed {row.get('seed', '')}, "
-                 "the median seed by held-out D_stsp (a typical fit, not the best); the table lists every seed.")
+                 f"{which}; the table lists every seed.")
         _seed_table(rep, fits, shown)
     rep.figure("data vs generated", lambda: plots.data_vs_generated(x, xg, res.tr, names, n_train, ref_sample),
                captions.DATA_VS_GENERATED)
