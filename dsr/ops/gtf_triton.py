@@ -42,6 +42,7 @@ import torch
 
 from dsr.ops import fused_step
 from dsr.ops.gtf_triton_kernels import _bwd_kernel, _fwd_kernel
+from dsr.ops.gtf_triton_split import _bwd_chain_kernel, _bwd_weights_kernel
 
 MAX_M = 128
 MAX_L = 4096
@@ -83,8 +84,25 @@ def precision() -> str:
     return p
 
 
-# Launch overrides; benchmarks/gtf_kernel_tune.py sets them to compare variants on a GPU.
-TUNING: dict[str, dict] = {"fwd": {}, "bwd": {}}
+BACKWARDS = ("split", "split_recompute", "fused")
+
+
+def backward_kind() -> str:
+    """Which backward the one-tile kernels run (``DSR_GTF_BACKWARD``, read at every forward): "split"
+    (default: the forward stores the int8 slopes dφ/dp_t, a time loop does only the two chain products and
+    writes dL/dz_t, a parallel kernel then forms the weight gradients; :mod:`dsr.ops.gtf_triton_split`),
+    "split_recompute" (the same, the loop recomputing p_t instead of reading slopes) or "fused" (session 6:
+    one loop with all five products per step, weight gradients accumulated in registers)."""
+    b = os.environ.get("DSR_GTF_BACKWARD", "split") or "split"
+    if b not in BACKWARDS:
+        raise ValueError(f"DSR_GTF_BACKWARD must be one of {', '.join(BACKWARDS)}, got {b!r}")
+    return b
+
+
+# Launch overrides; benchmarks/gtf_kernel_tune.py sets them to compare variants on a GPU ("bwd" also
+# applies to the split backward's time loop; "weights" to its weight-gradient kernel, e.g. BLOCK_R).
+TUNING: dict[str, dict] = {"fwd": {}, "bwd": {}, "weights": {}}
+BLOCK_R = 32  # rows (sequence, step) per iteration of the weight-gradient kernel
 
 
 @functools.lru_cache(maxsize=None)
@@ -128,20 +146,24 @@ class _TritonGTF(torch.autograd.Function):
         BM, BL, n_lc = _blocks(M, L, block_l)
         out = torch.empty(S, B, T1 - 1, M, dtype=z0.dtype, device=z0.device)  # z_1 … z_T̃
         zprev = torch.empty_like(out)  # z̃_0 … z̃_{T̃-1}
+        bwd = backward_kind() if n_lc == 1 else "fused"  # the L-tiled path has its own split backward
+        store = bwd == "split"
+        slope = torch.empty(S, B, T1 - 1, L if store else 0, dtype=torch.int8, device=z0.device)  # dφ/dp_t
         grid = (S, triton.cdiv(B, BLOCK_B))
-        _fwd_kernel[grid](z0, a, ad, A, W1, W2, h1, h2, out, zprev, f, B, T1, M, L, CIN,
+        _fwd_kernel[grid](z0, a, ad, A, W1, W2, h1, h2, out, zprev, f, slope, B, T1, M, L, CIN,
                           CLIPPED=bool(clipped), BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL, N_LC=n_lc, MIX=mix,
-                          FROM_D=bool(from_d), **_launch_options("fwd", BM, BL, grid[0] * grid[1], z0.device))
+                          FROM_D=bool(from_d), STORE_SLOPE=store,
+                          **_launch_options("fwd", BM, BL, grid[0] * grid[1], z0.device))
         # the backward's f (S,): grad_mix where given (train.loss_states = "reference"), else forced
         fb = f if not mix or grad_mix is None else grad_mix.to(device=z0.device, dtype=torch.float32).contiguous()
-        ctx.save_for_backward(zprev, a, ad if from_d else A, A, W1, W2, h2, fb)
-        ctx.meta = (bool(clipped), BM, BL, n_lc, mix, bool(from_d))
+        ctx.save_for_backward(zprev, a, ad if from_d else A, A, W1, W2, h2, fb, slope)
+        ctx.meta = (bool(clipped), BM, BL, n_lc, mix, bool(from_d), bwd)
         return out
 
     @staticmethod
     def backward(ctx, gout):
-        zprev, a, al, A, W1, W2, h2, f = ctx.saved_tensors
-        clipped, BM, BL, n_lc, mix, from_d = ctx.meta
+        zprev, a, al, A, W1, W2, h2, f, slope = ctx.saved_tensors
+        clipped, BM, BL, n_lc, mix, from_d, bwd = ctx.meta
         S, B, T1, CIN = a.shape
         M, L = A.shape[1], W1.shape[2]
         NB = triton.cdiv(B, BLOCK_B)
@@ -150,6 +172,10 @@ class _TritonGTF(torch.autograd.Function):
         gz0 = torch.empty(S, B, M, **kw)
         need_gad = ctx.needs_input_grad[2] and not from_d  # targets depend on parameters (e.g. a regressor decoder)
         gad = torch.zeros(S, B, T1, M, **kw) if need_gad else torch.empty(0, **kw)  # dL/d ad_0 = 0
+        if bwd != "fused":
+            grads = _split_backward(gout, zprev, slope, a, al, A, W1, W2, h2, f, gz0, gad, clipped, BM, BL, mix,
+                                    from_d, need_gad, bwd == "split")
+            return (gz0, None, gad if need_gad else None, *grads, None, None, None, None, None)
         gA, gh1 = torch.empty(S, NB, M, **kw), torch.empty(S, NB, M, **kw)  # per-program partials
         one = n_lc == 1
         gz = torch.empty(0, **kw) if one else torch.empty(S, B, T1 - 1, M, **kw)  # dL/dz_t (chunked path)
@@ -179,6 +205,34 @@ class _TritonGTF(torch.autograd.Function):
             gh2 = (gact * on).sum(1)  # (S, L)
         gA, gh1 = (gA.squeeze(1), gh1.squeeze(1)) if views else (gA.sum(1), gh1.sum(1))
         return gz0, None, gad if need_gad else None, gA, gW1, gW2, gh1, gh2, None, None, None, None, None
+
+
+def _split_backward(gout, zprev, slope, a, al, A, W1, W2, h2, f, gz0, gad, clipped, BM, BL, mix, from_d,
+                    need_gad, stored):
+    """The split backward (:mod:`dsr.ops.gtf_triton_split`): the chain loop fills gz0 (and gad), then the
+    weight-gradient kernel; returns dL/d(A, W1, W2, h1, h2)."""
+    S, B, T1, CIN = a.shape
+    M, L, T = A.shape[1], W1.shape[2], a.shape[2] - 1
+    gz = torch.empty(S, B, T, M, dtype=torch.float32, device=a.device)  # dL/dz_t
+    NB = triton.cdiv(B, BLOCK_B)
+    _bwd_chain_kernel[(S, NB)](gout, slope, zprev, a, al, A, W1, W2, h2, f, gz0, gad, gz, B, T1, M, L, CIN,
+                               CLIPPED=clipped, BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL, NEED_GAD=need_gad,
+                               MIX=mix, FROM_D=from_d, SLOPE_STORED=stored,
+                               **_launch_options("bwd", BM, BL, S * NB, a.device))
+    R = B * T  # rows (sequence, step) per fit
+    opts = {"BLOCK_R": BLOCK_R, "num_warps": 4, "PRECISION": precision(), **TUNING.get("weights", {})}
+    br = opts["BLOCK_R"]
+    n_prog = max(1, min(triton.cdiv(R, br), triton.cdiv(2 * _sm_count(a.device), S)))  # ≥ 2 programs per SM
+    rows = triton.cdiv(triton.cdiv(R, n_prog), br) * br
+    n_prog = triton.cdiv(R, rows)
+    size = 2 * M * L + L + 2 * M
+    part = torch.empty(n_prog, S * size, dtype=torch.float32, device=a.device)  # per-program partial sums
+    _bwd_weights_kernel[(S, n_prog)](zprev, gz, W1, W2, h2, part, R, M, L, rows, size, CLIPPED=clipped,
+                                     BLOCK_M=BM, BLOCK_L=BL, **opts)
+    tot = part[0] if n_prog == 1 else part.sum(0)  # (S · size,): one launch, none for one program per fit
+    gW1, gW2, gh2, gA, gh1 = tot.split([S * M * L, S * L * M, S * L, S * M, S * M])  # contiguous pieces
+    gW1, gW2, gh2, gA, gh1 = gW1.view(S, M, L), gW2.view(S, L, M), gh2.view(S, L), gA.view(S, M), gh1.view(S, M)
+    return gA, gW1, gW2, gh1, gh2
 
 
 def supported(params: dict[str, torch.Tensor], z0: torch.Tensor, a: torch.Tensor,

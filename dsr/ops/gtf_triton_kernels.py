@@ -52,10 +52,12 @@ def _forcing_a(a_ptr, off, mask, alpha, FROM_D: tl.constexpr):
 
 @triton.jit
 def _fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, out_ptr, zprev_ptr, f_ptr,
-                B, T1, M, L, CIN,
+                slope_ptr, B, T1, M, L, CIN,
                 CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
                 N_LC: tl.constexpr, PREFETCH: tl.constexpr, MIX: tl.constexpr, PRECISION: tl.constexpr,
-                FROM_D: tl.constexpr):
+                FROM_D: tl.constexpr, STORE_SLOPE: tl.constexpr):
+    # STORE_SLOPE (one tile only): also write the activation's slope dφ/dp_t (−1, 0 or 1) as int8
+    # (S, B, T̃, L) for the split backward (dsr.ops.gtf_triton_split), which then needs no p_t
     s = tl.program_id(0)
     rb = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)  # (BB,) sequence index
     rm = tl.arange(0, BLOCK_M)  # (BM,)
@@ -83,6 +85,8 @@ def _fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, ou
         w2t = tl.load(W2_s + rl[None, :] * M + rm[:, None], mask=mask_ml, other=0.0)  # (BM, BL) = W2ᵀ
         w1t = tl.trans(tl.load(W1_s + rm[:, None] * L + rl[None, :], mask=mask_ml, other=0.0))  # (BL, BM)
         h2 = tl.load(h2_s + rl, mask=ml, other=0.0)  # (BL,)
+        seq_sl = (s64 * B + rb[:, None]) * T * L + rl[None, :]  # (BB, BL) offsets into the slopes at t = 1
+        mask_bl = mb[:, None] & ml[None, :]  # (BB, BL)
         a_n, ad_n = _forcing(a_ptr, ad_ptr, seq_in + CIN, mask_in, alpha, FROM_D)  # step 1's forcing (BB, BM)
         for t in range(1, T1):
             if PREFETCH:  # issue step t+1's loads before step t's arithmetic, off the dependency chain
@@ -92,6 +96,8 @@ def _fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, ou
             tl.store(zprev_ptr + seq_out + (t - 1) * M, z, mask=mask_bm)
             pre = tl.dot(z, w2t, input_precision=PRECISION)  # (BB, BL)
             act, slope, on = _act(pre, h2[None, :], CLIPPED)
+            if STORE_SLOPE:
+                tl.store(slope_ptr + seq_sl + (t - 1) * L, slope.to(tl.int8), mask=mask_bl)
             znew = A[None, :] * z + h1[None, :] + tl.dot(act, w1t, input_precision=PRECISION)  # (BB, BM)
             if not PREFETCH:
                 a_t, ad_t = _forcing(a_ptr, ad_ptr, seq_in + t * CIN, mask_in, alpha, FROM_D)
