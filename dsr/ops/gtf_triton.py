@@ -102,7 +102,9 @@ def backward_kind() -> str:
 # Launch overrides; benchmarks/gtf_kernel_tune.py sets them to compare variants on a GPU ("bwd" also
 # applies to the split backward's time loop; "weights" to its weight-gradient kernel, e.g. BLOCK_R).
 TUNING: dict[str, dict] = {"fwd": {}, "bwd": {}, "weights": {}}
-BLOCK_R = 32  # rows (sequence, step) per iteration of the weight-gradient kernel
+# weight-gradient kernel: rows (sequence, step) per iteration and warps; 16 rows at 2 warps is the fewest SASS
+# instructions per row (benchmarks/gtf_kernel_sass.py: 2962 per 16 rows against 3278 for 32 rows at 4 warps)
+BLOCK_R, WEIGHTS_WARPS = 16, 2
 
 
 @functools.lru_cache(maxsize=None)
@@ -148,7 +150,7 @@ class _TritonGTF(torch.autograd.Function):
         zprev = torch.empty_like(out)  # z̃_0 … z̃_{T̃-1}
         bwd = backward_kind() if n_lc == 1 else "fused"  # the L-tiled path has its own split backward
         store = bwd == "split"
-        slope = torch.empty(S, B, T1 - 1, L if store else 0, dtype=torch.int8, device=z0.device)  # dφ/dp_t
+        slope = torch.empty(S, B, T1 - 1, BL if store else 0, dtype=torch.int8, device=z0.device)  # dφ/dp_t
         grid = (S, triton.cdiv(B, BLOCK_B))
         _fwd_kernel[grid](z0, a, ad, A, W1, W2, h1, h2, out, zprev, f, slope, B, T1, M, L, CIN,
                           CLIPPED=bool(clipped), BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL, N_LC=n_lc, MIX=mix,
@@ -220,7 +222,7 @@ def _split_backward(gout, zprev, slope, a, al, A, W1, W2, h2, f, gz0, gad, clipp
                                MIX=mix, FROM_D=from_d, SLOPE_STORED=stored,
                                **_launch_options("bwd", BM, BL, S * NB, a.device))
     R = B * T  # rows (sequence, step) per fit
-    opts = {"BLOCK_R": BLOCK_R, "num_warps": 4, "PRECISION": precision(), **TUNING.get("weights", {})}
+    opts = {"BLOCK_R": BLOCK_R, "num_warps": WEIGHTS_WARPS, "PRECISION": precision(), **TUNING.get("weights", {})}
     br = opts["BLOCK_R"]
     n_prog = max(1, min(triton.cdiv(R, br), triton.cdiv(2 * _sm_count(a.device), S)))  # ≥ 2 programs per SM
     rows = triton.cdiv(triton.cdiv(R, n_prog), br) * br

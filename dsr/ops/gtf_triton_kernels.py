@@ -57,7 +57,8 @@ def _fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, ou
                 N_LC: tl.constexpr, PREFETCH: tl.constexpr, MIX: tl.constexpr, PRECISION: tl.constexpr,
                 FROM_D: tl.constexpr, STORE_SLOPE: tl.constexpr):
     # STORE_SLOPE (one tile only): also write the activation's slope dφ/dp_t (−1, 0 or 1) as int8
-    # (S, B, T̃, L) for the split backward (dsr.ops.gtf_triton_split), which then needs no p_t
+    # (S, B, T̃, BLOCK_L), padded rows so the stores need no column mask and go out as vectors, for the
+    # split backward (dsr.ops.gtf_triton_split), which then needs no p_t
     s = tl.program_id(0)
     rb = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)  # (BB,) sequence index
     rm = tl.arange(0, BLOCK_M)  # (BM,)
@@ -85,8 +86,8 @@ def _fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, ou
         w2t = tl.load(W2_s + rl[None, :] * M + rm[:, None], mask=mask_ml, other=0.0)  # (BM, BL) = W2ᵀ
         w1t = tl.trans(tl.load(W1_s + rm[:, None] * L + rl[None, :], mask=mask_ml, other=0.0))  # (BL, BM)
         h2 = tl.load(h2_s + rl, mask=ml, other=0.0)  # (BL,)
-        seq_sl = (s64 * B + rb[:, None]) * T * L + rl[None, :]  # (BB, BL) offsets into the slopes at t = 1
-        mask_bl = mb[:, None] & ml[None, :]  # (BB, BL)
+        seq_sl = (s64 * B + rb[:, None]) * T * BLOCK_L + rl[None, :]  # (BB, BL) into the slopes at t = 1
+        mask_b = mb[:, None]  # (BB, 1): rows only, constant along a row (vector stores)
         a_n, ad_n = _forcing(a_ptr, ad_ptr, seq_in + CIN, mask_in, alpha, FROM_D)  # step 1's forcing (BB, BM)
         for t in range(1, T1):
             if PREFETCH:  # issue step t+1's loads before step t's arithmetic, off the dependency chain
@@ -96,8 +97,11 @@ def _fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, ou
             tl.store(zprev_ptr + seq_out + (t - 1) * M, z, mask=mask_bm)
             pre = tl.dot(z, w2t, input_precision=PRECISION)  # (BB, BL)
             act, slope, on = _act(pre, h2[None, :], CLIPPED)
-            if STORE_SLOPE:
-                tl.store(slope_ptr + seq_sl + (t - 1) * L, slope.to(tl.int8), mask=mask_bl)
+            if STORE_SLOPE:  # −1, 0 or 1 from the comparisons themselves (no float conversion)
+                sl8 = (pre + h2[None, :] > 0).to(tl.int8)
+                if CLIPPED:
+                    sl8 = sl8 - (pre > 0).to(tl.int8)
+                tl.store(slope_ptr + seq_sl + (t - 1) * BLOCK_L, sl8, mask=mask_b)
             znew = A[None, :] * z + h1[None, :] + tl.dot(act, w1t, input_precision=PRECISION)  # (BB, BM)
             if not PREFETCH:
                 a_t, ad_t = _forcing(a_ptr, ad_ptr, seq_in + t * CIN, mask_in, alpha, FROM_D)

@@ -9,8 +9,8 @@ multiprocessor. Here:
 
 ``_bwd_chain_kernel`` (one program per fit and block of ``BLOCK_B`` sequences, the time loop inside)
     runs t = T̃ … 1 with the two chain products only and writes g_t = dL/dz_t (S, B, T̃, M). The
-    activation's slope dφ/dp_t comes from the int8 slopes the forward stored (``SLOPE_STORED``, (S, B, T̃, L),
-    a quarter of a float32 p_t) or is recomputed from z̃_{t−1} (one more product, off the chain).
+    activation's slope dφ/dp_t comes from the int8 slopes the forward stored (``SLOPE_STORED``, (S, B, T̃,
+    BLOCK_L), a quarter of a float32 p_t) or is recomputed from z̃_{t−1} (one more product, off the chain).
 ``_bwd_weights_kernel`` (one program per fit and block of rows, rows = the B·T̃ (sequence, step) pairs)
     recomputes p_t = z̃_{t−1} W2ᵀ, φ_t and gφ_t = g_t W1 from the M-sized z̃_{t−1} and g_t (no L-sized
     tensor goes through memory) and accumulates dL/dW1 = Σ gᵀ φ, dL/dW2 = Σ (gφ ⊙ slope)ᵀ z̃,
@@ -30,11 +30,11 @@ from dsr.ops.gtf_triton_kernels import _act, _forcing_a
 
 
 @triton.jit
-def _slope(slope_ptr, zprev_ptr, off_sl, off_z, mask_bl, mask_bm, w2t, h2,
+def _slope(slope_ptr, zprev_ptr, off_sl, off_z, mask_sl, mask_bm, w2t, h2,
            CLIPPED: tl.constexpr, PRECISION: tl.constexpr, SLOPE_STORED: tl.constexpr):
     """dφ/dp_t (BB, BL): the forward's int8 slopes, or recomputed from z̃_{t−1}."""
     if SLOPE_STORED:
-        slope = tl.load(slope_ptr + off_sl, mask=mask_bl, other=0).to(tl.float32)
+        slope = tl.load(slope_ptr + off_sl, mask=mask_sl, other=0).to(tl.float32)
     else:
         zp = tl.load(zprev_ptr + off_z, mask=mask_bm, other=0.0)  # z̃_{t−1} (BB, BM)
         pre = tl.dot(zp, w2t, input_precision=PRECISION)  # (BB, BL)
@@ -54,7 +54,6 @@ def _bwd_chain_kernel(gout_ptr, slope_ptr, zprev_ptr, a_ptr, al_ptr, A_ptr, W1_p
     rl = tl.arange(0, BLOCK_L)  # (BL,)
     mb, mm, ml = rb < B, rm < M, rl < L
     mask_bm = mb[:, None] & mm[None, :]  # (BB, BM)
-    mask_bl = mb[:, None] & ml[None, :]  # (BB, BL)
     mask_ml = mm[:, None] & ml[None, :]  # (BM, BL)
     T = T1 - 1
     s64 = s.to(tl.int64)
@@ -68,7 +67,8 @@ def _bwd_chain_kernel(gout_ptr, slope_ptr, zprev_ptr, a_ptr, al_ptr, A_ptr, W1_p
     seq_in = (s64 * B + rb[:, None]) * T1 * CIN + rm[None, :]  # (BB, BM) into a (or d) at t = 0
     mask_in = mb[:, None] & (rm < CIN)[None, :]
     seq_out = (s64 * B + rb[:, None]) * T * M + rm[None, :]  # (BB, BM) into gout, zprev, gz at t = 1
-    seq_sl = (s64 * B + rb[:, None]) * T * L + rl[None, :]  # (BB, BL) into the slopes at t = 1
+    seq_sl = (s64 * B + rb[:, None]) * T * BLOCK_L + rl[None, :]  # (BB, BL) into the slopes (rows padded to BL)
+    mask_sl = mb[:, None]  # (BB, 1): rows only, constant along a row (vector loads; padded columns hold 0)
     W1_s, W2_s = W1_ptr + s64 * M * L, W2_ptr + s64 * L * M
     w1 = tl.load(W1_s + rm[:, None] * L + rl[None, :], mask=mask_ml, other=0.0)  # (BM, BL)
     w2t = tl.load(W2_s + rl[None, :] * M + rm[:, None], mask=mask_ml, other=0.0)  # (BM, BL) = W2ᵀ
@@ -77,7 +77,7 @@ def _bwd_chain_kernel(gout_ptr, slope_ptr, zprev_ptr, a_ptr, al_ptr, A_ptr, W1_p
     gc = tl.zeros((BLOCK_B, BLOCK_M), dtype=tl.float32)  # dL/dz̃_t from the future
     a_n = _forcing_a(a_ptr, seq_in + T * CIN, mask_in, alpha, FROM_D)  # step T̃'s inputs
     go_n = tl.load(gout_ptr + seq_out + (T - 1) * M, mask=mask_bm, other=0.0)
-    sl_n = _slope(slope_ptr, zprev_ptr, seq_sl + (T - 1) * L, seq_out + (T - 1) * M, mask_bl, mask_bm, w2t, h2,
+    sl_n = _slope(slope_ptr, zprev_ptr, seq_sl + (T - 1) * BLOCK_L, seq_out + (T - 1) * M, mask_sl, mask_bm, w2t, h2,
                   CLIPPED, PRECISION, SLOPE_STORED)
     for i in range(0, T):
         t = T - i
@@ -86,12 +86,12 @@ def _bwd_chain_kernel(gout_ptr, slope_ptr, zprev_ptr, a_ptr, al_ptr, A_ptr, W1_p
             tn = tl.maximum(t - 1, 1)
             a_n = _forcing_a(a_ptr, seq_in + tn * CIN, mask_in, alpha, FROM_D)
             go_n = tl.load(gout_ptr + seq_out + (tn - 1) * M, mask=mask_bm, other=0.0)
-            sl_n = _slope(slope_ptr, zprev_ptr, seq_sl + (tn - 1) * L, seq_out + (tn - 1) * M, mask_bl, mask_bm,
+            sl_n = _slope(slope_ptr, zprev_ptr, seq_sl + (tn - 1) * BLOCK_L, seq_out + (tn - 1) * M, mask_sl, mask_bm,
                           w2t, h2, CLIPPED, PRECISION, SLOPE_STORED)
         else:
             a_t = _forcing_a(a_ptr, seq_in + t * CIN, mask_in, alpha, FROM_D)
             go_t = tl.load(gout_ptr + seq_out + (t - 1) * M, mask=mask_bm, other=0.0)
-            sl_t = _slope(slope_ptr, zprev_ptr, seq_sl + (t - 1) * L, seq_out + (t - 1) * M, mask_bl, mask_bm,
+            sl_t = _slope(slope_ptr, zprev_ptr, seq_sl + (t - 1) * BLOCK_L, seq_out + (t - 1) * M, mask_sl, mask_bm,
                           w2t, h2, CLIPPED, PRECISION, SLOPE_STORED)
         if MIX:  # dL/dz̃_t gains the loss term; dL/dz_t keeps (1 − f) of it
             gc = gc + fs * go_t
