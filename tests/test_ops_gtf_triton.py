@@ -230,3 +230,75 @@ def test_kernel_matches_twin_reference_gradient(block_l):
     for name, gf, gr in zip(["z0", "ad"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
                             torch.autograd.grad((ref * w).sum(), inputs)):
         _close(gf, gr, name)
+
+
+# (S, B, T̃+1, M, L): one block and over one block of 16 sequences, a stack whose weight-gradient kernel
+# sums partials over programs (few fits) and one where each fit is one program (the partials are the sums)
+BACKWARD_SIZES = [(2, 3, 6, 3, 7), (2, 17, 6, 5, 50), (1, 16, 12, 16, 50), (9, 2, 3, 4, 20)]
+
+
+@pytest.mark.parametrize("bwd", gtf_triton.BACKWARDS)
+@pytest.mark.parametrize("kind", ["cshPLRNN", "shPLRNN"])
+@pytest.mark.parametrize("size", BACKWARD_SIZES, ids=lambda s: "S{}-B{}-T{}-M{}-L{}".format(*s))
+def test_backward_kinds_match_twin(bwd, kind, size, monkeypatch):
+    """DSR_GTF_BACKWARD: the split backward (slopes stored or recomputed) and the fused one give the twin's
+    gradients, dL/d ad included, with per-fit forced outputs and the reference gradient in one stack."""
+    monkeypatch.setenv("DSR_GTF_BACKWARD", bwd)
+    S, B, T1, M, L = size
+    p, z0, a, ad, w = _problem(kind, S, B, T1, M, L, seed=sum(size) + 1)
+    clipped = kind == "cshPLRNN"
+    forced = torch.tensor([float(i % 2) for i in range(S)], device=DEVICE)
+    grad_mix = torch.tensor([float(i % 3 != 1) for i in range(S)], device=DEVICE)
+    for f, gm in [(None, None), (forced, grad_mix)]:
+        fast = gtf_rollout_triton(p, z0, a, ad, clipped=clipped, forced=f, grad_mix=gm)
+        ref = gtf_rollout_shallow(p, z0, a, ad, clipped=clipped, forced=f, grad_mix=gm)
+        _close(fast, ref, "output")
+        inputs = [z0, ad] + list(p.values())
+        for name, gf, gr in zip(["z0", "ad"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
+                                torch.autograd.grad((ref * w).sum(), inputs)):
+            _close(gf, gr, f"{bwd} {name}")
+            assert gf.is_contiguous(), name  # the optimiser's flat gradient takes them without copies
+
+
+@pytest.mark.parametrize("bwd", gtf_triton.BACKWARDS)
+@pytest.mark.parametrize("S,B,T1,N", [(2, 17, 7, 3), (3, 5, 9, 16)])
+def test_backward_kinds_weak_forcing_from_targets(bwd, S, B, T1, N, monkeypatch):
+    """The weak-forcing kernels (weights made from d and α) under each backward equal the twin."""
+    from dsr.ops.gtf import gtf_rollout_weak_ref
+    from dsr.ops.gtf_triton import gtf_rollout_triton_weak
+
+    monkeypatch.setenv("DSR_GTF_BACKWARD", bwd)
+    M, L = 16, 50
+    gen = torch.Generator().manual_seed(S * B + T1)
+    p = {k: v.to(DEVICE).requires_grad_(True) for k, v in
+         latent.init_params("cshPLRNN", S, M, L, gen, dtype=torch.float32).items()}
+    d = torch.randn(S, B, T1, N, generator=gen)  # (S, B, T̃+1, N)
+    d[0, 1, 2] = float("nan")
+    d, alpha = d.to(DEVICE), torch.linspace(0.1, 0.4, S).to(DEVICE)
+    z0 = torch.randn(S, B, M, generator=gen).to(DEVICE).requires_grad_(True)
+    forced = torch.tensor([float(i % 2) for i in range(S)]).to(DEVICE)
+    w = torch.randn(S, B, T1 - 1, M, generator=gen).to(DEVICE)
+    fast = gtf_rollout_triton_weak(p, z0, d, alpha, forced=forced)
+    ref = gtf_rollout_weak_ref(p, z0, d, alpha, forced=forced)
+    _close(fast, ref, "output")
+    inputs = [z0] + list(p.values())
+    for name, gf, gr in zip(["z0"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
+                            torch.autograd.grad((ref * w).sum(), inputs)):
+        _close(gf, gr, f"{bwd} {name}")
+
+
+def test_backward_kind_setting(monkeypatch):
+    """The default is the split backward; the setting is read at every forward; a bad value names the variable."""
+    monkeypatch.delenv("DSR_GTF_BACKWARD", raising=False)
+    assert gtf_triton.backward_kind() == "split"
+    p, z0, a, ad, w = _problem("cshPLRNN", 2, 3, 5, 4, 40, seed=5)  # block_l=16: L in 3 chunks
+    out = gtf_rollout_triton(p, z0, a, ad)
+    assert out.grad_fn.meta[-1] == "split"
+    monkeypatch.setenv("DSR_GTF_BACKWARD", "fused")
+    assert gtf_rollout_triton(p, z0, a, ad).grad_fn.meta[-1] == "fused"
+    assert gtf_rollout_triton(p, z0, a, ad, block_l=16).grad_fn.meta[-1] == "fused"  # L tiled: its own backward
+    monkeypatch.setenv("DSR_GTF_BACKWARD", "split")
+    assert gtf_rollout_triton(p, z0, a, ad, block_l=16).grad_fn.meta[-1] == "fused"
+    monkeypatch.setenv("DSR_GTF_BACKWARD", "splt")
+    with pytest.raises(ValueError, match="DSR_GTF_BACKWARD"):
+        gtf_rollout_triton(p, z0, a, ad)
