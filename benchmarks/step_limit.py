@@ -11,10 +11,15 @@ L = 50, B = 16, T̃ = 60, K = 23 at TR 1.4 s). Paths, ms per step:
                      (``benchmarks/gpu_step.py``'s "autograd" step on a fixed batch)
     session5         dsr's ``train()`` as of session 5: fused GTF and conv kernels, separate loss ops,
                      per-tensor RAdam and NaN guard (``DSR_FUSED_STEP=0``), one CUDA graph per step
-    fused            ``train()`` now: conv + MSE one kernel each way, RAdam + NaN guard + bookkeeping one
-                     kernel for the whole stack, one CUDA graph per step
+    fused            ``train()`` as of session 6: conv + MSE one kernel each way, RAdam + NaN guard + bookkeeping
+                     one kernel for the whole stack, one CUDA graph per step; the GTF backward one fused loop
+                     (``DSR_GTF_BACKWARD=fused``)
+    split            the same with session 7's split GTF backward (the default now): the forward stores int8
+                     slopes, the backward loop does only the two chain products and writes dL/dz_t, one
+                     parallel kernel forms the weight gradients (``DSR_GTF_BACKWARD=split``)
+    split_recompute  the split backward recomputing the pre-activations in its loop (no slopes stored)
     fused_tf32x3 / fused_tf32
-                     the same with the GTF kernels' matmuls on the tensor cores (``DSR_GTF_PRECISION``)
+                     ``fused`` with the GTF kernels' matmuls on the tensor cores (``DSR_GTF_PRECISION``)
 
 ``train()`` rows are steady state: epochs 3–E of a run after a one-epoch warm-up run (compilation, graph
 capture and data upload left out). Each ``train()`` path starts from the same seeds, so the final
@@ -50,10 +55,12 @@ from dsr.training.data import prepare_subject  # noqa: E402
 from dsr.training.loop import train  # noqa: E402
 
 FP32_FLOPS, TF32_FLOPS, COPY_BYTES = 67e12, 495e12, 4.3e12
-PATHS = {"session5": {"DSR_FUSED_STEP": "0", "DSR_GTF_PRECISION": "ieee"},
-         "fused": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee"},
-         "fused_tf32x3": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "tf32x3"},
-         "fused_tf32": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "tf32"}}
+PATHS = {"session5": {"DSR_FUSED_STEP": "0", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "fused"},
+         "fused": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "fused"},
+         "split": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "split"},
+         "split_recompute": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "split_recompute"},
+         "fused_tf32x3": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "tf32x3", "DSR_GTF_BACKWARD": "fused"},
+         "fused_tf32": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "tf32", "DSR_GTF_BACKWARD": "fused"}}
 
 
 def step_flops(S, B, T, M, L, K, N) -> float:
@@ -75,6 +82,15 @@ def step_bytes(S, B, T, M, L, K, N) -> float:
     gtf_bwd = 3 * S * B * T * M
     opt = (7 + 2) * S * P
     return 4.0 * (gather + forcing + gtf_fwd + loss + gtf_bwd + opt)
+
+
+def split_extra_bytes(S, B, T, M, L, BL=None) -> float:
+    """Bytes the split backward moves beyond the fused one: the int8 slopes (rows padded to the kernel's
+    BLOCK_L, the next power of two ≥ L) written by the forward and read by the backward loop, and dL/dz_t
+    (float32) written by the loop and read by the weight-gradient kernel (which reads z̃_{t−1} as the fused
+    loop did)."""
+    BL = BL or max(16, 1 << (L - 1).bit_length())
+    return 2.0 * S * B * T * BL + 2 * 4.0 * S * B * T * M
 
 
 def _data(M, T_seq, K, tr, seed=0):
@@ -186,9 +202,11 @@ def main(argv=None):
         dims = {k: case[k] for k in ("S", "B", "T", "M", "L", "K")}
         dims["N"] = case["M"]
         flops, nbytes = step_flops(**dims), step_bytes(**dims)
-        row = {**case, "gflop": flops / 1e9, "mbytes": nbytes / 1e6,
+        extra = split_extra_bytes(*(case[k] for k in ("S", "B", "T", "M", "L")))
+        row = {**case, "gflop": flops / 1e9, "mbytes": nbytes / 1e6, "split_extra_mbytes": extra / 1e6,
                "limit_ms": {"fp32": 1e3 * flops / FP32_FLOPS, "tf32": 1e3 * flops / TF32_FLOPS,
-                            "memory": 1e3 * nbytes / COPY_BYTES}, "ms": {}, "launches": {}, "max_rel_diff": {}}
+                            "memory": 1e3 * nbytes / COPY_BYTES, "memory_split": 1e3 * (nbytes + extra) / COPY_BYTES},
+               "ms": {}, "launches": {}, "max_rel_diff": {}}
         try:
             row["ms"]["plain"] = time_plain(case, device, args.plain_steps)
         except torch.cuda.OutOfMemoryError:
@@ -199,7 +217,7 @@ def main(argv=None):
             env = PATHS[path]
             ms, params = _with_env(env, lambda: time_train(case, device, args.epochs, args.batches))
             row["ms"][path] = ms
-            if path in ("session5", "fused"):
+            if path in ("session5", "fused", "split"):
                 row["launches"][path] = _with_env(env, lambda: count_launches(case, device))
             if ref is None:
                 ref = params
@@ -211,6 +229,8 @@ def main(argv=None):
                   flush=True)
         base = row["ms"].get("session5")
         row["speedup_vs_session5"] = {p: base / v for p, v in row["ms"].items() if base and v}
+        fused = row["ms"].get("fused")
+        row["speedup_vs_fused"] = {p: fused / v for p, v in row["ms"].items() if fused and v}
         rows.append(row)
     meta = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
             "epochs": args.epochs, "batches": args.batches, "seconds": time.perf_counter() - t_start,
