@@ -18,6 +18,9 @@ L = 50, B = 16, T̃ = 60, K = 23 at TR 1.4 s). Paths, ms per step:
                      slopes, the backward loop does only the two chain products and writes dL/dz_t, one
                      parallel kernel forms the weight gradients (``DSR_GTF_BACKWARD=split``)
     split_recompute  the split backward recomputing the pre-activations in its loop (no slopes stored)
+    split_w3 / split_w1
+                     ``split`` with only the weight-gradient kernel's products on the tensor cores
+                     (``DSR_GTF_WEIGHTS_PRECISION`` tf32x3, about float32; tf32, ~1e-3 in dW1, dW2, dh2)
     fused_tf32x3 / fused_tf32
                      ``fused`` with the GTF kernels' matmuls on the tensor cores (``DSR_GTF_PRECISION``)
 
@@ -58,9 +61,16 @@ FP32_FLOPS, TF32_FLOPS, COPY_BYTES = 67e12, 495e12, 4.3e12
 PATHS = {"session5": {"DSR_FUSED_STEP": "0", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "fused"},
          "fused": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "fused"},
          "split": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "split"},
-         "split_recompute": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "split_recompute"},
+         "split_recompute": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee",
+                             "DSR_GTF_BACKWARD": "split_recompute"},
+         "split_w3": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "split",
+                      "DSR_GTF_WEIGHTS_PRECISION": "tf32x3"},
+         "split_w1": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "split",
+                      "DSR_GTF_WEIGHTS_PRECISION": "tf32"},
          "fused_tf32x3": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "tf32x3", "DSR_GTF_BACKWARD": "fused"},
          "fused_tf32": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "tf32", "DSR_GTF_BACKWARD": "fused"}}
+for _env in PATHS.values():  # every path pins every setting (empty: the kernels' default)
+    _env.setdefault("DSR_GTF_WEIGHTS_PRECISION", "")
 
 
 def step_flops(S, B, T, M, L, K, N) -> float:

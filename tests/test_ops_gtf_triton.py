@@ -302,3 +302,32 @@ def test_backward_kind_setting(monkeypatch):
     monkeypatch.setenv("DSR_GTF_BACKWARD", "splt")
     with pytest.raises(ValueError, match="DSR_GTF_BACKWARD"):
         gtf_rollout_triton(p, z0, a, ad)
+
+
+# the weight-gradient kernel's products alone on the tensor cores: no error travels through the recurrence
+WEIGHTS_RTOL = {"tf32x3": 1e-5, "tf32": 1e-2}
+
+
+@pytest.mark.parametrize("prec", sorted(WEIGHTS_RTOL))
+def test_split_backward_weights_precision(prec, monkeypatch):
+    """DSR_GTF_WEIGHTS_PRECISION sets only the split backward's weight-gradient kernel; outputs, dL/dz0 and
+    dL/d ad stay float32-exact, the weight gradients within the setting's tolerance of the twin."""
+    monkeypatch.setenv("DSR_GTF_BACKWARD", "split")
+    monkeypatch.setenv("DSR_GTF_WEIGHTS_PRECISION", prec)
+    assert gtf_triton.weights_precision() == prec and gtf_triton.precision() == "ieee"
+    p, z0, a, ad, w = _problem("cshPLRNN", 2, 16, 30, 16, 50, seed=13)
+    fast = gtf_rollout_triton(p, z0, a, ad)
+    ref = gtf_rollout_shallow(p, z0, a, ad)
+    _close(fast, ref, "output")
+    inputs = [z0, ad] + list(p.values())
+    for name, got, want in zip(["z0", "ad"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
+                               torch.autograd.grad((ref * w).sum(), inputs)):
+        tol = RTOL if name in ("z0", "ad", "A", "h1") else WEIGHTS_RTOL[prec]
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol * max(want.abs().max().item(), 1e-6),
+                                   msg=lambda m: f"{name}: {m}")
+    monkeypatch.delenv("DSR_GTF_WEIGHTS_PRECISION")
+    monkeypatch.setenv("DSR_GTF_PRECISION", "tf32x3")
+    assert gtf_triton.weights_precision() == "tf32x3"  # follows the other kernels by default
+    monkeypatch.setenv("DSR_GTF_WEIGHTS_PRECISION", "bf16")
+    with pytest.raises(ValueError, match="DSR_GTF_WEIGHTS_PRECISION"):
+        gtf_triton.weights_precision()

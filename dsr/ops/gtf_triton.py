@@ -75,13 +75,20 @@ def _num_warps(BM: int, BL: int) -> int:
     return 4 if BM * BL <= _ONE_TILE else 8
 
 
-def precision() -> str:
+def precision(var: str = "DSR_GTF_PRECISION", default: str = "ieee") -> str:
     """Matmul precision of the kernels' tl.dot: "ieee" (float32 FMA, default), "tf32x3" (three TF32
     tensor-core products, about float32 accuracy) or "tf32"; ``DSR_GTF_PRECISION``, read at every launch."""
-    p = os.environ.get("DSR_GTF_PRECISION", "ieee") or "ieee"
+    p = os.environ.get(var, default) or default
     if p not in ("ieee", "tf32x3", "tf32"):
-        raise ValueError(f"DSR_GTF_PRECISION must be ieee, tf32x3 or tf32, got {p!r}")
+        raise ValueError(f"{var} must be ieee, tf32x3 or tf32, got {p!r}")
     return p
+
+
+def weights_precision() -> str:
+    """Matmul precision of the split backward's weight-gradient kernel: ``DSR_GTF_WEIGHTS_PRECISION``, by
+    default that of the other kernels. Its products are off the recurrence (an error in one does not travel
+    through time), so TF32 there costs accuracy only in dL/dW1, dL/dW2 and dL/dh2, relative ~1e-3."""
+    return precision("DSR_GTF_WEIGHTS_PRECISION", precision())
 
 
 BACKWARDS = ("split", "split_recompute", "fused")
@@ -102,9 +109,11 @@ def backward_kind() -> str:
 # Launch overrides; benchmarks/gtf_kernel_tune.py sets them to compare variants on a GPU ("bwd" also
 # applies to the split backward's time loop; "weights" to its weight-gradient kernel, e.g. BLOCK_R).
 TUNING: dict[str, dict] = {"fwd": {}, "bwd": {}, "weights": {}}
-# weight-gradient kernel: rows (sequence, step) per iteration and warps; 16 rows at 2 warps is the fewest SASS
-# instructions per row (benchmarks/gtf_kernel_sass.py: 2962 per 16 rows against 3278 for 32 rows at 4 warps)
-BLOCK_R, WEIGHTS_WARPS = 16, 2
+# weight-gradient kernel: rows (sequence, step) per iteration, and warps per matmul precision: the fewest
+# SASS instructions per row that keep ≥ 4 programs per multiprocessor (benchmarks/gtf_kernel_sass.py,
+# (M, L) = (16, 50): per 16 rows 2962 for ieee at 2 warps, 2776 for tf32x3 and 1216 for tf32 at 4 warps)
+BLOCK_R = 16
+WEIGHTS_WARPS = {"ieee": 2, "tf32x3": 4, "tf32": 4}
 
 
 @functools.lru_cache(maxsize=None)
@@ -222,7 +231,8 @@ def _split_backward(gout, zprev, slope, a, al, A, W1, W2, h2, f, gz0, gad, clipp
                                MIX=mix, FROM_D=from_d, SLOPE_STORED=stored,
                                **_launch_options("bwd", BM, BL, S * NB, a.device))
     R = B * T  # rows (sequence, step) per fit
-    opts = {"BLOCK_R": BLOCK_R, "num_warps": WEIGHTS_WARPS, "PRECISION": precision(), **TUNING.get("weights", {})}
+    prec = weights_precision()
+    opts = {"BLOCK_R": BLOCK_R, "num_warps": WEIGHTS_WARPS[prec], "PRECISION": prec, **TUNING.get("weights", {})}
     br = opts["BLOCK_R"]
     n_prog = max(1, min(triton.cdiv(R, br), triton.cdiv(2 * _sm_count(a.device), S)))  # ≥ 2 programs per SM
     rows = triton.cdiv(triton.cdiv(R, n_prog), br) * br
