@@ -40,16 +40,16 @@ from dsr.ops import gtf_triton_split as split  # noqa: E402
 KEYS = ("FFMA", "HMMA", "BAR", "LDS", "STS", "SHFL", "LDG", "STG")
 _LOOP = dict(CLIPPED=True, BLOCK_B=16, BLOCK_M=16, BLOCK_L=64, PREFETCH=True, MIX=False, FROM_D=True)
 # kernel, argument types in order (constexprs left out), constexprs
-ARGS = {"fwd": (kernels._fwd_kernel, ["*fp32"] * 11 + ["*i8"] + ["i32"] * 5,
+ARGS = {"fwd": (kernels._gtf_fwd_kernel, ["*fp32"] * 11 + ["*i8"] + ["i32"] * 5,
                 dict(_LOOP, N_LC=1, STORE_SLOPE=False)),
-        "fwd_slope": (kernels._fwd_kernel, ["*fp32"] * 11 + ["*i8"] + ["i32"] * 5,
+        "fwd_slope": (kernels._gtf_fwd_kernel, ["*fp32"] * 11 + ["*i8"] + ["i32"] * 5,
                       dict(_LOOP, N_LC=1, STORE_SLOPE=True)),
-        "bwd": (kernels._bwd_kernel, ["*fp32"] * 17 + ["i32"] * 6, dict(_LOOP, N_LC=1, NEED_GAD=False)),
-        "chain": (split._bwd_chain_kernel, ["*fp32", "*i8"] + ["*fp32"] * 11 + ["i32"] * 5,
+        "bwd": (kernels._gtf_bwd_kernel, ["*fp32"] * 17 + ["i32"] * 6, dict(_LOOP, N_LC=1, NEED_GAD=False)),
+        "chain": (split._gtf_bwd_chain_kernel, ["*fp32", "*i8"] + ["*fp32"] * 11 + ["i32"] * 5,
                   dict(_LOOP, NEED_GAD=False, SLOPE_STORED=True)),
-        "chain_recompute": (split._bwd_chain_kernel, ["*fp32", "*i8"] + ["*fp32"] * 11 + ["i32"] * 5,
+        "chain_recompute": (split._gtf_bwd_chain_kernel, ["*fp32", "*i8"] + ["*fp32"] * 11 + ["i32"] * 5,
                             dict(_LOOP, NEED_GAD=False, SLOPE_STORED=False)),
-        "weights": (split._bwd_weights_kernel, ["*fp32"] * 6 + ["i32"] * 5,
+        "weights": (split._gtf_bwd_weights_kernel, ["*fp32"] * 6 + ["i32"] * 5,
                     dict(CLIPPED=True, BLOCK_R=16, BLOCK_M=16, BLOCK_L=64))}
 # integer arguments at the LEMON settings (B = 16, T̃ = 60, M = N = 16, L = 50; rows B·T̃ per fit)
 INTS = dict(B=16, T1=61, M=16, L=50, CIN=16, NB=1, R=960, ROWS=960, PSIZE=2 * 16 * 50 + 50 + 2 * 16)

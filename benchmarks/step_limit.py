@@ -162,10 +162,11 @@ def time_plain(case: dict, device, steps: int) -> float:
     return statistics.median(times)
 
 
-def count_launches(case: dict, device) -> int | None:
-    """CUDA kernels of one eager ``train()`` step (no graph), from torch.profiler; None on the CPU."""
+def count_launches(case: dict, device) -> tuple[int | None, dict]:
+    """CUDA kernels of one eager ``train()`` step (no graph), from torch.profiler, and the GPU time per step
+    (ms) of each Triton kernel of the recurrence and of everything else ("other"); (None, {}) on the CPU."""
     if device.type != "cuda":
-        return None
+        return None, {}
     from torch.profiler import ProfilerActivity, profile
 
     S, M, L, B, T, K, tr = (case[k] for k in ("S", "M", "L", "B", "T", "K", "tr"))
@@ -183,7 +184,12 @@ def count_launches(case: dict, device) -> int | None:
         torch.cuda.synchronize()
     kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA
                and "memcpy" not in e.name.lower() and "memset" not in e.name.lower()]
-    return round(len(kernels) / cfg.train.batches_per_epoch)
+    n = cfg.train.batches_per_epoch
+    times: dict[str, float] = {}
+    for e in kernels:
+        name = e.name if e.name.startswith("_gtf_") else "other"
+        times[name] = times.get(name, 0.0) + e.time_range.elapsed_us() / 1e3 / n  # µs → ms per step
+    return round(len(kernels) / n), times
 
 
 def main(argv=None):
@@ -216,7 +222,7 @@ def main(argv=None):
         row = {**case, "gflop": flops / 1e9, "mbytes": nbytes / 1e6, "split_extra_mbytes": extra / 1e6,
                "limit_ms": {"fp32": 1e3 * flops / FP32_FLOPS, "tf32": 1e3 * flops / TF32_FLOPS,
                             "memory": 1e3 * nbytes / COPY_BYTES, "memory_split": 1e3 * (nbytes + extra) / COPY_BYTES},
-               "ms": {}, "launches": {}, "max_rel_diff": {}}
+               "ms": {}, "launches": {}, "kernel_ms": {}, "max_rel_diff": {}}
         try:
             row["ms"]["plain"] = time_plain(case, device, args.plain_steps)
         except torch.cuda.OutOfMemoryError:
@@ -227,16 +233,16 @@ def main(argv=None):
             env = PATHS[path]
             ms, params = _with_env(env, lambda: time_train(case, device, args.epochs, args.batches))
             row["ms"][path] = ms
-            if path in ("session5", "fused", "split"):
-                row["launches"][path] = _with_env(env, lambda: count_launches(case, device))
+            if path in ("session5", "fused", "split", "split_recompute", "split_w3", "split_w1"):
+                row["launches"][path], row["kernel_ms"][path] = _with_env(env, lambda: count_launches(case, device))
             if ref is None:
                 ref = params
             else:
                 row["max_rel_diff"][path] = max(float((params[k] - v).abs().max() / v.abs().max().clamp_min(1e-12))
                                                 for k, v in ref.items())
             print(json.dumps({"case": case["name"], "path": path, "ms": ms,
-                              "launches": row["launches"].get(path), "max_rel_diff": row["max_rel_diff"].get(path)}),
-                  flush=True)
+                              "launches": row["launches"].get(path), "max_rel_diff": row["max_rel_diff"].get(path),
+                              "kernel_ms": row["kernel_ms"].get(path)}), flush=True)
         base = row["ms"].get("session5")
         row["speedup_vs_session5"] = {p: base / v for p, v in row["ms"].items() if base and v}
         fused = row["ms"].get("fused")

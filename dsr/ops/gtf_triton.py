@@ -41,8 +41,8 @@ import triton
 import torch
 
 from dsr.ops import fused_step
-from dsr.ops.gtf_triton_kernels import _bwd_kernel, _fwd_kernel
-from dsr.ops.gtf_triton_split import _bwd_chain_kernel, _bwd_weights_kernel
+from dsr.ops.gtf_triton_kernels import _gtf_bwd_kernel, _gtf_fwd_kernel
+from dsr.ops.gtf_triton_split import _gtf_bwd_chain_kernel, _gtf_bwd_weights_kernel
 
 MAX_M = 128
 MAX_L = 4096
@@ -161,10 +161,10 @@ class _TritonGTF(torch.autograd.Function):
         store = bwd == "split"
         slope = torch.empty(S, B, T1 - 1, BL if store else 0, dtype=torch.int8, device=z0.device)  # dφ/dp_t
         grid = (S, triton.cdiv(B, BLOCK_B))
-        _fwd_kernel[grid](z0, a, ad, A, W1, W2, h1, h2, out, zprev, f, slope, B, T1, M, L, CIN,
-                          CLIPPED=bool(clipped), BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL, N_LC=n_lc, MIX=mix,
-                          FROM_D=bool(from_d), STORE_SLOPE=store,
-                          **_launch_options("fwd", BM, BL, grid[0] * grid[1], z0.device))
+        _gtf_fwd_kernel[grid](z0, a, ad, A, W1, W2, h1, h2, out, zprev, f, slope, B, T1, M, L, CIN,
+                              CLIPPED=bool(clipped), BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL, N_LC=n_lc, MIX=mix,
+                              FROM_D=bool(from_d), STORE_SLOPE=store,
+                              **_launch_options("fwd", BM, BL, grid[0] * grid[1], z0.device))
         # the backward's f (S,): grad_mix where given (train.loss_states = "reference"), else forced
         fb = f if not mix or grad_mix is None else grad_mix.to(device=z0.device, dtype=torch.float32).contiguous()
         ctx.save_for_backward(zprev, a, ad if from_d else A, A, W1, W2, h2, fb, slope)
@@ -193,10 +193,10 @@ class _TritonGTF(torch.autograd.Function):
         gW1 = torch.empty(S, NB, M, L, **kw) if one else torch.empty(0, **kw)
         gW2 = torch.empty(S, NB, L, M, **kw) if one else torch.empty(0, **kw)
         gh2 = torch.empty(S, NB, L, **kw) if one else torch.empty(0, **kw)
-        _bwd_kernel[(S, NB)](gout, zprev, a, al, A, W1, W2, h2, f, gz0, gad, gz, gA, gh1, gW1, gW2, gh2,
-                             B, T1, M, L, NB, CIN, CLIPPED=clipped, BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL,
-                             N_LC=n_lc, NEED_GAD=need_gad, MIX=mix, FROM_D=from_d,
-                             **_launch_options("bwd", BM, BL, S * NB, a.device))
+        _gtf_bwd_kernel[(S, NB)](gout, zprev, a, al, A, W1, W2, h2, f, gz0, gad, gz, gA, gh1, gW1, gW2, gh2,
+                                 B, T1, M, L, NB, CIN, CLIPPED=clipped, BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL,
+                                 N_LC=n_lc, NEED_GAD=need_gad, MIX=mix, FROM_D=from_d,
+                                 **_launch_options("bwd", BM, BL, S * NB, a.device))
         views = NB == 1 and fused_step()  # one sequence block: the partials are the sums (views, no launches)
         if one and views:
             gW1, gW2, gh2 = gW1.squeeze(1), gW2.squeeze(1), gh2.squeeze(1)
@@ -226,10 +226,10 @@ def _split_backward(gout, zprev, slope, a, al, A, W1, W2, h2, f, gz0, gad, clipp
     M, L, T = A.shape[1], W1.shape[2], a.shape[2] - 1
     gz = torch.empty(S, B, T, M, dtype=torch.float32, device=a.device)  # dL/dz_t
     NB = triton.cdiv(B, BLOCK_B)
-    _bwd_chain_kernel[(S, NB)](gout, slope, zprev, a, al, A, W1, W2, h2, f, gz0, gad, gz, B, T1, M, L, CIN,
-                               CLIPPED=clipped, BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL, NEED_GAD=need_gad,
-                               MIX=mix, FROM_D=from_d, SLOPE_STORED=stored,
-                               **_launch_options("bwd", BM, BL, S * NB, a.device))
+    _gtf_bwd_chain_kernel[(S, NB)](gout, slope, zprev, a, al, A, W1, W2, h2, f, gz0, gad, gz, B, T1, M, L, CIN,
+                                   CLIPPED=clipped, BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL, NEED_GAD=need_gad,
+                                   MIX=mix, FROM_D=from_d, SLOPE_STORED=stored,
+                                   **_launch_options("bwd", BM, BL, S * NB, a.device))
     R = B * T  # rows (sequence, step) per fit
     prec = weights_precision()
     opts = {"BLOCK_R": BLOCK_R, "num_warps": WEIGHTS_WARPS[prec], "PRECISION": prec, **TUNING.get("weights", {})}
@@ -239,8 +239,8 @@ def _split_backward(gout, zprev, slope, a, al, A, W1, W2, h2, f, gz0, gad, clipp
     n_prog = triton.cdiv(R, rows)
     size = 2 * M * L + L + 2 * M
     part = torch.empty(n_prog, S * size, dtype=torch.float32, device=a.device)  # per-program partial sums
-    _bwd_weights_kernel[(S, n_prog)](zprev, gz, W1, W2, h2, part, R, M, L, rows, size, CLIPPED=clipped,
-                                     BLOCK_M=BM, BLOCK_L=BL, **opts)
+    _gtf_bwd_weights_kernel[(S, n_prog)](zprev, gz, W1, W2, h2, part, R, M, L, rows, size, CLIPPED=clipped,
+                                         BLOCK_M=BM, BLOCK_L=BL, **opts)
     tot = part[0] if n_prog == 1 else part.sum(0)  # (S · size,): one launch, none for one program per fit
     gW1, gW2, gh2, gA, gh1 = tot.split([S * M * L, S * L * M, S * L, S * M, S * M])  # contiguous pieces
     gW1, gW2, gh2, gA, gh1 = gW1.view(S, M, L), gW2.view(S, L, M), gh2.view(S, L), gA.view(S, M), gh1.view(S, M)

@@ -51,11 +51,11 @@ def _forcing_a(a_ptr, off, mask, alpha, FROM_D: tl.constexpr):
 
 
 @triton.jit
-def _fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, out_ptr, zprev_ptr, f_ptr,
-                slope_ptr, B, T1, M, L, CIN,
-                CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
-                N_LC: tl.constexpr, PREFETCH: tl.constexpr, MIX: tl.constexpr, PRECISION: tl.constexpr,
-                FROM_D: tl.constexpr, STORE_SLOPE: tl.constexpr):
+def _gtf_fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, out_ptr, zprev_ptr, f_ptr,
+                    slope_ptr, B, T1, M, L, CIN,
+                    CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
+                    N_LC: tl.constexpr, PREFETCH: tl.constexpr, MIX: tl.constexpr, PRECISION: tl.constexpr,
+                    FROM_D: tl.constexpr, STORE_SLOPE: tl.constexpr):
     # STORE_SLOPE (one tile only): also write the activation's slope dφ/dp_t (−1, 0 or 1) as int8
     # (S, B, T̃, BLOCK_L), padded rows so the stores need no column mask and go out as vectors, for the
     # split backward (dsr.ops.gtf_triton_split), which then needs no p_t
@@ -133,12 +133,12 @@ def _fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, ou
 
 
 @triton.jit
-def _bwd_kernel(gout_ptr, zprev_ptr, a_ptr, al_ptr, A_ptr, W1_ptr, W2_ptr, h2_ptr, f_ptr,
-                gz0_ptr, gad_ptr, gz_ptr, gA_ptr, gh1_ptr, gW1_ptr, gW2_ptr, gh2_ptr,
-                B, T1, M, L, NB, CIN,
-                CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
-                N_LC: tl.constexpr, PREFETCH: tl.constexpr, NEED_GAD: tl.constexpr, MIX: tl.constexpr,
-                PRECISION: tl.constexpr, FROM_D: tl.constexpr):
+def _gtf_bwd_kernel(gout_ptr, zprev_ptr, a_ptr, al_ptr, A_ptr, W1_ptr, W2_ptr, h2_ptr, f_ptr,
+                    gz0_ptr, gad_ptr, gz_ptr, gA_ptr, gh1_ptr, gW1_ptr, gW2_ptr, gh2_ptr,
+                    B, T1, M, L, NB, CIN,
+                    CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
+                    N_LC: tl.constexpr, PREFETCH: tl.constexpr, NEED_GAD: tl.constexpr, MIX: tl.constexpr,
+                    PRECISION: tl.constexpr, FROM_D: tl.constexpr):
     s = tl.program_id(0)
     pb = tl.program_id(1)
     rb = pb * BLOCK_B + tl.arange(0, BLOCK_B)  # (BB,)

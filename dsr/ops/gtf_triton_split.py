@@ -1,17 +1,17 @@
 """The split backward of the fused GTF rollout: a time loop that does only the dependency chain, then the
 weight gradients as one parallel reduction over all steps.
 
-The fused backward (:func:`dsr.ops.gtf_triton_kernels._bwd_kernel`) does five matmul products per step, of
+The fused backward (:func:`dsr.ops.gtf_triton_kernels._gtf_bwd_kernel`) does five matmul products per step, of
 which only two are on the chain from dL/dz̃_t to dL/dz̃_{t−1}: g φ-gradient ``gφ = g W1`` and
 ``g̃ ← g ⊙ A + (gφ ⊙ slope) W2``. The other three (the recomputed pre-activation p_t, and the
 weight-gradient products gᵀ φ_t and gpᵀ z̃_{t−1}) cost issue slots in a loop whose programs are few per
 multiprocessor. Here:
 
-``_bwd_chain_kernel`` (one program per fit and block of ``BLOCK_B`` sequences, the time loop inside)
+``_gtf_bwd_chain_kernel`` (one program per fit and block of ``BLOCK_B`` sequences, the time loop inside)
     runs t = T̃ … 1 with the two chain products only and writes g_t = dL/dz_t (S, B, T̃, M). The
     activation's slope dφ/dp_t comes from the int8 slopes the forward stored (``SLOPE_STORED``, (S, B, T̃,
     BLOCK_L), a quarter of a float32 p_t) or is recomputed from z̃_{t−1} (one more product, off the chain).
-``_bwd_weights_kernel`` (one program per fit and block of rows, rows = the B·T̃ (sequence, step) pairs)
+``_gtf_bwd_weights_kernel`` (one program per fit and block of rows, rows = the B·T̃ (sequence, step) pairs)
     recomputes p_t = z̃_{t−1} W2ᵀ, φ_t and gφ_t = g_t W1 from the M-sized z̃_{t−1} and g_t (no L-sized
     tensor goes through memory) and accumulates dL/dW1 = Σ gᵀ φ, dL/dW2 = Σ (gφ ⊙ slope)ᵀ z̃,
     dL/dh2 = Σ gφ ⊙ 1[p + h2 > 0], dL/dA = Σ g ⊙ z̃ and dL/dh1 = Σ g into per-program partial sums
@@ -43,11 +43,11 @@ def _slope(slope_ptr, zprev_ptr, off_sl, off_z, mask_sl, mask_bm, w2t, h2,
 
 
 @triton.jit
-def _bwd_chain_kernel(gout_ptr, slope_ptr, zprev_ptr, a_ptr, al_ptr, A_ptr, W1_ptr, W2_ptr, h2_ptr, f_ptr,
-                      gz0_ptr, gad_ptr, gz_ptr, B, T1, M, L, CIN,
-                      CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
-                      PREFETCH: tl.constexpr, NEED_GAD: tl.constexpr, MIX: tl.constexpr, PRECISION: tl.constexpr,
-                      FROM_D: tl.constexpr, SLOPE_STORED: tl.constexpr):
+def _gtf_bwd_chain_kernel(gout_ptr, slope_ptr, zprev_ptr, a_ptr, al_ptr, A_ptr, W1_ptr, W2_ptr, h2_ptr, f_ptr,
+                          gz0_ptr, gad_ptr, gz_ptr, B, T1, M, L, CIN,
+                          CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
+                          PREFETCH: tl.constexpr, NEED_GAD: tl.constexpr, MIX: tl.constexpr, PRECISION: tl.constexpr,
+                          FROM_D: tl.constexpr, SLOPE_STORED: tl.constexpr):
     s = tl.program_id(0)
     rb = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)  # (BB,) sequence index
     rm = tl.arange(0, BLOCK_M)  # (BM,)
@@ -106,9 +106,9 @@ def _bwd_chain_kernel(gout_ptr, slope_ptr, zprev_ptr, a_ptr, al_ptr, A_ptr, W1_p
 
 
 @triton.jit
-def _bwd_weights_kernel(zprev_ptr, gz_ptr, W1_ptr, W2_ptr, h2_ptr, part_ptr, R, M, L, ROWS, PSIZE,
-                        CLIPPED: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_M: tl.constexpr,
-                        BLOCK_L: tl.constexpr, PRECISION: tl.constexpr):
+def _gtf_bwd_weights_kernel(zprev_ptr, gz_ptr, W1_ptr, W2_ptr, h2_ptr, part_ptr, R, M, L, ROWS, PSIZE,
+                            CLIPPED: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_M: tl.constexpr,
+                            BLOCK_L: tl.constexpr, PRECISION: tl.constexpr):
     s = tl.program_id(0)
     p = tl.program_id(1)
     rm = tl.arange(0, BLOCK_M)
