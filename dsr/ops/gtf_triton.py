@@ -19,12 +19,14 @@ Backward, t = T̃ … 1 (g̃ = dL/dz̃_t from the future, 0 at t = T̃; f = ``fo
     gφ = g W1;  gp = gφ ⊙ slope(p_t);  g̃ ← g ⊙ A + gp W2
 and dL/dz0 = g̃ at the end. With ``grad_mix`` (S,) the backward uses it as f instead of ``forced``
 (0 with ``forced`` = 1: ``train.loss_states = "reference"``, the forced values with the free-state
-gradient; the forward kernel is unchanged). Weight gradients: when the hidden layer fits in one
-tile (``BLOCK_M * BLOCK_L ≤ _ONE_TILE``) they are accumulated in registers per
-program and written as per-program partials, summed over sequence blocks in
-PyTorch; otherwise (L tiled in chunks inside each step) the kernel writes
-dL/dz_t and the weight gradients are formed afterwards by batched matmuls, as
-in the twin.
+gradient; the forward kernel is unchanged). Weight gradients, when the hidden layer fits in one tile
+(``BLOCK_M * BLOCK_L ≤ _ONE_TILE``): by default (``DSR_GTF_BACKWARD=split``, :mod:`dsr.ops.gtf_triton_split`)
+the time loop does only the two products on the chain and writes dL/dz_t, and one parallel kernel then
+forms the weight gradients over all steps, as the twin does after its loop (the forward stores the
+activation's slopes as int8 for it; ``split_recompute`` recomputes them instead); ``fused`` (session 6)
+accumulates them in registers inside the loop, as per-program partials summed over sequence blocks in
+PyTorch. With L tiled in chunks inside each step the kernel writes dL/dz_t and the weight gradients are
+formed afterwards by batched matmuls, as in the twin.
 
 Matmuls: float32 FMA by default; ``DSR_GTF_PRECISION=tf32x3`` or ``tf32`` puts them on the tensor
 cores (:func:`precision`). Sizes: M ≤ ``MAX_M`` (128), L ≤ ``MAX_L`` (4096), float32 only, no external
