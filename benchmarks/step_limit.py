@@ -21,16 +21,27 @@ L = 50, B = 16, T̃ = 60, K = 23 at TR 1.4 s). Paths, ms per step:
     split_w3 / split_w1
                      ``split`` with only the weight-gradient kernel's products on the tensor cores
                      (``DSR_GTF_WEIGHTS_PRECISION`` tf32x3, about float32; tf32, ~1e-3 in dW1, dW2, dh2)
+    split_chain2     ``split`` with its time loop at 2 warps per program (default: 1 when there are more
+                     programs than multiprocessors, as the forward; 4 otherwise, e.g. at S = 1)
+    split_tf32x3     ``split`` with every GTF product as three TF32 tensor-core products (about float32)
     fused_tf32x3 / fused_tf32
                      ``fused`` with the GTF kernels' matmuls on the tensor cores (``DSR_GTF_PRECISION``)
 
 ``train()`` rows are steady state: epochs 3–E of a run after a one-epoch warm-up run (compilation, graph
 capture and data upload left out). Each ``train()`` path starts from the same seeds, so the final
-parameters are compared with session5's (``max_rel_diff``: max |Δ| / max |p| over all parameters).
+parameters are compared with the first path's (``max_rel_diff``: max |Δ| / max |p| over all parameters).
 Limits per step: arithmetic = FLOPs of the recurrence (2 matmuls forward, 5 backward, M·L multiply-adds
 each, per sequence step) and the decoder convolution, at 67 TFLOP/s (fp32) or 495 TFLOP/s (TF32 dense);
 memory = the bytes the fused step must move at least (see :func:`step_bytes`) at 4.3 TB/s (the copy rate
-measured on the H200). ``launches`` counts the CUDA kernels of one eager step (torch.profiler) per path.
+measured on the H200), plus for the split backward its extra bytes (:func:`split_extra_bytes`).
+``launches`` counts the CUDA kernels of one eager step (torch.profiler) per path, ``kernel_ms`` their GPU
+time per step: each GTF kernel (``_gtf_fwd_kernel``, ``_gtf_bwd_kernel``, ``_gtf_bwd_chain_kernel``,
+``_gtf_bwd_weights_kernel``) and everything else ("other"; eager, so without the graph's savings).
+
+Session 7's GPU run (the split backward against session 6's, about 3 minutes):
+
+    python benchmarks/step_limit.py --paths fused split split_recompute split_chain2 split_w1 split_tf32x3 \
+        --out benchmarks/results/step_limit_s7.json
 """
 from __future__ import annotations
 
@@ -67,6 +78,9 @@ PATHS = {"session5": {"DSR_FUSED_STEP": "0", "DSR_GTF_PRECISION": "ieee", "DSR_G
                       "DSR_GTF_WEIGHTS_PRECISION": "tf32x3"},
          "split_w1": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "split",
                       "DSR_GTF_WEIGHTS_PRECISION": "tf32"},
+         "split_chain2": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "split",
+                          "TUNING": {"chain": {"num_warps": 2}}},
+         "split_tf32x3": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "tf32x3", "DSR_GTF_BACKWARD": "split"},
          "fused_tf32x3": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "tf32x3", "DSR_GTF_BACKWARD": "fused"},
          "fused_tf32": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "tf32", "DSR_GTF_BACKWARD": "fused"}}
 for _env in PATHS.values():  # every path pins every setting (empty: the kernels' default)
@@ -111,8 +125,19 @@ def _data(M, T_seq, K, tr, seed=0):
 
 
 def _with_env(env: dict, fn):
+    """Run fn with a path's settings: environment variables, and under "TUNING" launch overrides of the GTF
+    kernels (:data:`dsr.ops.gtf_triton.TUNING`, on the GPU only)."""
+    env = dict(env)
+    tuning = env.pop("TUNING", {})
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    kernels = None
+    if tuning and torch.cuda.is_available():
+        from dsr.ops import gtf_triton as kernels
+
+        saved = {k: dict(v) for k, v in kernels.TUNING.items()}
+        for k, v in tuning.items():
+            kernels.TUNING.setdefault(k, {}).update(v)
     try:
         return fn()
     finally:
@@ -121,6 +146,9 @@ def _with_env(env: dict, fn):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        if kernels is not None:
+            kernels.TUNING.clear()
+            kernels.TUNING.update(saved)
 
 
 def time_train(case: dict, device, epochs: int, batches: int) -> tuple[float, dict]:
@@ -233,8 +261,7 @@ def main(argv=None):
             env = PATHS[path]
             ms, params = _with_env(env, lambda: time_train(case, device, args.epochs, args.batches))
             row["ms"][path] = ms
-            if path in ("session5", "fused", "split", "split_recompute", "split_w3", "split_w1"):
-                row["launches"][path], row["kernel_ms"][path] = _with_env(env, lambda: count_launches(case, device))
+            row["launches"][path], row["kernel_ms"][path] = _with_env(env, lambda: count_launches(case, device))
             if ref is None:
                 ref = params
             else:

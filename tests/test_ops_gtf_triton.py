@@ -90,12 +90,14 @@ def test_kernel_matches_twin_other_forcing(mode):
         _close(gf, gr, name)
 
 
+@pytest.mark.parametrize("bwd", ["split", "split_recompute", "fused"])
 @pytest.mark.parametrize("prefetch", [True, False])
 @pytest.mark.parametrize("block_l", [None, 16])
-def test_kernel_variants_and_targets_without_grad(prefetch, block_l, monkeypatch):
-    """Both load schedules give the twin's result; with targets that need no gradient the kernel
-    skips dL/d ad and the other gradients are unchanged."""
-    monkeypatch.setattr(gtf_triton, "TUNING", {"fwd": {"PREFETCH": prefetch}, "bwd": {"PREFETCH": prefetch}})
+def test_kernel_variants_and_targets_without_grad(prefetch, block_l, bwd, monkeypatch):
+    """Both load schedules give the twin's result, under each backward; with targets that need no gradient
+    the kernel skips dL/d ad and the other gradients are unchanged."""
+    monkeypatch.setenv("DSR_GTF_BACKWARD", bwd)
+    monkeypatch.setattr(gtf_triton, "TUNING", {k: {"PREFETCH": prefetch} for k in ("fwd", "bwd", "chain")})
     p, z0, a, ad, w = _problem("cshPLRNN", 2, 5, 9, 6, 40, seed=7)
     ad = ad.detach()  # data targets: no gradient wanted
     fast = gtf_rollout_triton(p, z0, a, ad, block_l=block_l)

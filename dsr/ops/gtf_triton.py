@@ -108,9 +108,9 @@ def backward_kind() -> str:
     return b
 
 
-# Launch overrides; benchmarks/gtf_kernel_tune.py sets them to compare variants on a GPU ("bwd" also
-# applies to the split backward's time loop; "weights" to its weight-gradient kernel, e.g. BLOCK_R).
-TUNING: dict[str, dict] = {"fwd": {}, "bwd": {}, "weights": {}}
+# Launch overrides; benchmarks/gtf_kernel_tune.py and step_limit.py set them to compare variants on a GPU
+# ("chain": the split backward's time loop; "weights": its weight-gradient kernel, e.g. BLOCK_R).
+TUNING: dict[str, dict] = {"fwd": {}, "bwd": {}, "chain": {}, "weights": {}}
 # weight-gradient kernel: rows (sequence, step) per iteration, and warps per matmul precision: the fewest
 # SASS instructions per row that keep ≥ 4 programs per multiprocessor (benchmarks/gtf_kernel_sass.py,
 # (M, L) = (16, 50): per 16 rows 2962 for ieee at 2 warps, 2776 for tf32x3 and 1216 for tf32 at 4 warps)
@@ -125,20 +125,22 @@ def _sm_count(device: torch.device) -> int:
 
 
 def _launch_options(which: str, BM: int, BL: int, n_programs: int, device: torch.device) -> dict:
-    """Launch options of the forward or backward kernel (num_warps, PREFETCH, optionally maxnreg).
+    """Launch options of the forward, fused backward or split backward's loop ("fwd", "bwd", "chain"):
+    num_warps, PREFETCH, optionally maxnreg.
 
     One-tile sizes: 4 warps while there are at most as many programs as multiprocessors (each step's
     latency is what counts); with more programs, fewer warps per program (1 forward, 2 backward) do
     the same work with less synchronisation and more programs resident. On an H100 at (M, L) =
     (16, 50), S = 1024 this took the forward from 3.0 to 1.7 ms and the backward from 2.5 to 2.2 ms;
     prefetching the next step's loads took S = 1 from 0.51 to 0.42 ms forward
-    (benchmarks/results/gtf_kernel_tune.json).
+    (benchmarks/results/gtf_kernel_tune.json). The split backward's loop has the forward's shape (two
+    products, both on the chain) and takes its setting (not yet timed against 2 warps).
     """
     nw = _num_warps(BM, BL)
     if nw == 4 and n_programs > _sm_count(device):
-        nw = 1 if which == "fwd" else 2
+        nw = 2 if which == "bwd" else 1
     opts = {"num_warps": nw, "PREFETCH": True, "PRECISION": precision()}
-    opts.update(TUNING[which])
+    opts.update(TUNING.get(which, {}))
     return opts
 
 
@@ -231,7 +233,7 @@ def _split_backward(gout, zprev, slope, a, al, A, W1, W2, h2, f, gz0, gad, clipp
     _gtf_bwd_chain_kernel[(S, NB)](gout, slope, zprev, a, al, A, W1, W2, h2, f, gz0, gad, gz, B, T1, M, L, CIN,
                                    CLIPPED=clipped, BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL, NEED_GAD=need_gad,
                                    MIX=mix, FROM_D=from_d, SLOPE_STORED=stored,
-                                   **_launch_options("bwd", BM, BL, S * NB, a.device))
+                                   **_launch_options("chain", BM, BL, S * NB, a.device))
     R = B * T  # rows (sequence, step) per fit
     prec = weights_precision()
     opts = {"BLOCK_R": BLOCK_R, "num_warps": WEIGHTS_WARPS[prec], "PRECISION": prec, **TUNING.get("weights", {})}
