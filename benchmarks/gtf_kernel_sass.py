@@ -7,9 +7,10 @@ Compiles the kernels of :mod:`dsr.ops.gtf_triton_kernels` and :mod:`dsr.ops.gtf_
 for a CUDA target with Triton's bundled ptxas, disassembles the cubin with its nvdisasm and counts the SASS
 instructions per opcode: ``total`` over the whole kernel, ``loop`` inside its time loop (the body between
 the loop's label and its backward branch: one recurrence step, or for the weight-gradient kernel one block
-of ``BLOCK_R`` rows). Kernels: ``fwd`` (session 6 forward), ``fwd_slope`` (the forward also storing the int8
-slopes for the split backward), ``bwd`` (session 6's fused backward), ``chain`` / ``chain_recompute`` (the
-split backward's time loop, slopes read or recomputed) and ``weights`` (its weight-gradient kernel).
+of ``BLOCK_R`` rows). Kernels: ``fwd`` (session 6 forward), ``fwd_slope`` / ``fwd_pre`` (the forward also
+storing the int8 slopes or the float32 pre-activations for the split backward), ``bwd`` (session 6's fused
+backward), ``chain`` / ``chain_pre`` / ``chain_recompute`` (the split backward's time loop, reading slopes,
+reading p_t or recomputing p_t) and ``weights`` (its weight-gradient kernel).
 Counts are per warp; ``per_program`` multiplies by the warps: a proxy for the issue-bound cost of a step,
 not a timing (``step_limit.py`` times the paths on a GPU). Do not set ``TRITON_INTERPRET``.
 """
@@ -41,20 +42,22 @@ KEYS = ("FFMA", "HMMA", "BAR", "LDS", "STS", "SHFL", "LDG", "STG")
 _LOOP = dict(CLIPPED=True, BLOCK_B=16, BLOCK_M=16, BLOCK_L=64, PREFETCH=True, MIX=False, FROM_D=True)
 # kernel, argument types in order (constexprs left out), constexprs
 ARGS = {"fwd": (kernels._gtf_fwd_kernel, ["*fp32"] * 11 + ["*i8"] + ["i32"] * 5,
-                dict(_LOOP, N_LC=1, STORE_SLOPE=False)),
+                dict(_LOOP, N_LC=1, STORE_SLOPE=0)),
         "fwd_slope": (kernels._gtf_fwd_kernel, ["*fp32"] * 11 + ["*i8"] + ["i32"] * 5,
-                      dict(_LOOP, N_LC=1, STORE_SLOPE=True)),
+                      dict(_LOOP, N_LC=1, STORE_SLOPE=1)),
+        "fwd_pre": (kernels._gtf_fwd_kernel, ["*fp32"] * 12 + ["i32"] * 5, dict(_LOOP, N_LC=1, STORE_SLOPE=2)),
         "bwd": (kernels._gtf_bwd_kernel, ["*fp32"] * 17 + ["i32"] * 6, dict(_LOOP, N_LC=1, NEED_GAD=False)),
         "chain": (split._gtf_bwd_chain_kernel, ["*fp32", "*i8"] + ["*fp32"] * 11 + ["i32"] * 5,
-                  dict(_LOOP, NEED_GAD=False, SLOPE_STORED=True)),
+                  dict(_LOOP, NEED_GAD=False, SLOPE=1)),
+        "chain_pre": (split._gtf_bwd_chain_kernel, ["*fp32"] * 13 + ["i32"] * 5, dict(_LOOP, NEED_GAD=False, SLOPE=2)),
         "chain_recompute": (split._gtf_bwd_chain_kernel, ["*fp32", "*i8"] + ["*fp32"] * 11 + ["i32"] * 5,
-                            dict(_LOOP, NEED_GAD=False, SLOPE_STORED=False)),
+                            dict(_LOOP, NEED_GAD=False, SLOPE=0)),
         "weights": (split._gtf_bwd_weights_kernel, ["*fp32"] * 6 + ["i32"] * 5,
                     dict(CLIPPED=True, BLOCK_R=16, BLOCK_M=16, BLOCK_L=64))}
 # integer arguments at the LEMON settings (B = 16, T̃ = 60, M = N = 16, L = 50; rows B·T̃ per fit)
 INTS = dict(B=16, T1=61, M=16, L=50, CIN=16, NB=1, R=960, ROWS=960, PSIZE=2 * 16 * 50 + 50 + 2 * 16)
-WARPS = {"fwd": (1, 2, 4), "fwd_slope": (1, 2, 4), "bwd": (1, 2, 4), "chain": (1, 2, 4),
-         "chain_recompute": (1, 2, 4), "weights": (2, 4)}
+WARPS = {"fwd": (1, 2, 4), "fwd_slope": (1, 2, 4), "fwd_pre": (1, 2, 4), "bwd": (1, 2, 4), "chain": (1, 2, 4),
+         "chain_pre": (1, 2, 4), "chain_recompute": (1, 2, 4), "weights": (2, 4)}
 
 
 def _loop_body(lines: list[str]) -> list[str]:

@@ -17,7 +17,9 @@ L = 50, B = 16, T̃ = 60, K = 23 at TR 1.4 s). Paths, ms per step:
     split            the same with session 7's split GTF backward (the default now): the forward stores int8
                      slopes, the backward loop does only the two chain products and writes dL/dz_t, one
                      parallel kernel forms the weight gradients (``DSR_GTF_BACKWARD=split``)
-    split_recompute  the split backward recomputing the pre-activations in its loop (no slopes stored)
+    split_pre        the split backward reading the forward's float32 pre-activations (4× the bytes of
+                     the slopes, fewer forward instructions)
+    split_recompute  the split backward recomputing the pre-activations in its loop (nothing stored)
     split_w3 / split_w1
                      ``split`` with only the weight-gradient kernel's products on the tensor cores
                      (``DSR_GTF_WEIGHTS_PRECISION`` tf32x3, about float32; tf32, ~1e-3 in dW1, dW2, dh2)
@@ -38,10 +40,10 @@ measured on the H200), plus for the split backward its extra bytes (:func:`split
 time per step: each GTF kernel (``_gtf_fwd_kernel``, ``_gtf_bwd_kernel``, ``_gtf_bwd_chain_kernel``,
 ``_gtf_bwd_weights_kernel``) and everything else ("other"; eager, so without the graph's savings).
 
-Session 7's GPU run (the split backward against session 6's, about 3 minutes):
+Session 7's GPU run (the split backward against session 6's, about 2 minutes):
 
-    python benchmarks/step_limit.py --paths fused split split_recompute split_chain2 split_w1 split_tf32x3 \
-        --out benchmarks/results/step_limit_s7.json
+    python benchmarks/step_limit.py --paths fused split split_pre split_recompute split_chain2 split_w3 \
+        split_w1 split_tf32x3 fused_tf32x3 --out benchmarks/results/step_limit_s7.json
 """
 from __future__ import annotations
 
@@ -72,6 +74,7 @@ FP32_FLOPS, TF32_FLOPS, COPY_BYTES = 67e12, 495e12, 4.3e12
 PATHS = {"session5": {"DSR_FUSED_STEP": "0", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "fused"},
          "fused": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "fused"},
          "split": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "split"},
+         "split_pre": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "split_pre"},
          "split_recompute": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee",
                              "DSR_GTF_BACKWARD": "split_recompute"},
          "split_w3": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "split",
@@ -108,13 +111,13 @@ def step_bytes(S, B, T, M, L, K, N) -> float:
     return 4.0 * (gather + forcing + gtf_fwd + loss + gtf_bwd + opt)
 
 
-def split_extra_bytes(S, B, T, M, L, BL=None) -> float:
-    """Bytes the split backward moves beyond the fused one: the int8 slopes (rows padded to the kernel's
-    BLOCK_L, the next power of two ≥ L) written by the forward and read by the backward loop, and dL/dz_t
-    (float32) written by the loop and read by the weight-gradient kernel (which reads z̃_{t−1} as the fused
-    loop did)."""
+def split_extra_bytes(S, B, T, M, L, BL=None, slope_bytes: int = 1) -> float:
+    """Bytes the split backward moves beyond the fused one: the slopes (``slope_bytes`` 1: int8 slopes of
+    ``split``; 4: float32 p_t of ``split_pre``; 0: ``split_recompute``; rows padded to the kernel's BLOCK_L,
+    the next power of two ≥ L) written by the forward and read by the backward loop, and dL/dz_t (float32)
+    written by the loop and read by the weight-gradient kernel (which reads z̃_{t−1} as the fused loop did)."""
     BL = BL or max(16, 1 << (L - 1).bit_length())
-    return 2.0 * S * B * T * BL + 2 * 4.0 * S * B * T * M
+    return 2.0 * S * B * T * BL * slope_bytes + 2 * 4.0 * S * B * T * M
 
 
 def _data(M, T_seq, K, tr, seed=0):

@@ -90,7 +90,7 @@ def test_kernel_matches_twin_other_forcing(mode):
         _close(gf, gr, name)
 
 
-@pytest.mark.parametrize("bwd", ["split", "split_recompute", "fused"])
+@pytest.mark.parametrize("bwd", gtf_triton.BACKWARDS)
 @pytest.mark.parametrize("prefetch", [True, False])
 @pytest.mark.parametrize("block_l", [None, 16])
 def test_kernel_variants_and_targets_without_grad(prefetch, block_l, bwd, monkeypatch):

@@ -93,15 +93,17 @@ def weights_precision() -> str:
     return precision("DSR_GTF_WEIGHTS_PRECISION", precision())
 
 
-BACKWARDS = ("split", "split_recompute", "fused")
+BACKWARDS = ("split", "split_pre", "split_recompute", "fused")
+_SLOPE = {"split": 1, "split_pre": 2, "split_recompute": 0}  # what the forward stores for the split loop
 
 
 def backward_kind() -> str:
     """Which backward the one-tile kernels run (``DSR_GTF_BACKWARD``, read at every forward): "split"
     (default: the forward stores the int8 slopes dφ/dp_t, a time loop does only the two chain products and
     writes dL/dz_t, a parallel kernel then forms the weight gradients; :mod:`dsr.ops.gtf_triton_split`),
-    "split_recompute" (the same, the loop recomputing p_t instead of reading slopes) or "fused" (session 6:
-    one loop with all five products per step, weight gradients accumulated in registers)."""
+    "split_pre" (the forward stores p_t in float32: fewer forward instructions, 4× the bytes),
+    "split_recompute" (the loop recomputes p_t, nothing stored) or "fused" (session 6: one loop with all five
+    products per step, weight gradients accumulated in registers)."""
     b = os.environ.get("DSR_GTF_BACKWARD", "split") or "split"
     if b not in BACKWARDS:
         raise ValueError(f"DSR_GTF_BACKWARD must be one of {', '.join(BACKWARDS)}, got {b!r}")
@@ -162,8 +164,9 @@ class _TritonGTF(torch.autograd.Function):
         out = torch.empty(S, B, T1 - 1, M, dtype=z0.dtype, device=z0.device)  # z_1 … z_T̃
         zprev = torch.empty_like(out)  # z̃_0 … z̃_{T̃-1}
         bwd = backward_kind() if n_lc == 1 else "fused"  # the L-tiled path has its own split backward
-        store = bwd == "split"
-        slope = torch.empty(S, B, T1 - 1, BL if store else 0, dtype=torch.int8, device=z0.device)  # dφ/dp_t
+        store = _SLOPE.get(bwd, 0)  # 1: int8 slopes dφ/dp_t, 2: float32 p_t (rows padded to BL)
+        slope = torch.empty(S, B, T1 - 1, BL if store else 0, dtype=torch.int8 if store == 1 else torch.float32,
+                            device=z0.device)
         grid = (S, triton.cdiv(B, BLOCK_B))
         _gtf_fwd_kernel[grid](z0, a, ad, A, W1, W2, h1, h2, out, zprev, f, slope, B, T1, M, L, CIN,
                               CLIPPED=bool(clipped), BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL, N_LC=n_lc, MIX=mix,
@@ -189,7 +192,7 @@ class _TritonGTF(torch.autograd.Function):
         gad = torch.zeros(S, B, T1, M, **kw) if need_gad else torch.empty(0, **kw)  # dL/d ad_0 = 0
         if bwd != "fused":
             grads = _split_backward(gout, zprev, slope, a, al, A, W1, W2, h2, f, gz0, gad, clipped, BM, BL, mix,
-                                    from_d, need_gad, bwd == "split")
+                                    from_d, need_gad, _SLOPE[bwd])
             return (gz0, None, gad if need_gad else None, *grads, None, None, None, None, None)
         gA, gh1 = torch.empty(S, NB, M, **kw), torch.empty(S, NB, M, **kw)  # per-program partials
         one = n_lc == 1
@@ -223,7 +226,7 @@ class _TritonGTF(torch.autograd.Function):
 
 
 def _split_backward(gout, zprev, slope, a, al, A, W1, W2, h2, f, gz0, gad, clipped, BM, BL, mix, from_d,
-                    need_gad, stored):
+                    need_gad, slope_kind):
     """The split backward (:mod:`dsr.ops.gtf_triton_split`): the chain loop fills gz0 (and gad), then the
     weight-gradient kernel; returns dL/d(A, W1, W2, h1, h2)."""
     S, B, T1, CIN = a.shape
@@ -232,7 +235,7 @@ def _split_backward(gout, zprev, slope, a, al, A, W1, W2, h2, f, gz0, gad, clipp
     NB = triton.cdiv(B, BLOCK_B)
     _gtf_bwd_chain_kernel[(S, NB)](gout, slope, zprev, a, al, A, W1, W2, h2, f, gz0, gad, gz, B, T1, M, L, CIN,
                                    CLIPPED=clipped, BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL, NEED_GAD=need_gad,
-                                   MIX=mix, FROM_D=from_d, SLOPE_STORED=stored,
+                                   MIX=mix, FROM_D=from_d, SLOPE=slope_kind,
                                    **_launch_options("chain", BM, BL, S * NB, a.device))
     R = B * T  # rows (sequence, step) per fit
     prec = weights_precision()

@@ -56,9 +56,9 @@ def _gtf_fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr
                     CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
                     N_LC: tl.constexpr, PREFETCH: tl.constexpr, MIX: tl.constexpr, PRECISION: tl.constexpr,
                     FROM_D: tl.constexpr, STORE_SLOPE: tl.constexpr):
-    # STORE_SLOPE (one tile only): also write the activation's slope dφ/dp_t (−1, 0 or 1) as int8
-    # (S, B, T̃, BLOCK_L), padded rows so the stores need no column mask and go out as vectors, for the
-    # split backward (dsr.ops.gtf_triton_split), which then needs no p_t
+    # STORE_SLOPE (one tile only), for the split backward (dsr.ops.gtf_triton_split): also write, rows padded
+    # to BLOCK_L (S, B, T̃, BLOCK_L) so the stores need no column mask and go out as vectors, the activation's
+    # slope dφ/dp_t (−1, 0 or 1) as int8 (1) or the pre-activation p_t in float32 (2)
     s = tl.program_id(0)
     rb = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)  # (BB,) sequence index
     rm = tl.arange(0, BLOCK_M)  # (BM,)
@@ -97,11 +97,13 @@ def _gtf_fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr
             tl.store(zprev_ptr + seq_out + (t - 1) * M, z, mask=mask_bm)
             pre = tl.dot(z, w2t, input_precision=PRECISION)  # (BB, BL)
             act, slope, on = _act(pre, h2[None, :], CLIPPED)
-            if STORE_SLOPE:  # −1, 0 or 1 from the comparisons themselves (no float conversion)
+            if STORE_SLOPE == 1:  # −1, 0 or 1 from the comparisons themselves (no float conversion)
                 sl8 = (pre + h2[None, :] > 0).to(tl.int8)
                 if CLIPPED:
                     sl8 = sl8 - (pre > 0).to(tl.int8)
                 tl.store(slope_ptr + seq_sl + (t - 1) * BLOCK_L, sl8, mask=mask_b)
+            elif STORE_SLOPE == 2:
+                tl.store(slope_ptr + seq_sl + (t - 1) * BLOCK_L, pre, mask=mask_b)
             znew = A[None, :] * z + h1[None, :] + tl.dot(act, w1t, input_precision=PRECISION)  # (BB, BM)
             if not PREFETCH:
                 a_t, ad_t = _forcing(a_ptr, ad_ptr, seq_in + t * CIN, mask_in, alpha, FROM_D)

@@ -9,8 +9,9 @@ multiprocessor. Here:
 
 ``_gtf_bwd_chain_kernel`` (one program per fit and block of ``BLOCK_B`` sequences, the time loop inside)
     runs t = T̃ … 1 with the two chain products only and writes g_t = dL/dz_t (S, B, T̃, M). The
-    activation's slope dφ/dp_t comes from the int8 slopes the forward stored (``SLOPE_STORED``, (S, B, T̃,
-    BLOCK_L), a quarter of a float32 p_t) or is recomputed from z̃_{t−1} (one more product, off the chain).
+    activation's slope dφ/dp_t comes from what the forward stored, rows padded to BLOCK_L (``SLOPE`` 1: int8
+    slopes, a quarter of a float32 p_t; 2: p_t itself in float32, the cheapest store for the forward), or is
+    recomputed from z̃_{t−1} (``SLOPE`` 0: one more product, off the chain).
 ``_gtf_bwd_weights_kernel`` (one program per fit and block of rows, rows = the B·T̃ (sequence, step) pairs)
     recomputes p_t = z̃_{t−1} W2ᵀ, φ_t and gφ_t = g_t W1 from the M-sized z̃_{t−1} and g_t (no L-sized
     tensor goes through memory) and accumulates dL/dW1 = Σ gᵀ φ, dL/dW2 = Σ (gφ ⊙ slope)ᵀ z̃,
@@ -31,10 +32,14 @@ from dsr.ops.gtf_triton_kernels import _act, _forcing_a
 
 @triton.jit
 def _slope(slope_ptr, zprev_ptr, off_sl, off_z, mask_sl, mask_bm, w2t, h2,
-           CLIPPED: tl.constexpr, PRECISION: tl.constexpr, SLOPE_STORED: tl.constexpr):
-    """dφ/dp_t (BB, BL): the forward's int8 slopes, or recomputed from z̃_{t−1}."""
-    if SLOPE_STORED:
+           CLIPPED: tl.constexpr, PRECISION: tl.constexpr, SLOPE: tl.constexpr):
+    """dφ/dp_t (BB, BL): from the forward's int8 slopes (SLOPE 1) or its float32 p_t (SLOPE 2), or recomputed
+    from z̃_{t−1} (SLOPE 0)."""
+    if SLOPE == 1:
         slope = tl.load(slope_ptr + off_sl, mask=mask_sl, other=0).to(tl.float32)
+    elif SLOPE == 2:
+        pre = tl.load(slope_ptr + off_sl, mask=mask_sl, other=0.0)
+        act, slope, on = _act(pre, h2[None, :], CLIPPED)
     else:
         zp = tl.load(zprev_ptr + off_z, mask=mask_bm, other=0.0)  # z̃_{t−1} (BB, BM)
         pre = tl.dot(zp, w2t, input_precision=PRECISION)  # (BB, BL)
@@ -47,7 +52,7 @@ def _gtf_bwd_chain_kernel(gout_ptr, slope_ptr, zprev_ptr, a_ptr, al_ptr, A_ptr, 
                           gz0_ptr, gad_ptr, gz_ptr, B, T1, M, L, CIN,
                           CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
                           PREFETCH: tl.constexpr, NEED_GAD: tl.constexpr, MIX: tl.constexpr, PRECISION: tl.constexpr,
-                          FROM_D: tl.constexpr, SLOPE_STORED: tl.constexpr):
+                          FROM_D: tl.constexpr, SLOPE: tl.constexpr):
     s = tl.program_id(0)
     rb = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)  # (BB,) sequence index
     rm = tl.arange(0, BLOCK_M)  # (BM,)
@@ -78,7 +83,7 @@ def _gtf_bwd_chain_kernel(gout_ptr, slope_ptr, zprev_ptr, a_ptr, al_ptr, A_ptr, 
     a_n = _forcing_a(a_ptr, seq_in + T * CIN, mask_in, alpha, FROM_D)  # step T̃'s inputs
     go_n = tl.load(gout_ptr + seq_out + (T - 1) * M, mask=mask_bm, other=0.0)
     sl_n = _slope(slope_ptr, zprev_ptr, seq_sl + (T - 1) * BLOCK_L, seq_out + (T - 1) * M, mask_sl, mask_bm, w2t, h2,
-                  CLIPPED, PRECISION, SLOPE_STORED)
+                  CLIPPED, PRECISION, SLOPE)
     for i in range(0, T):
         t = T - i
         if PREFETCH:  # step t−1's loads go out before step t's arithmetic
@@ -87,12 +92,12 @@ def _gtf_bwd_chain_kernel(gout_ptr, slope_ptr, zprev_ptr, a_ptr, al_ptr, A_ptr, 
             a_n = _forcing_a(a_ptr, seq_in + tn * CIN, mask_in, alpha, FROM_D)
             go_n = tl.load(gout_ptr + seq_out + (tn - 1) * M, mask=mask_bm, other=0.0)
             sl_n = _slope(slope_ptr, zprev_ptr, seq_sl + (tn - 1) * BLOCK_L, seq_out + (tn - 1) * M, mask_sl, mask_bm,
-                          w2t, h2, CLIPPED, PRECISION, SLOPE_STORED)
+                          w2t, h2, CLIPPED, PRECISION, SLOPE)
         else:
             a_t = _forcing_a(a_ptr, seq_in + t * CIN, mask_in, alpha, FROM_D)
             go_t = tl.load(gout_ptr + seq_out + (t - 1) * M, mask=mask_bm, other=0.0)
             sl_t = _slope(slope_ptr, zprev_ptr, seq_sl + (t - 1) * BLOCK_L, seq_out + (t - 1) * M, mask_sl, mask_bm,
-                          w2t, h2, CLIPPED, PRECISION, SLOPE_STORED)
+                          w2t, h2, CLIPPED, PRECISION, SLOPE)
         if MIX:  # dL/dz̃_t gains the loss term; dL/dz_t keeps (1 − f) of it
             gc = gc + fs * go_t
             go_t = go_t - fs * go_t
