@@ -23,7 +23,7 @@ gradient; the forward kernel is unchanged). Weight gradients, when the hidden la
 (``BLOCK_M * BLOCK_L ≤ _ONE_TILE``): by default (``DSR_GTF_BACKWARD=split``, :mod:`dsr.ops.gtf_triton_split`)
 the time loop does only the two products on the chain and writes dL/dz_t, and one parallel kernel then
 forms the weight gradients over all steps, as the twin does after its loop (the forward stores the
-activation's slopes as int8 for it; ``split_recompute`` recomputes them instead); ``fused`` (session 6)
+activation's slopes as int8 for it; ``split_pre`` stores p_t, ``split_recompute`` nothing); ``fused`` (session 6)
 accumulates them in registers inside the loop, as per-program partials summed over sequence blocks in
 PyTorch. With L tiled in chunks inside each step the kernel writes dL/dz_t and the weight gradients are
 formed afterwards by batched matmuls, as in the twin.
