@@ -11,18 +11,39 @@ L = 50, B = 16, T̃ = 60, K = 23 at TR 1.4 s). Paths, ms per step:
                      (``benchmarks/gpu_step.py``'s "autograd" step on a fixed batch)
     session5         dsr's ``train()`` as of session 5: fused GTF and conv kernels, separate loss ops,
                      per-tensor RAdam and NaN guard (``DSR_FUSED_STEP=0``), one CUDA graph per step
-    fused            ``train()`` now: conv + MSE one kernel each way, RAdam + NaN guard + bookkeeping one
-                     kernel for the whole stack, one CUDA graph per step
+    fused            ``train()`` as of session 6: conv + MSE one kernel each way, RAdam + NaN guard + bookkeeping
+                     one kernel for the whole stack, one CUDA graph per step; the GTF backward one fused loop
+                     (``DSR_GTF_BACKWARD=fused``)
+    split            the same with session 7's split GTF backward (the default now): the forward stores int8
+                     slopes, the backward loop does only the two chain products and writes dL/dz_t, one
+                     parallel kernel forms the weight gradients (``DSR_GTF_BACKWARD=split``)
+    split_pre        the split backward reading the forward's float32 pre-activations (4× the bytes of
+                     the slopes, fewer forward instructions)
+    split_recompute  the split backward recomputing the pre-activations in its loop (nothing stored)
+    split_w3 / split_w1
+                     ``split`` with only the weight-gradient kernel's products on the tensor cores
+                     (``DSR_GTF_WEIGHTS_PRECISION`` tf32x3, about float32; tf32, ~1e-3 in dW1, dW2, dh2)
+    split_chain2     ``split`` with its time loop at 2 warps per program (default: 1 when there are more
+                     programs than multiprocessors, as the forward; 4 otherwise, e.g. at S = 1)
+    split_tf32x3     ``split`` with every GTF product as three TF32 tensor-core products (about float32)
     fused_tf32x3 / fused_tf32
-                     the same with the GTF kernels' matmuls on the tensor cores (``DSR_GTF_PRECISION``)
+                     ``fused`` with the GTF kernels' matmuls on the tensor cores (``DSR_GTF_PRECISION``)
 
 ``train()`` rows are steady state: epochs 3–E of a run after a one-epoch warm-up run (compilation, graph
 capture and data upload left out). Each ``train()`` path starts from the same seeds, so the final
-parameters are compared with session5's (``max_rel_diff``: max |Δ| / max |p| over all parameters).
+parameters are compared with the first path's (``max_rel_diff``: max |Δ| / max |p| over all parameters).
 Limits per step: arithmetic = FLOPs of the recurrence (2 matmuls forward, 5 backward, M·L multiply-adds
 each, per sequence step) and the decoder convolution, at 67 TFLOP/s (fp32) or 495 TFLOP/s (TF32 dense);
 memory = the bytes the fused step must move at least (see :func:`step_bytes`) at 4.3 TB/s (the copy rate
-measured on the H200). ``launches`` counts the CUDA kernels of one eager step (torch.profiler) per path.
+measured on the H200), plus for the split backward its extra bytes (:func:`split_extra_bytes`).
+``launches`` counts the CUDA kernels of one eager step (torch.profiler) per path, ``kernel_ms`` their GPU
+time per step: each GTF kernel (``_gtf_fwd_kernel``, ``_gtf_bwd_kernel``, ``_gtf_bwd_chain_kernel``,
+``_gtf_bwd_weights_kernel``) and everything else ("other"; eager, so without the graph's savings).
+
+Session 7's GPU run (the split backward against session 6's, about 2 minutes):
+
+    python benchmarks/step_limit.py --paths fused split split_pre split_recompute split_chain2 split_w3 \
+        split_w1 split_tf32x3 fused_tf32x3 --out benchmarks/results/step_limit_s7.json
 """
 from __future__ import annotations
 
@@ -50,10 +71,23 @@ from dsr.training.data import prepare_subject  # noqa: E402
 from dsr.training.loop import train  # noqa: E402
 
 FP32_FLOPS, TF32_FLOPS, COPY_BYTES = 67e12, 495e12, 4.3e12
-PATHS = {"session5": {"DSR_FUSED_STEP": "0", "DSR_GTF_PRECISION": "ieee"},
-         "fused": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee"},
-         "fused_tf32x3": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "tf32x3"},
-         "fused_tf32": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "tf32"}}
+PATHS = {"session5": {"DSR_FUSED_STEP": "0", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "fused"},
+         "fused": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "fused"},
+         "split": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "split"},
+         "split_pre": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "split_pre"},
+         "split_recompute": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee",
+                             "DSR_GTF_BACKWARD": "split_recompute"},
+         "split_w3": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "split",
+                      "DSR_GTF_WEIGHTS_PRECISION": "tf32x3"},
+         "split_w1": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "split",
+                      "DSR_GTF_WEIGHTS_PRECISION": "tf32"},
+         "split_chain2": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "split",
+                          "TUNING": {"chain": {"num_warps": 2}}},
+         "split_tf32x3": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "tf32x3", "DSR_GTF_BACKWARD": "split"},
+         "fused_tf32x3": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "tf32x3", "DSR_GTF_BACKWARD": "fused"},
+         "fused_tf32": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "tf32", "DSR_GTF_BACKWARD": "fused"}}
+for _env in PATHS.values():  # every path pins every setting (empty: the kernels' default)
+    _env.setdefault("DSR_GTF_WEIGHTS_PRECISION", "")
 
 
 def step_flops(S, B, T, M, L, K, N) -> float:
@@ -77,6 +111,15 @@ def step_bytes(S, B, T, M, L, K, N) -> float:
     return 4.0 * (gather + forcing + gtf_fwd + loss + gtf_bwd + opt)
 
 
+def split_extra_bytes(S, B, T, M, L, BL=None, slope_bytes: int = 1) -> float:
+    """Bytes the split backward moves beyond the fused one: the slopes (``slope_bytes`` 1: int8 slopes of
+    ``split``; 4: float32 p_t of ``split_pre``; 0: ``split_recompute``; rows padded to the kernel's BLOCK_L,
+    the next power of two ≥ L) written by the forward and read by the backward loop, and dL/dz_t (float32)
+    written by the loop and read by the weight-gradient kernel (which reads z̃_{t−1} as the fused loop did)."""
+    BL = BL or max(16, 1 << (L - 1).bit_length())
+    return 2.0 * S * B * T * BL * slope_bytes + 2 * 4.0 * S * B * T * M
+
+
 def _data(M, T_seq, K, tr, seed=0):
     rng = np.random.default_rng(seed)
     h = spm_hrf(tr)[:K]
@@ -85,8 +128,19 @@ def _data(M, T_seq, K, tr, seed=0):
 
 
 def _with_env(env: dict, fn):
+    """Run fn with a path's settings: environment variables, and under "TUNING" launch overrides of the GTF
+    kernels (:data:`dsr.ops.gtf_triton.TUNING`, on the GPU only)."""
+    env = dict(env)
+    tuning = env.pop("TUNING", {})
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    kernels = None
+    if tuning and torch.cuda.is_available():
+        from dsr.ops import gtf_triton as kernels
+
+        saved = {k: dict(v) for k, v in kernels.TUNING.items()}
+        for k, v in tuning.items():
+            kernels.TUNING.setdefault(k, {}).update(v)
     try:
         return fn()
     finally:
@@ -95,6 +149,9 @@ def _with_env(env: dict, fn):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        if kernels is not None:
+            kernels.TUNING.clear()
+            kernels.TUNING.update(saved)
 
 
 def time_train(case: dict, device, epochs: int, batches: int) -> tuple[float, dict]:
@@ -136,10 +193,11 @@ def time_plain(case: dict, device, steps: int) -> float:
     return statistics.median(times)
 
 
-def count_launches(case: dict, device) -> int | None:
-    """CUDA kernels of one eager ``train()`` step (no graph), from torch.profiler; None on the CPU."""
+def count_launches(case: dict, device) -> tuple[int | None, dict]:
+    """CUDA kernels of one eager ``train()`` step (no graph), from torch.profiler, and the GPU time per step
+    (ms) of each Triton kernel of the recurrence and of everything else ("other"); (None, {}) on the CPU."""
     if device.type != "cuda":
-        return None
+        return None, {}
     from torch.profiler import ProfilerActivity, profile
 
     S, M, L, B, T, K, tr = (case[k] for k in ("S", "M", "L", "B", "T", "K", "tr"))
@@ -157,7 +215,12 @@ def count_launches(case: dict, device) -> int | None:
         torch.cuda.synchronize()
     kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA
                and "memcpy" not in e.name.lower() and "memset" not in e.name.lower()]
-    return round(len(kernels) / cfg.train.batches_per_epoch)
+    n = cfg.train.batches_per_epoch
+    times: dict[str, float] = {}
+    for e in kernels:
+        name = e.name if e.name.startswith("_gtf_") else "other"
+        times[name] = times.get(name, 0.0) + e.time_range.elapsed_us() / 1e3 / n  # µs → ms per step
+    return round(len(kernels) / n), times
 
 
 def main(argv=None):
@@ -186,9 +249,11 @@ def main(argv=None):
         dims = {k: case[k] for k in ("S", "B", "T", "M", "L", "K")}
         dims["N"] = case["M"]
         flops, nbytes = step_flops(**dims), step_bytes(**dims)
-        row = {**case, "gflop": flops / 1e9, "mbytes": nbytes / 1e6,
+        extra = split_extra_bytes(*(case[k] for k in ("S", "B", "T", "M", "L")))
+        row = {**case, "gflop": flops / 1e9, "mbytes": nbytes / 1e6, "split_extra_mbytes": extra / 1e6,
                "limit_ms": {"fp32": 1e3 * flops / FP32_FLOPS, "tf32": 1e3 * flops / TF32_FLOPS,
-                            "memory": 1e3 * nbytes / COPY_BYTES}, "ms": {}, "launches": {}, "max_rel_diff": {}}
+                            "memory": 1e3 * nbytes / COPY_BYTES, "memory_split": 1e3 * (nbytes + extra) / COPY_BYTES},
+               "ms": {}, "launches": {}, "kernel_ms": {}, "max_rel_diff": {}}
         try:
             row["ms"]["plain"] = time_plain(case, device, args.plain_steps)
         except torch.cuda.OutOfMemoryError:
@@ -199,18 +264,19 @@ def main(argv=None):
             env = PATHS[path]
             ms, params = _with_env(env, lambda: time_train(case, device, args.epochs, args.batches))
             row["ms"][path] = ms
-            if path in ("session5", "fused"):
-                row["launches"][path] = _with_env(env, lambda: count_launches(case, device))
+            row["launches"][path], row["kernel_ms"][path] = _with_env(env, lambda: count_launches(case, device))
             if ref is None:
                 ref = params
             else:
                 row["max_rel_diff"][path] = max(float((params[k] - v).abs().max() / v.abs().max().clamp_min(1e-12))
                                                 for k, v in ref.items())
             print(json.dumps({"case": case["name"], "path": path, "ms": ms,
-                              "launches": row["launches"].get(path), "max_rel_diff": row["max_rel_diff"].get(path)}),
-                  flush=True)
+                              "launches": row["launches"].get(path), "max_rel_diff": row["max_rel_diff"].get(path),
+                              "kernel_ms": row["kernel_ms"].get(path)}), flush=True)
         base = row["ms"].get("session5")
         row["speedup_vs_session5"] = {p: base / v for p, v in row["ms"].items() if base and v}
+        fused = row["ms"].get("fused")
+        row["speedup_vs_fused"] = {p: fused / v for p, v in row["ms"].items() if fused and v}
         rows.append(row)
     meta = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
             "epochs": args.epochs, "batches": args.batches, "seconds": time.perf_counter() - t_start,

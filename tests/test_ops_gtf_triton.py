@@ -90,12 +90,14 @@ def test_kernel_matches_twin_other_forcing(mode):
         _close(gf, gr, name)
 
 
+@pytest.mark.parametrize("bwd", gtf_triton.BACKWARDS)
 @pytest.mark.parametrize("prefetch", [True, False])
 @pytest.mark.parametrize("block_l", [None, 16])
-def test_kernel_variants_and_targets_without_grad(prefetch, block_l, monkeypatch):
-    """Both load schedules give the twin's result; with targets that need no gradient the kernel
-    skips dL/d ad and the other gradients are unchanged."""
-    monkeypatch.setattr(gtf_triton, "TUNING", {"fwd": {"PREFETCH": prefetch}, "bwd": {"PREFETCH": prefetch}})
+def test_kernel_variants_and_targets_without_grad(prefetch, block_l, bwd, monkeypatch):
+    """Both load schedules give the twin's result, under each backward; with targets that need no gradient
+    the kernel skips dL/d ad and the other gradients are unchanged."""
+    monkeypatch.setenv("DSR_GTF_BACKWARD", bwd)
+    monkeypatch.setattr(gtf_triton, "TUNING", {k: {"PREFETCH": prefetch} for k in ("fwd", "bwd", "chain")})
     p, z0, a, ad, w = _problem("cshPLRNN", 2, 5, 9, 6, 40, seed=7)
     ad = ad.detach()  # data targets: no gradient wanted
     fast = gtf_rollout_triton(p, z0, a, ad, block_l=block_l)
@@ -230,3 +232,104 @@ def test_kernel_matches_twin_reference_gradient(block_l):
     for name, gf, gr in zip(["z0", "ad"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
                             torch.autograd.grad((ref * w).sum(), inputs)):
         _close(gf, gr, name)
+
+
+# (S, B, T̃+1, M, L): one block and over one block of 16 sequences, a stack whose weight-gradient kernel
+# sums partials over programs (few fits) and one where each fit is one program (the partials are the sums)
+BACKWARD_SIZES = [(2, 3, 6, 3, 7), (2, 17, 6, 5, 50), (1, 16, 12, 16, 50), (9, 2, 3, 4, 20)]
+
+
+@pytest.mark.parametrize("bwd", gtf_triton.BACKWARDS)
+@pytest.mark.parametrize("kind", ["cshPLRNN", "shPLRNN"])
+@pytest.mark.parametrize("size", BACKWARD_SIZES, ids=lambda s: "S{}-B{}-T{}-M{}-L{}".format(*s))
+def test_backward_kinds_match_twin(bwd, kind, size, monkeypatch):
+    """DSR_GTF_BACKWARD: the split backward (slopes stored or recomputed) and the fused one give the twin's
+    gradients, dL/d ad included, with per-fit forced outputs and the reference gradient in one stack."""
+    monkeypatch.setenv("DSR_GTF_BACKWARD", bwd)
+    S, B, T1, M, L = size
+    p, z0, a, ad, w = _problem(kind, S, B, T1, M, L, seed=sum(size) + 1)
+    clipped = kind == "cshPLRNN"
+    forced = torch.tensor([float(i % 2) for i in range(S)], device=DEVICE)
+    grad_mix = torch.tensor([float(i % 3 != 1) for i in range(S)], device=DEVICE)
+    for f, gm in [(None, None), (forced, grad_mix)]:
+        fast = gtf_rollout_triton(p, z0, a, ad, clipped=clipped, forced=f, grad_mix=gm)
+        ref = gtf_rollout_shallow(p, z0, a, ad, clipped=clipped, forced=f, grad_mix=gm)
+        _close(fast, ref, "output")
+        inputs = [z0, ad] + list(p.values())
+        for name, gf, gr in zip(["z0", "ad"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
+                                torch.autograd.grad((ref * w).sum(), inputs)):
+            _close(gf, gr, f"{bwd} {name}")
+            assert gf.is_contiguous(), name  # the optimiser's flat gradient takes them without copies
+
+
+@pytest.mark.parametrize("bwd", gtf_triton.BACKWARDS)
+@pytest.mark.parametrize("S,B,T1,N", [(2, 17, 7, 3), (3, 5, 9, 16)])
+def test_backward_kinds_weak_forcing_from_targets(bwd, S, B, T1, N, monkeypatch):
+    """The weak-forcing kernels (weights made from d and α) under each backward equal the twin."""
+    from dsr.ops.gtf import gtf_rollout_weak_ref
+    from dsr.ops.gtf_triton import gtf_rollout_triton_weak
+
+    monkeypatch.setenv("DSR_GTF_BACKWARD", bwd)
+    M, L = 16, 50
+    gen = torch.Generator().manual_seed(S * B + T1)
+    p = {k: v.to(DEVICE).requires_grad_(True) for k, v in
+         latent.init_params("cshPLRNN", S, M, L, gen, dtype=torch.float32).items()}
+    d = torch.randn(S, B, T1, N, generator=gen)  # (S, B, T̃+1, N)
+    d[0, 1, 2] = float("nan")
+    d, alpha = d.to(DEVICE), torch.linspace(0.1, 0.4, S).to(DEVICE)
+    z0 = torch.randn(S, B, M, generator=gen).to(DEVICE).requires_grad_(True)
+    forced = torch.tensor([float(i % 2) for i in range(S)]).to(DEVICE)
+    w = torch.randn(S, B, T1 - 1, M, generator=gen).to(DEVICE)
+    fast = gtf_rollout_triton_weak(p, z0, d, alpha, forced=forced)
+    ref = gtf_rollout_weak_ref(p, z0, d, alpha, forced=forced)
+    _close(fast, ref, "output")
+    inputs = [z0] + list(p.values())
+    for name, gf, gr in zip(["z0"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
+                            torch.autograd.grad((ref * w).sum(), inputs)):
+        _close(gf, gr, f"{bwd} {name}")
+
+
+def test_backward_kind_setting(monkeypatch):
+    """The default is the split backward; the setting is read at every forward; a bad value names the variable."""
+    monkeypatch.delenv("DSR_GTF_BACKWARD", raising=False)
+    assert gtf_triton.backward_kind() == "split"
+    p, z0, a, ad, w = _problem("cshPLRNN", 2, 3, 5, 4, 40, seed=5)  # block_l=16: L in 3 chunks
+    out = gtf_rollout_triton(p, z0, a, ad)
+    assert out.grad_fn.meta[-1] == "split"
+    monkeypatch.setenv("DSR_GTF_BACKWARD", "fused")
+    assert gtf_rollout_triton(p, z0, a, ad).grad_fn.meta[-1] == "fused"
+    assert gtf_rollout_triton(p, z0, a, ad, block_l=16).grad_fn.meta[-1] == "fused"  # L tiled: its own backward
+    monkeypatch.setenv("DSR_GTF_BACKWARD", "split")
+    assert gtf_rollout_triton(p, z0, a, ad, block_l=16).grad_fn.meta[-1] == "fused"
+    monkeypatch.setenv("DSR_GTF_BACKWARD", "splt")
+    with pytest.raises(ValueError, match="DSR_GTF_BACKWARD"):
+        gtf_rollout_triton(p, z0, a, ad)
+
+
+# the weight-gradient kernel's products alone on the tensor cores: no error travels through the recurrence
+WEIGHTS_RTOL = {"tf32x3": 1e-5, "tf32": 1e-2}
+
+
+@pytest.mark.parametrize("prec", sorted(WEIGHTS_RTOL))
+def test_split_backward_weights_precision(prec, monkeypatch):
+    """DSR_GTF_WEIGHTS_PRECISION sets only the split backward's weight-gradient kernel; outputs, dL/dz0 and
+    dL/d ad stay float32-exact, the weight gradients within the setting's tolerance of the twin."""
+    monkeypatch.setenv("DSR_GTF_BACKWARD", "split")
+    monkeypatch.setenv("DSR_GTF_WEIGHTS_PRECISION", prec)
+    assert gtf_triton.weights_precision() == prec and gtf_triton.precision() == "ieee"
+    p, z0, a, ad, w = _problem("cshPLRNN", 2, 16, 30, 16, 50, seed=13)
+    fast = gtf_rollout_triton(p, z0, a, ad)
+    ref = gtf_rollout_shallow(p, z0, a, ad)
+    _close(fast, ref, "output")
+    inputs = [z0, ad] + list(p.values())
+    for name, got, want in zip(["z0", "ad"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
+                               torch.autograd.grad((ref * w).sum(), inputs)):
+        tol = RTOL if name in ("z0", "ad", "A", "h1") else WEIGHTS_RTOL[prec]
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol * max(want.abs().max().item(), 1e-6),
+                                   msg=lambda m: f"{name}: {m}")
+    monkeypatch.delenv("DSR_GTF_WEIGHTS_PRECISION")
+    monkeypatch.setenv("DSR_GTF_PRECISION", "tf32x3")
+    assert gtf_triton.weights_precision() == "tf32x3"  # follows the other kernels by default
+    monkeypatch.setenv("DSR_GTF_WEIGHTS_PRECISION", "bf16")
+    with pytest.raises(ValueError, match="DSR_GTF_WEIGHTS_PRECISION"):
+        gtf_triton.weights_precision()

@@ -4,8 +4,8 @@ Same function as :func:`dsr.ops.gtf.gtf_rollout_ref` for ``shPLRNN`` /
 ``cshPLRNN``, but the backward pass runs its own loop over time instead of
 autograd's graph: about half the small-tensor operations per step, which is
 what bounds a small PLRNN on a CPU. Weight gradients are accumulated in one
-einsum over all steps after the loop. This is the plain-PyTorch form a fused
-GPU kernel mirrors.
+einsum over all steps after the loop. This is the plain-PyTorch form the fused
+GPU kernel mirrors (its default split backward, :mod:`dsr.ops.gtf_triton_split`, has the same two parts).
 
 Forward, t = 1 … T̃ (z̃_0 = z0):
     p_t  = W2 z̃_{t−1}                                    (S, B, L)

@@ -19,12 +19,14 @@ Backward, t = T̃ … 1 (g̃ = dL/dz̃_t from the future, 0 at t = T̃; f = ``fo
     gφ = g W1;  gp = gφ ⊙ slope(p_t);  g̃ ← g ⊙ A + gp W2
 and dL/dz0 = g̃ at the end. With ``grad_mix`` (S,) the backward uses it as f instead of ``forced``
 (0 with ``forced`` = 1: ``train.loss_states = "reference"``, the forced values with the free-state
-gradient; the forward kernel is unchanged). Weight gradients: when the hidden layer fits in one
-tile (``BLOCK_M * BLOCK_L ≤ _ONE_TILE``) they are accumulated in registers per
-program and written as per-program partials, summed over sequence blocks in
-PyTorch; otherwise (L tiled in chunks inside each step) the kernel writes
-dL/dz_t and the weight gradients are formed afterwards by batched matmuls, as
-in the twin.
+gradient; the forward kernel is unchanged). Weight gradients, when the hidden layer fits in one tile
+(``BLOCK_M * BLOCK_L ≤ _ONE_TILE``): by default (``DSR_GTF_BACKWARD=split``, :mod:`dsr.ops.gtf_triton_split`)
+the time loop does only the two products on the chain and writes dL/dz_t, and one parallel kernel then
+forms the weight gradients over all steps, as the twin does after its loop (the forward stores the
+activation's slopes as int8 for it; ``split_pre`` stores p_t, ``split_recompute`` nothing); ``fused`` (session 6)
+accumulates them in registers inside the loop, as per-program partials summed over sequence blocks in
+PyTorch. With L tiled in chunks inside each step the kernel writes dL/dz_t and the weight gradients are
+formed afterwards by batched matmuls, as in the twin.
 
 Matmuls: float32 FMA by default; ``DSR_GTF_PRECISION=tf32x3`` or ``tf32`` puts them on the tensor
 cores (:func:`precision`). Sizes: M ≤ ``MAX_M`` (128), L ≤ ``MAX_L`` (4096), float32 only, no external
@@ -41,7 +43,8 @@ import triton
 import torch
 
 from dsr.ops import fused_step
-from dsr.ops.gtf_triton_kernels import _bwd_kernel, _fwd_kernel
+from dsr.ops.gtf_triton_kernels import _gtf_bwd_kernel, _gtf_fwd_kernel
+from dsr.ops.gtf_triton_split import _gtf_bwd_chain_kernel, _gtf_bwd_weights_kernel
 
 MAX_M = 128
 MAX_L = 4096
@@ -74,17 +77,47 @@ def _num_warps(BM: int, BL: int) -> int:
     return 4 if BM * BL <= _ONE_TILE else 8
 
 
-def precision() -> str:
+def precision(var: str = "DSR_GTF_PRECISION", default: str = "ieee") -> str:
     """Matmul precision of the kernels' tl.dot: "ieee" (float32 FMA, default), "tf32x3" (three TF32
     tensor-core products, about float32 accuracy) or "tf32"; ``DSR_GTF_PRECISION``, read at every launch."""
-    p = os.environ.get("DSR_GTF_PRECISION", "ieee") or "ieee"
+    p = os.environ.get(var, default) or default
     if p not in ("ieee", "tf32x3", "tf32"):
-        raise ValueError(f"DSR_GTF_PRECISION must be ieee, tf32x3 or tf32, got {p!r}")
+        raise ValueError(f"{var} must be ieee, tf32x3 or tf32, got {p!r}")
     return p
 
 
-# Launch overrides; benchmarks/gtf_kernel_tune.py sets them to compare variants on a GPU.
-TUNING: dict[str, dict] = {"fwd": {}, "bwd": {}}
+def weights_precision() -> str:
+    """Matmul precision of the split backward's weight-gradient kernel: ``DSR_GTF_WEIGHTS_PRECISION``, by
+    default that of the other kernels. Its products are off the recurrence (an error in one does not travel
+    through time), so TF32 there costs accuracy only in dL/dW1, dL/dW2 and dL/dh2, relative ~1e-3."""
+    return precision("DSR_GTF_WEIGHTS_PRECISION", precision())
+
+
+BACKWARDS = ("split", "split_pre", "split_recompute", "fused")
+_SLOPE = {"split": 1, "split_pre": 2, "split_recompute": 0}  # what the forward stores for the split loop
+
+
+def backward_kind() -> str:
+    """Which backward the one-tile kernels run (``DSR_GTF_BACKWARD``, read at every forward): "split"
+    (default: the forward stores the int8 slopes dφ/dp_t, a time loop does only the two chain products and
+    writes dL/dz_t, a parallel kernel then forms the weight gradients; :mod:`dsr.ops.gtf_triton_split`),
+    "split_pre" (the forward stores p_t in float32: fewer forward instructions, 4× the bytes),
+    "split_recompute" (the loop recomputes p_t, nothing stored) or "fused" (session 6: one loop with all five
+    products per step, weight gradients accumulated in registers)."""
+    b = os.environ.get("DSR_GTF_BACKWARD", "split") or "split"
+    if b not in BACKWARDS:
+        raise ValueError(f"DSR_GTF_BACKWARD must be one of {', '.join(BACKWARDS)}, got {b!r}")
+    return b
+
+
+# Launch overrides; benchmarks/gtf_kernel_tune.py and step_limit.py set them to compare variants on a GPU
+# ("chain": the split backward's time loop; "weights": its weight-gradient kernel, e.g. BLOCK_R).
+TUNING: dict[str, dict] = {"fwd": {}, "bwd": {}, "chain": {}, "weights": {}}
+# weight-gradient kernel: rows (sequence, step) per iteration, and warps per matmul precision: the fewest
+# SASS instructions per row that keep ≥ 4 programs per multiprocessor (benchmarks/gtf_kernel_sass.py,
+# (M, L) = (16, 50): per 16 rows 2962 for ieee at 2 warps, 2776 for tf32x3 and 1216 for tf32 at 4 warps)
+BLOCK_R = 16
+WEIGHTS_WARPS = {"ieee": 2, "tf32x3": 4, "tf32": 4}
 
 
 @functools.lru_cache(maxsize=None)
@@ -94,20 +127,22 @@ def _sm_count(device: torch.device) -> int:
 
 
 def _launch_options(which: str, BM: int, BL: int, n_programs: int, device: torch.device) -> dict:
-    """Launch options of the forward or backward kernel (num_warps, PREFETCH, optionally maxnreg).
+    """Launch options of the forward, fused backward or split backward's loop ("fwd", "bwd", "chain"):
+    num_warps, PREFETCH, optionally maxnreg.
 
     One-tile sizes: 4 warps while there are at most as many programs as multiprocessors (each step's
     latency is what counts); with more programs, fewer warps per program (1 forward, 2 backward) do
     the same work with less synchronisation and more programs resident. On an H100 at (M, L) =
     (16, 50), S = 1024 this took the forward from 3.0 to 1.7 ms and the backward from 2.5 to 2.2 ms;
     prefetching the next step's loads took S = 1 from 0.51 to 0.42 ms forward
-    (benchmarks/results/gtf_kernel_tune.json).
+    (benchmarks/results/gtf_kernel_tune.json). The split backward's loop has the forward's shape (two
+    products, both on the chain) and takes its setting (not yet timed against 2 warps).
     """
     nw = _num_warps(BM, BL)
     if nw == 4 and n_programs > _sm_count(device):
-        nw = 1 if which == "fwd" else 2
+        nw = 2 if which == "bwd" else 1
     opts = {"num_warps": nw, "PREFETCH": True, "PRECISION": precision()}
-    opts.update(TUNING[which])
+    opts.update(TUNING.get(which, {}))
     return opts
 
 
@@ -128,20 +163,25 @@ class _TritonGTF(torch.autograd.Function):
         BM, BL, n_lc = _blocks(M, L, block_l)
         out = torch.empty(S, B, T1 - 1, M, dtype=z0.dtype, device=z0.device)  # z_1 … z_T̃
         zprev = torch.empty_like(out)  # z̃_0 … z̃_{T̃-1}
+        bwd = backward_kind() if n_lc == 1 else "fused"  # the L-tiled path has its own split backward
+        store = _SLOPE.get(bwd, 0)  # 1: int8 slopes dφ/dp_t, 2: float32 p_t (rows padded to BL)
+        slope = torch.empty(S, B, T1 - 1, BL if store else 0, dtype=torch.int8 if store == 1 else torch.float32,
+                            device=z0.device)
         grid = (S, triton.cdiv(B, BLOCK_B))
-        _fwd_kernel[grid](z0, a, ad, A, W1, W2, h1, h2, out, zprev, f, B, T1, M, L, CIN,
-                          CLIPPED=bool(clipped), BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL, N_LC=n_lc, MIX=mix,
-                          FROM_D=bool(from_d), **_launch_options("fwd", BM, BL, grid[0] * grid[1], z0.device))
+        _gtf_fwd_kernel[grid](z0, a, ad, A, W1, W2, h1, h2, out, zprev, f, slope, B, T1, M, L, CIN,
+                              CLIPPED=bool(clipped), BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL, N_LC=n_lc, MIX=mix,
+                              FROM_D=bool(from_d), STORE_SLOPE=store,
+                              **_launch_options("fwd", BM, BL, grid[0] * grid[1], z0.device))
         # the backward's f (S,): grad_mix where given (train.loss_states = "reference"), else forced
         fb = f if not mix or grad_mix is None else grad_mix.to(device=z0.device, dtype=torch.float32).contiguous()
-        ctx.save_for_backward(zprev, a, ad if from_d else A, A, W1, W2, h2, fb)
-        ctx.meta = (bool(clipped), BM, BL, n_lc, mix, bool(from_d))
+        ctx.save_for_backward(zprev, a, ad if from_d else A, A, W1, W2, h2, fb, slope)
+        ctx.meta = (bool(clipped), BM, BL, n_lc, mix, bool(from_d), bwd)
         return out
 
     @staticmethod
     def backward(ctx, gout):
-        zprev, a, al, A, W1, W2, h2, f = ctx.saved_tensors
-        clipped, BM, BL, n_lc, mix, from_d = ctx.meta
+        zprev, a, al, A, W1, W2, h2, f, slope = ctx.saved_tensors
+        clipped, BM, BL, n_lc, mix, from_d, bwd = ctx.meta
         S, B, T1, CIN = a.shape
         M, L = A.shape[1], W1.shape[2]
         NB = triton.cdiv(B, BLOCK_B)
@@ -150,16 +190,20 @@ class _TritonGTF(torch.autograd.Function):
         gz0 = torch.empty(S, B, M, **kw)
         need_gad = ctx.needs_input_grad[2] and not from_d  # targets depend on parameters (e.g. a regressor decoder)
         gad = torch.zeros(S, B, T1, M, **kw) if need_gad else torch.empty(0, **kw)  # dL/d ad_0 = 0
+        if bwd != "fused":
+            grads = _split_backward(gout, zprev, slope, a, al, A, W1, W2, h2, f, gz0, gad, clipped, BM, BL, mix,
+                                    from_d, need_gad, _SLOPE[bwd])
+            return (gz0, None, gad if need_gad else None, *grads, None, None, None, None, None)
         gA, gh1 = torch.empty(S, NB, M, **kw), torch.empty(S, NB, M, **kw)  # per-program partials
         one = n_lc == 1
         gz = torch.empty(0, **kw) if one else torch.empty(S, B, T1 - 1, M, **kw)  # dL/dz_t (chunked path)
         gW1 = torch.empty(S, NB, M, L, **kw) if one else torch.empty(0, **kw)
         gW2 = torch.empty(S, NB, L, M, **kw) if one else torch.empty(0, **kw)
         gh2 = torch.empty(S, NB, L, **kw) if one else torch.empty(0, **kw)
-        _bwd_kernel[(S, NB)](gout, zprev, a, al, A, W1, W2, h2, f, gz0, gad, gz, gA, gh1, gW1, gW2, gh2,
-                             B, T1, M, L, NB, CIN, CLIPPED=clipped, BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL,
-                             N_LC=n_lc, NEED_GAD=need_gad, MIX=mix, FROM_D=from_d,
-                             **_launch_options("bwd", BM, BL, S * NB, a.device))
+        _gtf_bwd_kernel[(S, NB)](gout, zprev, a, al, A, W1, W2, h2, f, gz0, gad, gz, gA, gh1, gW1, gW2, gh2,
+                                 B, T1, M, L, NB, CIN, CLIPPED=clipped, BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL,
+                                 N_LC=n_lc, NEED_GAD=need_gad, MIX=mix, FROM_D=from_d,
+                                 **_launch_options("bwd", BM, BL, S * NB, a.device))
         views = NB == 1 and fused_step()  # one sequence block: the partials are the sums (views, no launches)
         if one and views:
             gW1, gW2, gh2 = gW1.squeeze(1), gW2.squeeze(1), gh2.squeeze(1)
@@ -179,6 +223,35 @@ class _TritonGTF(torch.autograd.Function):
             gh2 = (gact * on).sum(1)  # (S, L)
         gA, gh1 = (gA.squeeze(1), gh1.squeeze(1)) if views else (gA.sum(1), gh1.sum(1))
         return gz0, None, gad if need_gad else None, gA, gW1, gW2, gh1, gh2, None, None, None, None, None
+
+
+def _split_backward(gout, zprev, slope, a, al, A, W1, W2, h2, f, gz0, gad, clipped, BM, BL, mix, from_d,
+                    need_gad, slope_kind):
+    """The split backward (:mod:`dsr.ops.gtf_triton_split`): the chain loop fills gz0 (and gad), then the
+    weight-gradient kernel; returns dL/d(A, W1, W2, h1, h2)."""
+    S, B, T1, CIN = a.shape
+    M, L, T = A.shape[1], W1.shape[2], a.shape[2] - 1
+    gz = torch.empty(S, B, T, M, dtype=torch.float32, device=a.device)  # dL/dz_t
+    NB = triton.cdiv(B, BLOCK_B)
+    _gtf_bwd_chain_kernel[(S, NB)](gout, slope, zprev, a, al, A, W1, W2, h2, f, gz0, gad, gz, B, T1, M, L, CIN,
+                                   CLIPPED=clipped, BLOCK_B=BLOCK_B, BLOCK_M=BM, BLOCK_L=BL, NEED_GAD=need_gad,
+                                   MIX=mix, FROM_D=from_d, SLOPE=slope_kind,
+                                   **_launch_options("chain", BM, BL, S * NB, a.device))
+    R = B * T  # rows (sequence, step) per fit
+    prec = weights_precision()
+    opts = {"BLOCK_R": BLOCK_R, "num_warps": WEIGHTS_WARPS[prec], "PRECISION": prec, **TUNING.get("weights", {})}
+    br = opts["BLOCK_R"]
+    n_prog = max(1, min(triton.cdiv(R, br), triton.cdiv(2 * _sm_count(a.device), S)))  # ≥ 2 programs per SM
+    rows = triton.cdiv(triton.cdiv(R, n_prog), br) * br
+    n_prog = triton.cdiv(R, rows)
+    size = 2 * M * L + L + 2 * M
+    part = torch.empty(n_prog, S * size, dtype=torch.float32, device=a.device)  # per-program partial sums
+    _gtf_bwd_weights_kernel[(S, n_prog)](zprev, gz, W1, W2, h2, part, R, M, L, rows, size, CLIPPED=clipped,
+                                         BLOCK_M=BM, BLOCK_L=BL, **opts)
+    tot = part[0] if n_prog == 1 else part.sum(0)  # (S · size,): one launch, none for one program per fit
+    gW1, gW2, gh2, gA, gh1 = tot.split([S * M * L, S * L * M, S * L, S * M, S * M])  # contiguous pieces
+    gW1, gW2, gh2, gA, gh1 = gW1.view(S, M, L), gW2.view(S, L, M), gh2.view(S, L), gA.view(S, M), gh1.view(S, M)
+    return gA, gW1, gW2, gh1, gh2
 
 
 def supported(params: dict[str, torch.Tensor], z0: torch.Tensor, a: torch.Tensor,

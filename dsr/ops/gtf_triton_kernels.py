@@ -51,11 +51,14 @@ def _forcing_a(a_ptr, off, mask, alpha, FROM_D: tl.constexpr):
 
 
 @triton.jit
-def _fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, out_ptr, zprev_ptr, f_ptr,
-                B, T1, M, L, CIN,
-                CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
-                N_LC: tl.constexpr, PREFETCH: tl.constexpr, MIX: tl.constexpr, PRECISION: tl.constexpr,
-                FROM_D: tl.constexpr):
+def _gtf_fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, out_ptr, zprev_ptr, f_ptr,
+                    slope_ptr, B, T1, M, L, CIN,
+                    CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
+                    N_LC: tl.constexpr, PREFETCH: tl.constexpr, MIX: tl.constexpr, PRECISION: tl.constexpr,
+                    FROM_D: tl.constexpr, STORE_SLOPE: tl.constexpr):
+    # STORE_SLOPE (one tile only), for the split backward (dsr.ops.gtf_triton_split): also write, rows padded
+    # to BLOCK_L (S, B, T̃, BLOCK_L) so the stores need no column mask and go out as vectors, the activation's
+    # slope dφ/dp_t (−1, 0 or 1) as int8 (1) or the pre-activation p_t in float32 (2)
     s = tl.program_id(0)
     rb = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)  # (BB,) sequence index
     rm = tl.arange(0, BLOCK_M)  # (BM,)
@@ -83,6 +86,8 @@ def _fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, ou
         w2t = tl.load(W2_s + rl[None, :] * M + rm[:, None], mask=mask_ml, other=0.0)  # (BM, BL) = W2ᵀ
         w1t = tl.trans(tl.load(W1_s + rm[:, None] * L + rl[None, :], mask=mask_ml, other=0.0))  # (BL, BM)
         h2 = tl.load(h2_s + rl, mask=ml, other=0.0)  # (BL,)
+        seq_sl = (s64 * B + rb[:, None]) * T * BLOCK_L + rl[None, :]  # (BB, BL) into the slopes at t = 1
+        mask_b = mb[:, None]  # (BB, 1): rows only, constant along a row (vector stores)
         a_n, ad_n = _forcing(a_ptr, ad_ptr, seq_in + CIN, mask_in, alpha, FROM_D)  # step 1's forcing (BB, BM)
         for t in range(1, T1):
             if PREFETCH:  # issue step t+1's loads before step t's arithmetic, off the dependency chain
@@ -92,6 +97,13 @@ def _fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, ou
             tl.store(zprev_ptr + seq_out + (t - 1) * M, z, mask=mask_bm)
             pre = tl.dot(z, w2t, input_precision=PRECISION)  # (BB, BL)
             act, slope, on = _act(pre, h2[None, :], CLIPPED)
+            if STORE_SLOPE == 1:  # −1, 0 or 1 from the comparisons themselves (no float conversion)
+                sl8 = (pre + h2[None, :] > 0).to(tl.int8)
+                if CLIPPED:
+                    sl8 = sl8 - (pre > 0).to(tl.int8)
+                tl.store(slope_ptr + seq_sl + (t - 1) * BLOCK_L, sl8, mask=mask_b)
+            elif STORE_SLOPE == 2:
+                tl.store(slope_ptr + seq_sl + (t - 1) * BLOCK_L, pre, mask=mask_b)
             znew = A[None, :] * z + h1[None, :] + tl.dot(act, w1t, input_precision=PRECISION)  # (BB, BM)
             if not PREFETCH:
                 a_t, ad_t = _forcing(a_ptr, ad_ptr, seq_in + t * CIN, mask_in, alpha, FROM_D)
@@ -123,12 +135,12 @@ def _fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr, ou
 
 
 @triton.jit
-def _bwd_kernel(gout_ptr, zprev_ptr, a_ptr, al_ptr, A_ptr, W1_ptr, W2_ptr, h2_ptr, f_ptr,
-                gz0_ptr, gad_ptr, gz_ptr, gA_ptr, gh1_ptr, gW1_ptr, gW2_ptr, gh2_ptr,
-                B, T1, M, L, NB, CIN,
-                CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
-                N_LC: tl.constexpr, PREFETCH: tl.constexpr, NEED_GAD: tl.constexpr, MIX: tl.constexpr,
-                PRECISION: tl.constexpr, FROM_D: tl.constexpr):
+def _gtf_bwd_kernel(gout_ptr, zprev_ptr, a_ptr, al_ptr, A_ptr, W1_ptr, W2_ptr, h2_ptr, f_ptr,
+                    gz0_ptr, gad_ptr, gz_ptr, gA_ptr, gh1_ptr, gW1_ptr, gW2_ptr, gh2_ptr,
+                    B, T1, M, L, NB, CIN,
+                    CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
+                    N_LC: tl.constexpr, PREFETCH: tl.constexpr, NEED_GAD: tl.constexpr, MIX: tl.constexpr,
+                    PRECISION: tl.constexpr, FROM_D: tl.constexpr):
     s = tl.program_id(0)
     pb = tl.program_id(1)
     rb = pb * BLOCK_B + tl.arange(0, BLOCK_B)  # (BB,)
