@@ -47,7 +47,8 @@ from dsr.analysis.noise import estimate_noise, match_latent_noise  # noqa: E402
 from dsr.analysis.sampling import generate_samples, stack, to_data_units  # noqa: E402
 from dsr.config import load_config  # noqa: E402
 from dsr.models.linear import fit_gaussian, fit_lgssm, fit_var1  # noqa: E402
-from dsr.pipelines.fit_array import build_filter, fit_many  # noqa: E402
+from dsr.models.convssm import ConvSSM  # noqa: E402
+from dsr.pipelines.fit_array import build_filter, fit_many, prepare_unique, resolve_device  # noqa: E402
 
 N_SAMPLES = 20  # stochastic samples per model scored against the other half
 N_DIST_SAMPLES = 5  # samples per model in the generation distances
@@ -106,6 +107,34 @@ def config(args):
     return cfg.replace(**over) if over else cfg
 
 
+def fitted_models(halves, fits, tr, cfg, args):
+    """The stacked convSSM of all fits, their prepared data, metrics and statuses.
+
+    Trains (``fit_many``) and, with ``--save-fits DIR``, writes the stacked model (safetensors + JSON
+    sidecar, with the noise ``evaluate()`` estimated) and the fits' metrics to DIR; with ``--rescore DIR``
+    reads them back instead of training (the data preparation is deterministic and is redone).
+    """
+    xs, cfgs = [halves[s][h] for s, h, _ in fits], [cfg.replace(seed=seed) for *_, seed in fits]
+    if args.rescore:
+        d = Path(args.rescore)
+        rec = json.loads((d / "fits.json").read_text())
+        if [tuple(f) for f in rec["fits"]] != fits or rec["config"] != json.loads(json.dumps(cfg.to_dict(), default=float)):
+            raise SystemExit(f"{d}: saved fits were trained with other subjects/seeds/config than asked for")
+        model = ConvSSM.load(d / "convssm.safetensors").to(device=resolve_device(args.device))
+        sds = [p[0] for p in prepare_unique(xs, tr, cfgs, [None] * len(xs))]
+        return model, sds, rec["metrics"], rec["statuses"]
+    results = fit_many(xs, tr, cfgs, device=args.device)
+    model = stack([r.model for r in results])  # fits with the noise evaluate() estimated
+    sds, metrics, statuses = [r.data for r in results], [r.metrics for r in results], [r.status for r in results]
+    if args.save_fits:
+        d = Path(args.save_fits)
+        d.mkdir(parents=True, exist_ok=True)
+        model.save(d / "convssm.safetensors")
+        (d / "fits.json").write_text(json.dumps({"fits": fits, "config": cfg.to_dict(), "metrics": metrics,
+                                                 "statuses": statuses}, default=float))
+    return model, sds, metrics, statuses
+
+
 def run(names, xs, tr, args) -> dict:
     t0 = time.perf_counter()
     S, k = len(xs), args.seeds
@@ -115,13 +144,10 @@ def run(names, xs, tr, args) -> dict:
         halves = [[band_pass(x, tr, args.band_pass) for x in hs] for hs in halves]
     fits = [(s, h, seed) for s in range(S) for h in (0, 1) for seed in range(k)]
     cfg = config(args)
-    results = fit_many([halves[s][h] for s, h, _ in fits], tr, [cfg.replace(seed=seed) for *_, seed in fits],
-                       device=args.device)
+    model, sds, metrics, statuses = fitted_models(halves, fits, tr, cfg, args)
     t_fit = time.perf_counter() - t0
 
     # ---- convSSM: the product's generators (dsr.analysis.sampling), selection on the half's own test part ----
-    sds = [r.data for r in results]
-    model = stack([r.model for r in results])  # fits with the noise evaluate() estimated
     # the noise of eval.latent_noise = "targets", whatever the preset estimated ("matched" is derived below)
     estimate_noise(model, sds, latent="targets")
     seeds = [1000 * args.seed + i for i in range(len(fits))]  # one evaluation seed per fit
@@ -178,12 +204,12 @@ def run(names, xs, tr, args) -> dict:
             for q in ("dstsp", "dh"):
                 rec[f"convssm_{m}_seed0_{q}"] = seed_scores[0][q]
                 rec[f"convssm_{m}_seedmedian_{q}"] = float(np.median([c[q] for c in seed_scores]))
-        met = results[i].metrics
+        met = metrics[i]
         rec.update(lambda_max=met["lyapunov_max"], lyapunov_spectrum=met["lyapunov_spectrum"],
-                   lambda_max_seedmedian=float(np.nanmedian([results[q].metrics["lyapunov_max"] for q in idx[(s, h)]])),
+                   lambda_max_seedmedian=float(np.nanmedian([metrics[q]["lyapunov_max"] for q in idx[(s, h)]])),
                    jacobian_radius=spectral_radius(jac[i]), var1_radius=spectral_radius(lin["var1"].params["A"][j].numpy()),
                    lgssm_radius=spectral_radius(lin["lgssm"].params["A"][j].numpy()),
-                   fc_mean=float(np.mean(dist.fc_vector(halves[s][h]))), status=results[i].status,
+                   fc_mean=float(np.mean(dist.fc_vector(halves[s][h]))), status=statuses[i],
                    data_lag1=lag1(other[None]))
         records.append(rec)
     t_score = time.perf_counter() - t0 - t_fit
@@ -277,6 +303,8 @@ def main(argv=None) -> int:
     ap.add_argument("--band-pass", type=float, nargs=2, metavar=("LOW", "HIGH"), help="Hz, each half apart")
     ap.add_argument("--fast-eval", action="store_true", help="fewer rollouts and Lyapunov steps (CPU)")
     ap.add_argument("--tag", default="", help="suffix of the output file names")
+    ap.add_argument("--save-fits", metavar="DIR", help="also write the trained stacked model and metrics to DIR")
+    ap.add_argument("--rescore", metavar="DIR", help="score the fits saved by --save-fits DIR instead of training")
     ap.add_argument("--smoke", action="store_true", help="2 tiny generated subjects, 2 seeds, 2 epochs")
     args = ap.parse_args(argv)
     if args.smoke:
