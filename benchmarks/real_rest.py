@@ -43,19 +43,29 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dsr.analysis import distances as dist  # noqa: E402
 from dsr.analysis.heldout import score_samples  # noqa: E402
-from dsr.analysis.noise import estimate_noise, match_latent_noise  # noqa: E402
+from dsr.analysis.noise import estimate_noise  # noqa: E402
 from dsr.analysis.sampling import generate_samples, stack, to_data_units  # noqa: E402
 from dsr.config import load_config  # noqa: E402
 from dsr.models.linear import fit_gaussian, fit_lgssm, fit_var1  # noqa: E402
-from dsr.models.convssm import ConvSSM  # noqa: E402
+from dsr.models.convssm import LATENT_NOISE_CHOL, ConvSSM  # noqa: E402
 from dsr.pipelines.fit_array import build_filter, fit_many, prepare_unique, resolve_device  # noqa: E402
 
 N_SAMPLES = 20  # stochastic samples per model scored against the other half
 N_DIST_SAMPLES = 5  # samples per model in the generation distances
-#: The product's generators (dsr.analysis.sampling): eval.generation and eval.latent_noise of a fit.
-GENERATORS = {"process": dict(latent=True), "matched": dict(latent=True), "obs": dict(latent=False),
-              "deterministic": dict(stochastic=False)}
-MAIN = "process"  # features, ensemble and distances use this generator's selected seed
+#: The product's generators (dsr.analysis.sampling): name -> (noise estimate: eval.latent_noise,
+#: eval.obs_noise_covariance, eval.latent_noise_covariance; generate_samples options).
+GENERATORS = {
+    "process": (("targets", "diagonal", "diagonal"), {}),
+    "matched": (("matched", "diagonal", "diagonal"), {}),
+    "obs": (("none", "diagonal", "diagonal"), dict(latent=False)),
+    "deterministic": (("none", "diagonal", "diagonal"), dict(stochastic=False)),
+    "matched_fullobs": (("matched", "full", "diagonal"), {}),
+    "full_targets": (("targets", "full", "full"), {}),
+    "full_matched": (("matched", "full", "full"), {}),
+    "full_matched_diagobs": (("matched", "diagonal", "full"), {}),
+}
+TRAINED_BY = ("model", "filter", "train")  # config sections a saved fit must share to be re-scored
+MAIN = "process"  # the default of --main: features, ensemble and distances use this generator's selected seed
 
 
 def load_folder(folder: Path, tr: float | None, max_subjects: int | None):
@@ -90,6 +100,12 @@ def lag1(g) -> float:
     return float(np.nanmean(num / np.where(den > 0, den, np.nan)))
 
 
+def fc_error(g, ref) -> float:
+    """Frobenius norm of the difference between the correlation matrix of samples g (R, T, N), pooled, and ref's."""
+    C = np.corrcoef(np.concatenate(list(g)).T) if np.isfinite(g).all() else np.full((ref.shape[1],) * 2, np.nan)
+    return float(np.linalg.norm(C - np.corrcoef(np.asarray(ref).T)))
+
+
 def spectral_radius(A) -> float:
     return float(np.max(np.abs(np.linalg.eigvals(A)))) if np.isfinite(A).all() else float("nan")
 
@@ -118,7 +134,8 @@ def fitted_models(halves, fits, tr, cfg, args):
     if args.rescore:
         d = Path(args.rescore)
         rec = json.loads((d / "fits.json").read_text())
-        if [tuple(f) for f in rec["fits"]] != fits or rec["config"] != json.loads(json.dumps(cfg.to_dict(), default=float)):
+        now = json.loads(json.dumps(cfg.to_dict(), default=float))
+        if [tuple(f) for f in rec["fits"]] != fits or any(rec["config"][k] != now[k] for k in TRAINED_BY):
             raise SystemExit(f"{d}: saved fits were trained with other subjects/seeds/config than asked for")
         model = ConvSSM.load(d / "convssm.safetensors").to(device=resolve_device(args.device))
         sds = [p[0] for p in prepare_unique(xs, tr, cfgs, [None] * len(xs))]
@@ -148,16 +165,18 @@ def run(names, xs, tr, args) -> dict:
     t_fit = time.perf_counter() - t0
 
     # ---- convSSM: the product's generators (dsr.analysis.sampling), selection on the half's own test part ----
-    # the noise of eval.latent_noise = "targets", whatever the preset estimated ("matched" is derived below)
-    estimate_noise(model, sds, latent="targets")
     seeds = [1000 * args.seed + i for i in range(len(fits))]  # one evaluation seed per fit
-    samples, Z = {}, None
-    matched = stack([model])  # a copy whose noise.latent is variance-matched (eval.latent_noise = "matched")
-    match_latent_noise(matched, sds)
-    for mode, kw in GENERATORS.items():
-        X, Zm = generate_samples(matched if mode == "matched" else model, sds, T2, N_SAMPLES, seeds, **kw)
+    samples, Z, noise_cov = {}, None, {}
+    for mode in args.generators:  # each generator: a copy of the fits with its own noise estimate
+        (latent, obs_cov, lat_cov), kw = GENERATORS[mode]
+        m = stack([model])
+        estimate_noise(m, sds, latent=latent, obs_covariance=obs_cov, latent_covariance=lat_cov)
+        X, Zm = generate_samples(m, sds, T2, N_SAMPLES, seeds, **kw)
+        if LATENT_NOISE_CHOL in m.params:  # the model's process-noise covariance Q = L Lᵀ, (F, M, M)
+            L = m.params[LATENT_NOISE_CHOL].double().cpu()
+            noise_cov[mode] = (L @ L.transpose(1, 2)).numpy()
         samples[mode] = to_data_units(X, sds)  # (F, B, T2, N) data units
-        if mode == "process":
+        if mode == args.main:
             Z = Zm
     dev, dt = model.filter.device, model.filter.dtype
 
@@ -169,7 +188,7 @@ def run(names, xs, tr, args) -> dict:
     n_train = sds[0].n_train
     idx = {(s, h): [i for i, f in enumerate(fits) if f[:2] == (s, h)] for s in range(S) for h in (0, 1)}
     internal, chosen = {}, {}
-    for mode in GENERATORS:  # each generator selects its own seed by the half's own last 25 %
+    for mode in args.generators:  # each generator selects its own seed by the half's own last 25 %
         internal[mode] = np.array([score_samples(halves[s][h][n_train:], samples[mode][i][:10])["dstsp"]
                                    for i, (s, h, _) in enumerate(fits)])
         fin = np.where(np.isfinite(internal[mode]), internal[mode], np.inf)
@@ -186,20 +205,24 @@ def run(names, xs, tr, args) -> dict:
     records = []
     for j, (s, h) in enumerate((s, h) for s in range(S) for h in (0, 1)):
         other = halves[s][1 - h]
-        i = chosen[MAIN][(s, h)]
-        ens = np.stack([samples[MAIN][idx[(s, h)][r % k]][r] for r in range(N_SAMPLES)])
-        gens = {f"convssm_{m}": samples[m][chosen[m][(s, h)]] for m in GENERATORS}
+        i = chosen[args.main][(s, h)]
+        ens = np.stack([samples[args.main][idx[(s, h)][r % k]][r] for r in range(N_SAMPLES)])
+        gens = {f"convssm_{m}": samples[m][chosen[m][(s, h)]] for m in args.generators}
         gens["convssm_ensemble"] = ens
         gens.update({name: lin_samples[name][j] for name in lin})
         gens["other_half_floor"] = halves[s][h][None]
-        rec = {"subject": names[s], "half": h, "selected_seed": fits[i][2], "internal_dstsp": float(internal[MAIN][i]),
-               "selected_seeds": {m: fits[chosen[m][(s, h)]][2] for m in GENERATORS}}
+        rec = {"subject": names[s], "half": h, "selected_seed": fits[i][2],
+               "internal_dstsp": float(internal[args.main][i]),
+               "selected_seeds": {m: fits[chosen[m][(s, h)]][2] for m in args.generators}}
+        own = halves[s][h][:n_train]  # the training part the model saw
         for name, g in gens.items():
             sc = score_samples(other, g, seed=args.seed)
             rec[f"{name}_dstsp"], rec[f"{name}_dh"] = sc["dstsp"], sc["dh"]
             rec[f"{name}_sd_ratio"] = float(np.nanmean(g.std(1) / other.std(0)))  # generated SD / data SD
             rec[f"{name}_lag1"] = lag1(g)
-        for m in GENERATORS:  # without selection: the first seed alone, and the median over single seeds
+            rec[f"{name}_fc_err_train"] = fc_error(g, own)  # the diagnosis: covariance structure of the samples
+            rec[f"{name}_fc_err_other"] = fc_error(g, other)
+        for m in args.generators:  # without selection: the first seed alone, and the median over single seeds
             seed_scores = [score_samples(other, samples[m][q], seed=args.seed) for q in idx[(s, h)]]
             for q in ("dstsp", "dh"):
                 rec[f"convssm_{m}_seed0_{q}"] = seed_scores[0][q]
@@ -213,19 +236,20 @@ def run(names, xs, tr, args) -> dict:
                    data_lag1=lag1(other[None]))
         records.append(rec)
     t_score = time.perf_counter() - t0 - t_fit
-    summary = summarise(records, fits, chosen, jac, lin, samples, lin_samples, halves, S)
+    summary = summarise(records, chosen, jac, lin, samples, lin_samples, halves, S, args, noise_cov)
     summary.update(seconds_fit=t_fit, seconds_total=time.perf_counter() - t0, seconds_scoring=t_score,
                    n_subjects=S, seeds=k, half_length=T2, n_train=n_train, tr=tr, device=args.device,
                    epochs=cfg.train.epochs, preset=args.preset, band_pass=args.band_pass, n_samples=N_SAMPLES,
-                   config=cfg.to_dict())
+                   config=cfg.to_dict(), generators=list(args.generators), main=args.main)
     return {"summary": summary, "fits": records}
 
 
-def summarise(records, fits, chosen, jac, lin, samples, lin_samples, halves, S) -> dict:
-    models = ([f"convssm_{m}{v}" for v in ("", "_seed0", "_seedmedian") for m in GENERATORS]
+def summarise(records, chosen, jac, lin, samples, lin_samples, halves, S, args, noise_cov) -> dict:
+    models = ([f"convssm_{m}{v}" for v in ("", "_seed0", "_seedmedian") for m in args.generators]
               + ["convssm_ensemble", "var1", "lgssm", "gaussian", "other_half_floor"])
-    out = {"median": {f"{m}_{q}": float(np.median([r[f"{m}_{q}"] for r in records]))
-                      for m in models for q in ("dstsp", "dh", "sd_ratio", "lag1") if f"{m}_{q}" in records[0]}}
+    out = {"median": {f"{m}_{q}": float(np.median([r[f"{m}_{q}"] for r in records])) for m in models
+                      for q in ("dstsp", "dh", "sd_ratio", "lag1", "fc_err_train", "fc_err_other")
+                      if f"{m}_{q}" in records[0]}}
     out["median"]["data_lag1"] = float(np.median([r["data_lag1"] for r in records]))
     out["convssm_beats_var1"] = {f"{m}_{q}": int(sum(r[f"{m}_{q}"] < r[f"var1_{q}"] for r in records))
                                  for m in models[:-4] for q in ("dstsp", "dh")}
@@ -236,21 +260,25 @@ def summarise(records, fits, chosen, jac, lin, samples, lin_samples, halves, S) 
     feats = ["lambda_max", "lambda_max_seedmedian", "jacobian_radius", "var1_radius", "lgssm_radius", "fc_mean"]
     out["icc_3_1"] = {f: dist.icc_3_1(np.array([[records[2 * s + h][f] for h in (0, 1)] for s in range(S)]))
                       for f in feats}
-    sel = [chosen[MAIN][(s, h)] for h in (0, 1) for s in range(S)]
+    sel = {m: [chosen[m][(s, h)] for h in (0, 1) for s in range(S)] for m in args.generators}
     ops = {"var1": [lin["var1"].params["A"][j].numpy() for j in order],
-           "lgssm": [lin["lgssm"].params["A"][j].numpy() for j in order], "convssm_jacobian": [jac[i] for i in sel]}
+           "lgssm": [lin["lgssm"].params["A"][j].numpy() for j in order], "convssm_jacobian": [jac[i] for i in sel[args.main]]}
     D = {"fc_fingerprint": dist.fc_distances([halves[s][h] for h in (0, 1) for s in range(S)])}
     for name, A in ops.items():
         D[f"{name}_frobenius"] = dist.pairwise(A, dist.operator_distance)
         D[f"{name}_eigenvalues"] = dist.pairwise(A, dist.eigenvalue_distance)
     D["convssm_lyapunov_spectrum"] = dist.vector_distances([records[j]["lyapunov_spectrum"] for j in order])
-    for name, smp in (("convssm", [samples[MAIN][i][:N_DIST_SAMPLES] for i in sel]),
+    for name, smp in (("convssm", [samples[args.main][i][:N_DIST_SAMPLES] for i in sel[args.main]]),
                       ("var1", [lin_samples["var1"][j][:N_DIST_SAMPLES] for j in order])):
         g = dist.generation_distances(smp)
         D[f"{name}_generation_dstsp"], D[f"{name}_generation_dh"] = g["dstsp"], g["dh"]
-    for name, smp in (("convssm", [samples["matched"][i] for i in sel]),
-                      ("var1", [lin_samples["var1"][j] for j in order])):  # FC of the model's own samples
+    gen_sets = [(f"convssm_{m}", [samples[m][i] for i in sel[m]]) for m in args.generators if m != "deterministic"]
+    for name, smp in gen_sets + [("var1", [lin_samples["var1"][j] for j in order])]:  # FC of the model's own samples
         D[f"{name}_generated_fc"] = dist.fc_distances([np.concatenate(list(x)) for x in smp])
+    for m, Q in noise_cov.items():  # the process-noise covariance as a fingerprint (1 − corr of its correlations)
+        iu = np.triu_indices(Q.shape[-1], 1)
+        v = np.stack([(Q[i] / np.sqrt(np.outer(np.diag(Q[i]), np.diag(Q[i]))))[iu] for i in sel[m]])
+        D[f"convssm_{m}_noise_covariance"] = np.clip(1.0 - np.corrcoef(v), 0.0, 2.0)
     out["identification"] = {name: dist.identification_accuracy(d, subjects, half) for name, d in D.items()}
     out["identification_n"] = 2 * S
     return out
@@ -259,29 +287,33 @@ def summarise(records, fits, chosen, jac, lin, samples, lin_samples, halves, S) 
 def markdown(res: dict) -> str:
     s = res["summary"]
     m, n = s["median"], s["n_fits"]
-    rows = [("convSSM, stochastic, process noise `targets` + obs. noise (selected seed)", "convssm_process"),
-            ("convSSM, stochastic, process noise `matched` + obs. noise (selected seed)", "convssm_matched"),
-            ("convSSM, stochastic, obs. noise only (`latent_noise = none`; selected seed)", "convssm_obs"),
-            ("convSSM, deterministic (selected seed)", "convssm_deterministic"),
-            ("convSSM, ensemble of all seeds (process noise `targets`)", "convssm_ensemble"),
-            ("convSSM, process noise `targets`, first seed only (no selection)", "convssm_process_seed0"),
-            ("convSSM, process noise `matched`, first seed only (no selection)", "convssm_matched_seed0"),
-            ("convSSM, obs. noise only, first seed only (no selection)", "convssm_obs_seed0"),
-            ("convSSM, process noise `targets`, median over single seeds", "convssm_process_seedmedian"),
-            ("convSSM, process noise `matched`, median over single seeds", "convssm_matched_seedmedian"),
-            ("VAR(1), least squares", "var1"), ("linear-Gaussian SSM with HRF", "lgssm"),
-            ("static Gaussian", "gaussian"), ("the other half itself (floor)", "other_half_floor")]
+    labels = {"process": "process noise `targets` + obs. noise", "matched": "process noise `matched` + obs. noise",
+              "obs": "obs. noise only (`latent_noise = none`)", "deterministic": "deterministic",
+              "matched_fullobs": "`matched` + full obs. covariance",
+              "full_targets": "full process + full obs. covariance (`targets`)",
+              "full_matched": "full process covariance `matched` + full obs. covariance",
+              "full_matched_diagobs": "full process covariance `matched` + diagonal obs. noise"}
+    gens = s.get("generators", list(labels))
+    rows = [(f"convSSM, {labels[g]} (selected seed)", f"convssm_{g}") for g in gens]
+    rows += [(f"convSSM, ensemble of all seeds ({labels[s.get('main', 'process')]})", "convssm_ensemble")]
+    rows += [(f"convSSM, {labels[g]}, {v}", f"convssm_{g}_{key}") for key, v in
+             (("seed0", "first seed only"), ("seedmedian", "median over single seeds")) for g in gens
+             if g != "deterministic"]
+    rows += [("VAR(1), least squares", "var1"), ("linear-Gaussian SSM with HRF", "lgssm"),
+             ("static Gaussian", "gaussian"), ("the other half itself (floor)", "other_half_floor")]
     lines = [f"{s['n_subjects']} subjects, halves of {s['half_length']} volumes (TR {s['tr']} s), {s['seeds']} seeds, "
              f"{s['epochs']} epochs, preset `{s['preset']}`, band-pass {s['band_pass']}, device {s['device']}, "
              f"{s['seconds_total']:.0f} s.", "",
              "| model | held-out D_stsp (median) | held-out D_H (median) | beats VAR(1) on D_stsp | on D_H "
-             "| SD gen / data | lag-1 autocorr. |", "|---|---|---|---|---|---|---|"]
+             "| SD gen / data | lag-1 autocorr. | FC error vs own training part / other half |",
+             "|---|---|---|---|---|---|---|---|"]
     for label, key in rows:
         wins = s["convssm_beats_var1"]
         w = (f"{wins[key + '_dstsp']} / {n}", f"{wins[key + '_dh']} / {n}") if key + "_dstsp" in wins else ("", "")
         extra = (f"{m[key + '_sd_ratio']:.2f} | {m[key + '_lag1']:.2f}" if key + "_sd_ratio" in m
                  else f" | (data {m['data_lag1']:.2f})" if key == "other_half_floor" else " | ")
-        lines.append(f"| {label} | {m[key + '_dstsp']:.3f} | {m[key + '_dh']:.3f} | {w[0]} | {w[1]} | {extra} |")
+        fc = (f"{m[key + '_fc_err_train']:.2f} / {m[key + '_fc_err_other']:.2f}" if key + "_fc_err_train" in m else "")
+        lines.append(f"| {label} | {m[key + '_dstsp']:.3f} | {m[key + '_dh']:.3f} | {w[0]} | {w[1]} | {extra} | {fc} |")
     lines += ["", f"| distance | identification ({s['identification_n']} halves) |", "|---|---|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in s["identification"].items()]
     lines += ["", "| feature | ICC(3,1) across halves |", "|---|---|"]
@@ -305,8 +337,14 @@ def main(argv=None) -> int:
     ap.add_argument("--tag", default="", help="suffix of the output file names")
     ap.add_argument("--save-fits", metavar="DIR", help="also write the trained stacked model and metrics to DIR")
     ap.add_argument("--rescore", metavar="DIR", help="score the fits saved by --save-fits DIR instead of training")
+    ap.add_argument("--generators", nargs="+", choices=list(GENERATORS), default=list(GENERATORS),
+                    help="the convSSM generators scored (default all)")
+    ap.add_argument("--main", choices=list(GENERATORS), default=MAIN,
+                    help="the generator of the features, the ensemble and the generation distances")
     ap.add_argument("--smoke", action="store_true", help="2 tiny generated subjects, 2 seeds, 2 epochs")
     args = ap.parse_args(argv)
+    if args.main not in args.generators:
+        args.generators.append(args.main)
     if args.smoke:
         names, xs, tr = smoke_data()
         args.seeds = min(args.seeds, 2)
