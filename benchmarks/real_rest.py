@@ -100,6 +100,10 @@ def lag1(g) -> float:
     return float(np.nanmean(num / np.where(den > 0, den, np.nan)))
 
 
+def log(msg: str) -> None:
+    print(f"[real_rest {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
 def fc_error(g, ref) -> float:
     """Frobenius norm of the difference between the correlation matrix of samples g (R, T, N), pooled, and ref's."""
     C = np.corrcoef(np.concatenate(list(g)).T) if np.isfinite(g).all() else np.full((ref.shape[1],) * 2, np.nan)
@@ -163,6 +167,7 @@ def run(names, xs, tr, args) -> dict:
     cfg = config(args)
     model, sds, metrics, statuses = fitted_models(halves, fits, tr, cfg, args)
     t_fit = time.perf_counter() - t0
+    log(f"{len(fits)} fits ready after {t_fit:.0f} s")
 
     # ---- convSSM: the product's generators (dsr.analysis.sampling), selection on the half's own test part ----
     seeds = [1000 * args.seed + i for i in range(len(fits))]  # one evaluation seed per fit
@@ -222,7 +227,7 @@ def run(names, xs, tr, args) -> dict:
             rec[f"{name}_lag1"] = lag1(g)
             rec[f"{name}_fc_err_train"] = fc_error(g, own)  # the diagnosis: covariance structure of the samples
             rec[f"{name}_fc_err_other"] = fc_error(g, other)
-        for m in args.generators:  # without selection: the first seed alone, and the median over single seeds
+        for m in args.seed_stats:  # without selection: the first seed alone, and the median over single seeds
             seed_scores = [score_samples(other, samples[m][q], seed=args.seed) for q in idx[(s, h)]]
             for q in ("dstsp", "dh"):
                 rec[f"convssm_{m}_seed0_{q}"] = seed_scores[0][q]
@@ -235,12 +240,16 @@ def run(names, xs, tr, args) -> dict:
                    fc_mean=float(np.mean(dist.fc_vector(halves[s][h]))), status=statuses[i],
                    data_lag1=lag1(other[None]))
         records.append(rec)
+        if args.out_partial:  # incremental: the held-out scores of the halves done so far
+            Path(args.out_partial).write_text(json.dumps({"fits": records}, default=float))
+        log(f"scored half {j + 1} / {2 * S}")
     t_score = time.perf_counter() - t0 - t_fit
     summary = summarise(records, chosen, jac, lin, samples, lin_samples, halves, S, args, noise_cov)
     summary.update(seconds_fit=t_fit, seconds_total=time.perf_counter() - t0, seconds_scoring=t_score,
                    n_subjects=S, seeds=k, half_length=T2, n_train=n_train, tr=tr, device=args.device,
                    epochs=cfg.train.epochs, preset=args.preset, band_pass=args.band_pass, n_samples=N_SAMPLES,
-                   config=cfg.to_dict(), generators=list(args.generators), main=args.main)
+                   config=cfg.to_dict(), generators=list(args.generators), main=args.main,
+                   seed_stats=list(args.seed_stats))
     return {"summary": summary, "fits": records}
 
 
@@ -252,7 +261,7 @@ def summarise(records, chosen, jac, lin, samples, lin_samples, halves, S, args, 
                       if f"{m}_{q}" in records[0]}}
     out["median"]["data_lag1"] = float(np.median([r["data_lag1"] for r in records]))
     out["convssm_beats_var1"] = {f"{m}_{q}": int(sum(r[f"{m}_{q}"] < r[f"var1_{q}"] for r in records))
-                                 for m in models[:-4] for q in ("dstsp", "dh")}
+                                 for m in models[:-4] for q in ("dstsp", "dh") if f"{m}_{q}" in records[0]}
     out["n_fits"] = len(records)
     # records are ordered (s, h); features and distances use the order (h, s)
     order = [2 * s + h for h in (0, 1) for s in range(S)]
@@ -277,7 +286,8 @@ def summarise(records, chosen, jac, lin, samples, lin_samples, halves, S, args, 
         D[f"{name}_generated_fc"] = dist.fc_distances([np.concatenate(list(x)) for x in smp])
     for m, Q in noise_cov.items():  # the process-noise covariance as a fingerprint (1 − corr of its correlations)
         iu = np.triu_indices(Q.shape[-1], 1)
-        v = np.stack([(Q[i] / np.sqrt(np.outer(np.diag(Q[i]), np.diag(Q[i]))))[iu] for i in sel[m]])
+        sd = np.sqrt(np.clip(np.diagonal(Q, axis1=1, axis2=2), 1e-12, None))  # (F, M)
+        v = np.stack([(Q[i] / np.outer(sd[i], sd[i]))[iu] for i in sel[m]])
         D[f"convssm_{m}_noise_covariance"] = np.clip(1.0 - np.corrcoef(v), 0.0, 2.0)
     out["identification"] = {name: dist.identification_accuracy(d, subjects, half) for name, d in D.items()}
     out["identification_n"] = 2 * S
@@ -297,8 +307,8 @@ def markdown(res: dict) -> str:
     rows = [(f"convSSM, {labels[g]} (selected seed)", f"convssm_{g}") for g in gens]
     rows += [(f"convSSM, ensemble of all seeds ({labels[s.get('main', 'process')]})", "convssm_ensemble")]
     rows += [(f"convSSM, {labels[g]}, {v}", f"convssm_{g}_{key}") for key, v in
-             (("seed0", "first seed only"), ("seedmedian", "median over single seeds")) for g in gens
-             if g != "deterministic"]
+             (("seed0", "first seed only"), ("seedmedian", "median over single seeds"))
+             for g in s.get("seed_stats", gens) if g != "deterministic"]
     rows += [("VAR(1), least squares", "var1"), ("linear-Gaussian SSM with HRF", "lgssm"),
              ("static Gaussian", "gaussian"), ("the other half itself (floor)", "other_half_floor")]
     lines = [f"{s['n_subjects']} subjects, halves of {s['half_length']} volumes (TR {s['tr']} s), {s['seeds']} seeds, "
@@ -341,10 +351,15 @@ def main(argv=None) -> int:
                     help="the convSSM generators scored (default all)")
     ap.add_argument("--main", choices=list(GENERATORS), default=MAIN,
                     help="the generator of the features, the ensemble and the generation distances")
+    ap.add_argument("--seed-stats", nargs="*", choices=list(GENERATORS), default=["process", "matched"],
+                    help="generators also scored without selection (first seed, median over seeds; costly)")
     ap.add_argument("--smoke", action="store_true", help="2 tiny generated subjects, 2 seeds, 2 epochs")
     args = ap.parse_args(argv)
     if args.main not in args.generators:
         args.generators.append(args.main)
+    args.seed_stats = [g for g in args.seed_stats if g in args.generators]
+    args.out_partial = str(Path(args.out) / f"real_rest{args.tag}.partial.json")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     if args.smoke:
         names, xs, tr = smoke_data()
         args.seeds = min(args.seeds, 2)
