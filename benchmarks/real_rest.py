@@ -227,6 +227,10 @@ def run(names, xs, tr, args) -> dict:
             rec[f"{name}_lag1"] = lag1(g)
             rec[f"{name}_fc_err_train"] = fc_error(g, own)  # the diagnosis: covariance structure of the samples
             rec[f"{name}_fc_err_other"] = fc_error(g, other)
+            if args.surrogates and np.isfinite(g).all() and name != "other_half_floor":
+                # the diagnosis: a static Gaussian with the samples' own mean and covariance, scored the same way
+                sur = fit_gaussian([np.concatenate(list(g))], tr).generate(T2, seed=args.seed, n_samples=N_SAMPLES)[0]
+                rec[f"{name}_gaussian_surrogate_dstsp"] = score_samples(other, sur, seed=args.seed)["dstsp"]
         for m in args.seed_stats:  # without selection: the first seed alone, and the median over single seeds
             seed_scores = [score_samples(other, samples[m][q], seed=args.seed) for q in idx[(s, h)]]
             for q in ("dstsp", "dh"):
@@ -249,7 +253,7 @@ def run(names, xs, tr, args) -> dict:
                    n_subjects=S, seeds=k, half_length=T2, n_train=n_train, tr=tr, device=args.device,
                    epochs=cfg.train.epochs, preset=args.preset, band_pass=args.band_pass, n_samples=N_SAMPLES,
                    config=cfg.to_dict(), generators=list(args.generators), main=args.main,
-                   seed_stats=list(args.seed_stats))
+                   seed_stats=list(args.seed_stats), surrogates=args.surrogates)
     return {"summary": summary, "fits": records}
 
 
@@ -257,7 +261,8 @@ def summarise(records, chosen, jac, lin, samples, lin_samples, halves, S, args, 
     models = ([f"convssm_{m}{v}" for v in ("", "_seed0", "_seedmedian") for m in args.generators]
               + ["convssm_ensemble", "var1", "lgssm", "gaussian", "other_half_floor"])
     out = {"median": {f"{m}_{q}": float(np.median([r[f"{m}_{q}"] for r in records])) for m in models
-                      for q in ("dstsp", "dh", "sd_ratio", "lag1", "fc_err_train", "fc_err_other")
+                      for q in ("dstsp", "dh", "sd_ratio", "lag1", "fc_err_train", "fc_err_other",
+                                "gaussian_surrogate_dstsp")
                       if f"{m}_{q}" in records[0]}}
     out["median"]["data_lag1"] = float(np.median([r["data_lag1"] for r in records]))
     out["convssm_beats_var1"] = {f"{m}_{q}": int(sum(r[f"{m}_{q}"] < r[f"var1_{q}"] for r in records))
@@ -315,14 +320,17 @@ def markdown(res: dict) -> str:
              f"{s['epochs']} epochs, preset `{s['preset']}`, band-pass {s['band_pass']}, device {s['device']}, "
              f"{s['seconds_total']:.0f} s.", "",
              "| model | held-out D_stsp (median) | held-out D_H (median) | beats VAR(1) on D_stsp | on D_H "
-             "| SD gen / data | lag-1 autocorr. | FC error vs own training part / other half |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| SD gen / data | lag-1 autocorr. | FC error vs own training part / other half |"
+             + (" D_stsp of a Gaussian with the samples' covariance |" if s.get("surrogates") else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if s.get("surrogates") else "")]
     for label, key in rows:
         wins = s["convssm_beats_var1"]
         w = (f"{wins[key + '_dstsp']} / {n}", f"{wins[key + '_dh']} / {n}") if key + "_dstsp" in wins else ("", "")
         extra = (f"{m[key + '_sd_ratio']:.2f} | {m[key + '_lag1']:.2f}" if key + "_sd_ratio" in m
                  else f" | (data {m['data_lag1']:.2f})" if key == "other_half_floor" else " | ")
         fc = (f"{m[key + '_fc_err_train']:.2f} / {m[key + '_fc_err_other']:.2f}" if key + "_fc_err_train" in m else "")
+        if key + "_gaussian_surrogate_dstsp" in m:
+            fc += f" | {m[key + '_gaussian_surrogate_dstsp']:.3f}"
         lines.append(f"| {label} | {m[key + '_dstsp']:.3f} | {m[key + '_dh']:.3f} | {w[0]} | {w[1]} | {extra} | {fc} |")
     lines += ["", f"| distance | identification ({s['identification_n']} halves) |", "|---|---|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in s["identification"].items()]
@@ -353,6 +361,8 @@ def main(argv=None) -> int:
                     help="the generator of the features, the ensemble and the generation distances")
     ap.add_argument("--seed-stats", nargs="*", choices=list(GENERATORS), default=["process", "matched"],
                     help="generators also scored without selection (first seed, median over seeds; costly)")
+    ap.add_argument("--surrogates", action="store_true",
+                    help="also score a static Gaussian with each model's sample covariance (the D_stsp diagnosis)")
     ap.add_argument("--smoke", action="store_true", help="2 tiny generated subjects, 2 seeds, 2 epochs")
     args = ap.parse_args(argv)
     if args.main not in args.generators:
