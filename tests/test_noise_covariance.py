@@ -118,7 +118,11 @@ def test_covariance_matching_gives_generations_the_training_datas_covariance():
     assert err["full"] < 0.1 < err["diagonal"]
 
 
-def test_noise_covariance_options_are_checked():
+def test_noise_covariance_options_are_checked(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[eval]\nlatent_noise_covariance = "dense"\n')
+    with pytest.raises(ConfigError, match="bad.toml: eval.latent_noise_covariance must be diagonal or full"):
+        load_config(str(bad))
     assert EvalConfig(obs_noise_covariance="full", latent_noise_covariance="full").obs_noise_covariance == "full"
     assert load_config("quick").eval.latent_noise_covariance == "diagonal"
     for key in ("obs_noise_covariance", "latent_noise_covariance"):
