@@ -42,6 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dsr.analysis import distances as dist  # noqa: E402
+from dsr.analysis.calibration import calibrate_output  # noqa: E402
 from dsr.analysis.heldout import score_samples  # noqa: E402
 from dsr.analysis.noise import estimate_noise  # noqa: E402
 from dsr.analysis.sampling import generate_samples, stack, to_data_units  # noqa: E402
@@ -53,16 +54,18 @@ from dsr.pipelines.fit_array import build_filter, fit_many, prepare_unique, reso
 N_SAMPLES = 20  # stochastic samples per model scored against the other half
 N_DIST_SAMPLES = 5  # samples per model in the generation distances
 #: The product's generators (dsr.analysis.sampling): name -> (noise estimate: eval.latent_noise,
-#: eval.obs_noise_covariance, eval.latent_noise_covariance; generate_samples options).
+#: eval.obs_noise_covariance, eval.latent_noise_covariance, eval.output_calibration; generate_samples options).
 GENERATORS = {
-    "process": (("targets", "diagonal", "diagonal"), {}),
-    "matched": (("matched", "diagonal", "diagonal"), {}),
-    "obs": (("none", "diagonal", "diagonal"), dict(latent=False)),
-    "deterministic": (("none", "diagonal", "diagonal"), dict(stochastic=False)),
-    "matched_fullobs": (("matched", "full", "diagonal"), {}),
-    "full_targets": (("targets", "full", "full"), {}),
-    "full_matched": (("matched", "full", "full"), {}),
-    "full_matched_diagobs": (("matched", "diagonal", "full"), {}),
+    "process": (("targets", "diagonal", "diagonal", "none"), {}),
+    "matched": (("matched", "diagonal", "diagonal", "none"), {}),
+    "obs": (("none", "diagonal", "diagonal", "none"), dict(latent=False)),
+    "deterministic": (("none", "diagonal", "diagonal", "none"), dict(stochastic=False)),
+    "matched_fullobs": (("matched", "full", "diagonal", "none"), {}),
+    "full_targets": (("targets", "full", "full", "none"), {}),
+    "full_matched": (("matched", "full", "full", "none"), {}),
+    "full_matched_diagobs": (("matched", "diagonal", "full", "none"), {}),
+    "full_targets_moments": (("targets", "full", "full", "moments"), {}),
+    "full_matched_moments": (("matched", "full", "full", "moments"), {}),
 }
 TRAINED_BY = ("model", "filter", "train")  # config sections a saved fit must share to be re-scored
 MAIN = "process"  # the default of --main: features, ensemble and distances use this generator's selected seed
@@ -173,9 +176,11 @@ def run(names, xs, tr, args) -> dict:
     seeds = [1000 * args.seed + i for i in range(len(fits))]  # one evaluation seed per fit
     samples, Z, noise_cov = {}, None, {}
     for mode in args.generators:  # each generator: a copy of the fits with its own noise estimate
-        (latent, obs_cov, lat_cov), kw = GENERATORS[mode]
+        (latent, obs_cov, lat_cov, calibration), kw = GENERATORS[mode]
         m = stack([model])
         estimate_noise(m, sds, latent=latent, obs_covariance=obs_cov, latent_covariance=lat_cov)
+        if calibration == "moments":
+            calibrate_output(m, sds, seeds)
         X, Zm = generate_samples(m, sds, T2, N_SAMPLES, seeds, **kw)
         if LATENT_NOISE_CHOL in m.params:  # the model's process-noise covariance Q = L Lᵀ, (F, M, M)
             L = m.params[LATENT_NOISE_CHOL].double().cpu()
@@ -307,7 +312,9 @@ def markdown(res: dict) -> str:
               "matched_fullobs": "`matched` + full obs. covariance",
               "full_targets": "full process + full obs. covariance (`targets`)",
               "full_matched": "full process covariance `matched` + full obs. covariance",
-              "full_matched_diagobs": "full process covariance `matched` + diagonal obs. noise"}
+              "full_matched_diagobs": "full process covariance `matched` + diagonal obs. noise",
+              "full_targets_moments": "full process + full obs. covariance (`targets`), moment-calibrated output",
+              "full_matched_moments": "full process covariance `matched` + full obs., moment-calibrated output"}
     gens = s.get("generators", list(labels))
     rows = [(f"convSSM, {labels[g]} (selected seed)", f"convssm_{g}") for g in gens]
     rows += [(f"convSSM, ensemble of all seeds ({labels[s.get('main', 'process')]})", "convssm_ensemble")]

@@ -1,16 +1,19 @@
-"""Full-covariance noise of the stochastic generator (eval.obs_noise_covariance, eval.latent_noise_covariance)."""
+"""Full-covariance noise of the stochastic generator (eval.obs_noise_covariance, eval.latent_noise_covariance) and
+its moment calibration (eval.output_calibration)."""
 import dataclasses
 
 import numpy as np
 import pytest
 import torch
 
+from dsr.analysis.calibration import calibrate_output
 from dsr.analysis.evaluate import evaluate
 from dsr.analysis.noise import cholesky_factor, estimate_noise
 from dsr.analysis.sampling import generate_samples, stack
 from dsr.config import EvalConfig, load_config
 from dsr.errors import ConfigError
-from dsr.models.convssm import LATENT_NOISE, LATENT_NOISE_CHOL, OBS_NOISE, OBS_NOISE_CHOL, ConvSSM, ConvSSMSpec
+from dsr.models.convssm import (CALIB_MAP, CALIB_SHIFT, LATENT_NOISE, LATENT_NOISE_CHOL, OBS_NOISE, OBS_NOISE_CHOL,
+                                ConvSSM, ConvSSMSpec)
 from dsr.signal.filters import spm_hrf
 from dsr.training.data import prepare_subject
 
@@ -77,9 +80,10 @@ def test_full_noise_is_saved_and_loaded_with_the_model(tmp_path):
     model = _linear_model(h)
     sd = prepare_subject(_correlated_data(model, 600, obs_sd=0.1), h, load_config("quick"))
     estimate_noise(model, [sd], latent="matched", obs_covariance="full", latent_covariance="full")
+    calibrate_output(model, [sd], [4], n_samples=4)
     model.save(tmp_path / "m.safetensors")
     back = ConvSSM.load(tmp_path / "m.safetensors")
-    assert set(back.params) == set(model.params) >= {OBS_NOISE_CHOL, LATENT_NOISE_CHOL}
+    assert set(back.params) == set(model.params) >= {OBS_NOISE_CHOL, LATENT_NOISE_CHOL, CALIB_MAP, CALIB_SHIFT}
     for k in model.params:
         torch.testing.assert_close(back.params[k], model.params[k])
     np.testing.assert_array_equal(generate_samples(back, [sd], 100, 2, [3])[0], generate_samples(model, [sd], 100, 2, [3])[0])
@@ -118,6 +122,41 @@ def test_covariance_matching_gives_generations_the_training_datas_covariance():
     assert err["full"] < 0.1 < err["diagonal"]
 
 
+def _lively_model(h):
+    """A nonlinear 3-latent cshPLRNN (irregular bounded orbit) whose moments are not the data's."""
+    spec = ConvSSMSpec("cshPLRNN", 3, 20, "identity", n_obs=3, tr=TR)
+    model = ConvSSM.initialise(spec, torch.as_tensor(h), [5], dtype=torch.float64)
+    model.params["latent.W1"] *= 8.0
+    return model
+
+
+def test_moment_calibration_gives_generations_the_training_parts_mean_and_covariance():
+    h = spm_hrf(TR)
+    x = _correlated_data(_linear_model(h), 2000, obs_sd=0.2)
+    sd = prepare_subject(x, h, load_config("quick"))
+    model = _lively_model(h)  # a wrong model of these data: its generations have other moments
+    estimate_noise(model, [sd], latent="targets", obs_covariance="full", latent_covariance="full")
+    mu_d, C_d = sd.x[:sd.n_train].mean(0), np.cov(sd.x[:sd.n_train].T, bias=True)
+    err = {}
+    for name in ("raw", "calibrated"):
+        if name == "calibrated":
+            calibrate_output(model, [sd], [0])
+            assert model.params[CALIB_MAP].shape == (1, 3, 3) and model.params[CALIB_SHIFT].shape == (1, 3)
+        X = generate_samples(model, [sd], 1500, 8, [9])[0][0].reshape(-1, 3)  # other draws than the calibration's
+        err[name] = (np.abs(X.mean(0) - mu_d).max(), np.abs(np.cov(X.T, bias=True) - C_d).max())
+    assert err["calibrated"][0] < 0.1 and err["calibrated"][1] < 0.1
+    assert err["raw"][0] + err["raw"][1] > 3 * (err["calibrated"][0] + err["calibrated"][1])
+    D, _ = generate_samples(model, [sd], 100, 2, [9], stochastic=False)  # the deterministic generator: not calibrated
+    Z0 = generate_samples(model, [sd], 100, 2, [9], stochastic=False)[1]
+    np.testing.assert_allclose(D, model.observe(torch.as_tensor(Z0)).numpy(), atol=1e-12)
+    cfg = dataclasses.replace(EVAL, latent_noise="targets", obs_noise_covariance="full",
+                              latent_noise_covariance="full", output_calibration="moments")
+    fresh = _lively_model(h)
+    _, xg, _ = evaluate(fresh, [sd], cfg, [3])[0]  # the metric engine calibrates with the fit's seed
+    assert CALIB_MAP in fresh.params
+    np.testing.assert_allclose(generate_samples(fresh, [sd], len(sd.x), cfg.n_rollouts, [3])[0][0, 0], xg, atol=1e-12)
+
+
 def test_noise_covariance_options_are_checked(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[eval]\nlatent_noise_covariance = "dense"\n')
@@ -128,7 +167,11 @@ def test_noise_covariance_options_are_checked(tmp_path):
     for key in ("obs_noise_covariance", "latent_noise_covariance"):
         with pytest.raises(ConfigError, match=f"eval.{key} must be diagonal or full"):
             EvalConfig(**{key: "dense"})
+    with pytest.raises(ConfigError, match="eval.output_calibration must be none or moments"):
+        EvalConfig(output_calibration="affine")
     model = _linear_model(np.ones(1))
     sd = prepare_subject(_correlated_data(model, 300), np.ones(1), load_config("quick"))
     with pytest.raises(ValueError, match="obs_covariance must be one of"):
         estimate_noise(model, [sd], obs_covariance="dense")
+    with pytest.raises(ValueError, match="estimate it first"):
+        calibrate_output(model, [sd])

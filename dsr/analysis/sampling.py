@@ -9,7 +9,8 @@ length. :func:`generate_samples` draws them with the engine's own pieces, so the
   (:func:`dsr.analysis.evaluate.initial_states`, the fit's ``torch.Generator().manual_seed(seed)``);
 * ``stochastic``: latent process noise σ_z ⊙ ε at every step when the model has ``noise.latent``
   (and ``latent`` is true), observation noise σ_obs ⊙ ε per region on the decoded series (L ε with
-  the full covariances' factors ``noise.latent_chol`` / ``noise.obs_chol``); the draws
+  the full covariances' factors ``noise.latent_chol`` / ``noise.obs_chol``), then the moment calibration
+  when the model has one (:mod:`dsr.analysis.calibration`); the draws
   come from :func:`dsr.analysis.evaluate.generation_noise` (seeded per fit);
 * ``deterministic``: no noise (the paper's rollouts).
 
@@ -83,6 +84,7 @@ def generate_samples(model: ConvSSM, subjects: list[SubjectData], n: int, n_samp
     X = gen.observe(Z).double()  # (S, R, n, N)
     if stochastic:
         X = gen.add_observation_noise(X, torch.stack([d[1] for d in draws]).to(dev))  # (S, R, n, N)
+        X = gen.calibrate_output(X)  # (S, R, n, N); unchanged without a moment calibration
     return X.cpu().numpy(), Z.double().cpu().numpy()
 
 

@@ -27,6 +27,9 @@ LATENT_NOISE = "noise.latent"  # (S, M) SD of the latent process noise per laten
 # above then hold the square roots of their diagonals (what the metrics record)
 OBS_NOISE_CHOL = "noise.obs_chol"  # (S, N, N)
 LATENT_NOISE_CHOL = "noise.latent_chol"  # (S, M, M)
+# optional moment calibration of stochastic generations (eval.output_calibration = "moments"): x <- T x + b
+CALIB_MAP = "calib.map"  # (S, N, N) T
+CALIB_SHIFT = "calib.shift"  # (S, N) b
 
 
 @dataclass
@@ -184,6 +187,14 @@ class ConvSSM:
         if chol is not None:
             return x + torch.einsum("snk,sbtk->sbtn", chol.to(x.dtype), noise.to(x.dtype))  # (S, B, T, N)
         return x + sd[:, None, None] * noise  # (S, B, T, N)
+
+    def calibrate_output(self, x: torch.Tensor) -> torch.Tensor:
+        """Stochastic observations x (S, B, T, N) through the moment calibration T x + b (``calib.map``,
+        ``calib.shift``; :mod:`dsr.analysis.calibration`), or x itself when the model has none."""
+        T, b = self.params.get(CALIB_MAP), self.params.get(CALIB_SHIFT)
+        if T is None:
+            return x
+        return torch.einsum("snk,sbtk->sbtn", T.to(x.dtype), x) + b.to(x.dtype)[:, None, None]  # (S, B, T, N)
 
     def regularisation(self) -> torch.Tensor:
         """L2 terms (S,) for the latent and observation weights, unweighted."""
