@@ -9,21 +9,33 @@ static Gaussian) on the same training part. Every model generates 20 stochastic 
 half and is scored against the OTHER half (``dsr.analysis.heldout``: GMM D_stsp σ² 1, D_H σ 1).
 
 The convSSM samples are the product's own generators (``dsr.analysis.sampling.generate_samples``, the
-metric engine's draws), with the noise the product estimates (``dsr.analysis.noise``): ``obs`` is
-``eval.generation = "stochastic"`` with ``eval.latent_noise = "none"`` (observation noise only),
-``process`` adds the latent process noise of ``latent_noise = "targets"``, ``matched`` that of
-``latent_noise = "matched"``; ``deterministic`` is the paper's noise-free rollouts. Each generator selects
-the seed of each half by the half's internal test part (D_stsp of 10 samples against the half's last
-25 %; never the other half); also reported for ``process``: the ensemble of all seeds (sample r from
-seed r mod k) and the median over single seeds. Features (λ_max, Jacobian and operator
-spectral radii, mean FC) get ICC(3,1) across halves; distances (FC fingerprint, operators, Lyapunov
-spectra, generation D_stsp/D_H) are judged by split-half identification (``dsr.analysis.distances``).
+metric engine's draws), with the noise the product estimates (``dsr.analysis.noise``) and its moment
+calibration (``dsr.analysis.calibration``); ``GENERATORS`` names each by its ``eval`` keys: ``obs`` is
+``latent_noise = "none"`` (observation noise only), ``process`` / ``matched`` add the diagonal latent
+process noise of ``latent_noise = "targets"`` / ``"matched"``, ``full_*`` use the full residual covariances
+(``obs_noise_covariance`` / ``latent_noise_covariance = "full"``), ``*_moments`` add
+``output_calibration = "moments"`` (``full_targets_moments`` is the ``rest_fmri`` preset);
+``deterministic`` is the paper's noise-free rollouts. Each generator selects the seed of each half by the
+half's internal test part (D_stsp of 10 samples against the half's last 25 %; never the other half); also
+reported for ``--main``: the ensemble of all seeds (sample r from seed r mod k), and for ``--seed-stats``
+the first seed alone and the median over single seeds. Every model's samples get the Frobenius distance
+of their correlation matrix to that of the half's training part and of the other half (``fc_err_*``), and
+with ``--surrogates`` the D_stsp of a static Gaussian with the samples' own mean and covariance (how much
+of D_stsp the first two moments explain). Features (λ_max, Jacobian and operator spectral radii, mean FC)
+get ICC(3,1) across halves; distances (FC fingerprint, operators, Lyapunov spectra, generation
+D_stsp/D_H, FC of each generator's samples, the process-noise covariance) are judged by split-half
+identification (``dsr.analysis.distances``).
+
+``--save-fits DIR`` writes the trained stack (safetensors + JSON) and the fits' metrics right after
+training; ``--rescore DIR`` scores them again (other generators, samples, options) without training.
 
 Usage::
 
     python benchmarks/real_rest.py /tmp/hcp16 --device cuda --seeds 10        # GPU, preset defaults
     python benchmarks/real_rest.py /tmp/hcp16 --subjects 3 --seeds 2 --epochs 30 --fast-eval  # CPU, reduced
     python benchmarks/real_rest.py --smoke --out /tmp/smoke                   # 2 tiny generated subjects
+    python benchmarks/real_rest.py /tmp/hcp16 --subjects 4 --seeds 3 --epochs 200 --fast-eval \
+        --rescore /tmp/fits --surrogates                                      # re-score saved fits
 
 Writes ``real_rest.json`` and ``real_rest.md`` into ``--out`` (default benchmarks/results/real_rest).
 """
@@ -68,7 +80,8 @@ GENERATORS = {
     "full_matched_moments": (("matched", "full", "full", "moments"), {}),
 }
 TRAINED_BY = ("model", "filter", "train")  # config sections a saved fit must share to be re-scored
-MAIN = "process"  # the default of --main: features, ensemble and distances use this generator's selected seed
+MAIN = "full_targets_moments"  # the rest_fmri preset's generator; default of --main: features, ensemble and
+# generation distances use this generator's selected seed
 
 
 def load_folder(folder: Path, tr: float | None, max_subjects: int | None):
@@ -366,7 +379,7 @@ def main(argv=None) -> int:
                     help="the convSSM generators scored (default all)")
     ap.add_argument("--main", choices=list(GENERATORS), default=MAIN,
                     help="the generator of the features, the ensemble and the generation distances")
-    ap.add_argument("--seed-stats", nargs="*", choices=list(GENERATORS), default=["process", "matched"],
+    ap.add_argument("--seed-stats", nargs="*", choices=list(GENERATORS), default=["matched", MAIN],
                     help="generators also scored without selection (first seed, median over seeds; costly)")
     ap.add_argument("--surrogates", action="store_true",
                     help="also score a static Gaussian with each model's sample covariance (the D_stsp diagnosis)")
