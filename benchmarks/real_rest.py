@@ -257,7 +257,8 @@ def run(names, xs, tr, args) -> dict:
         met = metrics[i]
         rec.update(lambda_max=met["lyapunov_max"], lyapunov_spectrum=met["lyapunov_spectrum"],
                    lambda_max_seedmedian=float(np.nanmedian([metrics[q]["lyapunov_max"] for q in idx[(s, h)]])),
-                   jacobian_radius=spectral_radius(jac[i]), var1_radius=spectral_radius(lin["var1"].params["A"][j].numpy()),
+                   jacobian_radius=spectral_radius(jac[i]),
+                   var1_radius=spectral_radius(lin["var1"].params["A"][j].numpy()),
                    lgssm_radius=spectral_radius(lin["lgssm"].params["A"][j].numpy()),
                    fc_mean=float(np.mean(dist.fc_vector(halves[s][h]))), status=statuses[i],
                    data_lag1=lag1(other[None]))
@@ -294,7 +295,8 @@ def summarise(records, chosen, jac, lin, samples, lin_samples, halves, S, args, 
                       for f in feats}
     sel = {m: [chosen[m][(s, h)] for h in (0, 1) for s in range(S)] for m in args.generators}
     ops = {"var1": [lin["var1"].params["A"][j].numpy() for j in order],
-           "lgssm": [lin["lgssm"].params["A"][j].numpy() for j in order], "convssm_jacobian": [jac[i] for i in sel[args.main]]}
+           "lgssm": [lin["lgssm"].params["A"][j].numpy() for j in order],
+           "convssm_jacobian": [jac[i] for i in sel[args.main]]}
     D = {"fc_fingerprint": dist.fc_distances([halves[s][h] for h in (0, 1) for s in range(S)])}
     for name, A in ops.items():
         D[f"{name}_frobenius"] = dist.pairwise(A, dist.operator_distance)

@@ -64,7 +64,8 @@ def main(argv=None) -> int:
         smp = m.generate(T2, seed=0, n_samples=N_SAMPLES)  # (S, R, T2, N)
         sc = [score_samples(o, s) for o, s in zip(other, smp)]
         row = [np.median([c["dstsp"] for c in sc]), np.median([c["dh"] for c in sc]),
-               np.median([fc_error(s, t) for s, t in zip(smp, train)]), np.median([fc_error(s, o) for s, o in zip(smp, other)])]
+               np.median([fc_error(s, t) for s, t in zip(smp, train)]),
+               np.median([fc_error(s, o) for s, o in zip(smp, other)])]
         print(f"| {name} | {row[0]:.3f} | {row[1]:.3f} | {row[2]:.2f} | {row[3]:.2f} |")
     floor = [score_samples(o, t[None]) for o, t in zip(other, [a for a, _ in halves])]
     print(f"| the other half itself (floor) | {np.median([c['dstsp'] for c in floor]):.3f} | "

@@ -12,8 +12,8 @@ from dsr.analysis.noise import cholesky_factor, estimate_noise
 from dsr.analysis.sampling import generate_samples, stack
 from dsr.config import EvalConfig, load_config
 from dsr.errors import ConfigError
-from dsr.models.convssm import (CALIB_MAP, CALIB_SHIFT, LATENT_NOISE, LATENT_NOISE_CHOL, OBS_NOISE, OBS_NOISE_CHOL,
-                                ConvSSM, ConvSSMSpec)
+from dsr.models.convssm import (CALIB_MAP, CALIB_SHIFT, LATENT_NOISE, LATENT_NOISE_CHOL, OBS_NOISE_CHOL, ConvSSM,
+                                ConvSSMSpec)
 from dsr.signal.filters import spm_hrf
 from dsr.training.data import prepare_subject
 
@@ -86,7 +86,8 @@ def test_full_noise_is_saved_and_loaded_with_the_model(tmp_path):
     assert set(back.params) == set(model.params) >= {OBS_NOISE_CHOL, LATENT_NOISE_CHOL, CALIB_MAP, CALIB_SHIFT}
     for k in model.params:
         torch.testing.assert_close(back.params[k], model.params[k])
-    np.testing.assert_array_equal(generate_samples(back, [sd], 100, 2, [3])[0], generate_samples(model, [sd], 100, 2, [3])[0])
+    np.testing.assert_array_equal(generate_samples(back, [sd], 100, 2, [3])[0],
+                                  generate_samples(model, [sd], 100, 2, [3])[0])
 
 
 def test_metric_engine_uses_the_full_noise():

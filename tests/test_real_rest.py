@@ -33,7 +33,8 @@ def test_saved_fits_rescore_to_the_same_scores_and_full_covariance_generators_ru
     gens = ["process", "full_matched"]
     assert rr.main(["--smoke", "--out", str(tmp_path / "a"), "--save-fits", str(tmp_path / "fits"),
                     "--generators", *gens, "--seed-stats"]) == 0
-    assert (tmp_path / "fits" / "convssm.safetensors").is_file() and (tmp_path / "a" / "real_rest.partial.json").is_file()
+    assert (tmp_path / "fits" / "convssm.safetensors").is_file()
+    assert (tmp_path / "a" / "real_rest.partial.json").is_file()
     assert rr.main(["--smoke", "--out", str(tmp_path / "b"), "--rescore", str(tmp_path / "fits"),
                     "--generators", *gens, "--seed-stats"]) == 0
     a, b = (json.loads((tmp_path / d / "real_rest.json").read_text()) for d in "ab")

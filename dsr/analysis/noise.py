@@ -28,11 +28,13 @@ covariance instead. With "full", the observation noise is N(0, R) with R the cov
 of the observation residuals above, and the process noise N(0, Q) with Q that of the teacher-state
 one-step residuals (forced latents; rows and columns of unforced latents 0). Both are stored as lower
 Cholesky factors (``noise.obs_chol`` (S, N, N), ``noise.latent_chol`` (S, M, M)) beside the SDs (square
-roots of their diagonals; after matching, a factor L with L Lᵀ = Q, no longer triangular). Covariance-matched process noise (``latent="matched"`` with a full latent
-covariance): the fixed-point steps act on the covariance, L ← T L with T = C_t^{1/2} C_g^{-1/2}
-(symmetric square roots; C_t the training data's covariance minus R, C_g that of noise-free-decoded
-stochastic generations; identity read-out: the rows of the read-out latents; otherwise one common
-factor as above); T's eigenvalues stay in [0.1, 10]. Only the fit's training part is used.
+roots of their diagonals; after matching, a factor L with L Lᵀ = Q, no longer triangular).
+Covariance-matched process noise (``latent="matched"`` with a full latent covariance): the fixed-point
+steps act on the covariance, L ← T L with T = C_t^{1/2} C_g^{-1/2} (symmetric square roots; C_t the
+training data's covariance minus R, C_g that of noise-free-decoded stochastic generations; identity
+read-out: the rows of the read-out latents; otherwise one common factor as above); T's singular values
+stay in [0.1, 10]. Only the fit's training part is used. Through a nonlinear map the fixed point
+converges slowly; :mod:`dsr.analysis.calibration` matches the generated moments exactly.
 
 The estimates are stored in the model's parameter dict (``noise.obs`` (S, N), ``noise.latent``
 (S, M), and the Cholesky factors; :mod:`dsr.models.convssm`), so a saved model carries them.
