@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dsr.analysis.noise import _covariance_step, _span, teacher_states
+from dsr.analysis.noise import covariance_transform, training_span, teacher_states
 from dsr.models.convssm import CALIB_MAP, CALIB_SHIFT, LATENT_NOISE, OBS_NOISE, ConvSSM
 from dsr.training.data import SubjectData
 
@@ -53,7 +53,8 @@ def calibrate_output(model: ConvSSM, subjects: list[SubjectData], seeds: list[in
 
     def draw(*shape):  # (S, *shape) standard normal, fit i from its own generator
         return torch.stack([torch.randn(*shape, generator=g, dtype=torch.float64) for g in gens]).to(dev)
-    z0 = torch.cat([teacher_states(model.subject(i), sd, _span(sd)[:1]) for i, sd in enumerate(subjects)])  # (S, 1, M)
+    z0 = torch.cat([teacher_states(model.subject(i), sd, training_span(sd)[:1])
+                    for i, sd in enumerate(subjects)])  # (S, 1, M)
     z0 = z0.expand(S, n_samples, M)  # (S, B, M)
     eps_z = None
     if LATENT_NOISE in model.params:
@@ -68,7 +69,7 @@ def calibrate_output(model: ConvSSM, subjects: list[SubjectData], seeds: list[in
     C_g = np.einsum("sti,stj->sij", Xc, Xc) / X.shape[1]  # (S, N, N)
     mu_d = np.stack([sd.x[:sd.n_train].mean(0) for sd in subjects])  # (S, N)
     C_d = np.stack([np.cov(sd.x[:sd.n_train].T, bias=True) for sd in subjects])  # (S, N, N)
-    T = _covariance_step(C_d, np.where(ok[:, None, None], C_g, C_d))  # (S, N, N)
+    T = covariance_transform(C_d, np.where(ok[:, None, None], C_g, C_d))  # (S, N, N)
     T = np.where(ok[:, None, None], T, np.eye(N))
     b = mu_d - np.einsum("sij,sj->si", T, mu_g)  # (S, N)
     model.params[CALIB_MAP] = torch.as_tensor(T, dtype=dt, device=dev)

@@ -48,7 +48,7 @@ from dsr.models.convssm import LATENT_NOISE, LATENT_NOISE_CHOL, OBS_NOISE, OBS_N
 from dsr.training.data import SubjectData
 
 
-def _span(sd: SubjectData) -> np.ndarray:
+def training_span(sd: SubjectData) -> np.ndarray:
     """Times from the first to the last valid training target."""
     idx = np.flatnonzero(np.isfinite(sd.d[:sd.n_train]).all(1))
     return np.arange(idx[0], idx[-1] + 1) if idx.size else idx
@@ -66,7 +66,7 @@ def teacher_states(model: ConvSSM, sd: SubjectData, idx: np.ndarray) -> torch.Te
 def observation_residuals(model: ConvSSM, sd: SubjectData) -> np.ndarray:
     """x_t − decoded filtered teacher states at every training time with a full valid history, (T_r, N)."""
     K = model.kernel_size
-    idx = _span(sd)
+    idx = training_span(sd)
     if len(idx) < K:
         return np.zeros((0, sd.x.shape[1]))
     z = teacher_states(model, sd, idx)  # (1, I, M)
@@ -81,7 +81,7 @@ def observation_residuals(model: ConvSSM, sd: SubjectData) -> np.ndarray:
 @torch.no_grad()
 def latent_residuals(model: ConvSSM, sd: SubjectData) -> np.ndarray:
     """targets(d_{t+1}) − F(z_t) over consecutive valid training targets, (T_r, n_forced)."""
-    idx = _span(sd)
+    idx = training_span(sd)
     if len(idx) < 2:
         return np.zeros((0, model.n_forced))
     z = teacher_states(model, sd, idx)  # (1, I, M)
@@ -171,16 +171,16 @@ def estimate_noise(model: ConvSSM, subjects: list[SubjectData], latent: bool | s
         match_latent_noise(model, subjects)
 
 
-def _sqrtm(C: np.ndarray, inverse: bool = False, floor: float = 1e-6) -> np.ndarray:
+def sym_sqrt(C: np.ndarray, inverse: bool = False, floor: float = 1e-6) -> np.ndarray:
     """Symmetric square root (or inverse square root) of symmetric (..., n, n) matrices, eigenvalues ≥ floor."""
     w, V = np.linalg.eigh(C)
     w = np.clip(w, floor, None) ** (-0.5 if inverse else 0.5)
     return (V * w[..., None, :]) @ np.swapaxes(V, -1, -2)
 
 
-def _covariance_step(C_t: np.ndarray, C_g: np.ndarray) -> np.ndarray:
-    """T = C_t^{1/2} C_g^{-1/2} with eigen-scales clipped to [0.1, 10] (T C_g Tᵀ = C_t when unclipped); (S, N, N)."""
-    T = _sqrtm(C_t) @ _sqrtm(C_g, inverse=True)
+def covariance_transform(C_t: np.ndarray, C_g: np.ndarray) -> np.ndarray:
+    """T = C_t^{1/2} C_g^{-1/2}, singular values clipped to [0.1, 10] (T C_g Tᵀ = C_t unclipped); (S, N, N)."""
+    T = sym_sqrt(C_t) @ sym_sqrt(C_g, inverse=True)
     U, sv, Vt = np.linalg.svd(T)
     return (U * np.clip(sv, 0.1, 10.0)[..., None, :]) @ Vt
 
@@ -210,7 +210,8 @@ def match_latent_noise(model: ConvSSM, subjects: list[SubjectData], n_samples: i
     C_t = C_data - R_obs
     w, V = np.linalg.eigh(C_t)  # target of the noise-free signal, kept positive definite
     C_t = (V * np.clip(w, 0.05 * np.trace(C_data, axis1=1, axis2=2)[:, None] / N, None)[:, None]) @ np.swapaxes(V, 1, 2)
-    z0 = torch.cat([teacher_states(model.subject(i), sd, _span(sd)[:1]) for i, sd in enumerate(subjects)])  # (S, 1, M)
+    z0 = torch.cat([teacher_states(model.subject(i), sd, training_span(sd)[:1])
+                    for i, sd in enumerate(subjects)])  # (S, 1, M)
     z0 = z0.expand(S, n_samples, M)  # (S, B, M)
     per_latent = model.spec.observation == "identity"
     scale = np.ones((S, M))
@@ -227,7 +228,7 @@ def match_latent_noise(model: ConvSSM, subjects: list[SubjectData], n_samples: i
             if not np.isfinite(C_g).all():
                 C_g = np.where(np.isfinite(C_g).all((1, 2))[:, None, None], C_g, C_t)
             step = np.tile(np.eye(M), (S, 1, 1))
-            step[:, :N, :N] = _covariance_step(C_t, C_g)
+            step[:, :N, :N] = covariance_transform(C_t, C_g)
             transform = step @ transform
             continue
         X = X + sd_obs[:, None, None] * np.random.default_rng(seed).standard_normal(X.shape)
