@@ -9,21 +9,33 @@ static Gaussian) on the same training part. Every model generates 20 stochastic 
 half and is scored against the OTHER half (``dsr.analysis.heldout``: GMM D_stsp σ² 1, D_H σ 1).
 
 The convSSM samples are the product's own generators (``dsr.analysis.sampling.generate_samples``, the
-metric engine's draws), with the noise the product estimates (``dsr.analysis.noise``): ``obs`` is
-``eval.generation = "stochastic"`` with ``eval.latent_noise = "none"`` (observation noise only),
-``process`` adds the latent process noise of ``latent_noise = "targets"``, ``matched`` that of
-``latent_noise = "matched"``; ``deterministic`` is the paper's noise-free rollouts. Each generator selects
-the seed of each half by the half's internal test part (D_stsp of 10 samples against the half's last
-25 %; never the other half); also reported for ``process``: the ensemble of all seeds (sample r from
-seed r mod k) and the median over single seeds. Features (λ_max, Jacobian and operator
-spectral radii, mean FC) get ICC(3,1) across halves; distances (FC fingerprint, operators, Lyapunov
-spectra, generation D_stsp/D_H) are judged by split-half identification (``dsr.analysis.distances``).
+metric engine's draws), with the noise the product estimates (``dsr.analysis.noise``) and its moment
+calibration (``dsr.analysis.calibration``); ``GENERATORS`` names each by its ``eval`` keys: ``obs`` is
+``latent_noise = "none"`` (observation noise only), ``process`` / ``matched`` add the diagonal latent
+process noise of ``latent_noise = "targets"`` / ``"matched"``, ``full_*`` use the full residual covariances
+(``obs_noise_covariance`` / ``latent_noise_covariance = "full"``), ``*_moments`` add
+``output_calibration = "moments"`` (``full_targets_moments`` is the ``rest_fmri`` preset);
+``deterministic`` is the paper's noise-free rollouts. Each generator selects the seed of each half by the
+half's internal test part (D_stsp of 10 samples against the half's last 25 %; never the other half); also
+reported for ``--main``: the ensemble of all seeds (sample r from seed r mod k), and for ``--seed-stats``
+the first seed alone and the median over single seeds. Every model's samples get the Frobenius distance
+of their correlation matrix to that of the half's training part and of the other half (``fc_err_*``), and
+with ``--surrogates`` the D_stsp of a static Gaussian with the samples' own mean and covariance (how much
+of D_stsp the first two moments explain). Features (λ_max, Jacobian and operator spectral radii, mean FC)
+get ICC(3,1) across halves; distances (FC fingerprint, operators, Lyapunov spectra, generation
+D_stsp/D_H, FC of each generator's samples, the process-noise covariance) are judged by split-half
+identification (``dsr.analysis.distances``).
+
+``--save-fits DIR`` writes the trained stack (safetensors + JSON) and the fits' metrics right after
+training; ``--rescore DIR`` scores them again (other generators, samples, options) without training.
 
 Usage::
 
     python benchmarks/real_rest.py /tmp/hcp16 --device cuda --seeds 10        # GPU, preset defaults
     python benchmarks/real_rest.py /tmp/hcp16 --subjects 3 --seeds 2 --epochs 30 --fast-eval  # CPU, reduced
     python benchmarks/real_rest.py --smoke --out /tmp/smoke                   # 2 tiny generated subjects
+    python benchmarks/real_rest.py /tmp/hcp16 --subjects 4 --seeds 3 --epochs 200 --fast-eval \
+        --rescore /tmp/fits --surrogates                                      # re-score saved fits
 
 Writes ``real_rest.json`` and ``real_rest.md`` into ``--out`` (default benchmarks/results/real_rest).
 """
@@ -42,19 +54,34 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dsr.analysis import distances as dist  # noqa: E402
+from dsr.analysis.calibration import calibrate_output  # noqa: E402
 from dsr.analysis.heldout import score_samples  # noqa: E402
-from dsr.analysis.noise import estimate_noise, match_latent_noise  # noqa: E402
+from dsr.analysis.noise import estimate_noise  # noqa: E402
 from dsr.analysis.sampling import generate_samples, stack, to_data_units  # noqa: E402
 from dsr.config import load_config  # noqa: E402
 from dsr.models.linear import fit_gaussian, fit_lgssm, fit_var1  # noqa: E402
-from dsr.pipelines.fit_array import build_filter, fit_many  # noqa: E402
+from dsr.models.convssm import LATENT_NOISE_CHOL, ConvSSM  # noqa: E402
+from dsr.pipelines.fit_array import build_filter, fit_many, prepare_unique, resolve_device  # noqa: E402
 
 N_SAMPLES = 20  # stochastic samples per model scored against the other half
 N_DIST_SAMPLES = 5  # samples per model in the generation distances
-#: The product's generators (dsr.analysis.sampling): eval.generation and eval.latent_noise of a fit.
-GENERATORS = {"process": dict(latent=True), "matched": dict(latent=True), "obs": dict(latent=False),
-              "deterministic": dict(stochastic=False)}
-MAIN = "process"  # features, ensemble and distances use this generator's selected seed
+#: The product's generators (dsr.analysis.sampling): name -> (noise estimate: eval.latent_noise,
+#: eval.obs_noise_covariance, eval.latent_noise_covariance, eval.output_calibration; generate_samples options).
+GENERATORS = {
+    "process": (("targets", "diagonal", "diagonal", "none"), {}),
+    "matched": (("matched", "diagonal", "diagonal", "none"), {}),
+    "obs": (("none", "diagonal", "diagonal", "none"), dict(latent=False)),
+    "deterministic": (("none", "diagonal", "diagonal", "none"), dict(stochastic=False)),
+    "matched_fullobs": (("matched", "full", "diagonal", "none"), {}),
+    "full_targets": (("targets", "full", "full", "none"), {}),
+    "full_matched": (("matched", "full", "full", "none"), {}),
+    "full_matched_diagobs": (("matched", "diagonal", "full", "none"), {}),
+    "full_targets_moments": (("targets", "full", "full", "moments"), {}),
+    "full_matched_moments": (("matched", "full", "full", "moments"), {}),
+}
+TRAINED_BY = ("model", "filter", "train")  # config sections a saved fit must share to be re-scored
+MAIN = "full_targets_moments"  # the rest_fmri preset's generator; default of --main: features, ensemble and
+# generation distances use this generator's selected seed
 
 
 def load_folder(folder: Path, tr: float | None, max_subjects: int | None):
@@ -89,6 +116,16 @@ def lag1(g) -> float:
     return float(np.nanmean(num / np.where(den > 0, den, np.nan)))
 
 
+def log(msg: str) -> None:
+    print(f"[real_rest {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def fc_error(g, ref) -> float:
+    """Frobenius norm of the difference between the correlation matrix of samples g (R, T, N), pooled, and ref's."""
+    C = np.corrcoef(np.concatenate(list(g)).T) if np.isfinite(g).all() else np.full((ref.shape[1],) * 2, np.nan)
+    return float(np.linalg.norm(C - np.corrcoef(np.asarray(ref).T)))
+
+
 def spectral_radius(A) -> float:
     return float(np.max(np.abs(np.linalg.eigvals(A)))) if np.isfinite(A).all() else float("nan")
 
@@ -106,6 +143,35 @@ def config(args):
     return cfg.replace(**over) if over else cfg
 
 
+def fitted_models(halves, fits, tr, cfg, args):
+    """The stacked convSSM of all fits, their prepared data, metrics and statuses.
+
+    Trains (``fit_many``) and, with ``--save-fits DIR``, writes the stacked model (safetensors + JSON
+    sidecar, with the noise ``evaluate()`` estimated) and the fits' metrics to DIR; with ``--rescore DIR``
+    reads them back instead of training (the data preparation is deterministic and is redone).
+    """
+    xs, cfgs = [halves[s][h] for s, h, _ in fits], [cfg.replace(seed=seed) for *_, seed in fits]
+    if args.rescore:
+        d = Path(args.rescore)
+        rec = json.loads((d / "fits.json").read_text())
+        now = json.loads(json.dumps(cfg.to_dict(), default=float))
+        if [tuple(f) for f in rec["fits"]] != fits or any(rec["config"][k] != now[k] for k in TRAINED_BY):
+            raise SystemExit(f"{d}: saved fits were trained with other subjects/seeds/config than asked for")
+        model = ConvSSM.load(d / "convssm.safetensors").to(device=resolve_device(args.device))
+        sds = [p[0] for p in prepare_unique(xs, tr, cfgs, [None] * len(xs))]
+        return model, sds, rec["metrics"], rec["statuses"]
+    results = fit_many(xs, tr, cfgs, device=args.device)
+    model = stack([r.model for r in results])  # fits with the noise evaluate() estimated
+    sds, metrics, statuses = [r.data for r in results], [r.metrics for r in results], [r.status for r in results]
+    if args.save_fits:
+        d = Path(args.save_fits)
+        d.mkdir(parents=True, exist_ok=True)
+        model.save(d / "convssm.safetensors")
+        (d / "fits.json").write_text(json.dumps({"fits": fits, "config": cfg.to_dict(), "metrics": metrics,
+                                                 "statuses": statuses}, default=float))
+    return model, sds, metrics, statuses
+
+
 def run(names, xs, tr, args) -> dict:
     t0 = time.perf_counter()
     S, k = len(xs), args.seeds
@@ -115,23 +181,25 @@ def run(names, xs, tr, args) -> dict:
         halves = [[band_pass(x, tr, args.band_pass) for x in hs] for hs in halves]
     fits = [(s, h, seed) for s in range(S) for h in (0, 1) for seed in range(k)]
     cfg = config(args)
-    results = fit_many([halves[s][h] for s, h, _ in fits], tr, [cfg.replace(seed=seed) for *_, seed in fits],
-                       device=args.device)
+    model, sds, metrics, statuses = fitted_models(halves, fits, tr, cfg, args)
     t_fit = time.perf_counter() - t0
+    log(f"{len(fits)} fits ready after {t_fit:.0f} s")
 
     # ---- convSSM: the product's generators (dsr.analysis.sampling), selection on the half's own test part ----
-    sds = [r.data for r in results]
-    model = stack([r.model for r in results])  # fits with the noise evaluate() estimated
-    # the noise of eval.latent_noise = "targets", whatever the preset estimated ("matched" is derived below)
-    estimate_noise(model, sds, latent="targets")
     seeds = [1000 * args.seed + i for i in range(len(fits))]  # one evaluation seed per fit
-    samples, Z = {}, None
-    matched = stack([model])  # a copy whose noise.latent is variance-matched (eval.latent_noise = "matched")
-    match_latent_noise(matched, sds)
-    for mode, kw in GENERATORS.items():
-        X, Zm = generate_samples(matched if mode == "matched" else model, sds, T2, N_SAMPLES, seeds, **kw)
+    samples, Z, noise_cov = {}, None, {}
+    for mode in args.generators:  # each generator: a copy of the fits with its own noise estimate
+        (latent, obs_cov, lat_cov, calibration), kw = GENERATORS[mode]
+        m = stack([model])
+        estimate_noise(m, sds, latent=latent, obs_covariance=obs_cov, latent_covariance=lat_cov)
+        if calibration == "moments":
+            calibrate_output(m, sds, seeds)
+        X, Zm = generate_samples(m, sds, T2, N_SAMPLES, seeds, **kw)
+        if LATENT_NOISE_CHOL in m.params:  # the model's process-noise covariance Q = L Lᵀ, (F, M, M)
+            L = m.params[LATENT_NOISE_CHOL].double().cpu()
+            noise_cov[mode] = (L @ L.transpose(1, 2)).numpy()
         samples[mode] = to_data_units(X, sds)  # (F, B, T2, N) data units
-        if mode == "process":
+        if mode == args.main:
             Z = Zm
     dev, dt = model.filter.device, model.filter.dtype
 
@@ -143,7 +211,7 @@ def run(names, xs, tr, args) -> dict:
     n_train = sds[0].n_train
     idx = {(s, h): [i for i, f in enumerate(fits) if f[:2] == (s, h)] for s in range(S) for h in (0, 1)}
     internal, chosen = {}, {}
-    for mode in GENERATORS:  # each generator selects its own seed by the half's own last 25 %
+    for mode in args.generators:  # each generator selects its own seed by the half's own last 25 %
         internal[mode] = np.array([score_samples(halves[s][h][n_train:], samples[mode][i][:10])["dstsp"]
                                    for i, (s, h, _) in enumerate(fits)])
         fin = np.where(np.isfinite(internal[mode]), internal[mode], np.inf)
@@ -160,49 +228,64 @@ def run(names, xs, tr, args) -> dict:
     records = []
     for j, (s, h) in enumerate((s, h) for s in range(S) for h in (0, 1)):
         other = halves[s][1 - h]
-        i = chosen[MAIN][(s, h)]
-        ens = np.stack([samples[MAIN][idx[(s, h)][r % k]][r] for r in range(N_SAMPLES)])
-        gens = {f"convssm_{m}": samples[m][chosen[m][(s, h)]] for m in GENERATORS}
+        i = chosen[args.main][(s, h)]
+        ens = np.stack([samples[args.main][idx[(s, h)][r % k]][r] for r in range(N_SAMPLES)])
+        gens = {f"convssm_{m}": samples[m][chosen[m][(s, h)]] for m in args.generators}
         gens["convssm_ensemble"] = ens
         gens.update({name: lin_samples[name][j] for name in lin})
         gens["other_half_floor"] = halves[s][h][None]
-        rec = {"subject": names[s], "half": h, "selected_seed": fits[i][2], "internal_dstsp": float(internal[MAIN][i]),
-               "selected_seeds": {m: fits[chosen[m][(s, h)]][2] for m in GENERATORS}}
+        rec = {"subject": names[s], "half": h, "selected_seed": fits[i][2],
+               "internal_dstsp": float(internal[args.main][i]),
+               "selected_seeds": {m: fits[chosen[m][(s, h)]][2] for m in args.generators}}
+        own = halves[s][h][:n_train]  # the training part the model saw
         for name, g in gens.items():
             sc = score_samples(other, g, seed=args.seed)
             rec[f"{name}_dstsp"], rec[f"{name}_dh"] = sc["dstsp"], sc["dh"]
             rec[f"{name}_sd_ratio"] = float(np.nanmean(g.std(1) / other.std(0)))  # generated SD / data SD
             rec[f"{name}_lag1"] = lag1(g)
-        for m in GENERATORS:  # without selection: the first seed alone, and the median over single seeds
+            rec[f"{name}_fc_err_train"] = fc_error(g, own)  # the diagnosis: covariance structure of the samples
+            rec[f"{name}_fc_err_other"] = fc_error(g, other)
+            if args.surrogates and np.isfinite(g).all() and name != "other_half_floor":
+                # the diagnosis: a static Gaussian with the samples' own mean and covariance, scored the same way
+                sur = fit_gaussian([np.concatenate(list(g))], tr).generate(T2, seed=args.seed, n_samples=N_SAMPLES)[0]
+                rec[f"{name}_gaussian_surrogate_dstsp"] = score_samples(other, sur, seed=args.seed)["dstsp"]
+        for m in args.seed_stats:  # without selection: the first seed alone, and the median over single seeds
             seed_scores = [score_samples(other, samples[m][q], seed=args.seed) for q in idx[(s, h)]]
             for q in ("dstsp", "dh"):
                 rec[f"convssm_{m}_seed0_{q}"] = seed_scores[0][q]
                 rec[f"convssm_{m}_seedmedian_{q}"] = float(np.median([c[q] for c in seed_scores]))
-        met = results[i].metrics
+        met = metrics[i]
         rec.update(lambda_max=met["lyapunov_max"], lyapunov_spectrum=met["lyapunov_spectrum"],
-                   lambda_max_seedmedian=float(np.nanmedian([results[q].metrics["lyapunov_max"] for q in idx[(s, h)]])),
-                   jacobian_radius=spectral_radius(jac[i]), var1_radius=spectral_radius(lin["var1"].params["A"][j].numpy()),
+                   lambda_max_seedmedian=float(np.nanmedian([metrics[q]["lyapunov_max"] for q in idx[(s, h)]])),
+                   jacobian_radius=spectral_radius(jac[i]),
+                   var1_radius=spectral_radius(lin["var1"].params["A"][j].numpy()),
                    lgssm_radius=spectral_radius(lin["lgssm"].params["A"][j].numpy()),
-                   fc_mean=float(np.mean(dist.fc_vector(halves[s][h]))), status=results[i].status,
+                   fc_mean=float(np.mean(dist.fc_vector(halves[s][h]))), status=statuses[i],
                    data_lag1=lag1(other[None]))
         records.append(rec)
+        if args.out_partial:  # incremental: the held-out scores of the halves done so far
+            Path(args.out_partial).write_text(json.dumps({"fits": records}, default=float))
+        log(f"scored half {j + 1} / {2 * S}")
     t_score = time.perf_counter() - t0 - t_fit
-    summary = summarise(records, fits, chosen, jac, lin, samples, lin_samples, halves, S)
+    summary = summarise(records, chosen, jac, lin, samples, lin_samples, halves, S, args, noise_cov)
     summary.update(seconds_fit=t_fit, seconds_total=time.perf_counter() - t0, seconds_scoring=t_score,
                    n_subjects=S, seeds=k, half_length=T2, n_train=n_train, tr=tr, device=args.device,
                    epochs=cfg.train.epochs, preset=args.preset, band_pass=args.band_pass, n_samples=N_SAMPLES,
-                   config=cfg.to_dict())
+                   config=cfg.to_dict(), generators=list(args.generators), main=args.main,
+                   seed_stats=list(args.seed_stats), surrogates=args.surrogates)
     return {"summary": summary, "fits": records}
 
 
-def summarise(records, fits, chosen, jac, lin, samples, lin_samples, halves, S) -> dict:
-    models = ([f"convssm_{m}{v}" for v in ("", "_seed0", "_seedmedian") for m in GENERATORS]
+def summarise(records, chosen, jac, lin, samples, lin_samples, halves, S, args, noise_cov) -> dict:
+    models = ([f"convssm_{m}{v}" for v in ("", "_seed0", "_seedmedian") for m in args.generators]
               + ["convssm_ensemble", "var1", "lgssm", "gaussian", "other_half_floor"])
-    out = {"median": {f"{m}_{q}": float(np.median([r[f"{m}_{q}"] for r in records]))
-                      for m in models for q in ("dstsp", "dh", "sd_ratio", "lag1") if f"{m}_{q}" in records[0]}}
+    out = {"median": {f"{m}_{q}": float(np.median([r[f"{m}_{q}"] for r in records])) for m in models
+                      for q in ("dstsp", "dh", "sd_ratio", "lag1", "fc_err_train", "fc_err_other",
+                                "gaussian_surrogate_dstsp")
+                      if f"{m}_{q}" in records[0]}}
     out["median"]["data_lag1"] = float(np.median([r["data_lag1"] for r in records]))
     out["convssm_beats_var1"] = {f"{m}_{q}": int(sum(r[f"{m}_{q}"] < r[f"var1_{q}"] for r in records))
-                                 for m in models[:-4] for q in ("dstsp", "dh")}
+                                 for m in models[:-4] for q in ("dstsp", "dh") if f"{m}_{q}" in records[0]}
     out["n_fits"] = len(records)
     # records are ordered (s, h); features and distances use the order (h, s)
     order = [2 * s + h for h in (0, 1) for s in range(S)]
@@ -210,21 +293,27 @@ def summarise(records, fits, chosen, jac, lin, samples, lin_samples, halves, S) 
     feats = ["lambda_max", "lambda_max_seedmedian", "jacobian_radius", "var1_radius", "lgssm_radius", "fc_mean"]
     out["icc_3_1"] = {f: dist.icc_3_1(np.array([[records[2 * s + h][f] for h in (0, 1)] for s in range(S)]))
                       for f in feats}
-    sel = [chosen[MAIN][(s, h)] for h in (0, 1) for s in range(S)]
+    sel = {m: [chosen[m][(s, h)] for h in (0, 1) for s in range(S)] for m in args.generators}
     ops = {"var1": [lin["var1"].params["A"][j].numpy() for j in order],
-           "lgssm": [lin["lgssm"].params["A"][j].numpy() for j in order], "convssm_jacobian": [jac[i] for i in sel]}
+           "lgssm": [lin["lgssm"].params["A"][j].numpy() for j in order],
+           "convssm_jacobian": [jac[i] for i in sel[args.main]]}
     D = {"fc_fingerprint": dist.fc_distances([halves[s][h] for h in (0, 1) for s in range(S)])}
     for name, A in ops.items():
         D[f"{name}_frobenius"] = dist.pairwise(A, dist.operator_distance)
         D[f"{name}_eigenvalues"] = dist.pairwise(A, dist.eigenvalue_distance)
     D["convssm_lyapunov_spectrum"] = dist.vector_distances([records[j]["lyapunov_spectrum"] for j in order])
-    for name, smp in (("convssm", [samples[MAIN][i][:N_DIST_SAMPLES] for i in sel]),
+    for name, smp in (("convssm", [samples[args.main][i][:N_DIST_SAMPLES] for i in sel[args.main]]),
                       ("var1", [lin_samples["var1"][j][:N_DIST_SAMPLES] for j in order])):
         g = dist.generation_distances(smp)
         D[f"{name}_generation_dstsp"], D[f"{name}_generation_dh"] = g["dstsp"], g["dh"]
-    for name, smp in (("convssm", [samples["matched"][i] for i in sel]),
-                      ("var1", [lin_samples["var1"][j] for j in order])):  # FC of the model's own samples
+    gen_sets = [(f"convssm_{m}", [samples[m][i] for i in sel[m]]) for m in args.generators if m != "deterministic"]
+    for name, smp in gen_sets + [("var1", [lin_samples["var1"][j] for j in order])]:  # FC of the model's own samples
         D[f"{name}_generated_fc"] = dist.fc_distances([np.concatenate(list(x)) for x in smp])
+    for m, Q in noise_cov.items():  # the process-noise covariance as a fingerprint (1 − corr of its correlations)
+        iu = np.triu_indices(Q.shape[-1], 1)
+        sd = np.sqrt(np.clip(np.diagonal(Q, axis1=1, axis2=2), 1e-12, None))  # (F, M)
+        v = np.stack([(Q[i] / np.outer(sd[i], sd[i]))[iu] for i in sel[m]])
+        D[f"convssm_{m}_noise_covariance"] = np.clip(1.0 - np.corrcoef(v), 0.0, 2.0)
     out["identification"] = {name: dist.identification_accuracy(d, subjects, half) for name, d in D.items()}
     out["identification_n"] = 2 * S
     return out
@@ -233,29 +322,38 @@ def summarise(records, fits, chosen, jac, lin, samples, lin_samples, halves, S) 
 def markdown(res: dict) -> str:
     s = res["summary"]
     m, n = s["median"], s["n_fits"]
-    rows = [("convSSM, stochastic, process noise `targets` + obs. noise (selected seed)", "convssm_process"),
-            ("convSSM, stochastic, process noise `matched` + obs. noise (selected seed)", "convssm_matched"),
-            ("convSSM, stochastic, obs. noise only (`latent_noise = none`; selected seed)", "convssm_obs"),
-            ("convSSM, deterministic (selected seed)", "convssm_deterministic"),
-            ("convSSM, ensemble of all seeds (process noise `targets`)", "convssm_ensemble"),
-            ("convSSM, process noise `targets`, first seed only (no selection)", "convssm_process_seed0"),
-            ("convSSM, process noise `matched`, first seed only (no selection)", "convssm_matched_seed0"),
-            ("convSSM, obs. noise only, first seed only (no selection)", "convssm_obs_seed0"),
-            ("convSSM, process noise `targets`, median over single seeds", "convssm_process_seedmedian"),
-            ("convSSM, process noise `matched`, median over single seeds", "convssm_matched_seedmedian"),
-            ("VAR(1), least squares", "var1"), ("linear-Gaussian SSM with HRF", "lgssm"),
-            ("static Gaussian", "gaussian"), ("the other half itself (floor)", "other_half_floor")]
+    labels = {"process": "process noise `targets` + obs. noise", "matched": "process noise `matched` + obs. noise",
+              "obs": "obs. noise only (`latent_noise = none`)", "deterministic": "deterministic",
+              "matched_fullobs": "`matched` + full obs. covariance",
+              "full_targets": "full process + full obs. covariance (`targets`)",
+              "full_matched": "full process covariance `matched` + full obs. covariance",
+              "full_matched_diagobs": "full process covariance `matched` + diagonal obs. noise",
+              "full_targets_moments": "full process + full obs. covariance (`targets`), moment-calibrated output",
+              "full_matched_moments": "full process covariance `matched` + full obs., moment-calibrated output"}
+    gens = s.get("generators", list(labels))
+    rows = [(f"convSSM, {labels[g]} (selected seed)", f"convssm_{g}") for g in gens]
+    rows += [(f"convSSM, ensemble of all seeds ({labels[s.get('main', 'process')]})", "convssm_ensemble")]
+    rows += [(f"convSSM, {labels[g]}, {v}", f"convssm_{g}_{key}") for key, v in
+             (("seed0", "first seed only"), ("seedmedian", "median over single seeds"))
+             for g in s.get("seed_stats", gens) if g != "deterministic"]
+    rows += [("VAR(1), least squares", "var1"), ("linear-Gaussian SSM with HRF", "lgssm"),
+             ("static Gaussian", "gaussian"), ("the other half itself (floor)", "other_half_floor")]
     lines = [f"{s['n_subjects']} subjects, halves of {s['half_length']} volumes (TR {s['tr']} s), {s['seeds']} seeds, "
              f"{s['epochs']} epochs, preset `{s['preset']}`, band-pass {s['band_pass']}, device {s['device']}, "
              f"{s['seconds_total']:.0f} s.", "",
              "| model | held-out D_stsp (median) | held-out D_H (median) | beats VAR(1) on D_stsp | on D_H "
-             "| SD gen / data | lag-1 autocorr. |", "|---|---|---|---|---|---|---|"]
+             "| SD gen / data | lag-1 autocorr. | FC error vs own training part / other half |"
+             + (" D_stsp of a Gaussian with the samples' covariance |" if s.get("surrogates") else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if s.get("surrogates") else "")]
     for label, key in rows:
         wins = s["convssm_beats_var1"]
         w = (f"{wins[key + '_dstsp']} / {n}", f"{wins[key + '_dh']} / {n}") if key + "_dstsp" in wins else ("", "")
         extra = (f"{m[key + '_sd_ratio']:.2f} | {m[key + '_lag1']:.2f}" if key + "_sd_ratio" in m
                  else f" | (data {m['data_lag1']:.2f})" if key == "other_half_floor" else " | ")
-        lines.append(f"| {label} | {m[key + '_dstsp']:.3f} | {m[key + '_dh']:.3f} | {w[0]} | {w[1]} | {extra} |")
+        fc = (f"{m[key + '_fc_err_train']:.2f} / {m[key + '_fc_err_other']:.2f}" if key + "_fc_err_train" in m else "")
+        if key + "_gaussian_surrogate_dstsp" in m:
+            fc += f" | {m[key + '_gaussian_surrogate_dstsp']:.3f}"
+        lines.append(f"| {label} | {m[key + '_dstsp']:.3f} | {m[key + '_dh']:.3f} | {w[0]} | {w[1]} | {extra} | {fc} |")
     lines += ["", f"| distance | identification ({s['identification_n']} halves) |", "|---|---|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in s["identification"].items()]
     lines += ["", "| feature | ICC(3,1) across halves |", "|---|---|"]
@@ -277,8 +375,23 @@ def main(argv=None) -> int:
     ap.add_argument("--band-pass", type=float, nargs=2, metavar=("LOW", "HIGH"), help="Hz, each half apart")
     ap.add_argument("--fast-eval", action="store_true", help="fewer rollouts and Lyapunov steps (CPU)")
     ap.add_argument("--tag", default="", help="suffix of the output file names")
+    ap.add_argument("--save-fits", metavar="DIR", help="also write the trained stacked model and metrics to DIR")
+    ap.add_argument("--rescore", metavar="DIR", help="score the fits saved by --save-fits DIR instead of training")
+    ap.add_argument("--generators", nargs="+", choices=list(GENERATORS), default=list(GENERATORS),
+                    help="the convSSM generators scored (default all)")
+    ap.add_argument("--main", choices=list(GENERATORS), default=MAIN,
+                    help="the generator of the features, the ensemble and the generation distances")
+    ap.add_argument("--seed-stats", nargs="*", choices=list(GENERATORS), default=["matched", MAIN],
+                    help="generators also scored without selection (first seed, median over seeds; costly)")
+    ap.add_argument("--surrogates", action="store_true",
+                    help="also score a static Gaussian with each model's sample covariance (the D_stsp diagnosis)")
     ap.add_argument("--smoke", action="store_true", help="2 tiny generated subjects, 2 seeds, 2 epochs")
     args = ap.parse_args(argv)
+    if args.main not in args.generators:
+        args.generators.append(args.main)
+    args.seed_stats = [g for g in args.seed_stats if g in args.generators]
+    args.out_partial = str(Path(args.out) / f"real_rest{args.tag}.partial.json")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     if args.smoke:
         names, xs, tr = smoke_data()
         args.seeds = min(args.seeds, 2)

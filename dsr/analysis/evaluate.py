@@ -6,7 +6,9 @@ For each fit, as in Volkmann et al. (NeurIPS 2024; 100 rollouts from initial sta
   first, then the Lyapunov orbit starts);
 * rollouts of the configured generator (``eval.generation``): "deterministic" runs the latent map
   freely, filters and decodes; "stochastic" adds latent process noise N(0, σ_z²) to every step (when
-  the model has ``noise.latent``) and observation noise N(0, σ_obs²) per region to the decoded series,
+  the model has ``noise.latent``; N(0, Q) with ``noise.latent_chol``) and observation noise N(0, σ_obs²)
+  per region (N(0, R) with ``noise.obs_chol``) to the decoded series, then the moment calibration
+  (``eval.output_calibration``, :mod:`dsr.analysis.calibration`),
   drawn from a generator seeded per fit (:func:`noise_generator`). σ_obs is estimated from the training
   residuals if the model has none (:mod:`dsr.analysis.noise`; stored in ``model.params``). With the
   stochastic generator the deterministic rollouts are scored too (``*_det`` in the record);
@@ -28,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dsr.analysis.calibration import calibrate_output
 from dsr.analysis.dstsp import dstsp_batch
 from dsr.analysis.lyapunov import lyapunov_spectrum
 from dsr.analysis.metrics_record import FitMetrics, RolloutMetrics
@@ -145,7 +148,10 @@ def evaluate(model: ConvSSM, subjects: list[SubjectData], cfg: EvalConfig, seeds
         raise ValueError(f"{S} fits but {len(subjects)} subjects and {len(seeds)} seeds")
     stochastic = cfg.generation == "stochastic"
     if stochastic and OBS_NOISE not in model.params:
-        estimate_noise(model, subjects, latent=cfg.latent_noise)
+        estimate_noise(model, subjects, latent=cfg.latent_noise, obs_covariance=cfg.obs_noise_covariance,
+                       latent_covariance=cfg.latent_noise_covariance)
+        if cfg.output_calibration == "moments":
+            calibrate_output(model, subjects, seeds)
     truths = list(latent_truths) if latent_truths is not None else [None] * S
     kind = "cuda" if model.filter.device.type == "cuda" else "cpu"
     R, K = cfg.n_rollouts, model.kernel_size
@@ -263,7 +269,7 @@ def _score_chunk(model, idx, subjects, x_obs, z0s, truths, seeds, cfg, T, n_trai
         if lat_noise:
             Z, X, Zl_s = rollouts(eps_z)
         eps_x = torch.stack([d[1] for d in draws]).to(dev)  # (F, R, T, N) float64
-        X = sub.add_observation_noise(X, eps_x)  # (F, R, T, N) float64
+        X = sub.calibrate_output(sub.add_observation_noise(X, eps_x))  # (F, R, T, N) float64
         main = _rollout_metrics(X, Zl_s, xs, tr_, scales, sds, cfg, T, n_train)
         if Zl is not None and Zl_s is None:
             for m_, d_ in zip(main, det):

@@ -21,19 +21,34 @@ v the variance per region of stochastic generations as long as the training part
 data; factors stay in [0.1, 10]. (The linear state-space reference scales its W the same way, in closed
 form.)
 
+Full covariances (``obs_covariance`` / ``latent_covariance`` = "full"; ``eval.obs_noise_covariance``,
+``eval.latent_noise_covariance``). Diagonal noise makes every cross-region covariance of the generations
+come from the dynamics; a linear-Gaussian VAR(1) draws its innovations from the full residual
+covariance instead. With "full", the observation noise is N(0, R) with R the covariance (second moment)
+of the observation residuals above, and the process noise N(0, Q) with Q that of the teacher-state
+one-step residuals (forced latents; rows and columns of unforced latents 0). Both are stored as lower
+Cholesky factors (``noise.obs_chol`` (S, N, N), ``noise.latent_chol`` (S, M, M)) beside the SDs (square
+roots of their diagonals; after matching, a factor L with L Lᵀ = Q, no longer triangular).
+Covariance-matched process noise (``latent="matched"`` with a full latent covariance): the fixed-point
+steps act on the covariance, L ← T L with T = C_t^{1/2} C_g^{-1/2} (symmetric square roots; C_t the
+training data's covariance minus R, C_g that of noise-free-decoded stochastic generations; identity
+read-out: the rows of the read-out latents; otherwise one common factor as above); T's singular values
+stay in [0.1, 10]. Only the fit's training part is used. Through a nonlinear map the fixed point
+converges slowly; :mod:`dsr.analysis.calibration` matches the generated moments exactly.
+
 The estimates are stored in the model's parameter dict (``noise.obs`` (S, N), ``noise.latent``
-(S, M); :mod:`dsr.models.convssm`), so a saved model carries them.
+(S, M), and the Cholesky factors; :mod:`dsr.models.convssm`), so a saved model carries them.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from dsr.models.convssm import LATENT_NOISE, OBS_NOISE, ConvSSM
+from dsr.models.convssm import LATENT_NOISE, LATENT_NOISE_CHOL, OBS_NOISE, OBS_NOISE_CHOL, ConvSSM
 from dsr.training.data import SubjectData
 
 
-def _span(sd: SubjectData) -> np.ndarray:
+def training_span(sd: SubjectData) -> np.ndarray:
     """Times from the first to the last valid training target."""
     idx = np.flatnonzero(np.isfinite(sd.d[:sd.n_train]).all(1))
     return np.arange(idx[0], idx[-1] + 1) if idx.size else idx
@@ -51,7 +66,7 @@ def teacher_states(model: ConvSSM, sd: SubjectData, idx: np.ndarray) -> torch.Te
 def observation_residuals(model: ConvSSM, sd: SubjectData) -> np.ndarray:
     """x_t − decoded filtered teacher states at every training time with a full valid history, (T_r, N)."""
     K = model.kernel_size
-    idx = _span(sd)
+    idx = training_span(sd)
     if len(idx) < K:
         return np.zeros((0, sd.x.shape[1]))
     z = teacher_states(model, sd, idx)  # (1, I, M)
@@ -66,7 +81,7 @@ def observation_residuals(model: ConvSSM, sd: SubjectData) -> np.ndarray:
 @torch.no_grad()
 def latent_residuals(model: ConvSSM, sd: SubjectData) -> np.ndarray:
     """targets(d_{t+1}) − F(z_t) over consecutive valid training targets, (T_r, n_forced)."""
-    idx = _span(sd)
+    idx = training_span(sd)
     if len(idx) < 2:
         return np.zeros((0, model.n_forced))
     z = teacher_states(model, sd, idx)  # (1, I, M)
@@ -78,68 +93,144 @@ def latent_residuals(model: ConvSSM, sd: SubjectData) -> np.ndarray:
 
 
 LATENT_MODES = ("none", "targets", "matched")
+COVARIANCES = ("diagonal", "full")
 
 
-def estimate_noise(model: ConvSSM, subjects: list[SubjectData], latent: bool | str = False) -> None:
+def cholesky_factor(res: np.ndarray, size: int | None = None) -> np.ndarray:
+    """Lower Cholesky factor of the second moment resᵀres / T of residuals (T, n), padded with zeros to (size, size).
+
+    A tiny jitter (1e-8 of the mean variance) keeps a singular covariance factorisable.
+    """
+    n = res.shape[1]
+    size = n if size is None else size
+    out = np.zeros((size, size))
+    if len(res) == 0:
+        return out
+    C = res.T @ res / len(res)  # (n, n)
+    C = C + 1e-8 * max(float(np.trace(C)) / max(n, 1), 1e-12) * np.eye(n)
+    out[:n, :n] = np.linalg.cholesky(C)
+    return out
+
+
+def _mode(latent) -> str:
+    mode = {False: "none", True: "targets"}.get(latent, latent) if isinstance(latent, bool) else latent
+    if mode not in LATENT_MODES:
+        raise ValueError(f"latent must be one of {LATENT_MODES}, got {latent!r}")
+    return mode
+
+
+def estimate_noise(model: ConvSSM, subjects: list[SubjectData], latent: bool | str = False,
+                   obs_covariance: str = "diagonal", latent_covariance: str = "diagonal") -> None:
     """Estimate σ_obs (and with ``latent``, σ_z) of every fit of a stack and store them in ``model.params``.
 
     Parameters
     ----------
     model : ConvSSM
-        S fits; gains ``params["noise.obs"]`` (S, N) and, with ``latent``, ``params["noise.latent"]`` (S, M).
+        S fits; gains ``params["noise.obs"]`` (S, N) and, with ``latent``, ``params["noise.latent"]`` (S, M);
+        with full covariances also ``noise.obs_chol`` (S, N, N) / ``noise.latent_chol`` (S, M, M). A factor
+        of an earlier estimate of the same noise that this one does not make is removed.
     subjects : list of SubjectData
         The training data of each fit.
     latent : bool or {"none", "targets", "matched"}
         Also estimate the latent process noise: from one-step residuals of the teacher states (True or
         "targets"), then variance-matched by simulation ("matched", :func:`match_latent_noise`).
+    obs_covariance, latent_covariance : {"diagonal", "full"}
+        Diagonal noise (SDs per region / latent) or the residuals' full covariance.
     """
-    mode = {False: "none", True: "targets"}.get(latent, latent) if isinstance(latent, bool) else latent
-    if mode not in LATENT_MODES:
-        raise ValueError(f"latent must be one of {LATENT_MODES}, got {latent!r}")
+    mode = _mode(latent)
+    for name, value in (("obs_covariance", obs_covariance), ("latent_covariance", latent_covariance)):
+        if value not in COVARIANCES:
+            raise ValueError(f"{name} must be one of {COVARIANCES}, got {value!r}")
     latent = mode != "none"
     dt, dev = model.filter.dtype, model.filter.device
-    obs, lat = [], []
+    M = model.spec.latent_dim
+    obs, lat, obs_l, lat_l = [], [], [], []
     for i, sd in enumerate(subjects):
         one = model.subject(i)
         res = observation_residuals(one, sd)  # (T_r, N)
         obs.append(np.sqrt(np.mean(res**2, axis=0)) if len(res) else np.zeros(sd.x.shape[1]))
+        obs_l.append(cholesky_factor(res, sd.x.shape[1]))  # (N, N)
         if latent:
-            sz = np.zeros(model.spec.latent_dim)
+            sz = np.zeros(M)
             res_z = latent_residuals(one, sd)  # (T_r, n_forced)
             if len(res_z):
                 sz[:res_z.shape[1]] = np.sqrt(np.mean(res_z**2, axis=0))
             lat.append(sz)
+            lat_l.append(cholesky_factor(res_z, M))  # (M, M)
+    model.params.pop(OBS_NOISE_CHOL, None)
+    if latent:
+        model.params.pop(LATENT_NOISE_CHOL, None)
     model.params[OBS_NOISE] = torch.as_tensor(np.stack(obs), dtype=dt, device=dev)  # (S, N)
+    if obs_covariance == "full":
+        model.params[OBS_NOISE_CHOL] = torch.as_tensor(np.stack(obs_l), dtype=dt, device=dev)  # (S, N, N)
     if latent:
         model.params[LATENT_NOISE] = torch.as_tensor(np.stack(lat), dtype=dt, device=dev)  # (S, M)
+        if latent_covariance == "full":
+            model.params[LATENT_NOISE_CHOL] = torch.as_tensor(np.stack(lat_l), dtype=dt, device=dev)  # (S, M, M)
     if mode == "matched":
         match_latent_noise(model, subjects)
+
+
+def sym_sqrt(C: np.ndarray, inverse: bool = False, floor: float = 1e-6) -> np.ndarray:
+    """Symmetric square root (or inverse square root) of symmetric (..., n, n) matrices, eigenvalues ≥ floor."""
+    w, V = np.linalg.eigh(C)
+    w = np.clip(w, floor, None) ** (-0.5 if inverse else 0.5)
+    return (V * w[..., None, :]) @ np.swapaxes(V, -1, -2)
+
+
+def covariance_transform(C_t: np.ndarray, C_g: np.ndarray) -> np.ndarray:
+    """T = C_t^{1/2} C_g^{-1/2}, singular values clipped to [0.1, 10] (T C_g Tᵀ = C_t unclipped); (S, N, N)."""
+    T = sym_sqrt(C_t) @ sym_sqrt(C_g, inverse=True)
+    U, sv, Vt = np.linalg.svd(T)
+    return (U * np.clip(sv, 0.1, 10.0)[..., None, :]) @ Vt
 
 
 @torch.no_grad()
 def match_latent_noise(model: ConvSSM, subjects: list[SubjectData], n_samples: int = 8, iters: int = 3,
                        seed: int = 0) -> np.ndarray:
-    """Rescale ``noise.latent`` in place so that stochastic generations have the training data's variance.
+    """Rescale the latent noise in place so that stochastic generations have the training data's variance.
 
-    Generations start at each fit's first valid teacher state, run as long as its training part (after
-    a transient of K steps) and get observation noise. Returns the factors applied, (S, M).
+    With ``noise.latent_chol`` (full covariance) and the identity read-out, the generations' covariance
+    is matched instead (module docstring). Generations start at each fit's first valid teacher state,
+    run as long as its training part (after a transient of K steps) and get observation noise. Returns
+    the factors applied: (S, M) per latent, or (S, M, M), the transform of the Cholesky factor.
     """
     dt, dev = model.filter.dtype, model.filter.device
     S, M, N, K = model.n_subjects, model.spec.latent_dim, model.spec.n_obs, model.kernel_size
     sd_obs = model.params[OBS_NOISE].double().cpu().numpy()  # (S, N)
+    full = LATENT_NOISE_CHOL in model.params and model.spec.observation == "identity"
+    obs_chol = model.params.get(OBS_NOISE_CHOL)
+    R_obs = (obs_chol.double().cpu().numpy() @ np.swapaxes(obs_chol.double().cpu().numpy(), 1, 2)
+             if obs_chol is not None else np.stack([np.diag(v**2) for v in sd_obs]))  # (S, N, N)
     base = model.params[LATENT_NOISE].clone()  # (S, M)
+    base_chol = model.params.get(LATENT_NOISE_CHOL)
     n = min(sd.n_train for sd in subjects)
     v_data = np.stack([sd.x[:sd.n_train].var(0) for sd in subjects])  # (S, N)
-    z0 = torch.cat([teacher_states(model.subject(i), sd, _span(sd)[:1]) for i, sd in enumerate(subjects)])  # (S, 1, M)
+    C_data = np.stack([np.cov(sd.x[:sd.n_train].T, bias=True) for sd in subjects])  # (S, N, N)
+    C_t = C_data - R_obs
+    w, V = np.linalg.eigh(C_t)  # target of the noise-free signal, kept positive definite
+    C_t = (V * np.clip(w, 0.05 * np.trace(C_data, axis1=1, axis2=2)[:, None] / N, None)[:, None]) @ np.swapaxes(V, 1, 2)
+    z0 = torch.cat([teacher_states(model.subject(i), sd, training_span(sd)[:1])
+                    for i, sd in enumerate(subjects)])  # (S, 1, M)
     z0 = z0.expand(S, n_samples, M)  # (S, B, M)
     per_latent = model.spec.observation == "identity"
     scale = np.ones((S, M))
+    transform = np.tile(np.eye(M), (S, 1, 1))  # (S, M, M) applied to the rows of the Cholesky factor
     for _ in range(iters):
-        model.params[LATENT_NOISE] = base * torch.as_tensor(scale, dtype=dt, device=dev)
+        _set_latent(model, base, base_chol, scale, transform)
         gen = torch.Generator().manual_seed(int(seed))
         eps_z = torch.randn(S, n_samples, n + 2 * K - 2, M, generator=gen, dtype=torch.float64).to(dev, dt)
         Z = model.generate(z0, n + 2 * K - 1, None, eps_z)[:, :, K:]  # (S, B, n+K-1, M) after a transient
-        X = model.observe(Z).double().cpu().numpy()  # (S, B, n, N)
+        X = model.observe(Z).double().cpu().numpy()  # (S, B, n, N) noise-free decoded
+        if full:
+            Xc = X - X.mean(2, keepdims=True)
+            C_g = np.einsum("sbti,sbtj->sij", Xc, Xc) / (Xc.shape[1] * Xc.shape[2])  # (S, N, N)
+            if not np.isfinite(C_g).all():
+                C_g = np.where(np.isfinite(C_g).all((1, 2))[:, None, None], C_g, C_t)
+            step = np.tile(np.eye(M), (S, 1, 1))
+            step[:, :N, :N] = covariance_transform(C_t, C_g)
+            transform = step @ transform
+            continue
         X = X + sd_obs[:, None, None] * np.random.default_rng(seed).standard_normal(X.shape)
         with np.errstate(invalid="ignore"):
             v_gen = X.var(axis=2).mean(1)  # (S, N)
@@ -150,5 +241,17 @@ def match_latent_noise(model: ConvSSM, subjects: list[SubjectData], n_samples: i
         else:
             scale *= np.sqrt(ratio.mean(1, keepdims=True))
         scale = np.clip(scale, 0.1, 10.0)
-    model.params[LATENT_NOISE] = base * torch.as_tensor(scale, dtype=dt, device=dev)  # (S, M)
-    return scale
+    _set_latent(model, base, base_chol, scale, transform)
+    return transform if full else scale
+
+
+def _set_latent(model: ConvSSM, base, base_chol, scale: np.ndarray, transform: np.ndarray) -> None:
+    """noise.latent (and noise.latent_chol) = the base noise rescaled per latent, or transformed (full)."""
+    dt, dev = model.filter.dtype, model.filter.device
+    if base_chol is None:
+        model.params[LATENT_NOISE] = base * torch.as_tensor(scale, dtype=dt, device=dev)  # (S, M)
+        return
+    L = torch.as_tensor(transform, dtype=dt, device=dev) @ base_chol * \
+        torch.as_tensor(scale, dtype=dt, device=dev)[:, :, None]  # (S, M, M)
+    model.params[LATENT_NOISE_CHOL] = L
+    model.params[LATENT_NOISE] = L.pow(2).sum(-1).sqrt()  # (S, M) SD per latent

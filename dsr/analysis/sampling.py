@@ -8,7 +8,9 @@ length. :func:`generate_samples` draws them with the engine's own pieces, so the
 * initial states: the first valid teacher state, perturbed by N(0, perturbation²) except sample 0
   (:func:`dsr.analysis.evaluate.initial_states`, the fit's ``torch.Generator().manual_seed(seed)``);
 * ``stochastic``: latent process noise σ_z ⊙ ε at every step when the model has ``noise.latent``
-  (and ``latent`` is true), observation noise σ_obs ⊙ ε per region on the decoded series; the draws
+  (and ``latent`` is true), observation noise σ_obs ⊙ ε per region on the decoded series (L ε with
+  the full covariances' factors ``noise.latent_chol`` / ``noise.obs_chol``), then the moment calibration
+  when the model has one (:mod:`dsr.analysis.calibration`); the draws
   come from :func:`dsr.analysis.evaluate.generation_noise` (seeded per fit);
 * ``deterministic``: no noise (the paper's rollouts).
 
@@ -22,7 +24,7 @@ import torch
 
 from dsr.analysis.evaluate import generation_noise, initial_states
 from dsr.analysis.noise import estimate_noise
-from dsr.models.convssm import LATENT_NOISE, OBS_NOISE, ConvSSM
+from dsr.models.convssm import LATENT_NOISE, LATENT_NOISE_CHOL, OBS_NOISE, ConvSSM
 from dsr.training.data import SubjectData
 
 
@@ -74,13 +76,15 @@ def generate_samples(model: ConvSSM, subjects: list[SubjectData], n: int, n_samp
                     for i, (sd, s) in enumerate(zip(subjects, seeds))])  # (S, R, M)
     use_lat = stochastic and latent and LATENT_NOISE in model.params
     gen = model if use_lat or LATENT_NOISE not in model.params else \
-        ConvSSM(model.spec, {k: v for k, v in model.params.items() if k != LATENT_NOISE}, model.filter)
+        ConvSSM(model.spec, {k: v for k, v in model.params.items() if k not in (LATENT_NOISE, LATENT_NOISE_CHOL)},
+                model.filter)
     draws = [generation_noise(s, n_samples, n + K - 1, n, M, N, use_lat) for s in seeds] if stochastic else None
     eps_z = torch.stack([d[0] for d in draws]).to(dev, dt) if use_lat else None  # (S, R, n+K-2, M)
     Z = gen.generate(z0, n + K - 1, None, eps_z)  # (S, R, n+K-1, M)
     X = gen.observe(Z).double()  # (S, R, n, N)
     if stochastic:
         X = gen.add_observation_noise(X, torch.stack([d[1] for d in draws]).to(dev))  # (S, R, n, N)
+        X = gen.calibrate_output(X)  # (S, R, n, N); unchanged without a moment calibration
     return X.cpu().numpy(), Z.double().cpu().numpy()
 
 

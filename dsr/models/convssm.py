@@ -23,6 +23,13 @@ from dsr.signal.convolution import causal_conv
 FORMAT_VERSION = 1
 OBS_NOISE = "noise.obs"  # (S, N) SD of the observation noise per region, standardised units
 LATENT_NOISE = "noise.latent"  # (S, M) SD of the latent process noise per latent dim
+# optional full covariances (eval.*_noise_covariance = "full"): lower Cholesky factors L, noise = L ε; the SD keys
+# above then hold the square roots of their diagonals (what the metrics record)
+OBS_NOISE_CHOL = "noise.obs_chol"  # (S, N, N)
+LATENT_NOISE_CHOL = "noise.latent_chol"  # (S, M, M)
+# optional moment calibration of stochastic generations (eval.output_calibration = "moments"): x <- T x + b
+CALIB_MAP = "calib.map"  # (S, N, N) T
+CALIB_SHIFT = "calib.shift"  # (S, N) b
 
 
 @dataclass
@@ -147,17 +154,21 @@ class ConvSSM:
 
         ``inputs`` (S, B, n_steps, P) external inputs, ``inputs[:, :, t]`` drives step t → t+1.
         ``noise`` (S, B, ≥ n_steps−1, M) standard-normal draws: with it, process noise
-        σ_z ⊙ noise[:, :, t−1] (σ_z = ``params["noise.latent"]``) is added to step t → t+1.
+        σ_z ⊙ noise[:, :, t−1] (σ_z = ``params["noise.latent"]``), or L_z noise[:, :, t−1] when the model
+        has the full covariance's Cholesky factor ``params["noise.latent_chol"]``, is added to step t → t+1.
         """
         out = torch.empty(*z0.shape[:2], n_steps, z0.shape[-1], dtype=z0.dtype, device=z0.device)
         sd = None if noise is None else self.noise_sd(LATENT_NOISE)
         if noise is not None and sd is None:
             raise ValueError("generate(noise=...) needs the model's 'noise.latent' parameter")
+        chol = None if noise is None else self.params.get(LATENT_NOISE_CHOL)  # (S, M, M)
         z = z0
         out[:, :, 0] = z
         for t in range(1, n_steps):
             z = self.step(z, None if inputs is None else inputs[:, :, t - 1])
-            if sd is not None:
+            if chol is not None:
+                z = z + torch.einsum("smk,sbk->sbm", chol, noise[:, :, t - 1])  # (S, B, M)
+            elif sd is not None:
                 z = z + sd[:, None] * noise[:, :, t - 1]  # (S, B, M)
             out[:, :, t] = z
         return out
@@ -167,11 +178,23 @@ class ConvSSM:
         return self.params.get(key)
 
     def add_observation_noise(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """Generated observations plus observation noise: x + σ_obs ⊙ noise, x and noise (S, B, T, N)."""
+        """Generated observations plus observation noise: x + σ_obs ⊙ noise (or x + L_obs noise with the full
+        covariance's factor ``noise.obs_chol``), x and noise (S, B, T, N)."""
         sd = self.noise_sd(OBS_NOISE)
         if sd is None:
             raise ValueError("the model has no observation noise ('noise.obs'); estimate it first")
+        chol = self.params.get(OBS_NOISE_CHOL)  # (S, N, N)
+        if chol is not None:
+            return x + torch.einsum("snk,sbtk->sbtn", chol.to(x.dtype), noise.to(x.dtype))  # (S, B, T, N)
         return x + sd[:, None, None] * noise  # (S, B, T, N)
+
+    def calibrate_output(self, x: torch.Tensor) -> torch.Tensor:
+        """Stochastic observations x (S, B, T, N) through the moment calibration T x + b (``calib.map``,
+        ``calib.shift``; :mod:`dsr.analysis.calibration`), or x itself when the model has none."""
+        T, b = self.params.get(CALIB_MAP), self.params.get(CALIB_SHIFT)
+        if T is None:
+            return x
+        return torch.einsum("snk,sbtk->sbtn", T.to(x.dtype), x) + b.to(x.dtype)[:, None, None]  # (S, B, T, N)
 
     def regularisation(self) -> torch.Tensor:
         """L2 terms (S,) for the latent and observation weights, unweighted."""
