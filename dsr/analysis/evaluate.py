@@ -27,15 +27,18 @@ float32 rollouts of chaotic models drift from the CPU ones, so metrics agree onl
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
 from dsr.analysis.calibration import calibrate_output
+from dsr.analysis.draws import draw_uniforms, randn_from_uniforms, uniform_count
 from dsr.analysis.dstsp import dstsp_batch
 from dsr.analysis.lyapunov import lyapunov_spectrum
 from dsr.analysis.metrics_record import FitMetrics, RolloutMetrics
 from dsr.analysis.noise import estimate_noise
-from dsr.analysis.prediction import clean_observations, prediction_errors
+from dsr.analysis.prediction import clean_observations_batch, prediction_errors
 from dsr.analysis.spectrum import dh_batch
 from dsr.config import EvalConfig
 from dsr.models.convssm import LATENT_NOISE, OBS_NOISE, ConvSSM
@@ -80,6 +83,23 @@ def initial_states(model: ConvSSM, sd: SubjectData, n: int, sigma: float, gen: t
     return z0 + noise
 
 
+def initial_states_batch(model: ConvSSM, subjects: list[SubjectData], n: int, sigma: float,
+                         gens: list[torch.Generator]) -> torch.Tensor:
+    """:func:`initial_states` of every fit of a stack at once: (S, n, M), fit i's perturbations from gens[i]."""
+    has_rd = [sd.rd is not None for sd in subjects]
+    if any(has_rd) and not all(has_rd):  # mixed nuisance: one fit at a time
+        return torch.cat([initial_states(model.subject(i), sd, n, sigma, g)
+                          for i, (sd, g) in enumerate(zip(subjects, gens))])
+    t = lambda a: torch.as_tensor(a, dtype=model.filter.dtype, device=model.filter.device)  # noqa: E731
+    t0 = [int(np.flatnonzero(np.isfinite(sd.d[:, 0]))[0]) for sd in subjects]
+    rd0 = t(np.stack([sd.rd[i] for sd, i in zip(subjects, t0)]))[:, None, None] if all(has_rd) else None
+    d0 = model.targets(t(np.stack([sd.d[i] for sd, i in zip(subjects, t0)]))[:, None, None], rd0)[:, :, 0]  # (S, 1, Mf)
+    z0 = model.init_state(d0).expand(-1, n, -1)  # (S, n, M)
+    noise = torch.cat([torch.randn((1, n, z0.shape[-1]), generator=g, dtype=z0.dtype) for g in gens])  # (S, n, M)
+    noise[:, 0] = 0
+    return z0 + noise.to(z0.device) * sigma
+
+
 def noise_generator(seed: int) -> torch.Generator:
     """The CPU generator of a fit's generation noise: seeded from (seed, 1), apart from the initial states'."""
     return torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), 1]).generate_state(1)[0]))
@@ -94,13 +114,52 @@ def generation_noise(seed: int, n_rollouts: int, n_latent: int, n_obs: int, M: i
     return eps_z, eps_x
 
 
+def _noise_sizes(n_rollouts: int, n_latent: int, n_obs: int, M: int, N: int, latent: bool) -> tuple[int, int]:
+    """Values of a fit's latent and observation draws (:func:`generation_noise`)."""
+    return (n_rollouts * max(n_latent - 1, 0) * M if latent else 0), n_rollouts * n_obs * N
+
+
+def draw_noise_uniforms(seeds: list[int], n_rollouts: int, n_latent: int, n_obs: int, M: int, N: int,
+                        latent: bool, pin: bool = False) -> torch.Tensor | None:
+    """The uniforms behind :func:`generation_noise` of each fit, (F, n) float64 on the CPU; None where a draw
+    is too small for :func:`dsr.analysis.draws.randn_from_uniforms` (then :func:`generation_noise_batch`
+    draws as :func:`generation_noise` does)."""
+    nz, nx = _noise_sizes(n_rollouts, n_latent, n_obs, M, N, latent)
+    if 0 < nz < 16 or nx < 16:
+        return None
+    return draw_uniforms([noise_generator(s) for s in seeds], (uniform_count(nz) if nz else 0) + uniform_count(nx),
+                         pin)
+
+
+def generation_noise_batch(seeds: list[int], n_rollouts: int, n_latent: int, n_obs: int, M: int, N: int,
+                           latent: bool, device=None, uniforms: torch.Tensor | None = None
+                           ) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """:func:`generation_noise` of F fits at once, the Box–Muller transform on ``device``: latent
+    (F, R, n_latent−1, M) or None, observation (F, R, n_obs, N), float64; equal to the per-fit draws to
+    rounding. ``uniforms`` are :func:`draw_noise_uniforms`'s (drawn here when not given)."""
+    R = n_rollouts
+    nz, nx = _noise_sizes(R, n_latent, n_obs, M, N, latent)
+    if uniforms is None:
+        uniforms = draw_noise_uniforms(seeds, R, n_latent, n_obs, M, N, latent)
+    if uniforms is None:  # too few values for the blocked transform: the generator's own normals
+        draws = [generation_noise(s, R, n_latent, n_obs, M, N, latent) for s in seeds]
+        eps_z = torch.stack([d[0] for d in draws]).to(device) if latent else None
+        return eps_z, torch.stack([d[1] for d in draws]).to(device)
+    u = uniforms.to(device, non_blocking=True)  # (F, n)
+    F, uz = len(seeds), uniform_count(nz) if nz else 0
+    eps_z = None
+    if latent:
+        eps_z = (randn_from_uniforms(u[:, :uz], nz) if nz else u[:, :0]).view(F, R, max(n_latent - 1, 0), M)
+    eps_x = randn_from_uniforms(u[:, uz:], nx).view(F, R, n_obs, N)  # (F, R, n_obs, N)
+    return eps_z, eps_x
+
+
 def lyapunov_spectra(model: ConvSSM, subjects: list[SubjectData], cfg: EvalConfig,
                      gens: list[torch.Generator]) -> np.ndarray:
     """Lyapunov spectrum per step of every fit, median over ``cfg.lyap_orbits`` orbits (float64): (S, M)."""
     m64 = ConvSSM(model.spec, {k: v.detach().double() for k, v in model.params.items()}, model.filter.double())
     S, O, M = model.n_subjects, cfg.lyap_orbits, model.spec.latent_dim
-    z0 = torch.cat([initial_states(m64.subject(i), sd, O, 0.1, g)[0]
-                    for i, (sd, g) in enumerate(zip(subjects, gens))])  # (S*O, M)
+    z0 = initial_states_batch(m64, subjects, O, 0.1, gens).reshape(S * O, M)  # (S*O, M)
     spec = lyapunov_spectrum(lambda z: m64.step(z.view(S, O, M)).reshape(S * O, M),
                              lambda z: m64.jacobian(z.view(S, O, M)).reshape(S * O, M, M), z0,
                              n_steps=cfg.lyap_steps, transient=cfg.lyap_transient)  # (S*O, M)
@@ -155,23 +214,39 @@ def evaluate(model: ConvSSM, subjects: list[SubjectData], cfg: EvalConfig, seeds
     truths = list(latent_truths) if latent_truths is not None else [None] * S
     kind = "cuda" if model.filter.device.type == "cuda" else "cpu"
     R, K = cfg.n_rollouts, model.kernel_size
-    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-    ones = [model.subject(i) for i in range(S)]
-    z0s = [initial_states(one, sd, R, cfg.perturbation, g) for one, sd, g in zip(ones, subjects, gens)]  # (1, R, M)
-    x_obs = [clean_observations(one, sd) for one, sd in zip(ones, subjects)]  # (T, N)
-    del ones
-    spectra = lyapunov_spectra(model, subjects, cfg, gens)  # (S, M), after the rollout draws
-    pes = prediction_errors(model, subjects, cfg.pe_steps)
-    scored: list = [None] * S
     groups: dict = {}
     for i, (sd, t) in enumerate(zip(subjects, truths)):
         groups.setdefault((len(sd.x), sd.n_train, None if t is None else len(t)), []).append(i)
+    chunks = []  # (fits, T, n_train, truth length): generated and scored together
     for (T, n_train, t_len), members in groups.items():
         per_fit = R * max(T + K - 1, t_len or 0) * model.spec.latent_dim * 8 * (6 if stochastic else 3)
         step = chunk or max(1, min(len(members), _ROLLOUT_BYTES[kind] // per_fit))
-        for c in range(0, len(members), step):
-            _score_chunk(model, members[c:c + step], subjects, x_obs, z0s, truths, seeds, cfg, T, n_train, t_len,
-                         stochastic, scored)
+        chunks += [(members[c:c + step], T, n_train, t_len) for c in range(0, len(members), step)]
+    lat_noise = stochastic and LATENT_NOISE in model.params
+    M, N = model.spec.latent_dim, model.spec.n_obs
+
+    def uniforms(c: int):  # the CPU part of chunk c's noise draws, made in a thread while the device works
+        idx, T, _, t_len = chunks[c]
+        return draw_noise_uniforms([int(seeds[i]) for i in idx], R, max(T + K - 1, t_len or 0), T, M, N, lat_noise,
+                                   pin=kind == "cuda")
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(uniforms, 0) if stochastic and chunks else None
+        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        z0s = initial_states_batch(model, subjects, R, cfg.perturbation, gens)  # (S, R, M)
+        x_obs = clean_observations_batch(model, subjects)  # S × (T, N)
+        spectra = lyapunov_spectra(model, subjects, cfg, gens)  # (S, M), after the rollout draws
+        pes = prediction_errors(model, subjects, cfg.pe_steps)
+        scored: list = [None] * S
+        for c, (idx, T, n_train, t_len) in enumerate(chunks):
+            noise = None
+            if stochastic:
+                u = pending.result()
+                pending = pool.submit(uniforms, c + 1) if c + 1 < len(chunks) else None
+                noise = generation_noise_batch([int(seeds[i]) for i in idx], R, max(T + K - 1, t_len or 0), T, M, N,
+                                               lat_noise, model.filter.device, u)
+            _score_chunk(model, idx, subjects, x_obs, z0s, truths, seeds, cfg, T, n_train, t_len, stochastic, noise,
+                         scored)
     sd_obs, sd_lat = model.noise_sd(OBS_NOISE), model.noise_sd(LATENT_NOISE)
     out = []
     for i in range(S):
@@ -219,8 +294,9 @@ def _rollout_metrics(X: torch.Tensor, Zl: torch.Tensor | None, xs: list[np.ndarr
     return metrics
 
 
-def _score_chunk(model, idx, subjects, x_obs, z0s, truths, seeds, cfg, T, n_train, t_len, stochastic, scored):
-    """Generate and score the fits idx (same T, n_train and truth length) into scored[i]."""
+def _score_chunk(model, idx, subjects, x_obs, z0s, truths, seeds, cfg, T, n_train, t_len, stochastic, draws, scored):
+    """Generate and score the fits idx (same T, n_train and truth length) into scored[i]; ``noise`` their
+    :func:`generation_noise_batch` draws (``draws``, stochastic generation)."""
     sel = torch.as_tensor(idx, device=model.filter.device)
     sub = ConvSSM(model.spec, {k: v[sel] for k, v in model.params.items()}, model.filter[sel])
     subs = [subjects[i] for i in idx]
@@ -228,7 +304,7 @@ def _score_chunk(model, idx, subjects, x_obs, z0s, truths, seeds, cfg, T, n_trai
     F, K, dev = len(idx), model.kernel_size, model.filter.device
     M, N = model.spec.latent_dim, model.spec.n_obs
     n_gen = T + K - 1
-    z0 = torch.cat([z0s[i] for i in idx])  # (F, R, M)
+    z0 = z0s[sel]  # (F, R, M)
     R, dt = z0.shape[1], z0.dtype
     inputs = None
     if any(sd.s is not None for sd in subs):
@@ -241,8 +317,7 @@ def _score_chunk(model, idx, subjects, x_obs, z0s, truths, seeds, cfg, T, n_trai
         inputs = torch.as_tensor(s, dtype=dt, device=dev)[:, None].expand(-1, R, -1, -1)  # (F, R, n_gen, Q)
     n_lat = max(n_gen, t_len or 0)
     lat_noise = stochastic and LATENT_NOISE in sub.params
-    draws = [generation_noise(s_, R, n_lat, T, M, N, lat_noise) for s_ in sds] if stochastic else None
-    eps_z = torch.stack([d[0] for d in draws]).to(dev, dt) if lat_noise else None  # (F, R, n_lat-1, M)
+    eps_z = draws[0].to(dt) if lat_noise else None  # (F, R, n_lat-1, M)
 
     def rollouts(noise):
         Z = sub.generate(z0, n_gen if inputs is not None else n_lat, inputs, noise)  # (F, R, n, M)
@@ -268,8 +343,7 @@ def _score_chunk(model, idx, subjects, x_obs, z0s, truths, seeds, cfg, T, n_trai
         Zl_s = None  # without process noise the latents are the deterministic ones: copy their metrics
         if lat_noise:
             Z, X, Zl_s = rollouts(eps_z)
-        eps_x = torch.stack([d[1] for d in draws]).to(dev)  # (F, R, T, N) float64
-        X = sub.calibrate_output(sub.add_observation_noise(X, eps_x))  # (F, R, T, N) float64
+        X = sub.calibrate_output(sub.add_observation_noise(X, draws[1]))  # (F, R, T, N) float64
         main = _rollout_metrics(X, Zl_s, xs, tr_, scales, sds, cfg, T, n_train)
         if Zl is not None and Zl_s is None:
             for m_, d_ in zip(main, det):

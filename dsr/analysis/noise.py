@@ -44,6 +44,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dsr.analysis.draws import randn_like_cpu
 from dsr.models.convssm import LATENT_NOISE, LATENT_NOISE_CHOL, OBS_NOISE, OBS_NOISE_CHOL, ConvSSM
 from dsr.training.data import SubjectData
 
@@ -60,6 +61,20 @@ def teacher_states(model: ConvSSM, sd: SubjectData, idx: np.ndarray) -> torch.Te
     t = lambda a: torch.as_tensor(a, dtype=model.filter.dtype, device=model.filter.device)  # noqa: E731
     rd = None if sd.rd is None else t(np.nan_to_num(sd.rd[idx]))[None, None]  # (1, 1, I, P)
     return model.init_state(model.targets(t(sd.d[idx])[None, None], rd)[:, 0])  # (1, I, M)
+
+
+@torch.no_grad()
+def first_teacher_states(model: ConvSSM, subjects: list[SubjectData]) -> torch.Tensor:
+    """Each fit's teacher state at its first valid training target, (S, 1, M), all fits at once."""
+    has_rd = [sd.rd is not None for sd in subjects]
+    if any(has_rd) and not all(has_rd):  # mixed nuisance: one fit at a time
+        return torch.cat([teacher_states(model.subject(i), sd, training_span(sd)[:1]) for i, sd in enumerate(subjects)])
+    t = lambda a: torch.as_tensor(a, dtype=model.filter.dtype, device=model.filter.device)  # noqa: E731
+    first = [int(training_span(sd)[0]) for sd in subjects]
+    rd = t(np.stack([np.nan_to_num(sd.rd[i]) for sd, i in zip(subjects, first)]))[:, None, None] if all(has_rd) \
+        else None  # (S, 1, 1, P)
+    d = t(np.stack([sd.d[i] for sd, i in zip(subjects, first)]))[:, None, None]  # (S, 1, 1, N)
+    return model.init_state(model.targets(d, rd)[:, 0])  # (S, 1, M)
 
 
 @torch.no_grad()
@@ -210,16 +225,16 @@ def match_latent_noise(model: ConvSSM, subjects: list[SubjectData], n_samples: i
     C_t = C_data - R_obs
     w, V = np.linalg.eigh(C_t)  # target of the noise-free signal, kept positive definite
     C_t = (V * np.clip(w, 0.05 * np.trace(C_data, axis1=1, axis2=2)[:, None] / N, None)[:, None]) @ np.swapaxes(V, 1, 2)
-    z0 = torch.cat([teacher_states(model.subject(i), sd, training_span(sd)[:1])
-                    for i, sd in enumerate(subjects)])  # (S, 1, M)
+    z0 = first_teacher_states(model, subjects)  # (S, 1, M)
     z0 = z0.expand(S, n_samples, M)  # (S, B, M)
     per_latent = model.spec.observation == "identity"
     scale = np.ones((S, M))
     transform = np.tile(np.eye(M), (S, 1, 1))  # (S, M, M) applied to the rows of the Cholesky factor
+    # every iteration uses the same draws (the same seeds): drawn once, the latent ones transformed on the device
+    eps_z = randn_like_cpu(torch.Generator().manual_seed(int(seed)), (S, n_samples, n + 2 * K - 2, M), dev).to(dt)
+    eps_x = None
     for _ in range(iters):
         _set_latent(model, base, base_chol, scale, transform)
-        gen = torch.Generator().manual_seed(int(seed))
-        eps_z = torch.randn(S, n_samples, n + 2 * K - 2, M, generator=gen, dtype=torch.float64).to(dev, dt)
         Z = model.generate(z0, n + 2 * K - 1, None, eps_z)[:, :, K:]  # (S, B, n+K-1, M) after a transient
         X = model.observe(Z).double().cpu().numpy()  # (S, B, n, N) noise-free decoded
         if full:
@@ -231,7 +246,9 @@ def match_latent_noise(model: ConvSSM, subjects: list[SubjectData], n_samples: i
             step[:, :N, :N] = covariance_transform(C_t, C_g)
             transform = step @ transform
             continue
-        X = X + sd_obs[:, None, None] * np.random.default_rng(seed).standard_normal(X.shape)
+        if eps_x is None:
+            eps_x = np.random.default_rng(seed).standard_normal(X.shape)
+        X = X + sd_obs[:, None, None] * eps_x
         with np.errstate(invalid="ignore"):
             v_gen = X.var(axis=2).mean(1)  # (S, N)
             ratio = np.clip(v_data - sd_obs**2, 0.05 * v_data, None) / np.clip(v_gen - sd_obs**2, 0.01 * v_data, None)

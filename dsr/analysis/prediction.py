@@ -27,6 +27,14 @@ def clean_observations(model: ConvSSM, sd: SubjectData) -> np.ndarray:
     return sd.x - sd.r @ J.T
 
 
+def clean_observations_batch(model: ConvSSM, subjects: list[SubjectData]) -> list[np.ndarray]:
+    """:func:`clean_observations` of every fit of a stack (S = len(subjects)), the weights read once."""
+    if "obs.J" not in model.params:
+        return [sd.x for sd in subjects]
+    J = model.params["obs.J"].detach().cpu().double().numpy()  # (S, N, P)
+    return [sd.x if sd.r is None else sd.x - sd.r @ J[i].T for i, sd in enumerate(subjects)]
+
+
 def _windows(sd: SubjectData, part: int, n: int) -> np.ndarray:
     """Start times of the predictions of one part: the valid span of its deconvolution, t + n < T."""
     d = sd.d if part == 0 else sd.d_full
@@ -50,7 +58,7 @@ def prediction_errors(model: ConvSSM, subjects: list[SubjectData], n: int) -> li
     """PE_n (train, test) of every fit of a stacked model (S = len(subjects)), on the model's device."""
     K = model.kernel_size
     dt, dev = model.filter.dtype, model.filter.device
-    xs = [clean_observations(model.subject(i), sd) for i, sd in enumerate(subjects)]
+    xs = clean_observations_batch(model, subjects)
     out = [[float("nan"), float("nan")] for _ in subjects]
     for part in (0, 1):
         rows = [_windows(sd, part, n) for sd in subjects]
