@@ -79,6 +79,32 @@ def test_parallel_writer_writes_the_same_files_as_serial(tmp_path):
     assert prov["Status"] == "ok" and "dstsp" in prov["Metrics"]
 
 
+def test_seeds_of_a_seed_list_get_every_output_but_the_figure(tmp_path):
+    """A fit of ``--seeds`` (``_seed-N`` in its name) writes model, metrics, generated series and curve but
+    no figure of its own, and is done without it; a run fitted once still gets (and needs) its figure."""
+    from dsr.io.derivatives import draws_fit_figure, fit_files, outputs_written
+
+    cfg = load_config("quick").replace(train={"epochs": 1, "batches_per_epoch": 2},
+                                       eval={"n_rollouts": 2, "lyap_steps": 20, "lyap_transient": 5,
+                                             "lyap_orbits": 1})
+    fit = fit_many(_recordings(1), 1.0, [cfg])[0]
+    prefixes = {"sub-01_task-rest_seed-3_desc-convssm": False, "sub-01_task-rest_desc-convssm": True}
+    with FitWriter(1) as writer:
+        for prefix in prefixes:
+            writer.submit(WriteJob(tmp_path, prefix, {"ConfigHash": "h"}, "s", "a_bold.nii.gz"), fit)
+        assert [r["status"] for r in writer.results()] == ["ok", "ok"]
+    for prefix, figure in prefixes.items():
+        names = fit_files(prefix)
+        assert draws_fit_figure(prefix) is figure
+        for key in ("model", "metrics", "generated_obs", "generated_latent", "curve"):
+            assert (tmp_path / names[key]).is_file(), key
+        assert (tmp_path / names["figure"]).is_file() is figure
+        assert outputs_written(tmp_path, prefix)
+        if figure:
+            (tmp_path / names["figure"]).unlink()
+            assert not outputs_written(tmp_path, prefix)
+
+
 def test_writer_failure_fails_that_fit_alone(tmp_path):
     cfg = load_config("quick").replace(train={"epochs": 1, "batches_per_epoch": 2},
                                        eval={"n_rollouts": 2, "lyap_steps": 20, "lyap_transient": 5,

@@ -18,6 +18,7 @@ them for the BIDS validator, and ``OUTPUT_DIR/metrics_description.json`` describ
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from dsr.io import bids
@@ -61,11 +62,19 @@ def fit_files(prefix: str = "") -> dict[str, str]:
     return {k: f"{prefix}_{v}" if prefix else v for k, v in _FIT_FILES.items()}
 
 
+def draws_fit_figure(prefix: str = "") -> bool:
+    """Whether a fit gets its own data-vs-generated figure (``_fit.png``): a run fitted once does; the fits of
+    a seed list (``_seed-N`` in the prefix) do not (the subject report draws the median seed's figures;
+    one figure per seed would cost more CPU time than a cohort's training on a GPU)."""
+    return re.search(r"_seed-\d+_desc-", prefix + "_") is None
+
+
 def outputs_written(folder: str | Path, prefix: str = "") -> bool:
-    """True when every output file of a fit is in ``folder``, the figure included (a fit whose figure a full
-    disk stopped is not done); the checkpoint and the provenance do not count."""
-    return all((Path(folder) / name).is_file() for key, name in fit_files(prefix).items()
-               if key not in ("checkpoint", "provenance"))
+    """True when every output file of a fit is in ``folder``, its figure included where it gets one
+    (:func:`draws_fit_figure`; a fit whose figure a full disk stopped is not done); the checkpoint and the
+    provenance do not count."""
+    skip = ("checkpoint", "provenance") if draws_fit_figure(prefix) else ("checkpoint", "provenance", "figure")
+    return all((Path(folder) / name).is_file() for key, name in fit_files(prefix).items() if key not in skip)
 
 
 def cleaned_series(folder: Path, base: str) -> Path:

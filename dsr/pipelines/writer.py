@@ -1,8 +1,8 @@
 """Writing a fit's outputs (:func:`write_outputs`), and stacked fits' outputs in parallel worker processes.
 
 A stack of S fits trains and is evaluated in one process, on one device; what follows is per fit and runs
-on the CPU: the model (safetensors + JSON), the generated series, the training curve, the figure, the
-metrics and the final provenance. For hundreds of fits that is most of a call's time, so a
+on the CPU: the model (safetensors + JSON), the generated series, the training curve, the figure (for a
+run fitted once; :func:`dsr.io.derivatives.draws_fit_figure`), the metrics and the final provenance. For hundreds of fits that is most of a call's time, so a
 :class:`FitWriter` hands each fit to a pool of ``nprocs`` worker processes (started when the writer is,
 so that their imports overlap the training) and collects the result dicts in order. Each fit is written
 by exactly the code a serial write runs (:func:`write_fit`), so the files are the same byte for byte.
@@ -21,7 +21,7 @@ import numpy as np
 from dsr import __version__, timing
 from dsr.errors import DsrError, OutputError
 from dsr.io.atomic import write_json, write_tsv
-from dsr.io.derivatives import fit_files
+from dsr.io.derivatives import draws_fit_figure, fit_files
 from dsr.log import user_log
 from dsr.pipelines.fit_array import FitResult
 from dsr.pipelines.fitrun import PendingFit, failure, finish_fit
@@ -31,14 +31,13 @@ log = user_log()
 
 
 def write_outputs(result: FitResult, out_dir: Path, prefix: str = "", source: str | None = None) -> dict:
-    """Write model, metrics, generated series, curve and figure; every file atomically."""
+    """Write model, metrics, generated series, curve and (:func:`~dsr.io.derivatives.draws_fit_figure`)
+    figure; every file atomically."""
     with stage("writing"):
         return _write_outputs(result, out_dir, prefix, source)
 
 
 def _write_outputs(result: FitResult, out_dir: Path, prefix: str, source: str | None) -> dict:
-    from dsr.report.figures import data_vs_generated
-
     names = fit_files(prefix)
     out_dir.mkdir(parents=True, exist_ok=True)
     result.model.save(out_dir / names["model"])
@@ -50,18 +49,26 @@ def _write_outputs(result: FitResult, out_dir: Path, prefix: str, source: str | 
     curve = np.array([[r["epoch"], r["loss"], r["alpha"], r["lr"]] for r in result.outcome.curve]).reshape(-1, 4)
     write_tsv(out_dir / names["curve"], curve, ["epoch", "loss", "alpha", "lr"])
     _sidecar(out_dir / names["curve"], "Training curve: mean GTF loss per epoch", source)
+    if draws_fit_figure(prefix):  # not for a seed of a seed list: the subject report shows the median seed
+        _write_figure(result, out_dir / names["figure"], prefix)
+    metrics = dict(result.metrics, source=source)
+    write_json(out_dir / names["metrics"], metrics)
+    return metrics
+
+
+def _write_figure(result: FitResult, path: Path, prefix: str) -> None:
+    """The fit's data-vs-generated figure; a full disk raises, any other failure is one warning."""
+    from dsr.report.figures import data_vs_generated
+
     try:
         x = result.data.x * result.data.std + result.data.mean
         with stage("figures"):
-            data_vs_generated(x, result.x_gen, out_dir / names["figure"], result.model.spec.tr, result.data.n_train,
+            data_vs_generated(x, result.x_gen, path, result.model.spec.tr, result.data.n_train,
                               title=f"{prefix or 'fit'}: D_stsp {result.metrics.get('dstsp', float('nan')):.3g}")
     except OutputError:  # a full disk: the fit is not done until its figure is written
         raise
     except Exception as exc:  # a failed figure never aborts a fit
-        log.warning("figure %s not written: %s", names["figure"], exc)
-    metrics = dict(result.metrics, source=source)
-    write_json(out_dir / names["metrics"], metrics)
-    return metrics
+        log.warning("figure %s not written: %s", path.name, exc)
 
 
 def _sidecar(path: Path, description: str, source: str | None) -> None:
