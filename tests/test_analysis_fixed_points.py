@@ -93,3 +93,59 @@ def test_known_fixed_point_and_two_cycle():
     assert len(fps) == 1 and np.isclose(fps[0].points[0, 0], 1 / 3) and not fps[0].stable
     cyc = scyfi(f, 2, n_restarts=50)  # 0 → 1 → -1 → 1: the 2-cycle {-1, 1}... z=1 → -1, z=-1 → 1
     assert len(cyc) == 1 and np.allclose(sorted(cyc[0].points[:, 0]), [-1.0, 1.0])
+
+
+def _scyfi_one_by_one(f, k, n_restarts, seed, max_iter=50, tol=1e-10):
+    """SCYFI as it was written before the restarts were batched: one restart after another."""
+    from dsr.analysis.fixed_points import _Collector, _initial_regions, _solve_sequence
+
+    rng = np.random.default_rng(seed)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        base = np.nan_to_num(np.abs(f.h / np.where(np.abs(1 - f.a) > 1e-3, 1 - f.a, 1e-3)))
+    scale = float(np.linalg.norm(base) + 1.0)
+    found = _Collector(f, tol)
+    since_new, total = 0, 0
+    while since_new < n_restarts and total < 10 * n_restarts:
+        total += 1
+        since_new += 1
+        n_before = len(found.items)
+        regions = _initial_regions(f, k, scale, rng, independent=total % 2 == 0)
+        seen = set()
+        for _ in range(max_iter):
+            key = np.stack(regions).tobytes()
+            if key in seen:
+                break
+            seen.add(key)
+            orbit, Jc = _solve_sequence(f, regions)
+            if orbit is None:
+                break
+            u = orbit @ f.P.T + f.q
+            if np.all(np.where(np.stack(regions), u > -tol, u < tol)):
+                found.add(orbit, Jc)
+                break
+            regions = [r for r in f.region(orbit)]
+        if len(found.items) > n_before:
+            since_new = 0
+    return sorted(found.items, key=lambda c: c.spectral_radius)
+
+
+@pytest.mark.parametrize("kind,M,L,k", [("cshPLRNN", 6, 20, 1), ("cshPLRNN", 6, 20, 2), ("shPLRNN", 4, 12, 1),
+                                        ("PLRNN", 5, 5, 2), ("cshPLRNN", 16, 50, 1)])
+def test_batched_restarts_find_what_one_by_one_restarts_find(kind, M, L, k):
+    """The restarts searched in batches, then taken in order, give the same cycles as one after another
+    (the same random starts, the same stopping rule), also with few restarts (the rule stops mid-batch)."""
+    total = 0
+    for seed in range(3):
+        p = _random_params(kind, M, L, 30 + seed)
+        if seed == 2 or k == 2:  # negative self-coupling: flips, 2-cycles
+            p["A"] = torch.as_tensor(np.random.default_rng(seed).uniform(-0.9, 0.5, (1, M)))
+        f = pwl_from_params(kind, p)
+        for n_restarts in (7, 60):
+            want = _scyfi_one_by_one(f, k, n_restarts, seed)
+            got = scyfi(f, k, n_restarts=n_restarts, seed=seed)
+            assert len(got) == len(want)
+            for g, w in zip(got, want):
+                np.testing.assert_allclose(g.points, w.points, rtol=1e-9, atol=1e-9)
+                assert g.stable == w.stable and g.residual == pytest.approx(w.residual, abs=1e-9)
+            total += len(want)
+    assert total >= 1  # the comparison is not vacuous

@@ -234,30 +234,79 @@ def scyfi(f: PWLMap, k: int = 1, n_restarts: int = 200, max_iter: int = 50, scal
             base = np.nan_to_num(np.abs(f.h / np.where(np.abs(1 - f.a) > 1e-3, 1 - f.a, 1e-3)))
         scale = float(np.linalg.norm(base) + 1.0)
     found = _Collector(f, tol)
-    since_new, total = 0, 0
+    since_new, total, batch = 0, 0, max(1, min(n_restarts, 256))
     while since_new < n_restarts and total < 10 * n_restarts:  # stop after n_restarts without a new cycle
-        total += 1
-        since_new += 1
-        n_before = len(found.items)
-        regions = _initial_regions(f, k, scale, rng, independent=total % 2 == 0)
-        seen = set()
-        for _ in range(max_iter):
-            key = np.stack(regions).tobytes()
-            if key in seen:  # the region sequence loops: restart
-                break
-            seen.add(key)
-            orbit, Jc = _solve_sequence(f, regions)
-            if orbit is None:
-                break
-            if _consistent(f, orbit, regions, tol):
-                found.add(orbit, Jc)
-                break
-            regions = [r for r in f.region(orbit)]
-        if len(found.items) > n_before:
-            since_new = 0
-        if max_found is not None and len(found.items) >= max_found:
-            break
+        # restarts are independent: a batch of them is searched at once, then taken in order as one by one
+        n = min(batch, 10 * n_restarts - total)
+        starts = [_initial_regions(f, k, scale, rng, independent=(total + i + 1) % 2 == 0) for i in range(n)]
+        results = _search_batch(f, np.array(starts), max_iter, tol)
+        for res in results:
+            total += 1
+            since_new += 1
+            n_before = len(found.items)
+            if res is not None:
+                found.add(*res)
+            if len(found.items) > n_before:
+                since_new = 0
+            if (max_found is not None and len(found.items) >= max_found) or since_new >= n_restarts:
+                return sorted(found.items, key=lambda c: c.spectral_radius)
     return sorted(found.items, key=lambda c: c.spectral_radius)
+
+
+def _solve_batch(f: PWLMap, regions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_solve_sequence` of B region sequences (B, k, H): orbits (B, k, M) (NaN where there is none),
+    product Jacobians (B, M, M) and whether each was solved (B,)."""
+    B, k, _ = regions.shape
+    M = f.dim
+    Vd = f.V[None, None] * regions[:, :, None, :]  # (B, k, M, H)
+    J = np.diag(f.a) + Vd @ f.P  # (B, k, M, M)
+    c = f.h + Vd @ f.q  # (B, k, M)
+    Jc, cc = np.broadcast_to(np.eye(M), (B, M, M)).copy(), np.zeros((B, M))
+    for i in range(k):
+        Jc, cc = J[:, i] @ Jc, (J[:, i] @ cc[..., None])[..., 0] + c[:, i]
+    A = np.eye(M) - Jc  # (B, M, M)
+    ok = np.ones(B, dtype=bool)
+    try:
+        z1 = np.linalg.solve(A, cc[..., None])[..., 0]  # (B, M)
+    except np.linalg.LinAlgError:  # some singular: one at a time
+        z1 = np.full((B, M), np.nan)
+        for b in range(B):
+            try:
+                z1[b] = np.linalg.solve(A[b], cc[b])
+            except np.linalg.LinAlgError:
+                ok[b] = False
+    ok &= np.isfinite(z1).all(1)
+    orbit = np.empty((B, k, M))
+    orbit[:, 0] = z1
+    for i in range(k - 1):
+        orbit[:, i + 1] = (J[:, i] @ orbit[:, i, :, None])[..., 0] + c[:, i]
+    return orbit, Jc, ok
+
+
+def _search_batch(f: PWLMap, regions: np.ndarray, max_iter: int, tol: float) -> list:
+    """The inner loop of :func:`scyfi` for B restarts at once from their initial regions (B, k, H): per restart
+    the (orbit, product Jacobian) it ends on, or None (no solution, a region loop, or max_iter updates)."""
+    B = regions.shape[0]
+    out: list = [None] * B
+    live = np.arange(B)  # restarts still searching
+    history = np.empty((max_iter,) + regions.shape, dtype=bool)  # (I, B, k, H) regions tried per restart
+    for it in range(max_iter):
+        history[it, live] = regions
+        if it:  # the region sequence loops: restart
+            seen = (history[:it, live] == regions[None]).all(axis=(2, 3)).any(0)  # (B',)
+            live, regions = live[~seen], regions[~seen]
+        if not len(live):
+            break
+        orbit, Jc, ok = _solve_batch(f, regions)
+        live, regions, orbit, Jc = live[ok], regions[ok], orbit[ok], Jc[ok]
+        u = orbit @ f.P.T + f.q  # (B', k, H)
+        done = np.where(regions, u > -tol, u < tol).all(axis=(1, 2))  # (B',) self-consistent
+        for j in np.flatnonzero(done):
+            out[live[j]] = (orbit[j], Jc[j])
+        live, regions = live[~done], f.region(orbit[~done])
+        if not len(live):
+            break
+    return out
 
 
 def _initial_regions(f: PWLMap, k: int, scale: float, rng, independent: bool) -> list[np.ndarray]:
