@@ -255,3 +255,31 @@ def test_gram_schmidt_lyapunov_matches_lapack_qr():
     want = lyapunov_spectrum(step, jac, z0.reshape(8, 5), n_steps=200, transient=20, qr="lapack")
     got = lyapunov_spectrum(step, jac, z0.reshape(8, 5), n_steps=200, transient=20, qr="gram_schmidt")
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_cholesky_qr_lyapunov_matches_lapack_qr():
+    """The Cholesky QR of the GPU path gives LAPACK's frame and exponents; a frame with a zero column is NaN."""
+    from dsr.analysis.lyapunov import qr_cholesky
+
+    spec = ConvSSMSpec("cshPLRNN", 6, 20, "identity", n_obs=6, tr=TR)
+    model = ConvSSM.initialise(spec, torch.as_tensor(spm_hrf(TR)), [0, 1]).to(dtype=torch.float64)
+    model.params["latent.W1"] *= 3.0
+    z0 = torch.randn(2, 4, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def step(z):
+        return model.step(z.view(2, 4, 6)).reshape(8, 6)
+
+    def jac(z):
+        return model.jacobian(z.view(2, 4, 6)).reshape(8, 6, 6)
+
+    want = lyapunov_spectrum(step, jac, z0.reshape(8, 6), n_steps=200, transient=20, qr="lapack")
+    got = lyapunov_spectrum(step, jac, z0.reshape(8, 6), n_steps=200, transient=20, qr="cholesky")
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+    a = torch.randn(3, 6, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    a[2, :, 3] = 0.0  # a zero column: rank 3, no Cholesky factor
+    q, d = qr_cholesky(a)
+    q_ref, r_ref = torch.linalg.qr(a[:2])
+    sign = torch.sign(torch.diagonal(r_ref, dim1=-2, dim2=-1))  # (2, 4)
+    torch.testing.assert_close(q[:2], q_ref * sign[:, None, :], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(d[:2], torch.diagonal(r_ref, dim1=-2, dim2=-1).abs(), rtol=1e-10, atol=1e-12)
+    assert not torch.isfinite(d[2]).all()
