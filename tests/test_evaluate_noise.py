@@ -117,3 +117,29 @@ def test_generation_config():
     for preset in ("paper", "rest_fmri", "aln"):
         assert load_config(preset).eval.generation == "stochastic"
     assert load_config("lorenz63").eval.generation == "deterministic"
+
+
+@pytest.mark.parametrize("observation", ["identity", "regressor"])
+def test_stacked_noise_estimate_equals_one_fit_at_a_time(observation):
+    """σ_obs and σ_z of a stack (fits of two lengths, nuisance regressors and inputs) equal the residuals of
+    each fit alone (:func:`observation_residuals`, :func:`latent_residuals`)."""
+    from dsr.analysis.noise import latent_residuals, observation_residuals
+
+    h = spm_hrf(TR)
+    rng = np.random.default_rng(4)
+    P = 2 if observation == "regressor" else 0
+    spec = ConvSSMSpec("cshPLRNN", 5, 20, observation, n_obs=4, n_regressors=P, n_inputs=1, tr=TR)
+    lengths, seeds = [200, 230, 200], [1, 2, 3]
+    subs = [prepare_subject(rng.standard_normal((T, 4)), h, load_config("quick"),
+                            nuisance=rng.standard_normal((T, 2)) if P else None, inputs=rng.standard_normal((T, 1)))
+            for T in lengths]
+    model = ConvSSM.initialise(spec, torch.as_tensor(h), seeds, dtype=torch.float64)
+    estimate_noise(model, subs, latent="targets")
+    for i, sd in enumerate(subs):
+        one = model.subject(i)
+        want_obs = np.sqrt(np.mean(observation_residuals(one, sd) ** 2, axis=0))
+        res_z = latent_residuals(one, sd)
+        want_lat = np.zeros(5)
+        want_lat[:res_z.shape[1]] = np.sqrt(np.mean(res_z ** 2, axis=0))
+        np.testing.assert_allclose(model.params[OBS_NOISE][i].numpy(), want_obs, rtol=1e-12)
+        np.testing.assert_allclose(model.params[LATENT_NOISE][i].numpy(), want_lat, rtol=1e-12)

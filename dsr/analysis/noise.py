@@ -107,6 +107,36 @@ def latent_residuals(model: ConvSSM, sd: SubjectData) -> np.ndarray:
     return (z[0, 1:, :model.n_forced] - pred[0, :, :model.n_forced]).cpu().double().numpy()
 
 
+@torch.no_grad()
+def _residuals(model: ConvSSM, subs: list[SubjectData], members: list[int], latent: bool) -> tuple[list, list]:
+    """:func:`observation_residuals` and (with ``latent``) :func:`latent_residuals` of the fits ``members`` of a
+    stack, all with one training span and the same inputs present, computed together: two lists of arrays."""
+    K, G, idx = model.kernel_size, len(members), training_span(subs[0])
+    empty = ([np.zeros((0, sd.x.shape[1])) for sd in subs], [np.zeros((0, model.n_forced)) for _ in subs])
+    if len(idx) < 2:
+        return empty[0], empty[1]
+    sel = torch.as_tensor(members, device=model.filter.device)
+    sub = ConvSSM(model.spec, {k: v[sel] for k, v in model.params.items()}, model.filter[sel])
+    t = lambda a: torch.as_tensor(np.stack(a), dtype=sub.filter.dtype, device=sub.filter.device)  # noqa: E731
+    rd = None if subs[0].rd is None else t([np.nan_to_num(sd.rd[idx]) for sd in subs])[:, None]  # (G, 1, I, P)
+    z = sub.init_state(sub.targets(t([sd.d[idx] for sd in subs])[:, None], rd)[:, 0])  # (G, I, M)
+    obs = empty[0]
+    if len(idx) >= K:
+        times = idx[K - 1:]
+        r = None
+        if subs[0].r is not None and model.spec.observation == "regressor":
+            r = t([sd.r[times] for sd in subs])[:, None]  # (G, 1, I-K+1, P)
+        xhat = sub.observe(z[:, None], r)[:, 0].cpu().double().numpy()  # (G, I-K+1, N)
+        obs = [sd.x[times] - xhat[g] for g, sd in enumerate(subs)]
+    lat = empty[1]
+    if latent:
+        s = None if subs[0].s is None else t([sd.s[idx[:-1]] for sd in subs])  # (G, I-1, Q)
+        pred = sub.step(z[:, :-1], s)  # (G, I-1, M)
+        nf = model.n_forced
+        lat = list((z[:, 1:, :nf] - pred[:, :, :nf]).cpu().double().numpy())  # G × (I-1, n_forced)
+    return obs, lat
+
+
 LATENT_MODES = ("none", "targets", "matched")
 COVARIANCES = ("diagonal", "full")
 
@@ -159,19 +189,21 @@ def estimate_noise(model: ConvSSM, subjects: list[SubjectData], latent: bool | s
     latent = mode != "none"
     dt, dev = model.filter.dtype, model.filter.device
     M = model.spec.latent_dim
-    obs, lat, obs_l, lat_l = [], [], [], []
+    obs, lat, obs_l, lat_l = ([None] * len(subjects) for _ in range(4))
+    groups: dict[tuple, list[int]] = {}  # fits of one training span and inputs: their residuals at once
     for i, sd in enumerate(subjects):
-        one = model.subject(i)
-        res = observation_residuals(one, sd)  # (T_r, N)
-        obs.append(np.sqrt(np.mean(res**2, axis=0)) if len(res) else np.zeros(sd.x.shape[1]))
-        obs_l.append(cholesky_factor(res, sd.x.shape[1]))  # (N, N)
-        if latent:
-            sz = np.zeros(M)
-            res_z = latent_residuals(one, sd)  # (T_r, n_forced)
-            if len(res_z):
-                sz[:res_z.shape[1]] = np.sqrt(np.mean(res_z**2, axis=0))
-            lat.append(sz)
-            lat_l.append(cholesky_factor(res_z, M))  # (M, M)
+        span = training_span(sd)
+        key = (len(span), int(span[0]) if len(span) else 0, sd.rd is None, sd.r is None, sd.s is None)
+        groups.setdefault(key, []).append(i)
+    for members in groups.values():
+        for i, res, res_z in zip(members, *_residuals(model, [subjects[i] for i in members], members, latent)):
+            obs[i] = np.sqrt(np.mean(res**2, axis=0)) if len(res) else np.zeros(subjects[i].x.shape[1])
+            obs_l[i] = cholesky_factor(res, subjects[i].x.shape[1])  # (N, N)
+            if latent:
+                lat[i] = np.zeros(M)
+                if len(res_z):
+                    lat[i][:res_z.shape[1]] = np.sqrt(np.mean(res_z**2, axis=0))
+                lat_l[i] = cholesky_factor(res_z, M)  # (M, M)
     model.params.pop(OBS_NOISE_CHOL, None)
     if latent:
         model.params.pop(LATENT_NOISE_CHOL, None)
