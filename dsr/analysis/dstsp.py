@@ -278,8 +278,17 @@ def _log_mixture(samples: torch.Tensor, centres: torch.Tensor, scaling: float, b
     return out + s_sq[:, None, :] - math.log(T)
 
 
+def gmm_references(refs: list[np.ndarray], seeds: list[int], scaling: float = 1.0, n_samples: int = 1000,
+                   max_points: int = GMM_MAX_POINTS, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`gmm_reference` of F fits stacked on ``device``: centres (F, T_s, N), samples (F, Sm, N)."""
+    ref = [gmm_reference(x, scaling, n_samples, max_points, seed=int(s)) for x, s in zip(refs, seeds)]
+    return (torch.as_tensor(np.stack([m for m, _ in ref]), device=device),
+            torch.as_tensor(np.stack([s for _, s in ref]), device=device))
+
+
 def dstsp_gmm_batch(refs: list[np.ndarray], gens: torch.Tensor, seeds: list[int], scaling: float = 1.0,
-                    n_samples: int = 1000, max_points: int = GMM_MAX_POINTS) -> torch.Tensor:
+                    n_samples: int = 1000, max_points: int = GMM_MAX_POINTS,
+                    reference: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """GMM D_stsp of R generated series of each of F fits against that fit's reference.
 
     Parameters
@@ -289,6 +298,9 @@ def dstsp_gmm_batch(refs: list[np.ndarray], gens: torch.Tensor, seeds: list[int]
     seeds : list of F ints
         Seed of each fit's Monte-Carlo samples (:func:`gmm_reference`).
 
+    reference : (Tensor, Tensor), optional
+        :func:`gmm_references` of refs and seeds, where the caller has them already.
+
     Returns
     -------
     Tensor (F, R)
@@ -296,9 +308,7 @@ def dstsp_gmm_batch(refs: list[np.ndarray], gens: torch.Tensor, seeds: list[int]
     """
     dev = gens.device
     budget = _GMM_ENTRIES["cuda" if dev.type == "cuda" else "cpu"]
-    ref = [gmm_reference(x, scaling, n_samples, max_points, seed=int(s)) for x, s in zip(refs, seeds)]
-    mu = torch.as_tensor(np.stack([m for m, _ in ref]), device=dev)  # (F, T_s, N)
-    smp = torch.as_tensor(np.stack([s for _, s in ref]), device=dev)  # (F, Sm, N)
+    mu, smp = reference or gmm_references(refs, seeds, scaling, n_samples, max_points, dev)  # (F, T_s, N), (F, Sm, N)
     fin = torch.isfinite(gens).all(-1).all(-1)  # (F, R)
     cen = gens[:, :, :max_points]  # (F, R, T', N)
     cen = torch.where(fin[:, :, None, None], cen, torch.zeros((), dtype=cen.dtype, device=dev))
@@ -318,12 +328,14 @@ def dstsp_gmm(x_true, x_gen, scaling: float = 1.0, n_samples: int = 1000, max_po
 
 # ---- dispatch -----------------------------------------------------------------------------------
 def dstsp_batch(refs: list[np.ndarray], gens: torch.Tensor, seeds: list[int], n_bins: int = 30,
-                scaling: float = 1.0, bins_max_dims: int = 5) -> torch.Tensor:
-    """D_stsp (F, R) of rollouts gens (F, R, T, N) against refs (F × (T_ref, N)): bins if N <= bins_max_dims."""
+                scaling: float = 1.0, bins_max_dims: int = 5,
+                reference: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """D_stsp (F, R) of rollouts gens (F, R, T, N) against refs (F × (T_ref, N)): bins if N <= bins_max_dims,
+    else GMM (``reference``: :func:`gmm_references` of refs and seeds where the caller has them)."""
     if refs[0].shape[1] <= bins_max_dims:
         ref_t = torch.as_tensor(np.stack(refs), dtype=torch.float64, device=gens.device)  # (F, T_ref, N)
         return dstsp_bins_batch(ref_t, gens, n_bins)
-    return dstsp_gmm_batch(refs, gens, seeds, scaling)
+    return dstsp_gmm_batch(refs, gens, seeds, scaling, reference=reference)
 
 
 def dstsp_ref(x_true, x_gen, n_bins: int = 30, scaling: float = 1.0, bins_max_dims: int = 5,

@@ -34,7 +34,7 @@ import torch
 
 from dsr.analysis.calibration import calibrate_output
 from dsr.analysis.draws import draw_uniforms, randn_from_uniforms, uniform_count
-from dsr.analysis.dstsp import dstsp_batch
+from dsr.analysis.dstsp import dstsp_batch, gmm_references
 from dsr.analysis.lyapunov import lyapunov_spectrum
 from dsr.analysis.metrics_record import FitMetrics, RolloutMetrics
 from dsr.analysis.noise import estimate_noise
@@ -263,15 +263,18 @@ def evaluate(model: ConvSSM, subjects: list[SubjectData], cfg: EvalConfig, seeds
 
 
 def _rollout_metrics(X: torch.Tensor, Zl: torch.Tensor | None, xs: list[np.ndarray], truths: list, scales,
-                     seeds: list[int], cfg: EvalConfig, T: int, n_train: int) -> list[dict]:
-    """RolloutMetrics fields of F fits: observations X (F, R, T, N), latents Zl (F, R, t_len, n_lat) or None."""
+                     seeds: list[int], cfg: EvalConfig, T: int, n_train: int, gmm: dict) -> list[dict]:
+    """RolloutMetrics fields of F fits: observations X (F, R, T, N), latents Zl (F, R, t_len, n_lat) or None;
+    ``gmm`` keeps the GMM references of each part of the data (drawn once for all rollouts of these fits)."""
     metrics: list[dict] = [dict() for _ in xs]
     kw = dict(n_bins=cfg.dstsp_bins, scaling=cfg.dstsp_scaling, bins_max_dims=cfg.bins_max_dims)
     for suffix, lo, hi in (("", 0, T), ("_train", 0, n_train), ("_test", n_train, T)):
         if hi - lo < 2:
             continue
         refs = [x[lo:hi] for x in xs]
-        _summaries(dstsp_batch(refs, X, seeds, **kw), f"dstsp{suffix}", metrics)
+        if suffix not in gmm and refs[0].shape[1] > cfg.bins_max_dims:
+            gmm[suffix] = gmm_references(refs, seeds, cfg.dstsp_scaling, device=X.device)
+        _summaries(dstsp_batch(refs, X, seeds, reference=gmm.get(suffix), **kw), f"dstsp{suffix}", metrics)
         ref_t = torch.as_tensor(np.stack(refs), device=X.device)  # (F, T_part, N)
         _summaries(dh_batch(ref_t, X, cfg.spectrum_smoothing), f"dh{suffix}", metrics)
     div = (~torch.isfinite(X).all(-1).all(-1)).double().mean(1).cpu().numpy()  # (F,)
@@ -284,13 +287,15 @@ def _rollout_metrics(X: torch.Tensor, Zl: torch.Tensor | None, xs: list[np.ndarr
     Zl0 = torch.where(fin[:, :, None, None], Zl, torch.zeros((), dtype=Zl.dtype, device=Zl.device))
     nan = torch.full((), float("nan"), dtype=Zl.dtype, device=Zl.device)
     Zz = torch.where(fin[:, :, None, None], _zscore_t(Zl0), nan)  # (F, R, t_len, n_lat) diverged: NaN
-    _summaries(dstsp_batch(truth, Zz, seeds, **kw), "dstsp_latent", metrics)
+    if "latent" not in gmm and truth[0].shape[1] > cfg.bins_max_dims:
+        gmm["latent"] = gmm_references(truth, seeds, cfg.dstsp_scaling, device=Zl.device)
+    _summaries(dstsp_batch(truth, Zz, seeds, reference=gmm.get("latent"), **kw), "dstsp_latent", metrics)
     truth_t = torch.as_tensor(np.stack(truth), device=Zl.device)  # (F, t_len, n_lat)
     _summaries(dh_batch(truth_t, Zz, cfg.spectrum_smoothing), "dh_latent", metrics)
     if scales is not None:  # in data units, standardised by the truth
         a, b = scales  # (F, n_lat) each
         Zu = Zl * a[:, None, None] + b[:, None, None]  # (F, R, t_len, n_lat)
-        _summaries(dstsp_batch(truth, Zu, seeds, **kw), "dstsp_latent_units", metrics)
+        _summaries(dstsp_batch(truth, Zu, seeds, reference=gmm.get("latent"), **kw), "dstsp_latent_units", metrics)
     return metrics
 
 
@@ -337,14 +342,15 @@ def _score_chunk(model, idx, subjects, x_obs, z0s, truths, seeds, cfg, T, n_trai
                   torch.as_tensor(np.stack([(m_ - mu) / t_ for _, m_, mu, t_ in sc]), device=dev))
     xs, tr_ = [x_obs[i] for i in idx], [truths[i] for i in idx]
     Z, X, Zl = rollouts(None)
-    det = _rollout_metrics(X, Zl, xs, tr_, scales, sds, cfg, T, n_train)
+    gmm: dict = {}  # the data's GMM references, shared by the deterministic and the stochastic rollouts
+    det = _rollout_metrics(X, Zl, xs, tr_, scales, sds, cfg, T, n_train, gmm)
     main = det
     if stochastic:
         Zl_s = None  # without process noise the latents are the deterministic ones: copy their metrics
         if lat_noise:
             Z, X, Zl_s = rollouts(eps_z)
         X = sub.calibrate_output(sub.add_observation_noise(X, draws[1]))  # (F, R, T, N) float64
-        main = _rollout_metrics(X, Zl_s, xs, tr_, scales, sds, cfg, T, n_train)
+        main = _rollout_metrics(X, Zl_s, xs, tr_, scales, sds, cfg, T, n_train, gmm)
         if Zl is not None and Zl_s is None:
             for m_, d_ in zip(main, det):
                 m_.update({k: v for k, v in d_.items() if "_latent" in k})
