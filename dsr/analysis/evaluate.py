@@ -28,6 +28,7 @@ float32 rollouts of chaotic models drift from the CPU ones, so metrics agree onl
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -42,6 +43,7 @@ from dsr.analysis.prediction import clean_observations_batch, prediction_errors
 from dsr.analysis.spectrum import dh_batch
 from dsr.config import EvalConfig
 from dsr.models.convssm import LATENT_NOISE, OBS_NOISE, ConvSSM
+from dsr.timing import stage
 from dsr.training.data import SubjectData
 
 _ROLLOUT_BYTES = {"cpu": 2**28, "cuda": 2**32}  # float64 rollouts held per chunk of fits
@@ -167,6 +169,16 @@ def lyapunov_spectra(model: ConvSSM, subjects: list[SubjectData], cfg: EvalConfi
     return np.stack([np.nanmedian(s, axis=0) if np.isfinite(s).any() else np.full(M, np.nan) for s in spec])
 
 
+@contextmanager
+def part(name: str, device: torch.device):
+    """Time a part of the evaluation as the stage ``evaluation/<name>`` (:mod:`dsr.timing`; exclusive, so
+    ``evaluation`` keeps the rest); on CUDA the part waits for its kernels, so their time is its own."""
+    with stage(f"evaluation/{name}"):
+        yield
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+
 def _summaries(values: torch.Tensor, name: str, out: list[dict]) -> None:
     """Per fit: ``name`` = mean over finite rollout values (inf if none), ``name_median`` = median; values (F, R)."""
     for f, v in enumerate(values.cpu().numpy()):
@@ -207,10 +219,12 @@ def evaluate(model: ConvSSM, subjects: list[SubjectData], cfg: EvalConfig, seeds
         raise ValueError(f"{S} fits but {len(subjects)} subjects and {len(seeds)} seeds")
     stochastic = cfg.generation == "stochastic"
     if stochastic and OBS_NOISE not in model.params:
-        estimate_noise(model, subjects, latent=cfg.latent_noise, obs_covariance=cfg.obs_noise_covariance,
-                       latent_covariance=cfg.latent_noise_covariance)
+        with part("noise", model.filter.device):
+            estimate_noise(model, subjects, latent=cfg.latent_noise, obs_covariance=cfg.obs_noise_covariance,
+                           latent_covariance=cfg.latent_noise_covariance)
         if cfg.output_calibration == "moments":
-            calibrate_output(model, subjects, seeds)
+            with part("calibration", model.filter.device):
+                calibrate_output(model, subjects, seeds)
     truths = list(latent_truths) if latent_truths is not None else [None] * S
     kind = "cuda" if model.filter.device.type == "cuda" else "cpu"
     R, K = cfg.n_rollouts, model.kernel_size
@@ -235,16 +249,19 @@ def evaluate(model: ConvSSM, subjects: list[SubjectData], cfg: EvalConfig, seeds
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         z0s = initial_states_batch(model, subjects, R, cfg.perturbation, gens)  # (S, R, M)
         x_obs = clean_observations_batch(model, subjects)  # S × (T, N)
-        spectra = lyapunov_spectra(model, subjects, cfg, gens)  # (S, M), after the rollout draws
-        pes = prediction_errors(model, subjects, cfg.pe_steps)
+        with part("lyapunov", model.filter.device):
+            spectra = lyapunov_spectra(model, subjects, cfg, gens)  # (S, M), after the rollout draws
+        with part("prediction", model.filter.device):
+            pes = prediction_errors(model, subjects, cfg.pe_steps)
         scored: list = [None] * S
         for c, (idx, T, n_train, t_len) in enumerate(chunks):
             noise = None
             if stochastic:
-                u = pending.result()
-                pending = pool.submit(uniforms, c + 1) if c + 1 < len(chunks) else None
-                noise = generation_noise_batch([int(seeds[i]) for i in idx], R, max(T + K - 1, t_len or 0), T, M, N,
-                                               lat_noise, model.filter.device, u)
+                with part("draws", model.filter.device):
+                    u = pending.result()
+                    pending = pool.submit(uniforms, c + 1) if c + 1 < len(chunks) else None
+                    noise = generation_noise_batch([int(seeds[i]) for i in idx], R, max(T + K - 1, t_len or 0), T, M,
+                                                   N, lat_noise, model.filter.device, u)
             _score_chunk(model, idx, subjects, x_obs, z0s, truths, seeds, cfg, T, n_train, t_len, stochastic, noise,
                          scored)
     sd_obs, sd_lat = model.noise_sd(OBS_NOISE), model.noise_sd(LATENT_NOISE)
@@ -274,9 +291,11 @@ def _rollout_metrics(X: torch.Tensor, Zl: torch.Tensor | None, xs: list[np.ndarr
         refs = [x[lo:hi] for x in xs]
         if suffix not in gmm and refs[0].shape[1] > cfg.bins_max_dims:
             gmm[suffix] = gmm_references(refs, seeds, cfg.dstsp_scaling, device=X.device)
-        _summaries(dstsp_batch(refs, X, seeds, reference=gmm.get(suffix), **kw), f"dstsp{suffix}", metrics)
+        with part("dstsp", X.device):
+            _summaries(dstsp_batch(refs, X, seeds, reference=gmm.get(suffix), **kw), f"dstsp{suffix}", metrics)
         ref_t = torch.as_tensor(np.stack(refs), device=X.device)  # (F, T_part, N)
-        _summaries(dh_batch(ref_t, X, cfg.spectrum_smoothing), f"dh{suffix}", metrics)
+        with part("dh", X.device):
+            _summaries(dh_batch(ref_t, X, cfg.spectrum_smoothing), f"dh{suffix}", metrics)
     div = (~torch.isfinite(X).all(-1).all(-1)).double().mean(1).cpu().numpy()  # (F,)
     for f in range(len(xs)):
         metrics[f]["diverged_rollouts"] = float(div[f])
@@ -341,14 +360,16 @@ def _score_chunk(model, idx, subjects, x_obs, z0s, truths, seeds, cfg, T, n_trai
         scales = (torch.as_tensor(np.stack([s_ / t_ for s_, _, _, t_ in sc]), device=dev),  # (F, n_lat)
                   torch.as_tensor(np.stack([(m_ - mu) / t_ for _, m_, mu, t_ in sc]), device=dev))
     xs, tr_ = [x_obs[i] for i in idx], [truths[i] for i in idx]
-    Z, X, Zl = rollouts(None)
+    with part("rollouts", dev):
+        Z, X, Zl = rollouts(None)
     gmm: dict = {}  # the data's GMM references, shared by the deterministic and the stochastic rollouts
     det = _rollout_metrics(X, Zl, xs, tr_, scales, sds, cfg, T, n_train, gmm)
     main = det
     if stochastic:
         Zl_s = None  # without process noise the latents are the deterministic ones: copy their metrics
         if lat_noise:
-            Z, X, Zl_s = rollouts(eps_z)
+            with part("rollouts", dev):
+                Z, X, Zl_s = rollouts(eps_z)
         X = sub.calibrate_output(sub.add_observation_noise(X, draws[1]))  # (F, R, T, N) float64
         main = _rollout_metrics(X, Zl_s, xs, tr_, scales, sds, cfg, T, n_train, gmm)
         if Zl is not None and Zl_s is None:
