@@ -248,3 +248,18 @@ def test_shard_with_writer_processes_equals_serial_shard(tmp_path):
             assert untimed[0] == untimed[1], name
         else:
             assert trees["pool"][name] == data, name
+
+
+def test_running_marks_written_in_threads_fail_one_by_one(tmp_path):
+    """The "running" provenance start_fit defers is written by write_marks: every file that can be written
+    is, and each that cannot is returned with its error (that fit fails alone)."""
+    from dsr.pipelines.fitrun import write_marks
+
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where a folder should be")
+    marks = [(tmp_path / f"a{i}_provenance.json", {"Status": "running", "i": i}) for i in range(5)]
+    marks.insert(2, (blocked / "b_provenance.json", {"Status": "running"}))
+    errors = write_marks(marks, threads=3)
+    assert list(errors) == [2] and "file" in str(errors[2]) and marks == []
+    for i in range(5):
+        assert json.loads((tmp_path / f"a{i}_provenance.json").read_text()) == {"Status": "running", "i": i}

@@ -117,13 +117,15 @@ def extract_job(job: FitJob, device: str | None = None) -> dict:
         return {"status": "failed", "reason": one_line(exc), "stages": timing.take()}
 
 
-def start_fit(job: FitJob, memo: dict | None = None) -> PendingFit | dict:
+def start_fit(job: FitJob, memo: dict | None = None, marks: list | None = None) -> PendingFit | dict:
     """Check a fit against what is in its folder, extract its series and mark it running.
 
     Returns a result dict instead when the fit finished earlier with the same config and inputs
     (``"skipped": True``) or with others (``"status": "refused"``). Nothing is written before those checks
     except the extracted tables of a run none of whose fits finished with other inputs. Raises DsrError for
-    bad input. ``memo`` (a dict kept by the caller) shares one run's series between its seeds' fits.
+    bad input. ``memo`` (a dict kept by the caller) shares one run's series between its seeds' fits. With
+    ``marks`` (a list), the "running" provenance is appended there as (path, record) for the caller to write
+    (:func:`write_marks`) before the fit trains, instead of written here.
     """
     sub_folder, base, _ = run_names(job.run, job.atlas.name)
     folder = job.output_dir / sub_folder
@@ -156,8 +158,32 @@ def start_fit(job: FitJob, memo: dict | None = None) -> PendingFit | dict:
               "GeneratedBy": [{"Name": "dsr", "Version": __version__}], "CommandLine": command_line(),
               "ExtractedSeries": cleaned_series(folder, base).name}
     resume = prov.get("ConfigHash") == cfg_hash and prov.get("InputKey") == key and prov.get("Status") == "running"
-    write_json(prov_path, dict(record, Status="running"))
+    if marks is None:
+        write_json(prov_path, dict(record, Status="running"))
+    else:
+        marks.append((prov_path, dict(record, Status="running")))
     return PendingFit(job, folder, prefix, record, series, resume, config)
+
+
+def write_marks(marks: list, threads: int = 8) -> dict:
+    """Write the "running" provenance files :func:`start_fit` deferred (each an atomic write with fsync: in
+    ``threads`` threads, so that a thousand fits do not wait on the disk one after another); empties
+    ``marks``. Returns {position in marks: the error} for the files that could not be written."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def write(mark):
+        try:
+            write_json(*mark)
+        except (DsrError, OSError) as exc:
+            return exc
+
+    if len(marks) > 1 and threads > 1:
+        with ThreadPoolExecutor(min(threads, len(marks))) as pool:
+            errors = list(pool.map(write, marks))
+    else:
+        errors = [write(m) for m in marks]
+    marks.clear()
+    return {k: exc for k, exc in enumerate(errors) if exc is not None}
 
 
 def finish_fit(pending: PendingFit, metrics: dict) -> dict:

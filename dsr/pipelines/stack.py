@@ -23,7 +23,7 @@ from dsr.log import user_log
 from dsr.pipelines.executors import (ExecutorSettings, OnResult, limit_threads, run_pinned, run_tasks,
                                      slot_devices)
 from dsr.pipelines.fit_array import check_recording, fit_many
-from dsr.pipelines.fitrun import PendingFit, extract_job, failure, fit_pending, start_fit
+from dsr.pipelines.fitrun import PendingFit, extract_job, failure, fit_pending, start_fit, write_marks
 from dsr.pipelines.plan import FitJob
 from dsr.pipelines.status import one_line
 from dsr.pipelines.writer import FitWriter, WriteJob
@@ -126,22 +126,42 @@ def _run_stacked(jobs: list[FitJob], ex: ExecutorSettings, on_result: OnResult) 
     limit_threads(ex.threads)
     extract_ahead(jobs, ex)
     memo: dict = {}
+    marks: list = []  # "running" provenance of the started fits, written together before any training
+    marked: list[int] = []  # the job of each mark
+
+    failed_input: set[int] = set()
+
+    def write_running() -> set:  # the marks; a job whose file cannot be written fails alone
+        failed = {marked[k]: exc for k, exc in write_marks(marks).items()}
+        for i, exc in failed.items():
+            if i not in failed_input:  # failed already, for its input
+                on_result(i, failure(exc, jobs[i].run.bold))
+        marked.clear()
+        return set(failed)
+
     for i, job in enumerate(jobs):
         try:
-            pending = start_fit(job, memo)
+            n_marks = len(marks)
+            pending = start_fit(job, memo, marks)
+            marked.extend([i] * (len(marks) - n_marks))
             if isinstance(pending, dict):  # finished earlier, or refused
                 on_result(i, pending)
                 continue
             s = pending.series
             if s.nuisance is not None or s.inputs is not None or pending.resume:
-                on_result(i, fit_pending(pending, stack_devices(ex, 1)[0]))
+                if i not in write_running():
+                    on_result(i, fit_pending(pending, stack_devices(ex, 1)[0]))
                 continue
             check_recording(s.series, s.tr, pending.config, path=str(job.run.bold))  # bad input fails it alone, now
         except Exception as exc:  # bad input (or an unreadable file) fails this run alone, naming it
+            failed_input.add(i)
             on_result(i, failure(exc, job.run.bold))
             continue
         key = (round(float(s.tr), 9), s.series.shape[1], pending.config.replace(seed=0).hash())
         groups.setdefault(key, []).append((i, pending))
+    failed = write_running()
+    groups = {k: [m for m in members if m[0] not in failed] for k, members in groups.items()}
+    groups = {k: members for k, members in groups.items() if members}
 
     devices = stack_devices(ex, max((len(m) for m in groups.values()), default=1))
     per_device: list[list] = [[] for _ in devices]
