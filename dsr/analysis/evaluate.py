@@ -28,7 +28,7 @@ float32 rollouts of chaotic models drift from the CPU ones, so metrics agree onl
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
@@ -241,8 +241,9 @@ def evaluate(model: ConvSSM, subjects: list[SubjectData], cfg: EvalConfig, seeds
 
     def uniforms(c: int):  # the CPU part of chunk c's noise draws, made in a thread while the device works
         idx, T, _, t_len = chunks[c]
-        return draw_noise_uniforms([int(seeds[i]) for i in idx], R, max(T + K - 1, t_len or 0), T, M, N, lat_noise,
-                                   pin=kind == "cuda")
+        with torch.cuda.device(model.filter.device) if kind == "cuda" else nullcontext():  # the model's GPU
+            return draw_noise_uniforms([int(seeds[i]) for i in idx], R, max(T + K - 1, t_len or 0), T, M, N,
+                                       lat_noise, pin=kind == "cuda")
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(uniforms, 0) if stochastic and chunks else None
