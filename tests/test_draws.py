@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dsr.analysis.draws import draw_uniforms, randn_from_uniforms, randn_like_cpu, uniform_count
-from dsr.analysis.evaluate import generation_noise, generation_noise_batch
+from dsr.analysis.evaluate import draw_noise_uniforms, generation_noise, generation_noise_batch
 
 
 @pytest.mark.parametrize("shape", [(16,), (3, 7, 5), (2, 17), (100, 33, 4)])
@@ -31,9 +31,18 @@ def test_small_draws_are_refused():
 @pytest.mark.parametrize("latent", [True, False])
 @pytest.mark.parametrize("sizes", [(5, 41, 40, 3, 4), (1, 2, 2, 1, 1)])  # the second too small: randn's own path
 def test_generation_noise_batch_equals_per_fit_draws(latent, sizes):
+    """On the CPU the generators' own normals; with uniforms (the GPU path) the transform of them."""
     R, n_lat, n_obs, M, N = sizes
     seeds = [0, 11, 12345]
-    eps_z, eps_x = generation_noise_batch(seeds, R, n_lat, n_obs, M, N, latent)
+    uniforms = draw_noise_uniforms(seeds, R, n_lat, n_obs, M, N, latent)
+    assert (uniforms is None) == (sizes[0] == 1)  # too few values: no transform
+    for eps_z, eps_x in (generation_noise_batch(seeds, R, n_lat, n_obs, M, N, latent),
+                         generation_noise_batch(seeds, R, n_lat, n_obs, M, N, latent, uniforms=uniforms)):
+        _equal_per_fit(eps_z, eps_x, seeds, sizes, latent)
+
+
+def _equal_per_fit(eps_z, eps_x, seeds, sizes, latent):
+    R, n_lat, n_obs, M, N = sizes
     for f, s in enumerate(seeds):
         wz, wx = generation_noise(s, R, n_lat, n_obs, M, N, latent)
         torch.testing.assert_close(eps_x[f], wx, rtol=1e-13, atol=1e-13)

@@ -28,7 +28,7 @@ float32 rollouts of chaotic models drift from the CPU ones, so metrics agree onl
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -136,19 +136,28 @@ def draw_noise_uniforms(seeds: list[int], n_rollouts: int, n_latent: int, n_obs:
 def generation_noise_batch(seeds: list[int], n_rollouts: int, n_latent: int, n_obs: int, M: int, N: int,
                            latent: bool, device=None, uniforms: torch.Tensor | None = None
                            ) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """:func:`generation_noise` of F fits at once, the Box–Muller transform on ``device``: latent
-    (F, R, n_latent−1, M) or None, observation (F, R, n_obs, N), float64; equal to the per-fit draws to
-    rounding. ``uniforms`` are :func:`draw_noise_uniforms`'s (drawn here when not given)."""
-    R = n_rollouts
+    """:func:`generation_noise` of F fits at once: latent (F, R, n_latent−1, M) or None, observation
+    (F, R, n_obs, N), float64 on ``device``; equal to the per-fit draws to rounding.
+
+    On a GPU the CPU draws only the uniforms (:func:`draw_noise_uniforms`, passed as ``uniforms`` or drawn
+    here) and the Box–Muller transform runs on the GPU; on the CPU each generator's own normals are drawn
+    straight into the stacked tensors (the transform is no cheaper there)."""
+    R, F = n_rollouts, len(seeds)
     nz, nx = _noise_sizes(R, n_latent, n_obs, M, N, latent)
-    if uniforms is None:
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if uniforms is None and dev.type == "cuda":
         uniforms = draw_noise_uniforms(seeds, R, n_latent, n_obs, M, N, latent)
-    if uniforms is None:  # too few values for the blocked transform: the generator's own normals
-        draws = [generation_noise(s, R, n_latent, n_obs, M, N, latent) for s in seeds]
-        eps_z = torch.stack([d[0] for d in draws]).to(device) if latent else None
-        return eps_z, torch.stack([d[1] for d in draws]).to(device)
-    u = uniforms.to(device, non_blocking=True)  # (F, n)
-    F, uz = len(seeds), uniform_count(nz) if nz else 0
+    if uniforms is None:  # the generators' own normals
+        eps_z = torch.empty(F, R, max(n_latent - 1, 0), M, dtype=torch.float64) if latent else None
+        eps_x = torch.empty(F, R, n_obs, N, dtype=torch.float64)
+        for f, s in enumerate(seeds):
+            gen = noise_generator(s)  # the order of generation_noise: latent, then observation
+            if latent:
+                torch.randn(eps_z.shape[1:], generator=gen, dtype=torch.float64, out=eps_z[f])
+            torch.randn(eps_x.shape[1:], generator=gen, dtype=torch.float64, out=eps_x[f])
+        return (None if eps_z is None else eps_z.to(dev)), eps_x.to(dev)
+    u = uniforms.to(dev, non_blocking=True)  # (F, n)
+    uz = uniform_count(nz) if nz else 0
     eps_z = None
     if latent:
         eps_z = (randn_from_uniforms(u[:, :uz], nz) if nz else u[:, :0]).view(F, R, max(n_latent - 1, 0), M)
@@ -241,9 +250,12 @@ def evaluate(model: ConvSSM, subjects: list[SubjectData], cfg: EvalConfig, seeds
 
     def uniforms(c: int):  # the CPU part of chunk c's noise draws, made in a thread while the device works
         idx, T, _, t_len = chunks[c]
-        with torch.cuda.device(model.filter.device) if kind == "cuda" else nullcontext():  # the model's GPU
-            return draw_noise_uniforms([int(seeds[i]) for i in idx], R, max(T + K - 1, t_len or 0), T, M, N,
-                                       lat_noise, pin=kind == "cuda")
+        args = ([int(seeds[i]) for i in idx], R, max(T + K - 1, t_len or 0), T, M, N, lat_noise)
+        if kind != "cuda":  # on the CPU: the draws themselves
+            return generation_noise_batch(*args)
+        with torch.cuda.device(model.filter.device):  # the model's GPU
+            u = draw_noise_uniforms(*args, pin=True)
+            return u if u is not None else generation_noise_batch(*args)  # (too small to transform: normals)
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(uniforms, 0) if stochastic and chunks else None
@@ -261,8 +273,10 @@ def evaluate(model: ConvSSM, subjects: list[SubjectData], cfg: EvalConfig, seeds
                 with part("draws", model.filter.device):
                     u = pending.result()
                     pending = pool.submit(uniforms, c + 1) if c + 1 < len(chunks) else None
-                    noise = generation_noise_batch([int(seeds[i]) for i in idx], R, max(T + K - 1, t_len or 0), T, M,
-                                                   N, lat_noise, model.filter.device, u)
+                    noise = u if isinstance(u, tuple) else generation_noise_batch(
+                        [int(seeds[i]) for i in idx], R, max(T + K - 1, t_len or 0), T, M, N, lat_noise,
+                        model.filter.device, u)
+                    noise = tuple(None if e is None else e.to(model.filter.device) for e in noise)
             _score_chunk(model, idx, subjects, x_obs, z0s, truths, seeds, cfg, T, n_train, t_len, stochastic, noise,
                          scored)
     sd_obs, sd_lat = model.noise_sd(OBS_NOISE), model.noise_sd(LATENT_NOISE)
