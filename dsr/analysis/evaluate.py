@@ -257,8 +257,10 @@ def evaluate(model: ConvSSM, subjects: list[SubjectData], cfg: EvalConfig, seeds
             u = draw_noise_uniforms(*args, pin=True)
             return u if u is not None else generation_noise_batch(*args)  # (too small to transform: normals)
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(uniforms, 0) if stochastic and chunks else None
+    with ThreadPoolExecutor(max_workers=1) as pool:  # on a GPU the CPU draws a chunk ahead, in a thread;
+        # on the CPU they are drawn when needed (the process keeps the threads it was given)
+        ahead = (lambda c: pool.submit(uniforms, c)) if kind == "cuda" else (lambda c: c)
+        pending = ahead(0) if stochastic and chunks else None
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         z0s = initial_states_batch(model, subjects, R, cfg.perturbation, gens)  # (S, R, M)
         x_obs = clean_observations_batch(model, subjects)  # S × (T, N)
@@ -271,8 +273,8 @@ def evaluate(model: ConvSSM, subjects: list[SubjectData], cfg: EvalConfig, seeds
             noise = None
             if stochastic:
                 with part("draws", model.filter.device):
-                    u = pending.result()
-                    pending = pool.submit(uniforms, c + 1) if c + 1 < len(chunks) else None
+                    u = pending.result() if kind == "cuda" else uniforms(pending)
+                    pending = ahead(c + 1) if c + 1 < len(chunks) else None
                     noise = u if isinstance(u, tuple) else generation_noise_batch(
                         [int(seeds[i]) for i in idx], R, max(T + K - 1, t_len or 0), T, M, N, lat_noise,
                         model.filter.device, u)
