@@ -25,6 +25,8 @@ import math
 import numpy as np
 import torch
 
+from dsr.ops.gmm import log_mixture
+
 LAPLACE_ALPHA = 1e-5
 GMM_MAX_POINTS = 10000
 _CHUNK_ENTRIES = 4_000_000  # samples x centres per block of the NumPy GMM distance matrix (32 MB in float64)
@@ -251,33 +253,6 @@ def dstsp_gmm_ref(x_true, x_gen, scaling: float = 1.0, n_samples: int = 1000, ma
     return float(np.mean(log_p - log_q))
 
 
-def _log_mixture(samples: torch.Tensor, centres: torch.Tensor, scaling: float, budget: int) -> torch.Tensor:
-    """log (1/T) Σ_t exp(−‖s − μ_t‖² / (2 scaling)) per sample, as :func:`_gmm_log_density`.
-
-    samples (F, Sm, N), centres (F, G, T, N) -> (F, G, Sm); blocks of at most ~budget distances. The
-    exponent −(‖μ‖² − 2 s·μ) / (2 scaling) comes from one ``baddbmm``; −‖s‖² / (2 scaling) is added after.
-    """
-    F, Sm = samples.shape[:2]
-    G, T = centres.shape[1:3]
-    c = -0.5 / scaling
-    s_sq = (samples**2).sum(-1) * c  # (F, Sm)
-    c_sq = (centres**2).sum(-1) * c  # (F, G, T)
-    out = torch.empty(F, G, Sm, dtype=samples.dtype, device=samples.device)
-    gb = max(1, min(G, budget // (Sm * T)))
-    fb = max(1, budget // (G * Sm * T)) if gb == G else 1
-    for f in range(0, F, fb):
-        sl = slice(f, f + fb)
-        for g in range(0, G, gb):
-            mu = centres[sl, g:g + gb].flatten(1, 2)  # (fb, gb*T, N)
-            a = torch.baddbmm(c_sq[sl, g:g + gb].flatten(1)[:, None, :], samples[sl], mu.transpose(1, 2),
-                              alpha=-2.0 * c)  # (fb, Sm, gb*T)
-            a = a.view(a.shape[0], Sm, -1, T)  # (fb, Sm, gb, T)
-            m = a.amax(-1, keepdim=True)  # (fb, Sm, gb, 1) the nearest centre
-            lse = a.sub_(m).exp_().sum(-1).log_() + m[..., 0]  # (fb, Sm, gb)
-            out[sl, g:g + gb] = lse.transpose(1, 2)  # (fb, gb, Sm)
-    return out + s_sq[:, None, :] - math.log(T)
-
-
 def gmm_references(refs: list[np.ndarray], seeds: list[int], scaling: float = 1.0, n_samples: int = 1000,
                    max_points: int = GMM_MAX_POINTS, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`gmm_reference` of F fits stacked on ``device``: centres (F, T_s, N), samples (F, Sm, N)."""
@@ -312,8 +287,8 @@ def dstsp_gmm_batch(refs: list[np.ndarray], gens: torch.Tensor, seeds: list[int]
     fin = torch.isfinite(gens).all(-1).all(-1)  # (F, R)
     cen = gens[:, :, :max_points]  # (F, R, T', N)
     cen = torch.where(fin[:, :, None, None], cen, torch.zeros((), dtype=cen.dtype, device=dev))
-    log_p = _log_mixture(smp, mu[:, None], scaling, budget)[:, 0]  # (F, Sm)
-    log_q = _log_mixture(smp, cen, scaling, budget)  # (F, R, Sm)
+    log_p = log_mixture(smp, mu[:, None], scaling, budget)[:, 0]  # (F, Sm)
+    log_q = log_mixture(smp, cen, scaling, budget)  # (F, R, Sm)
     kl = (log_p[:, None] - log_q).mean(-1)  # (F, R)
     return torch.where(fin, kl, torch.full_like(kl, float("inf")))
 
