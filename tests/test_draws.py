@@ -3,7 +3,7 @@ evaluation's batched noise equals its per-fit draws."""
 import pytest
 import torch
 
-from dsr.analysis.draws import draw_uniforms, randn_from_uniforms, randn_like_cpu, uniform_count
+from dsr.analysis.draws import draw_uniforms, randn_from_uniforms, randn_like_cpu, stacked_randn, uniform_count
 from dsr.analysis.evaluate import draw_noise_uniforms, generation_noise, generation_noise_batch
 
 
@@ -50,3 +50,14 @@ def _equal_per_fit(eps_z, eps_x, seeds, sizes, latent):
             torch.testing.assert_close(eps_z[f], wz, rtol=1e-13, atol=1e-13)
         else:
             assert eps_z is None and wz is None
+
+
+@pytest.mark.parametrize("via_uniforms", [False, True])
+def test_stacked_randn_equals_each_generators_draws(via_uniforms):
+    shapes = [(3, 11, 2), (4, 5)]
+    got = stacked_randn([torch.Generator().manual_seed(s) for s in (1, 2)], shapes, via_uniforms=via_uniforms)
+    for f, s in enumerate((1, 2)):
+        g = torch.Generator().manual_seed(s)
+        for out, shape in zip(got, shapes):
+            torch.testing.assert_close(out[f], torch.randn(shape, generator=g, dtype=torch.float64),
+                                       rtol=1e-13, atol=1e-13)

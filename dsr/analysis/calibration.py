@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dsr.analysis.noise import covariance_transform, training_span, teacher_states
+from dsr.analysis.draws import stacked_randn
+from dsr.analysis.noise import covariance_transform, first_teacher_states
 from dsr.models.convssm import CALIB_MAP, CALIB_SHIFT, LATENT_NOISE, OBS_NOISE, ConvSSM
 from dsr.training.data import SubjectData
 
@@ -50,23 +51,19 @@ def calibrate_output(model: ConvSSM, subjects: list[SubjectData], seeds: list[in
     S, M, N, K = model.n_subjects, model.spec.latent_dim, model.spec.n_obs, model.kernel_size
     n = min(sd.n_train for sd in subjects)
     gens = [torch.Generator().manual_seed(int(s)) for s in (seeds if seeds is not None else [0] * S)]
-
-    def draw(*shape):  # (S, *shape) standard normal, fit i from its own generator
-        return torch.stack([torch.randn(*shape, generator=g, dtype=torch.float64) for g in gens]).to(dev)
-    z0 = torch.cat([teacher_states(model.subject(i), sd, training_span(sd)[:1])
-                    for i, sd in enumerate(subjects)])  # (S, 1, M)
-    z0 = z0.expand(S, n_samples, M)  # (S, B, M)
-    eps_z = None
-    if LATENT_NOISE in model.params:
-        eps_z = draw(n_samples, n + 2 * K - 2, M).to(dt)
+    shapes = ([(n_samples, n + 2 * K - 2, M)] if LATENT_NOISE in model.params else []) + [(n_samples, n, N)]
+    draws = stacked_randn(gens, shapes, dev)  # each fit's latent, then observation draws, (S, *shape) float64
+    z0 = first_teacher_states(model, subjects).expand(S, n_samples, M)  # (S, B, M)
+    eps_z = draws[0].to(dt) if len(draws) == 2 else None
     Z = model.generate(z0, n + 2 * K - 1, None, eps_z)[:, :, K:]  # (S, B, n+K-1, M) after a transient
     X = model.observe(Z).double()  # (S, B, n, N)
-    X = model.add_observation_noise(X, draw(*X.shape[1:]))
-    X = X.cpu().numpy().reshape(S, -1, N)  # (S, B·n, N)
-    ok = np.isfinite(X).all((1, 2))  # a diverged fit keeps the identity map
-    mu_g = np.where(ok[:, None], np.nan_to_num(X).mean(1), 0.0)  # (S, N)
-    Xc = np.nan_to_num(X) - mu_g[:, None]
-    C_g = np.einsum("sti,stj->sij", Xc, Xc) / X.shape[1]  # (S, N, N)
+    X = model.add_observation_noise(X, draws[-1]).reshape(S, -1, N)  # (S, B·n, N)
+    ok_t = torch.isfinite(X).all(2).all(1)  # (S,) a diverged fit keeps the identity map
+    X0 = torch.nan_to_num(X)
+    mu_t = torch.where(ok_t[:, None], X0.mean(1), torch.zeros((), dtype=X.dtype, device=X.device))  # (S, N)
+    Xc = X0 - mu_t[:, None]
+    C_g = (Xc.transpose(1, 2) @ Xc / X.shape[1]).cpu().numpy()  # (S, N, N)
+    ok, mu_g = ok_t.cpu().numpy(), mu_t.cpu().numpy()
     mu_d = np.stack([sd.x[:sd.n_train].mean(0) for sd in subjects])  # (S, N)
     C_d = np.stack([np.cov(sd.x[:sd.n_train].T, bias=True) for sd in subjects])  # (S, N, N)
     T = covariance_transform(C_d, np.where(ok[:, None, None], C_g, C_d))  # (S, N, N)

@@ -64,3 +64,26 @@ def randn_like_cpu(gen: torch.Generator, shape: tuple, device=None) -> torch.Ten
     dev = torch.device(device) if device is not None else torch.device("cpu")
     u = draw_uniforms([gen], uniform_count(n), pin=dev.type == "cuda")  # (1, n')
     return randn_from_uniforms(u.to(dev, non_blocking=True), n).view(shape)
+
+
+def stacked_randn(gens: list[torch.Generator], shapes: list[tuple], device=None,
+                  via_uniforms: bool | None = None) -> list[torch.Tensor]:
+    """For each shape in turn, ``torch.randn(shape, generator=g, dtype=float64)`` of every generator g, stacked:
+    a list of (F, *shape) tensors on ``device``, equal to the per-generator draws. ``via_uniforms`` (default:
+    on a GPU) draws only the uniforms on the CPU and transforms them on ``device`` (equal to rounding)."""
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    sizes = [math.prod(s) for s in shapes]
+    if not (dev.type == "cuda" if via_uniforms is None else via_uniforms) or min(sizes) < _BLOCK:
+        out = [torch.empty(len(gens), *s, dtype=torch.float64) for s in shapes]
+        for f, g in enumerate(gens):
+            for o in out:
+                torch.randn(o.shape[1:], generator=g, dtype=torch.float64, out=o[f])
+        return [o.to(dev) for o in out]
+    counts = [uniform_count(n) for n in sizes]
+    u = draw_uniforms(gens, sum(counts), pin=dev.type == "cuda").to(dev, non_blocking=True)  # (F, Σ counts)
+    out, at = [], 0
+    for s, n, c in zip(shapes, sizes, counts):
+        out.append(randn_from_uniforms(u[:, at:at + c], n).view(len(gens), *s))
+        at += c
+    return out
+
