@@ -64,8 +64,8 @@ def fit_files(prefix: str = "") -> dict[str, str]:
 
 def draws_fit_figure(prefix: str = "") -> bool:
     """Whether a fit gets its own data-vs-generated figure (``_fit.png``): a run fitted once does; the fits of
-    a seed list (``_seed-N`` in the prefix) do not (the subject report draws the median seed's figures;
-    one figure per seed would cost more CPU time than a cohort's training on a GPU)."""
+    a seed list (``_seed-N`` in the prefix) do not (the subject report draws one seed's figures per run, the
+    median or the kept seed; one figure per seed would cost more CPU time than a cohort's training on a GPU)."""
     return re.search(r"_seed-\d+_desc-", prefix + "_") is None
 
 

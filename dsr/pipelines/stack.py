@@ -128,8 +128,7 @@ def _run_stacked(jobs: list[FitJob], ex: ExecutorSettings, on_result: OnResult) 
     memo: dict = {}
     marks: list = []  # "running" provenance of the started fits, written together before any training
     marked: list[int] = []  # the job of each mark
-
-    failed_input: set[int] = set()
+    failed_input: set[int] = set()  # jobs failed for their input (reported already)
 
     def write_running() -> set:  # the marks; a job whose file cannot be written fails alone
         failed = {marked[k]: exc for k, exc in write_marks(marks).items()}

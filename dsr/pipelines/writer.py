@@ -5,8 +5,8 @@ on the CPU: the model (safetensors + JSON), the generated series, the training c
 run fitted once; :func:`dsr.io.derivatives.draws_fit_figure`), the metrics and the final provenance. For
 hundreds of fits that is most of a call's time, so a :class:`FitWriter` hands each fit to a pool of
 ``nprocs`` worker processes (started when the writer is, so that their imports overlap the training) and
-collects the result dicts in order. Each fit is written
-by exactly the code a serial write runs (:func:`write_fit`), so the files are the same byte for byte.
+collects the result dicts in order. Each fit is written by exactly the code a serial write runs
+(:func:`write_fit`), so the files are the same byte for byte.
 
 Worker processes are spawned, not forked: the parent may hold a CUDA context. Only what a fit's files
 need travels to a worker (CPU tensors and arrays, the folder, the prefix, the provenance record).
