@@ -1,0 +1,96 @@
+"""The product's checkpoint score: D_stsp of a free-running generation against the training part.
+
+As the reference code's training loop does every ``scalar_saving_interval`` epochs (github
+humml-lab/GTF-ConvSSM, src/tf_training/trainings/training_vanilla_conv.jl): one rollout from the
+unperturbed state at the first valid target, filtered and decoded (the observation model, through the HRF),
+scored by D_stsp (:func:`dsr.analysis.dstsp.dstsp_batch`: ``eval.dstsp_bins`` bins per dimension up to
+``eval.bins_max_dims`` dimensions, the GMM estimator above) -- here against the fit's *training* part only,
+so the selection never sees the test part. All fits of a stack are generated at once on the training device
+(on CUDA the fused GTF kernel with α = 0 runs the whole rollout in one launch) and scored in one batched call.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dsr.analysis.dstsp import dstsp_batch
+from dsr.config import EvalConfig
+from dsr.errors import ConfigError
+from dsr.models.convssm import ConvSSM
+from dsr.ops.gtf import gtf_rollout_weak
+from dsr.training.data import SubjectData
+
+
+def free_run(model: ConvSSM, z0: torch.Tensor, n_steps: int) -> torch.Tensor:
+    """Free-running latents (S, B, n_steps, M) from z0 (S, B, M), z0 first (no inputs, no noise).
+
+    On CUDA a shallow PLRNN takes the fused weak-forcing kernel with α = 0 (z̃ = z: the free map) and
+    zero targets -- one launch for the whole rollout; elsewhere :meth:`ConvSSM.generate`.
+    """
+    kind = model.spec.latent_model
+    if z0.is_cuda and kind in ("shPLRNN", "cshPLRNN") and n_steps >= 2 and z0.dtype == torch.float32:
+        S, B, M = z0.shape
+        d = torch.zeros(S, B, n_steps, 1, dtype=z0.dtype, device=z0.device)  # (S, B, n, 1) never forced
+        alpha = torch.zeros(S, dtype=z0.dtype, device=z0.device)  # (S,)
+        with torch.no_grad():
+            Z = gtf_rollout_weak(model.step, z0, d, alpha, M, None, kind, model.latent_params)  # (S, B, n-1, M)
+        return torch.cat([z0[:, :, None], Z], dim=2)  # (S, B, n, M)
+    return model.generate(z0, n_steps)
+
+
+def start_states(model: ConvSSM, subjects: list[SubjectData]) -> torch.Tensor:
+    """The state at each fit's first valid target, unperturbed (as the evaluation's rollout 0): (S, 1, M)."""
+    dev, dt = model.filter.device, model.filter.dtype
+    rows = [int(np.flatnonzero(np.isfinite(sd.d[:, 0]))[0]) for sd in subjects]
+    d0 = torch.as_tensor(np.stack([sd.d[t] for sd, t in zip(subjects, rows)]), dtype=dt, device=dev)  # (S, N)
+    rd0 = None
+    if subjects[0].rd is not None:
+        rd0 = torch.as_tensor(np.stack([sd.rd[t] for sd, t in zip(subjects, rows)]), dtype=dt, device=dev)[:, None, None]
+    return model.init_state(model.targets(d0[:, None, None], rd0)[:, :, 0])  # (S, 1, M)
+
+
+def dstsp_scorer(subjects: list[SubjectData], seeds: list[int], eval_cfg: EvalConfig, n_steps: int = 0):
+    """A scorer for :func:`dsr.training.loop.train` (``train.select_every``): ``scorer(model)`` → (S,) D_stsp.
+
+    Parameters
+    ----------
+    subjects : list of SubjectData
+        One per fit of the stack.
+    seeds : list of int
+        Per fit: the seed of the GMM estimator's Monte-Carlo samples (N > ``eval.bins_max_dims``).
+    eval_cfg : EvalConfig
+        The D_stsp estimator's settings (bins, GMM scaling, the dimension at which it switches).
+    n_steps : int
+        Observations generated per fit (0: the length of its training part); the reference is always the
+        whole training part. Fewer steps score faster and noisier.
+    """
+    if any(sd.s is not None for sd in subjects):
+        raise ConfigError("train.select_every is not supported for fits with external inputs")
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, sd in enumerate(subjects):
+        groups.setdefault((sd.n_train, n_steps or sd.n_train), []).append(i)
+    kw = dict(n_bins=eval_cfg.dstsp_bins, scaling=eval_cfg.dstsp_scaling, bins_max_dims=eval_cfg.bins_max_dims)
+
+    @torch.no_grad()
+    def score(model: ConvSSM) -> np.ndarray:
+        K = model.kernel_size
+        z0 = start_states(model, subjects)  # (S, 1, M)
+        out = np.full(len(subjects), np.inf)
+        J = model.params.get("obs.J")
+        for (n_train, n_obs), idx in groups.items():
+            one = len(idx) == len(subjects)
+            sel = torch.as_tensor(idx, device=z0.device)
+            sub = model if one else ConvSSM(model.spec, {k: v[sel] for k, v in model.params.items()},
+                                            model.filter[sel])
+            Z = free_run(sub, z0 if one else z0[sel], n_obs + K - 1)  # (F, 1, n_obs+K-1, M)
+            X = sub.observe(Z).double()  # (F, 1, n_obs, N)
+            refs = []
+            for f, i in enumerate(idx):
+                x = subjects[i].x[:n_train]
+                if J is not None and subjects[i].r is not None:  # the nuisance part J r removed, as evaluated
+                    x = x - subjects[i].r[:n_train] @ J[i].detach().cpu().double().numpy().T
+                refs.append(x)
+            out[idx] = dstsp_batch(refs, X, [int(seeds[i]) for i in idx], **kw)[:, 0].cpu().numpy()
+        return out
+
+    return score
