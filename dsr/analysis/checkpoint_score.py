@@ -17,23 +17,29 @@ from dsr.analysis.dstsp import dstsp_batch
 from dsr.config import EvalConfig
 from dsr.errors import ConfigError
 from dsr.models.convssm import ConvSSM
-from dsr.ops.gtf import gtf_rollout_weak
+from dsr.ops import kernel_module
 from dsr.training.data import SubjectData
 
 
-def free_run(model: ConvSSM, z0: torch.Tensor, n_steps: int) -> torch.Tensor:
+def free_run(model: ConvSSM, z0: torch.Tensor, n_steps: int, fused: bool | None = None) -> torch.Tensor:
     """Free-running latents (S, B, n_steps, M) from z0 (S, B, M), z0 first (no inputs, no noise).
 
-    On CUDA a shallow PLRNN takes the fused weak-forcing kernel with α = 0 (z̃ = z: the free map) and
-    zero targets -- one launch for the whole rollout; elsewhere :meth:`ConvSSM.generate`.
+    ``fused`` (default: on CUDA where the kernel takes the model) runs the fused weak-forcing GTF kernel
+    (:func:`dsr.ops.gtf_triton.gtf_rollout_triton_weak`) with α = 0 and zero targets, i.e. z̃ = z, the free
+    map: the whole rollout in one launch instead of a few launches per step; otherwise
+    :meth:`ConvSSM.generate`.
     """
-    kind = model.spec.latent_model
-    if z0.is_cuda and kind in ("shPLRNN", "cshPLRNN") and n_steps >= 2 and z0.dtype == torch.float32:
+    kind, kernel = model.spec.latent_model, kernel_module("gtf_triton")
+    if fused is None:
+        fused = (z0.is_cuda and kind in ("shPLRNN", "cshPLRNN") and z0.dtype == torch.float32
+                 and kernel is not None and kernel.fits_one_tile(*model.latent_params["W1"].shape[1:]))
+    if fused and n_steps >= 2:
         S, B, M = z0.shape
         d = torch.zeros(S, B, n_steps, 1, dtype=z0.dtype, device=z0.device)  # (S, B, n, 1) never forced
         alpha = torch.zeros(S, dtype=z0.dtype, device=z0.device)  # (S,)
         with torch.no_grad():
-            Z = gtf_rollout_weak(model.step, z0, d, alpha, M, None, kind, model.latent_params)  # (S, B, n-1, M)
+            Z = kernel.gtf_rollout_triton_weak(model.latent_params, z0, d, alpha,
+                                               clipped=kind == "cshPLRNN")  # (S, B, n-1, M)
         return torch.cat([z0[:, :, None], Z], dim=2)  # (S, B, n, M)
     return model.generate(z0, n_steps)
 
