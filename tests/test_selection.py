@@ -162,3 +162,23 @@ def test_fit_records_the_selected_epoch_and_its_trace(oscillator, tmp_path):
     write_outputs(res[0], tmp_path, prefix="sub-01")
     curve = (tmp_path / "sub-01_curve.tsv").read_text().splitlines()
     assert curve[0].split("\t")[-1] == "select_score" and len(curve) == 1 + SMALL["epochs"]
+
+
+@pytest.mark.parametrize("channels", [2, 6])
+def test_score_is_the_dstsp_of_a_free_generation_against_the_training_part(oscillator, channels):
+    """Bins below 6 dimensions, the GMM estimator (seeded per fit) from 6 on; generation from the first valid target."""
+    from dsr.analysis.dstsp import dstsp
+
+    x, h = oscillator
+    x = np.concatenate([x, x[:, ::-1] * 0.5, x * 2.0][:channels // 2], axis=1)  # (T, channels)
+    cfg = load_config("quick", train=SMALL, model={"latent_dim": channels, "hidden_dim": 8})
+    sd = prepare_subject(x, h, cfg)
+    spec = ConvSSMSpec("cshPLRNN", channels, 8, "identity", n_obs=channels, tr=1.0)
+    model = ConvSSM.initialise(spec, torch.as_tensor(h), [5, 6], dtype=torch.float64)
+    got = dstsp_scorer([sd, sd], [5, 6], cfg.eval, n_steps=120)(model)
+    K = len(h)
+    for i, seed in enumerate([5, 6]):
+        z0 = start_states(model.subject(i), [sd])
+        gen = model.subject(i).observe(model.subject(i).generate(z0, 120 + K - 1))[0, 0]  # (120, N)
+        assert gen.shape == (120, channels)
+        assert got[i] == pytest.approx(dstsp(sd.x[:sd.n_train], gen, seed=seed), rel=1e-9)
