@@ -329,7 +329,8 @@ def main(argv=None):
         print(f"{len(fits)} fits stacked on {args.device}: {cfg.train.epochs} epochs", flush=True)
         t0 = time.perf_counter()
         alphas = [f["alpha"] for f in fits] if args.alphas else None
-        scorer = TimedScorer(dstsp_scorer(subs, seeds, cfg.eval, cfg.train.select_steps)) \
+        scorer = TimedScorer(dstsp_scorer(subs, seeds, cfg.eval, cfg.train.select_steps,
+                                                cfg.train.select_holdout)) \
             if cfg.train.select_every > 0 else None
         outcome = train(model, subs, cfg.train, seeds, progress=log_progress(every=100),
                         loss_states=[f["loss_states"] for f in fits], alphas=alphas, scorer=scorer)

@@ -182,3 +182,30 @@ def test_score_is_the_dstsp_of_a_free_generation_against_the_training_part(oscil
         gen = model.subject(i).observe(model.subject(i).generate(z0, 120 + K - 1))[0, 0]  # (120, N)
         assert gen.shape == (120, channels)
         assert got[i] == pytest.approx(dstsp(sd.x[:sd.n_train], gen, seed=seed), rel=1e-9)
+
+
+def test_holdout_keeps_the_stretch_out_of_training_and_scores_against_it(oscillator):
+    """train.select_holdout: no training window reaches the held-back stretch, the score compares with it."""
+    from dsr.analysis.dstsp import dstsp
+    from dsr.training.selection import held_back, training_view
+
+    model, sd, cfg = _setup(oscillator, [0])
+    view = training_view(sd, 0.25)
+    n = held_back(sd.n_train, 0.25)
+    assert n == round(0.25 * sd.n_train) and view.n_train == sd.n_train - n
+    assert (view.valid_starts(40) + 40 < view.n_train).all() and np.isnan(view.d[view.n_train:]).all()
+    assert training_view(sd, 0.0) is sd
+    z0 = start_states(model, [sd])
+    gen = model.observe(model.generate(z0, n + len(oscillator[1]) - 1))[0, 0]  # (n, N)
+    got = dstsp_scorer([sd], [0], cfg.eval, holdout=0.25)(model)
+    assert got[0] == pytest.approx(dstsp(sd.x[view.n_train:sd.n_train], gen), rel=1e-9)
+    plain, _, _ = _setup(oscillator, [0])
+    held, _, _ = _setup(oscillator, [0])
+    train(plain, [sd], cfg.train, [0])
+    tcfg = cfg.replace(train={"select_every": 3, "select_holdout": 0.25}).train
+    out = train(held, [sd], tcfg, [0], scorer=dstsp_scorer([sd], [0], cfg.eval, holdout=0.25))
+    assert not torch.equal(out.last_params["latent.W1"], plain.params["latent.W1"])  # other windows were drawn
+    with pytest.raises(ConfigError, match="select_holdout needs"):
+        load_config("quick", train={"select_holdout": 0.2})
+    with pytest.raises(ConfigError, match="select_holdout must lie"):
+        load_config("quick", train={"select_every": 5, "select_holdout": 1.0})

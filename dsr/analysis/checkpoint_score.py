@@ -1,4 +1,5 @@
-"""The product's checkpoint score: D_stsp of a free-running generation against the training part.
+"""The product's checkpoint score: D_stsp of a free-running generation against the training part (or its
+held-back last stretch, ``train.select_holdout``).
 
 As the reference code's training loop does every ``scalar_saving_interval`` epochs (github
 humml-lab/GTF-ConvSSM, src/tf_training/trainings/training_vanilla_conv.jl): one rollout from the
@@ -19,6 +20,7 @@ from dsr.errors import ConfigError
 from dsr.models.convssm import ConvSSM
 from dsr.ops import kernel_module
 from dsr.training.data import SubjectData
+from dsr.training.selection import held_back
 
 
 def free_run(model: ConvSSM, z0: torch.Tensor, n_steps: int, fused: bool | None = None) -> torch.Tensor:
@@ -55,7 +57,8 @@ def start_states(model: ConvSSM, subjects: list[SubjectData]) -> torch.Tensor:
     return model.init_state(model.targets(d0[:, None, None], rd0)[:, :, 0])  # (S, 1, M)
 
 
-def dstsp_scorer(subjects: list[SubjectData], seeds: list[int], eval_cfg: EvalConfig, n_steps: int = 0):
+def dstsp_scorer(subjects: list[SubjectData], seeds: list[int], eval_cfg: EvalConfig, n_steps: int = 0,
+                 holdout: float = 0.0):
     """A scorer for :func:`dsr.training.loop.train` (``train.select_every``): ``scorer(model)`` → (S,) D_stsp.
 
     Parameters
@@ -67,16 +70,22 @@ def dstsp_scorer(subjects: list[SubjectData], seeds: list[int], eval_cfg: EvalCo
     eval_cfg : EvalConfig
         The D_stsp estimator's settings (bins, GMM scaling, the dimension at which it switches).
     n_steps : int
-        Observations generated per fit (0: the length of its training part); the reference is always the
-        whole training part. Fewer steps score faster and noisier.
+        Observations generated per fit (0: as many as the reference has). Fewer steps score faster and noisier.
+    holdout : float
+        ``train.select_holdout``: the reference is the held-back last fraction of the training part (which
+        training then does not see, :func:`dsr.training.selection.training_view`) instead of all of it.
     """
     if any(sd.s is not None for sd in subjects):
         raise ConfigError("train.select_every is not supported for fits with external inputs")
-    groups: dict[tuple[int, int], list[int]] = {}
+    groups: dict[tuple[int, int, int], list[int]] = {}
     for i, sd in enumerate(subjects):
-        groups.setdefault((sd.n_train, n_steps or sd.n_train), []).append(i)
+        lo = sd.n_train - held_back(sd.n_train, holdout) if holdout > 0 else 0  # the reference: x[lo:n_train]
+        if sd.n_train - lo < 2:
+            raise ConfigError(f"train.select_holdout = {holdout} holds back {sd.n_train - lo} sample(s) of "
+                              f"{sd.n_train}: too few to score")
+        groups.setdefault((lo, sd.n_train, n_steps or sd.n_train - lo), []).append(i)
     kw = dict(n_bins=eval_cfg.dstsp_bins, scaling=eval_cfg.dstsp_scaling, bins_max_dims=eval_cfg.bins_max_dims)
-    cached: dict = {}  # (n_train, n_obs, device) -> (F, n_train, N) float64 references of the binned estimator
+    cached: dict = {}  # (lo, n_train, n_obs, device) -> (F, n_train - lo, N) float64 references (binned estimator)
 
     @torch.no_grad()
     def score(model: ConvSSM) -> np.ndarray:
@@ -84,7 +93,7 @@ def dstsp_scorer(subjects: list[SubjectData], seeds: list[int], eval_cfg: EvalCo
         z0 = start_states(model, subjects)  # (S, 1, M)
         out = np.full(len(subjects), np.inf)
         J = model.params.get("obs.J")
-        for (n_train, n_obs), idx in groups.items():
+        for (lo, n_train, n_obs), idx in groups.items():
             one = len(idx) == len(subjects)
             sel = torch.as_tensor(idx, device=z0.device)
             sub = model if one else ConvSSM(model.spec, {k: v[sel] for k, v in model.params.items()},
@@ -93,16 +102,16 @@ def dstsp_scorer(subjects: list[SubjectData], seeds: list[int], eval_cfg: EvalCo
             X = sub.observe(Z).double()  # (F, 1, n_obs, N)
             fixed = J is None or all(subjects[i].r is None for i in idx)
             if fixed and X.shape[-1] <= eval_cfg.bins_max_dims:  # binned: the references stay on the device
-                key = (n_train, n_obs, str(X.device))
+                key = (lo, n_train, n_obs, str(X.device))
                 if key not in cached:
-                    cached[key] = torch.as_tensor(np.stack([subjects[i].x[:n_train] for i in idx]), device=X.device)
+                    cached[key] = torch.as_tensor(np.stack([subjects[i].x[lo:n_train] for i in idx]), device=X.device)
                 out[idx] = dstsp_bins_batch(cached[key], X, eval_cfg.dstsp_bins)[:, 0].cpu().numpy()
                 continue
             refs = []
             for i in idx:
-                x = subjects[i].x[:n_train]
+                x = subjects[i].x[lo:n_train]
                 if J is not None and subjects[i].r is not None:  # the nuisance part J r removed, as evaluated
-                    x = x - subjects[i].r[:n_train] @ J[i].detach().cpu().double().numpy().T
+                    x = x - subjects[i].r[lo:n_train] @ J[i].detach().cpu().double().numpy().T
                 refs.append(x)
             out[idx] = dstsp_batch(refs, X, [int(seeds[i]) for i in idx], **kw)[:, 0].cpu().numpy()
         return out

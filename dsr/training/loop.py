@@ -28,7 +28,7 @@ from dsr.training.data import SubjectData, sample_batch, sequence_length
 from dsr.training.device_batches import DeviceBatches
 from dsr.training.forcing import estimate_alpha, update_alpha
 from dsr.training.radam import SubjectRAdam, flat_leaves
-from dsr.training.selection import BestKeeper, Scorer, scored_epoch
+from dsr.training.selection import BestKeeper, Scorer, scored_epoch, training_view
 from dsr.training.step import StepRunner, StepState, guarded_update
 
 
@@ -111,6 +111,7 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
     """
     S = model.n_subjects
     dev, dtype = model.filter.device, model.filter.dtype
+    subjects = [training_view(sd, cfg.select_holdout) for sd in subjects]  # the same with no hold-out
     params = flat_leaves(model.params)  # views of one flat buffer: the fused optimiser updates them at once
     model.params = params
     opt = SubjectRAdam(params)

@@ -11,10 +11,13 @@ captured CUDA graph of a step: the copies read and write the parameters' flat bu
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import numpy as np
 import torch
+
+from dsr.training.data import SubjectData
 
 #: scores (S,) of the model's current parameters, one per fit; lower is better, inf for a diverged generation
 Scorer = Callable[[object], np.ndarray]
@@ -100,3 +103,20 @@ class BestKeeper:
 def scored_epoch(epoch: int, every: int, epochs: int) -> bool:
     """Whether epoch (1-based) is scored: every ``every``-th and the last; never with ``every`` = 0."""
     return every > 0 and (epoch % every == 0 or epoch == epochs)
+
+
+def held_back(n_train: int, fraction: float) -> int:
+    """Samples at the end of a training part of ``n_train`` held back for scoring (``train.select_holdout``)."""
+    return int(round(fraction * n_train)) if fraction > 0 else 0
+
+
+def training_view(sd: SubjectData, fraction: float) -> SubjectData:
+    """``sd`` as the training windows see it with ``train.select_holdout = fraction``: the training part ends
+    before the held-back stretch (its targets NaN there); the arrays are shared, nothing else changes. The
+    targets next to the stretch were deconvolved with it in view (within the filter's right cut)."""
+    n = held_back(sd.n_train, fraction)
+    if n == 0:
+        return sd
+    d = sd.d.copy()
+    d[sd.n_train - n:] = np.nan
+    return dataclasses.replace(sd, d=d, n_train=sd.n_train - n)
