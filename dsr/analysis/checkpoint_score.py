@@ -11,6 +11,8 @@ so the selection never sees the test part. All fits of a stack are generated at 
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -39,7 +41,8 @@ def free_run(model: ConvSSM, z0: torch.Tensor, n_steps: int, fused: bool | None 
         S, B, M = z0.shape
         d = torch.zeros(S, B, n_steps, 1, dtype=z0.dtype, device=z0.device)  # (S, B, n, 1) never forced
         alpha = torch.zeros(S, dtype=z0.dtype, device=z0.device)  # (S,)
-        with torch.no_grad():
+        on_gpu = torch.cuda.device(z0.device) if z0.is_cuda else contextlib.nullcontext()  # the tensors' GPU
+        with torch.no_grad(), on_gpu:
             Z = kernel.gtf_rollout_triton_weak(model.latent_params, z0, d, alpha,
                                                clipped=kind == "cshPLRNN")  # (S, B, n-1, M)
         return torch.cat([z0[:, :, None], Z], dim=2)  # (S, B, n, M)
