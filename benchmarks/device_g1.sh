@@ -52,6 +52,7 @@ if [ "$MODE" = --select ] || [ "$MODE" = --select-smoke ]; then
   [ "$MODE" = --select ] && nvidia-smi --query-gpu=name,memory.used --format=csv
   timeout "${SEL_LIMIT:-295}" python3 $P $SEL $EXTRA --train $SEL_TRAIN --out "$OUTDIR" 2>&1 | tee "$OUTDIR/g1s7_select.log"
   rc=${PIPESTATUS[0]}
+  [ "$rc" = 0 ] && python3 benchmarks/selection_summary.py "$OUTDIR/lorenz_protocol_g1s7_select.json" | tee -a "$OUTDIR/g1s7_select.log"
   ls -l "$OUTDIR"
   [ "$rc" = 0 ] && echo SELECT_DONE || echo "SELECT_FAILED rc=$rc"
   exit "$rc"
