@@ -1,7 +1,7 @@
 """Checkpoint selection (issue 13, ``train.select_every``) on ALN subjects: the selected against the last epoch.
 
     python benchmarks/selection_aln.py [--subjects 3] [--seeds 5] [--epochs 300] [--select-every 10] \
-        [--device cpu] [--out DIR] [--tag _x]
+        [--holdout 0.2] [--device cpu] [--out DIR] [--tag _x]
 
 The ``aln`` preset (convSSM, 16 regions, TR 0.5 s, the first 375 of 500 steps train) on the first
 ``--subjects`` recordings of ``../shared/data/aln``, ``--seeds`` seeds each (seed = subject index + 1000 r, as
@@ -48,13 +48,15 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--select-every", type=int, default=10)
+    p.add_argument("--holdout", type=float, default=0.0, help="train.select_holdout (0: score on the whole training part)")
     p.add_argument("--rollouts", type=int, default=10)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--tag", default="")
     args = p.parse_args(argv)
     ids = sorted(q.stem for q in (SHARED / "aln" / "bold").glob("sub-*.npy"))[args.first:args.first + args.subjects]
-    cfg = load_config("aln", train={"epochs": args.epochs, "select_every": args.select_every},
+    cfg = load_config("aln", train={"epochs": args.epochs, "select_every": args.select_every,
+                                    "select_holdout": args.holdout},
                       eval={"n_rollouts": args.rollouts})
     h = spm_hrf(0.5)
     data = {s: prepare_subject(np.load(SHARED / "aln" / "bold" / f"{s}.npy")[:500], h, cfg) for s in ids}
@@ -67,7 +69,7 @@ def main(argv=None):
     print(f"{len(fits)} fits stacked on {args.device}: {args.epochs} epochs, selection every {args.select_every}",
           flush=True)
     t0 = time.perf_counter()
-    scorer = dstsp_scorer(subs, seeds, cfg.eval)
+    scorer = dstsp_scorer(subs, seeds, cfg.eval, holdout=args.holdout)
     clock = {"s": 0.0, "n": 0}
 
     def timed(m):
