@@ -40,7 +40,8 @@ class TrainOutcome:
     curve: list[dict] = field(default_factory=list)  # one row per epoch and fit
     seconds: float = 0.0
     epochs_done: int = 0
-    selected_epoch: list[int] | None = None  # per fit, with train.select_every > 0: the epoch kept (0: the last)
+    selected_epoch: list[int] | None = None  # per fit, with train.select_every > 0: the epoch kept (0: no finite
+    # score, the last epoch kept)
     last_params: dict[str, torch.Tensor] | None = None  # then also the last epoch's parameters (CPU)
 
 
