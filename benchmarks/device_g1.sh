@@ -25,7 +25,7 @@
 # lorenz_protocol_g1s6_e1000_eager.json, lorenz_protocol_g1s6_e1000_lrend1e-4.json (per-fit rows, floors,
 # summary), their models (.safetensors + .json), the logs, and g1s6.tar.gz holding all of them.
 set -u
-OUTDIR=${1:?usage: bash benchmarks/device_g1.sh OUTDIR [wait|--smoke]}
+OUTDIR=${1:?usage: bash benchmarks/device_g1.sh OUTDIR [wait|--smoke|--select|--select-smoke]}
 MODE=${2:-start}
 source benchmarks/device_env.sh pywt
 P=benchmarks/lorenz_protocol.py
