@@ -19,11 +19,13 @@
 #   bash benchmarks/device_g1.sh OUTDIR          # start both stacks detached, wait up to $WAIT s (540), collect
 #   bash benchmarks/device_g1.sh OUTDIR wait     # after STILL_RUNNING: wait again and collect
 #   bash benchmarks/device_g1.sh OUTDIR --smoke  # CPU, seconds: the same two commands on tiny settings
+#   bash benchmarks/device_g1.sh OUTDIR --select # session 7: checkpoint selection, one stack, in the foreground
+#   bash benchmarks/device_g1.sh OUTDIR --select-smoke  # the same on the CPU at tiny settings (seconds)
 # Results in OUTDIR: lorenz_protocol_g1s6_e1000.json, lorenz_protocol_g1s6_e5000.json,
 # lorenz_protocol_g1s6_e1000_eager.json, lorenz_protocol_g1s6_e1000_lrend1e-4.json (per-fit rows, floors,
 # summary), their models (.safetensors + .json), the logs, and g1s6.tar.gz holding all of them.
 set -u
-OUTDIR=${1:?usage: bash benchmarks/device_g1.sh OUTDIR [wait|--smoke]}
+OUTDIR=${1:?usage: bash benchmarks/device_g1.sh OUTDIR [wait|--smoke|--select|--select-smoke]}
 MODE=${2:-start}
 source benchmarks/device_env.sh pywt
 P=benchmarks/lorenz_protocol.py
@@ -32,6 +34,29 @@ A="--epochs 1000 --seeds 10 --loss-states free reference --tag _g1s6_e1000"
 B="--epochs 5000 --seeds 10 --parts g1 --noise 0.01 --alphas 0.1 0.15 --loss-states free reference --tag _g1s6_e5000"
 C="--epochs 1000 --seeds 10 --parts g1 --noise 0.01 --loss-states free --train cuda_graph=false --tag _g1s6_e1000_eager"
 D="--epochs 1000 --seeds 10 --parts g1 --loss-states free --alphas 0.1 0.15 0.2 --train lr_end=1e-4 --tag _g1s6_e1000_lrend1e-4"
+
+# Session 7 (issue 13): checkpoint selection (train.select_every = 25). One stack of 40 fits: G1 σ 0.01 and 0.1,
+# α 0.1 (the paper) and 0.15 (the reference's default), 10 seeds, 1000 epochs, loss_states free. Every 25th epoch
+# each fit is scored by D_stsp of a free-running BOLD generation (fused GTF kernel, α = 0, as long as the training
+# part) against the training part; selection does not change training, so the selected and the last epoch's
+# parameters of the same fits are both evaluated ("selected" / "last" rows: the ratio without a second run).
+# Expected on one H200: prepare ~35 s, train ~75 s (+ 40 scorings, printed), evaluate 80 fits ~60 s, floors ~8 s;
+# capped at SEL_LIMIT (295) s. Writes into OUTDIR, as each is done: lorenz_protocol_g1s7_select_train.json
+# (selected epochs, score traces, times) right after training, then lorenz_protocol_g1s7_select.json (per-fit
+# metrics, floors, summary), the models and g1s7_select.log. SEL_STEPS=N scores N generated steps instead.
+SEL="--epochs 1000 --seeds 10 --parts g1 --noise 0.01 0.1 --alphas 0.1 0.15 --loss-states free --tag _g1s7_select"
+SEL_TRAIN="select_every=25 select_steps=${SEL_STEPS:-0}"
+if [ "$MODE" = --select ] || [ "$MODE" = --select-smoke ]; then
+  mkdir -p "$OUTDIR"
+  EXTRA=""; [ "$MODE" = --select-smoke ] && EXTRA="--smoke --device cpu"
+  [ "$MODE" = --select ] && nvidia-smi --query-gpu=name,memory.used --format=csv
+  timeout "${SEL_LIMIT:-295}" python3 $P $SEL $EXTRA --train $SEL_TRAIN --out "$OUTDIR" 2>&1 | tee "$OUTDIR/g1s7_select.log"
+  rc=${PIPESTATUS[0]}
+  [ "$rc" = 0 ] && python3 benchmarks/selection_summary.py "$OUTDIR/lorenz_protocol_g1s7_select.json" | tee -a "$OUTDIR/g1s7_select.log"
+  ls -l "$OUTDIR"
+  [ "$rc" = 0 ] && echo SELECT_DONE || echo "SELECT_FAILED rc=$rc"
+  exit "$rc"
+fi
 
 if [ "$MODE" = --smoke ]; then  # the same two commands, tiny, on the CPU
   set -e

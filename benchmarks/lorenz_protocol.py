@@ -30,6 +30,12 @@ recovers beyond what its data showed (R < 1: more than the data).
 All fits (G1 and G2, every seed, noise level and loss_states) train in one stack
 (:func:`dsr.training.loop.train`; stacked fits equal fits run alone). Writes
 ``benchmarks/results/lorenz_protocol<tag>.json`` (and the models) and prints a table last.
+
+Checkpoint selection (``--train select_every=25 [select_steps=N]``, issue 13): every fit is scored by
+:func:`dsr.analysis.checkpoint_score.dstsp_scorer` (D_stsp of a free-running generation against the
+training part) and ends with its best epoch's parameters; the last epoch's parameters are kept too, and
+both are evaluated, as groups "selected" and "last" of the same fits (selection does not change training).
+``lorenz_protocol<tag>_train.json`` (selected epochs, score traces, times) is written as soon as training ends.
 """
 from __future__ import annotations
 
@@ -47,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from dsr.analysis.checkpoint_score import dstsp_scorer  # noqa: E402
 from dsr.analysis.dstsp import dstsp_bins  # noqa: E402
 from dsr.config import load_config  # noqa: E402
 from dsr.models.convssm import ConvSSM, ConvSSMSpec  # noqa: E402
@@ -156,10 +163,10 @@ def summarise(fits: list[dict], rows: list[dict], fl: dict, g2_denominator: dict
     """Mean and median over seeds per group, with the floors beside them."""
     groups: dict = {}
     for f, r in zip(fits, rows):
-        key = (f["part"], f["length"], f["noise"], f["loss_states"], f.get("alpha"))
+        key = (f["part"], f["length"], f["noise"], f["loss_states"], f.get("alpha"), f.get("pick"))
         groups.setdefault(key, []).append(r)
     out = {}
-    for (part, length, nz, ls, al), rs in groups.items():
+    for (part, length, nz, ls, al, pick), rs in groups.items():
         lam = np.array([r["lyapunov_max"] for r in rs], dtype=float) / DT  # per Lorenz time unit
         g = {"part": part, "length": length, "noise": nz, "loss_states": ls, "n_fits": len(rs),
              "n_ok": sum(r["status"] == "ok" for r in rs),
@@ -181,13 +188,17 @@ def summarise(fits: list[dict], rows: list[dict], fl: dict, g2_denominator: dict
         if al is not None:
             g["alpha"] = al
             name = f"{name} α{al:g}"
+        if pick is not None:
+            g["pick"] = pick
+            g["selected_epoch"] = _stats([r.get("selected_epoch") for r in rs])
+            ls = f"{ls} {pick}"
         out[f"{name} {ls}"] = g
     return out
 
 
 def table(summary: dict) -> str:
     """A short text table: one line per group."""
-    lines = [f"{'group':<26} {'D_stsp BOLD mean/med (floor)':<30} {'latent units mean/med (floor)':<31} "
+    lines = [f"{'group':<36} {'D_stsp BOLD mean/med (floor)':<30} {'latent units mean/med (floor)':<31} "
              f"{'λ/Lorenz t':<10} {'R med':<6} ok"]
     for name, g in summary.items():
         fd, fl = g.get("floor_dstsp"), g.get("floor_dstsp_latent_units")
@@ -195,9 +206,37 @@ def table(summary: dict) -> str:
         lat = (f"{g['dstsp_latent_units']['mean']:.3g}/{g['dstsp_latent_units']['median']:.3g}"
                + (f" ({fl['median']:.3g})" if fl else ""))
         r = f"{g['R']['median']:.3g}" if "R" in g else "-"
-        lines.append(f"{name:<26} {bold:<30} {lat:<31} {g['lyapunov_per_lorenz_time']['median']:<10.4g} {r:<6} "
+        lines.append(f"{name:<36} {bold:<30} {lat:<31} {g['lyapunov_per_lorenz_time']['median']:<10.4g} {r:<6} "
                      f"{g['n_ok']}/{g['n_fits']}")
     return "\n".join(lines)
+
+
+class TimedScorer:
+    """A checkpoint scorer that counts its calls and their seconds (device work finished before the clock stops)."""
+
+    def __init__(self, scorer):
+        self.scorer, self.seconds, self.calls = scorer, 0.0, 0
+
+    def __call__(self, model):
+        t = time.perf_counter()
+        out = self.scorer(model)  # NumPy: the device work is done when it returns
+        self.seconds += time.perf_counter() - t
+        self.calls += 1
+        return out
+
+
+def write_train_record(path: Path, fits: list[dict], outcome, meta: dict) -> None:
+    """Right after training: each fit's selected epoch and score trace, and the times (a run killed during
+    the evaluation still leaves them)."""
+    traces = {}
+    for r in outcome.curve:
+        if "select_score" in r:
+            traces.setdefault(r["fit"], []).append([r["epoch"], r["select_score"]])
+    rows = [dict(f, status=st, selected_epoch=e, select_trace=traces.get(i, []))
+            for i, (f, st, e) in enumerate(zip(fits, outcome.status, outcome.selected_epoch))]
+    path.write_text(json.dumps({"fits": rows, "seconds": {k: meta.get(k) for k in
+                                                          ("prepare_seconds", "train_seconds", "select_seconds")},
+                                "device": meta.get("device")}, indent=1, default=float))
 
 
 def _overrides(items: list[str]) -> dict:
@@ -282,6 +321,7 @@ def main(argv=None):
     t_prep = time.perf_counter() - t_start
 
     models = out_dir / f"lorenz_protocol{args.tag}_models.safetensors"
+    last_models = out_dir / f"lorenz_protocol{args.tag}_last_models.safetensors"
     if args.phase in ("all", "train"):
         spec = ConvSSMSpec(cfg.model.latent_model, cfg.model.latent_dim, cfg.model.hidden_dim,
                            cfg.model.observation, n_obs=3, tr=0.2, meta={"fits": fits, "config": cfg.to_dict()})
@@ -289,14 +329,22 @@ def main(argv=None):
         print(f"{len(fits)} fits stacked on {args.device}: {cfg.train.epochs} epochs", flush=True)
         t0 = time.perf_counter()
         alphas = [f["alpha"] for f in fits] if args.alphas else None
+        scorer = TimedScorer(dstsp_scorer(subs, seeds, cfg.eval, cfg.train.select_steps,
+                                                cfg.train.select_holdout)) \
+            if cfg.train.select_every > 0 else None
         outcome = train(model, subs, cfg.train, seeds, progress=log_progress(every=100),
-                        loss_states=[f["loss_states"] for f in fits], alphas=alphas)
+                        loss_states=[f["loss_states"] for f in fits], alphas=alphas, scorer=scorer)
         model.to("cpu")
         model.spec.meta.update(status=outcome.status, train_seconds=time.perf_counter() - t0,
-                               prepare_seconds=t_prep,
+                               prepare_seconds=t_prep, selected_epoch=outcome.selected_epoch,
+                               select_seconds=None if scorer is None else scorer.seconds,
                                device=torch.cuda.get_device_name() if str(args.device).startswith("cuda") else "cpu")
         model.save(models)
-        print(f"saved {models}; train {model.spec.meta['train_seconds']:.0f} s", flush=True)
+        if outcome.last_params is not None:
+            ConvSSM(model.spec, outcome.last_params, model.filter).save(last_models)
+            write_train_record(out_dir / f"lorenz_protocol{args.tag}_train.json", fits, outcome, model.spec.meta)
+        print(f"saved {models}; train {model.spec.meta['train_seconds']:.0f} s"
+              + ("" if scorer is None else f" (scoring {scorer.seconds:.1f} s in {scorer.calls} calls)"), flush=True)
         if args.phase == "train":
             return None
     model = ConvSSM.load(models)
@@ -305,6 +353,14 @@ def main(argv=None):
     status, train_s = model.spec.meta["status"], model.spec.meta["train_seconds"]
 
     t1 = time.perf_counter()
+    picked = model.spec.meta.get("selected_epoch")
+    if picked is not None:  # selected and last parameters of the same fits, evaluated in one stack
+        last = ConvSSM.load(last_models)
+        model = ConvSSM(model.spec, {k: torch.cat([v, last.params[k]]) for k, v in model.params.items()},
+                        torch.cat([model.filter, last.filter]))
+        fits = [dict(f, pick="selected", selected_epoch=e) for f, e in zip(fits, picked)] + \
+               [dict(f, pick="last", selected_epoch=cfg.train.epochs) for f in fits]
+        subs, seeds, truths, status = subs * 2, seeds * 2, truths * 2, status * 2
     model = model.to(args.eval_device or args.device)
     metrics = score_fits(model, subs, cfg.eval, seeds, truths)
     eval_s = time.perf_counter() - t1
@@ -322,6 +378,7 @@ def main(argv=None):
            "fits": rows, "floors": fl, "g2_training_stretch_vs_truth": {str(k): v for k, v in g2_den.items()},
            "summary": summary,
            "seconds": {"prepare": t_prep, "train_all_fits": train_s, "evaluate_all_fits": eval_s, "floors": floor_s,
+                       "selection_scoring": model.spec.meta.get("select_seconds"),
                        "total": time.perf_counter() - t_start},
            "torch": torch.__version__, "train_device": model.spec.meta.get("device"),
            "eval_device": str(args.eval_device or args.device)}

@@ -82,6 +82,13 @@ class TrainConfig:
     nan_retries: int = 3
     sampler: str = "auto"  # batches drawn on the "host" (NumPy) or the training "device"; auto: device on CUDA
     cuda_graph: bool = True  # on CUDA with device batches and fixed forcing, replay each step as one CUDA graph
+    # checkpoint selection: every select_every epochs (and the last) score each fit by the D_stsp of a free-running
+    # generation against its training part, and end with its best epoch's parameters (0: off, the last epoch)
+    select_every: int = 0
+    select_steps: int = 0  # observations generated per scoring (0: as many as the training part has)
+    # > 0: this fraction at the end of the training part is held back from the training windows, and the scoring
+    # compares against it instead of the whole training part
+    select_holdout: float = 0.0
 
 
 @dataclass
@@ -219,6 +226,12 @@ class DsrConfig:
                     "adaptive_every", "checkpoint_every"):
             _check(getattr(t, key) >= 1, f"train.{key} must be >= 1, got {getattr(t, key)}")
         _check(t.nan_retries >= 0, f"train.nan_retries must be >= 0, got {t.nan_retries}")
+        _check(t.select_every >= 0, f"train.select_every must be >= 0 (0: no checkpoint selection), got {t.select_every}")
+        _check(t.select_steps == 0 or t.select_steps >= 2,
+               f"train.select_steps must be 0 (the training part's length) or >= 2, got {t.select_steps}")
+        _check(math.isfinite(t.select_holdout) and 0.0 <= t.select_holdout < 1.0,
+               f"train.select_holdout must lie in [0, 1), got {t.select_holdout}")
+        _check(t.select_holdout == 0 or t.select_every > 0, "train.select_holdout needs train.select_every > 0")
         _check(0.0 < t.adaptive_decay <= 1.0, "train.adaptive_decay must lie in (0, 1]")
         _check(0.0 < t.nan_lr_factor < 1.0, "train.nan_lr_factor must lie in (0, 1)")
         _check(math.isfinite(t.noise) and t.noise >= 0, f"train.noise must be >= 0, got {t.noise}")

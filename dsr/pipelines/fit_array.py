@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from dsr import __version__
+from dsr.analysis.checkpoint_score import dstsp_scorer
 from dsr.analysis.evaluate import evaluate, initial_states
 from dsr.config import DsrConfig, load_config
 from dsr.errors import DsrError, InputError
@@ -160,12 +161,13 @@ def fit(x, tr: float, config: DsrConfig | None = None, *, seed: int | None = Non
         with stage("training"):
             model = ConvSSM.initialise(spec, torch.as_tensor(h), [cfg.seed]).to(dev)
             outcome = train(model, [sd], cfg.train, [cfg.seed], checkpoint_dir=checkpoint_dir, resume=resume,
-                            progress=progress)
+                            progress=progress, scorer=_scorer([sd], [cfg.seed], cfg))
         model.spec.meta["status"] = outcome.status[0]
         with stage("evaluation"):
             record, xg, zg = evaluate(model, [sd], cfg.eval, [cfg.seed], latent_truths=[latent_truth])[0]
     metrics = record.to_json()
     metrics.update(_fit_record(outcome.status[0], outcome.seconds, outcome.epochs_done, cfg, tr, sd, h, dev))
+    metrics.update(_selection_record(outcome, 0))
     return FitResult(model, sd, cfg, outcome, metrics, xg * sd.std + sd.mean, zg)
 
 
@@ -173,6 +175,24 @@ def _model_meta(sd: SubjectData, cfg: DsrConfig) -> dict:
     """What a saved model carries besides its tensors: the data scaling and the config."""
     return {"mean": sd.mean.tolist(), "std": sd.std.tolist(), "config": cfg.to_dict(), "config_hash": cfg.hash(),
             "dsr_version": __version__}
+
+
+def _scorer(sds: list[SubjectData], seeds: list[int], cfg: DsrConfig):
+    """The checkpoint scorer of ``train.select_every`` (None when selection is off)."""
+    if cfg.train.select_every <= 0:
+        return None
+    return dstsp_scorer(sds, seeds, cfg.eval, cfg.train.select_steps, cfg.train.select_holdout)
+
+
+def _selection_record(outcome: TrainOutcome, i: int) -> dict:
+    """metrics.json entries of checkpoint selection for fit i (none when it was off): the epoch kept and its
+    score, and the score trace (epoch, D_stsp of the training part) it was chosen from."""
+    if outcome.selected_epoch is None:
+        return {}
+    trace = [(r["epoch"], r["select_score"]) for r in outcome.curve if r["fit"] == i and "select_score" in r]
+    best = min((s for _, s in trace), default=float("inf"))
+    return {"selected_epoch": int(outcome.selected_epoch[i]), "select_score": best,
+            "select_trace": [[int(e), float(s)] for e, s in trace]}
 
 
 def _fit_record(status: str, seconds: float, epochs: int, cfg: DsrConfig, tr: float, sd: SubjectData, h,
@@ -215,7 +235,7 @@ def fit_many(xs: list, tr: float, configs: list[DsrConfig], *, device: str = "cp
     with on_device(dev):
         with stage("training"):
             model = ConvSSM.initialise(spec, torch.as_tensor(h), seeds).to(dev)
-            outcome = train(model, sds, cfg.train, seeds, progress=progress)
+            outcome = train(model, sds, cfg.train, seeds, progress=progress, scorer=_scorer(sds, seeds, cfg))
         with stage("evaluation"):
             evaluated = evaluate(model, sds, cfg.eval, seeds)  # all fits at once, on the training device
     results = []
@@ -224,11 +244,13 @@ def fit_many(xs: list, tr: float, configs: list[DsrConfig], *, device: str = "cp
         one.spec = dataclasses.replace(spec, meta=dict(_model_meta(sd, c), status=outcome.status[i],
                                                        stacked_with=len(sds)))
         out_i = TrainOutcome(status=[outcome.status[i]], seconds=outcome.seconds, epochs_done=outcome.epochs_done,
-                             curve=[dict(r, fit=0) for r in outcome.curve if r["fit"] == i])
+                             curve=[dict(r, fit=0) for r in outcome.curve if r["fit"] == i],
+                             selected_epoch=None if outcome.selected_epoch is None else [outcome.selected_epoch[i]])
         record, xg, zg = evaluated[i]
         metrics = record.to_json()
         metrics.update(_fit_record(outcome.status[i], outcome.seconds / len(sds), outcome.epochs_done, c, tr, sd,
                                    h, dev), stacked_with=len(sds))
+        metrics.update(_selection_record(outcome, i))
         results.append(FitResult(one, sd, c, out_i, metrics, xg * sd.std + sd.mean, zg))
     return results
 

@@ -47,8 +47,11 @@ def _write_outputs(result: FitResult, out_dir: Path, prefix: str, source: str | 
     _sidecar(out_dir / names["generated_obs"], "Generated observations (data units), one row per TR", source)
     write_tsv(out_dir / names["generated_latent"], result.z_gen, [f"z{i}" for i in range(M)])
     _sidecar(out_dir / names["generated_latent"], "Generated latent states z_t (first row: initial state)", source)
-    curve = np.array([[r["epoch"], r["loss"], r["alpha"], r["lr"]] for r in result.outcome.curve]).reshape(-1, 4)
-    write_tsv(out_dir / names["curve"], curve, ["epoch", "loss", "alpha", "lr"])
+    cols = ["epoch", "loss", "alpha", "lr"]
+    if result.outcome.selected_epoch is not None:  # checkpoint selection: its score where one was taken, else NaN
+        cols.append("select_score")
+    curve = np.array([[r.get(c, np.nan) for c in cols] for r in result.outcome.curve]).reshape(-1, len(cols))
+    write_tsv(out_dir / names["curve"], curve, cols)
     _sidecar(out_dir / names["curve"], "Training curve: mean GTF loss per epoch", source)
     if draws_fit_figure(prefix):  # not for a seed of a seed list: the subject report shows the median seed
         _write_figure(result, out_dir / names["figure"], prefix)

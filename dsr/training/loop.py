@@ -28,6 +28,7 @@ from dsr.training.data import SubjectData, sample_batch, sequence_length
 from dsr.training.device_batches import DeviceBatches
 from dsr.training.forcing import estimate_alpha, update_alpha
 from dsr.training.radam import SubjectRAdam, flat_leaves
+from dsr.training.selection import BestKeeper, Scorer, scored_epoch, training_view
 from dsr.training.step import StepRunner, StepState, guarded_update
 
 
@@ -39,6 +40,9 @@ class TrainOutcome:
     curve: list[dict] = field(default_factory=list)  # one row per epoch and fit
     seconds: float = 0.0
     epochs_done: int = 0
+    selected_epoch: list[int] | None = None  # per fit, with train.select_every > 0: the epoch kept (0: no finite
+    # score, the last epoch kept)
+    last_params: dict[str, torch.Tensor] | None = None  # then also the last epoch's parameters (CPU)
 
 
 def batch_loss(model: ConvSSM, batch, alpha: torch.Tensor, cfg: TrainConfig,
@@ -76,7 +80,8 @@ def learning_rate(cfg: TrainConfig, epoch: int) -> float:
 def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: list[int],
           checkpoint_dir: str | Path | None = None, resume: bool = False,
           progress: Callable[[int, int, dict], None] | None = None,
-          alphas: list[float] | None = None, loss_states: list[str] | None = None) -> TrainOutcome:
+          alphas: list[float] | None = None, loss_states: list[str] | None = None,
+          scorer: Scorer | None = None) -> TrainOutcome:
     """Fit ``model`` (S = len(subjects)) in place by generalized teacher forcing.
 
     Parameters
@@ -100,9 +105,14 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
     loss_states : list of str or None
         Per-fit ``"free"`` / ``"forced"`` / ``"reference"`` (default: ``cfg.loss_states`` for every
         fit), so the variants can share one stack.
+    scorer : callable or None
+        With ``cfg.select_every`` > 0: ``scorer(model)`` → (S,) scores of the current parameters, lower is
+        better (e.g. :func:`dsr.analysis.checkpoint_score.dstsp_scorer`); each fit ends with the parameters
+        of its best-scoring epoch (:mod:`dsr.training.selection`). Training itself is not changed by it.
     """
     S = model.n_subjects
     dev, dtype = model.filter.device, model.filter.dtype
+    subjects = [training_view(sd, cfg.select_holdout) for sd in subjects]  # the same with no hold-out
     params = flat_leaves(model.params)  # views of one flat buffer: the fused optimiser updates them at once
     model.params = params
     opt = SubjectRAdam(params)
@@ -123,6 +133,9 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
     grad_mix = None if "reference" not in states else \
         torch.tensor([float(x == "forced") for x in states], dtype=dtype, device=dev)  # (S,)
     st = StepState.create(params, opt, alpha)  # the NaN guard's state lives on the device
+    if cfg.select_every > 0 and scorer is None:
+        raise ConfigError("train.select_every > 0 needs a checkpoint scorer (dsr.analysis.checkpoint_score)")
+    keeper = BestKeeper(params, opt.flat_p) if cfg.select_every > 0 else None
     curve: list[dict] = []
     start_epoch, elapsed = 0, 0.0
 
@@ -147,6 +160,8 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
         for rng, rs in zip(rngs, state["rng"]):
             rng.bit_generator.state = rs
         curve = state["curve"]
+        if keeper is not None:
+            keeper.load(tensors)
         start_epoch, elapsed = state["epoch"] + 1, state["seconds"]
         st.keep_good(params, opt)
 
@@ -186,6 +201,11 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
             curve.append({"epoch": epoch + 1, "fit": i, "loss": mean_loss[i], "alpha": alpha_h[i],
                           "lr": float(lr_epoch * lrf_h[i]), "status": status[i]})
         st.keep_good(params, opt)
+        if keeper is not None and scored_epoch(epoch + 1, cfg.select_every, cfg.epochs):
+            scores = np.asarray(scorer(model), dtype=np.float64)  # (S,) outside any captured graph
+            keeper.update(scores, epoch + 1)
+            for row, sc in zip(curve[-S:], scores.tolist()):
+                row["select_score"] = sc
         seconds = elapsed + time.perf_counter() - t0
         if progress is not None:
             progress(epoch + 1, cfg.epochs, {"loss": float(np.nanmean(mean_loss)), "seconds": seconds})
@@ -194,14 +214,22 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
             tensors = {f"param.{k}": v for k, v in params.items()}
             tensors.update({f"opt.{k}": v for k, v in opt.state.items()})
             tensors.update({"alpha": st.alpha, "lr_factor": st.lr_factor})
+            if keeper is not None:
+                tensors.update(keeper.tensors())
             state = {"identity": identity, "epoch": epoch, "seconds": seconds, "retries": st.retries.tolist(),
                      "status": status, "curve": curve, "rng": [rng.bit_generator.state for rng in rngs]}
             save_checkpoint(checkpoint_dir, tensors, state)
         if all(s != "ok" for s in status):
             break
+    selected, last = None, None
+    if keeper is not None:
+        last = {k: v.detach().cpu().clone() for k, v in params.items()}
+        keeper.restore()
+        selected = [int(e) for e in keeper.epoch]
     model.params = {k: v.detach() for k, v in params.items()}
     done = curve[-1]["epoch"] if curve else 0
-    return TrainOutcome(status=status, curve=curve, seconds=elapsed + time.perf_counter() - t0, epochs_done=done)
+    return TrainOutcome(status=status, curve=curve, seconds=elapsed + time.perf_counter() - t0, epochs_done=done,
+                        selected_epoch=selected, last_params=last)
 
 
 def _regularisation(model: ConvSSM, cfg: TrainConfig) -> torch.Tensor | float:
