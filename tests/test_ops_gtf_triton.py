@@ -290,12 +290,16 @@ def test_backward_kinds_weak_forcing_from_targets(bwd, S, B, T1, N, monkeypatch)
 
 
 def test_backward_kind_setting(monkeypatch):
-    """The default is the split backward; the setting is read at every forward; a bad value names the variable."""
+    """The default ("auto") is the split backward while the programs fit in one wave, the fused one beyond;
+    the setting is read at every forward; a bad value names the variable."""
     monkeypatch.delenv("DSR_GTF_BACKWARD", raising=False)
     assert gtf_triton.backward_kind() == "split"
+    assert gtf_triton.backward_kind(132, 132) == "split" and gtf_triton.backward_kind(133, 132) == "fused"
     p, z0, a, ad, w = _problem("cshPLRNN", 2, 3, 5, 4, 40, seed=5)  # block_l=16: L in 3 chunks
     out = gtf_rollout_triton(p, z0, a, ad)
-    assert out.grad_fn.meta[-1] == "split"
+    assert out.grad_fn.meta[-1] == "split"  # 2 programs, 4 "multiprocessors" under the interpreter
+    many = _problem("cshPLRNN", 5, 3, 5, 4, 40, seed=5)  # 5 programs
+    assert gtf_rollout_triton(*many[:4]).grad_fn.meta[-1] == "fused"
     monkeypatch.setenv("DSR_GTF_BACKWARD", "fused")
     assert gtf_rollout_triton(p, z0, a, ad).grad_fn.meta[-1] == "fused"
     assert gtf_rollout_triton(p, z0, a, ad, block_l=16).grad_fn.meta[-1] == "fused"  # L tiled: its own backward

@@ -97,16 +97,21 @@ BACKWARDS = ("split", "split_pre", "split_recompute", "fused")
 _SLOPE = {"split": 1, "split_pre": 2, "split_recompute": 0}  # what the forward stores for the split loop
 
 
-def backward_kind() -> str:
+def backward_kind(n_programs: int = 1, n_sms: int = 1) -> str:
     """Which backward the one-tile kernels run (``DSR_GTF_BACKWARD``, read at every forward): "split"
-    (default: the forward stores the int8 slopes dφ/dp_t, a time loop does only the two chain products and
-    writes dL/dz_t, a parallel kernel then forms the weight gradients; :mod:`dsr.ops.gtf_triton_split`),
+    (the forward stores the int8 slopes dφ/dp_t, a time loop does only the two chain products and writes
+    dL/dz_t, a parallel kernel then forms the weight gradients; :mod:`dsr.ops.gtf_triton_split`),
     "split_pre" (the forward stores p_t in float32: fewer forward instructions, 4× the bytes),
-    "split_recompute" (the loop recomputes p_t, nothing stored) or "fused" (session 6: one loop with all five
-    products per step, weight gradients accumulated in registers)."""
-    b = os.environ.get("DSR_GTF_BACKWARD", "split") or "split"
+    "split_recompute" (the loop recomputes p_t, nothing stored), "fused" (session 6: one loop with all five
+    products per step, weight gradients accumulated in registers), or "auto" (default): "split" while the
+    ``n_programs`` recurrence programs fit in one wave on the ``n_sms`` multiprocessors (latency-bound: the
+    shorter chain wins, one model at (16, 50) 1.08 → 0.69 ms on an H200), "fused" beyond (throughput-bound:
+    the weight kernel's extra work loses, 1020 fits 1.80 → 2.61 ms; benchmarks/RESULTS.md, Session 7)."""
+    b = os.environ.get("DSR_GTF_BACKWARD", "auto") or "auto"
+    if b == "auto":
+        return "split" if n_programs <= n_sms else "fused"
     if b not in BACKWARDS:
-        raise ValueError(f"DSR_GTF_BACKWARD must be one of {', '.join(BACKWARDS)}, got {b!r}")
+        raise ValueError(f"DSR_GTF_BACKWARD must be one of auto, {', '.join(BACKWARDS)}, got {b!r}")
     return b
 
 
@@ -163,7 +168,8 @@ class _TritonGTF(torch.autograd.Function):
         BM, BL, n_lc = _blocks(M, L, block_l)
         out = torch.empty(S, B, T1 - 1, M, dtype=z0.dtype, device=z0.device)  # z_1 … z_T̃
         zprev = torch.empty_like(out)  # z̃_0 … z̃_{T̃-1}
-        bwd = backward_kind() if n_lc == 1 else "fused"  # the L-tiled path has its own split backward
+        n_prog = S * triton.cdiv(B, BLOCK_B)  # the recurrence's programs
+        bwd = backward_kind(n_prog, _sm_count(z0.device)) if n_lc == 1 else "fused"  # L-tiled: its own backward
         store = _SLOPE.get(bwd, 0)  # 1: int8 slopes dφ/dp_t, 2: float32 p_t (rows padded to BL)
         slope = torch.empty(S, B, T1 - 1, BL if store else 0, dtype=torch.int8 if store == 1 else torch.float32,
                             device=z0.device)
