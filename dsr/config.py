@@ -171,6 +171,9 @@ class DsrConfig:
         """Short stable hash of what one fit depends on (seed included, the ``seeds`` section not)."""
         data = self.to_dict()
         data.pop("seeds")
+        for (section, key), neutral in LATER_KEYS.items():  # at their neutral value: as before they existed
+            if data[section].get(key) == neutral:
+                del data[section][key]
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -269,6 +272,11 @@ class DsrConfig:
 #: The config's sections by name (the TOML tables and the ``section`` of ``--set section.key=value``).
 SECTIONS = {"model": ModelConfig, "filter": FilterConfig, "train": TrainConfig, "eval": EvalConfig,
             "extract": ExtractConfig, "seeds": SeedsConfig}
+#: Keys added after fits were first hashed, with the value that means "as before"; a config holding that
+#: value hashes as it did before the key existed, so finished fits keep their identity (rerun safety).
+LATER_KEYS = {("train", "select_every"): 0, ("train", "select_steps"): 0, ("train", "select_holdout"): 0.0,
+              ("eval", "obs_noise_covariance"): "diagonal", ("eval", "latent_noise_covariance"): "diagonal",
+              ("eval", "output_calibration"): "none"}
 #: ``seeds.combine``: average a run's fits, or keep its best one (lowest ``seeds.select_by``).
 SEED_COMBINE = ("mean", "best")
 #: Scores ``seeds.select_by`` may name: held-out (test part) scores of ``metrics.json``, lower is better.

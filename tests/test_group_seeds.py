@@ -105,3 +105,11 @@ def test_subject_report_shows_the_kept_seed_with_best_else_the_median():
     assert shown_fit(fits, SeedsConfig(combine="mean")) == 2
     assert shown_fit(fits, SeedsConfig(combine="best")) == 1
     assert shown_fit([({}, None, {})] * 2, SeedsConfig(combine="best")) == 0
+
+
+def test_keys_added_later_keep_old_fits_identity():
+    """A config at the neutral value of every key added after fits were first hashed hashes as it did
+    before (main a39596b: the defaults' hash was f36a9c1127f3); a changed value changes it."""
+    assert DsrConfig().hash() == "f36a9c1127f3"
+    assert DsrConfig().replace(train={"select_every": 25}).hash() != DsrConfig().hash()
+    assert DsrConfig().replace(eval={"output_calibration": "moments"}).hash() != DsrConfig().hash()
