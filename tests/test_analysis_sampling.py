@@ -12,21 +12,11 @@ from dsr.config import EvalConfig, load_config
 from dsr.models.convssm import LATENT_NOISE, OBS_NOISE, ConvSSM, ConvSSMSpec
 from dsr.signal.filters import spm_hrf
 from dsr.training.data import prepare_subject
+from linear_support import A_TRUE, TR, linear_model
 
-TR = 2.0
 EVAL = EvalConfig(n_rollouts=4, lyap_steps=50, lyap_transient=10, lyap_orbits=2, spectrum_smoothing=1.0,
                   generation="stochastic")
-A_TRUE = np.array([0.9, 0.8, 0.95])
 SIGMA_Z = np.array([0.3, 0.5, 0.2])
-
-
-def _linear_model(h):
-    """A cshPLRNN with W1 = 0: the linear system z_{t+1} = diag(A) z_t (known one-step residual SD = σ_z)."""
-    spec = ConvSSMSpec("cshPLRNN", 3, 4, "identity", n_obs=3, tr=TR)
-    model = ConvSSM.initialise(spec, torch.as_tensor(h), [0], dtype=torch.float64)
-    model.params["latent.W1"].zero_()
-    model.params["latent.A"] = torch.as_tensor(A_TRUE)[None]
-    return model
 
 
 def _linear_data(model, T, obs_sd=0.0, seed=3):
@@ -53,7 +43,7 @@ def test_first_sample_is_the_metric_engines_rollout(latent_noise):
     """n = the fit's length, n_samples = n_rollouts: sample 0 is what evaluate() returns (same draws)."""
     h = spm_hrf(TR)
     model = _lively_model(h)
-    x = _linear_data(_linear_model(h), 300, obs_sd=0.3)
+    x = _linear_data(linear_model(h), 300, obs_sd=0.3)
     sd = prepare_subject(x, h, load_config("quick"))
     _, xg, zg = evaluate(model, [sd], dataclasses.replace(EVAL, latent_noise=latent_noise), [7])[0]
     assert (LATENT_NOISE in model.params) == (latent_noise == "targets")
@@ -69,7 +59,7 @@ def test_first_sample_is_the_metric_engines_rollout(latent_noise):
 
 def test_process_noise_generator_has_the_residual_sd_of_a_known_linear_system():
     """No filter: targets are the data, the estimate is σ_z, and the generator's one-step residuals have SD σ_z."""
-    model = _linear_model(np.ones(1))
+    model = linear_model(np.ones(1))
     x = _linear_data(model, 4000)
     sd = prepare_subject(x, np.ones(1), load_config("quick"), standardise=False)
     estimate_noise(model, [sd], latent="targets")
@@ -84,7 +74,7 @@ def test_process_noise_generator_has_the_residual_sd_of_a_known_linear_system():
 def test_matched_process_noise_gives_generations_the_datas_variance():
     """Through the HRF the residual estimate is biased; "matched" rescales σ_z to the data's generated variance."""
     h = spm_hrf(TR)
-    model = _linear_model(h)
+    model = linear_model(h)
     x = _linear_data(model, 3000, obs_sd=0.05)
     sd = prepare_subject(x, h, load_config("quick"))
     var = {}
@@ -106,10 +96,10 @@ def test_latent_noise_options_are_checked():
     assert EvalConfig(latent_noise="matched").latent_noise == "matched"
     with pytest.raises(ConfigError, match="eval.latent_noise"):
         EvalConfig(latent_noise="residual")
-    model = _linear_model(np.ones(1))
+    model = linear_model(np.ones(1))
     sd = prepare_subject(_linear_data(model, 300), np.ones(1), load_config("quick"))
     with pytest.raises(ValueError, match="latent must be one of"):
         estimate_noise(model, [sd], latent="residual")
     with pytest.raises(ValueError, match="same parameter keys"):
         estimate_noise(model, [sd])
-        stack([model, _linear_model(np.ones(1))])
+        stack([model, linear_model(np.ones(1))])

@@ -16,23 +16,13 @@ from dsr.models.convssm import (CALIB_MAP, CALIB_SHIFT, LATENT_NOISE, LATENT_NOI
                                 ConvSSMSpec)
 from dsr.signal.filters import spm_hrf
 from dsr.training.data import prepare_subject
+from linear_support import A_TRUE, TR, linear_model
 
-TR = 2.0
-A_TRUE = np.array([0.9, 0.8, 0.95])
 Q_TRUE = np.array([[0.09, 0.10, 0.05],
                    [0.10, 0.25, 0.08],
                    [0.05, 0.08, 0.04]])  # correlated process noise (correlations 0.67, 0.83, 0.8)
 EVAL = EvalConfig(n_rollouts=4, lyap_steps=50, lyap_transient=10, lyap_orbits=2, spectrum_smoothing=1.0,
                   generation="stochastic")
-
-
-def _linear_model(h):
-    """A cshPLRNN with W1 = 0: the linear system z_{t+1} = diag(A) z_t."""
-    spec = ConvSSMSpec("cshPLRNN", 3, 4, "identity", n_obs=3, tr=TR)
-    model = ConvSSM.initialise(spec, torch.as_tensor(h), [0], dtype=torch.float64)
-    model.params["latent.W1"].zero_()
-    model.params["latent.A"] = torch.as_tensor(A_TRUE)[None]
-    return model
 
 
 def _correlated_data(model, T, obs_sd=0.0, seed=3):
@@ -51,7 +41,7 @@ def _correlated_data(model, T, obs_sd=0.0, seed=3):
 
 def test_full_noise_factors_recover_a_known_covariance():
     """No filter: the targets are the data, so the teacher residuals' covariance is Q itself."""
-    model = _linear_model(np.ones(1))
+    model = linear_model(np.ones(1))
     sd = prepare_subject(_correlated_data(model, 4000), np.ones(1), load_config("quick"), standardise=False)
     estimate_noise(model, [sd], latent="targets", obs_covariance="full", latent_covariance="full")
     L = model.params[LATENT_NOISE_CHOL][0].numpy()
@@ -77,7 +67,7 @@ def test_cholesky_factor_of_singular_and_empty_residuals():
 
 def test_full_noise_is_saved_and_loaded_with_the_model(tmp_path):
     h = spm_hrf(TR)
-    model = _linear_model(h)
+    model = linear_model(h)
     sd = prepare_subject(_correlated_data(model, 600, obs_sd=0.1), h, load_config("quick"))
     estimate_noise(model, [sd], latent="matched", obs_covariance="full", latent_covariance="full")
     calibrate_output(model, [sd], [4], n_samples=4)
@@ -93,7 +83,7 @@ def test_full_noise_is_saved_and_loaded_with_the_model(tmp_path):
 def test_metric_engine_uses_the_full_noise():
     """evaluate() with the full-covariance options estimates the factors; its rollout is generate_samples' sample 0."""
     h = spm_hrf(TR)
-    model = _linear_model(h)
+    model = linear_model(h)
     sd = prepare_subject(_correlated_data(model, 300, obs_sd=0.2), h, load_config("quick"))
     cfg = dataclasses.replace(EVAL, latent_noise="targets", obs_noise_covariance="full", latent_noise_covariance="full")
     _, xg, _ = evaluate(model, [sd], cfg, [7])[0]
@@ -109,7 +99,7 @@ def test_covariance_matching_gives_generations_the_training_datas_covariance():
     """Through the HRF with strong observation noise, diagonal noise loses the cross-region correlations; the
     full, covariance-matched generator reproduces the training part's covariance."""
     h = spm_hrf(TR)
-    model = _linear_model(h)
+    model = linear_model(h)
     x = _correlated_data(model, 3000)
     x = x + np.random.default_rng(5).standard_normal(x.shape) * x.std(0)  # white noise as strong as the signal
     sd = prepare_subject(x, h, load_config("quick"))
@@ -133,7 +123,7 @@ def _lively_model(h):
 
 def test_moment_calibration_gives_generations_the_training_parts_mean_and_covariance():
     h = spm_hrf(TR)
-    x = _correlated_data(_linear_model(h), 2000, obs_sd=0.2)
+    x = _correlated_data(linear_model(h), 2000, obs_sd=0.2)
     sd = prepare_subject(x, h, load_config("quick"))
     model = _lively_model(h)  # a wrong model of these data: its generations have other moments
     estimate_noise(model, [sd], latent="targets", obs_covariance="full", latent_covariance="full")
@@ -170,7 +160,7 @@ def test_noise_covariance_options_are_checked(tmp_path):
             EvalConfig(**{key: "dense"})
     with pytest.raises(ConfigError, match="eval.output_calibration must be none or moments"):
         EvalConfig(output_calibration="affine")
-    model = _linear_model(np.ones(1))
+    model = linear_model(np.ones(1))
     sd = prepare_subject(_correlated_data(model, 300), np.ones(1), load_config("quick"))
     with pytest.raises(ValueError, match="obs_covariance must be one of"):
         estimate_noise(model, [sd], obs_covariance="dense")
