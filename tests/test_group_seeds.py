@@ -34,6 +34,7 @@ def test_seeds_give_one_fit_each_and_a_spread(tmp_path, capsys):
     cfg.write_text(TINY)
     out = tmp_path / "out"
     assert main([str(bids_dir), str(out), "participant", "--config", str(cfg), "--seeds", "0", "1"]) == 0
+    assert "2 seeds per run, each fitted on its own: --stack" in capsys.readouterr().err
     models = sorted(out.rglob("*_desc-convssm_model.safetensors"))
     assert len(models) == 4 and sum("_seed-1_" in m.name for m in models) == 2
     status = pd.read_csv(out / "status.tsv", sep="\t")

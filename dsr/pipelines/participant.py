@@ -121,6 +121,10 @@ def run_participant(bids_dir: Path, output_dir: Path, *, participant_labels: lis
     failed = record_missing(plan, bids_dir, config, rows)
     log.info("%d run(s) of %d participant(s); atlas %s; outputs in %s", len(plan.runs),
              len({r.subject for r in plan.runs}), plan.atlas.name, output_dir)
+    per_run = len(jobs) // max(1, len(plan.runs))
+    if per_run > 1 and ex.kind != "stack":
+        log.info("%d seeds per run, each fitted on its own: --stack trains them together (on a GPU at little "
+                 "more than one fit's cost)", per_run)
     failed += run_jobs(jobs, ex, {output_dir: rows})
     write_status(output_dir, rows)
     return 1 if failed else 0
