@@ -53,17 +53,22 @@ def test_device_script_smoke(tmp_path):
     assert cmp["summary"]["n_subjects"] == 2
 
 
+def _device_g1(tmp_path: Path, out: Path, mode: str) -> subprocess.CompletedProcess:
+    """``device_g1.sh OUT MODE`` on a short simulated Lorenz-63 series (made here) as the shared data."""
+    data = tmp_path / "shared"
+    data.mkdir()
+    np.save(data / "lorenz63.npy", lorenz63_simulate(12000, 1, seed=3, transient=500)[0])
+    env = dict(os.environ, DSR_SHARED_DATA=str(data), TMPDIR=str(tmp_path))
+    return subprocess.run(["bash", "benchmarks/device_g1.sh", str(out), mode], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
 def test_device_g1_script_smoke(tmp_path):
     """``device_g1.sh OUT --smoke``: the four stacks (1000 epochs with free / reference loss states; 5000
     epochs with two α in one stack; the eager-step check; lr_end 1e-4), tiny, on the CPU, each grouped by
     its settings."""
-    data = tmp_path / "shared"
-    data.mkdir()
-    np.save(data / "lorenz63.npy", lorenz63_simulate(12000, 1, seed=3, transient=500)[0])
     out = tmp_path / "out"
-    env = dict(os.environ, DSR_SHARED_DATA=str(data), TMPDIR=str(tmp_path))
-    run = subprocess.run(["bash", "benchmarks/device_g1.sh", str(out), "--smoke"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=600)
+    run = _device_g1(tmp_path, out, "--smoke")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     a = json.loads((out / "lorenz_protocol_g1s6_e1000.json").read_text())["summary"]
     assert len(a) == 8 and {g["loss_states"] for g in a.values()} == {"free", "reference"}
@@ -75,3 +80,19 @@ def test_device_g1_script_smoke(tmp_path):
     assert c["config"]["train"]["cuda_graph"] is False and len(c["fits"]) == 2
     d = json.loads((out / "lorenz_protocol_g1s6_e1000_lrend1e-4.json").read_text())
     assert d["config"]["train"]["lr_end"] == 1e-4 and len(d["summary"]) == 6  # 2 noise levels × 3 α
+
+
+def test_device_g1_select_smoke(tmp_path):
+    """``device_g1.sh OUT --select-smoke``: the session-7 checkpoint-selection stack, tiny, on the CPU."""
+    out = tmp_path / "out"
+    run = _device_g1(tmp_path, out, "--select-smoke")
+    assert run.returncode == 0 and "SELECT_DONE" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
+    early = json.loads((out / "lorenz_protocol_g1s7_select_train.json").read_text())
+    assert len(early["fits"]) == 8 and all(f["selected_epoch"] in (1, 2) for f in early["fits"])
+    assert all(len(f["select_trace"]) == 1 for f in early["fits"])  # smoke: 2 epochs, scored at the last only
+    res = json.loads((out / "lorenz_protocol_g1s7_select.json").read_text())
+    assert res["config"]["train"]["select_every"] == 25
+    picks = {(g["noise"], g["alpha"], g["pick"]) for g in res["summary"].values()}
+    assert picks == {(n, a, p) for n in (0.01, 0.1) for a in (0.1, 0.15) for p in ("selected", "last")}
+    assert all(g["n_fits"] == 2 for g in res["summary"].values())
+    assert "G1 σ0.1 α0.15 free selected" in run.stdout  # the table is printed

@@ -240,20 +240,25 @@ def test_cuda_equals_cpu_for_a_contracting_model_in_float64(generation):
             np.testing.assert_allclose(g[2], w[2], rtol=1e-8, atol=1e-9)
 
 
-def test_gram_schmidt_lyapunov_matches_lapack_qr():
-    spec = ConvSSMSpec("cshPLRNN", 5, 20, "identity", n_obs=5, tr=TR)
+def _spectra_by_qr(M: int, qr: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lyapunov spectra of 8 orbits (2 fits x 4) of a chaotic-ish M-unit model: LAPACK QR's and ``qr``'s."""
+    spec = ConvSSMSpec("cshPLRNN", M, 20, "identity", n_obs=M, tr=TR)
     model = ConvSSM.initialise(spec, torch.as_tensor(spm_hrf(TR)), [0, 1]).to(dtype=torch.float64)
     model.params["latent.W1"] *= 3.0
-    z0 = torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    z0 = torch.randn(2, 4, M, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
     def step(z):
-        return model.step(z.view(2, 4, 5)).reshape(8, 5)
+        return model.step(z.view(2, 4, M)).reshape(8, M)
 
     def jac(z):
-        return model.jacobian(z.view(2, 4, 5)).reshape(8, 5, 5)
+        return model.jacobian(z.view(2, 4, M)).reshape(8, M, M)
 
-    want = lyapunov_spectrum(step, jac, z0.reshape(8, 5), n_steps=200, transient=20, qr="lapack")
-    got = lyapunov_spectrum(step, jac, z0.reshape(8, 5), n_steps=200, transient=20, qr="gram_schmidt")
+    want = lyapunov_spectrum(step, jac, z0.reshape(8, M), n_steps=200, transient=20, qr="lapack")
+    return lyapunov_spectrum(step, jac, z0.reshape(8, M), n_steps=200, transient=20, qr=qr), want
+
+
+def test_gram_schmidt_lyapunov_matches_lapack_qr():
+    got, want = _spectra_by_qr(5, "gram_schmidt")
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
 
 
@@ -261,19 +266,7 @@ def test_cholesky_qr_lyapunov_matches_lapack_qr():
     """The Cholesky QR of the GPU path gives LAPACK's frame and exponents; a frame with a zero column is NaN."""
     from dsr.analysis.lyapunov import qr_cholesky
 
-    spec = ConvSSMSpec("cshPLRNN", 6, 20, "identity", n_obs=6, tr=TR)
-    model = ConvSSM.initialise(spec, torch.as_tensor(spm_hrf(TR)), [0, 1]).to(dtype=torch.float64)
-    model.params["latent.W1"] *= 3.0
-    z0 = torch.randn(2, 4, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-
-    def step(z):
-        return model.step(z.view(2, 4, 6)).reshape(8, 6)
-
-    def jac(z):
-        return model.jacobian(z.view(2, 4, 6)).reshape(8, 6, 6)
-
-    want = lyapunov_spectrum(step, jac, z0.reshape(8, 6), n_steps=200, transient=20, qr="lapack")
-    got = lyapunov_spectrum(step, jac, z0.reshape(8, 6), n_steps=200, transient=20, qr="cholesky")
+    got, want = _spectra_by_qr(6, "cholesky")
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
     a = torch.randn(3, 6, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     a[2, :, 3] = 0.0  # a zero column: rank 3, no Cholesky factor

@@ -190,13 +190,26 @@ def test_kernel_precision_variants(prec, monkeypatch):
         gtf_triton.precision()
 
 
+def _weak_matches_twin(p, z0, d, alpha, forced, w, label=""):
+    """The weak-forcing kernel's output and gradients (of sum(out · w)) against the twin's."""
+    from dsr.ops.gtf import gtf_rollout_weak_ref
+    from dsr.ops.gtf_triton import gtf_rollout_triton_weak
+
+    fast = gtf_rollout_triton_weak(p, z0, d, alpha, forced=forced)
+    ref = gtf_rollout_weak_ref(p, z0, d, alpha, forced=forced)
+    _close(fast, ref, "output")
+    inputs = [z0] + list(p.values())
+    for name, gf, gr in zip(["z0"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
+                            torch.autograd.grad((ref * w).sum(), inputs)):
+        _close(gf, gr, f"{label}{name}")
+
+
 # (S, B, T̃+1, M, N, L): N < M forced units, B over one block, the LEMON-like size
 @pytest.mark.parametrize("S,B,T1,M,N,L", [(1, 1, 3, 2, 1, 5), (2, 17, 6, 5, 3, 20), (2, 16, 12, 16, 16, 50)])
 @pytest.mark.parametrize("mix", [False, True])
 def test_weak_forcing_from_targets_matches_twin(S, B, T1, M, N, L, mix):
     """The kernel making the weak-forcing weights from d and α itself equals forcing_weights + the twin."""
-    from dsr.ops.gtf import gtf_rollout_weak_ref
-    from dsr.ops.gtf_triton import gtf_rollout_triton_weak, supported_weak
+    from dsr.ops.gtf_triton import supported_weak
 
     gen = torch.Generator().manual_seed(S + B + T1 + M)
     p = {k: v.to(DEVICE).requires_grad_(True) for k, v in
@@ -209,13 +222,7 @@ def test_weak_forcing_from_targets_matches_twin(S, B, T1, M, N, L, mix):
     forced = torch.tensor([float(i % 2) for i in range(S)]).to(DEVICE) if mix else None
     w = torch.randn(S, B, T1 - 1, M, generator=gen).to(DEVICE)
     assert supported_weak(p, z0, d, alpha)
-    fast = gtf_rollout_triton_weak(p, z0, d, alpha, forced=forced)
-    ref = gtf_rollout_weak_ref(p, z0, d, alpha, forced=forced)
-    _close(fast, ref, "output")
-    inputs = [z0] + list(p.values())
-    for name, gf, gr in zip(["z0"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
-                            torch.autograd.grad((ref * w).sum(), inputs)):
-        _close(gf, gr, name)
+    _weak_matches_twin(p, z0, d, alpha, forced, w)
 
 
 @pytest.mark.parametrize("block_l", [None, 2])
@@ -266,9 +273,6 @@ def test_backward_kinds_match_twin(bwd, kind, size, monkeypatch):
 @pytest.mark.parametrize("S,B,T1,N", [(2, 17, 7, 3), (3, 5, 9, 16)])
 def test_backward_kinds_weak_forcing_from_targets(bwd, S, B, T1, N, monkeypatch):
     """The weak-forcing kernels (weights made from d and α) under each backward equal the twin."""
-    from dsr.ops.gtf import gtf_rollout_weak_ref
-    from dsr.ops.gtf_triton import gtf_rollout_triton_weak
-
     monkeypatch.setenv("DSR_GTF_BACKWARD", bwd)
     M, L = 16, 50
     gen = torch.Generator().manual_seed(S * B + T1)
@@ -280,13 +284,7 @@ def test_backward_kinds_weak_forcing_from_targets(bwd, S, B, T1, N, monkeypatch)
     z0 = torch.randn(S, B, M, generator=gen).to(DEVICE).requires_grad_(True)
     forced = torch.tensor([float(i % 2) for i in range(S)]).to(DEVICE)
     w = torch.randn(S, B, T1 - 1, M, generator=gen).to(DEVICE)
-    fast = gtf_rollout_triton_weak(p, z0, d, alpha, forced=forced)
-    ref = gtf_rollout_weak_ref(p, z0, d, alpha, forced=forced)
-    _close(fast, ref, "output")
-    inputs = [z0] + list(p.values())
-    for name, gf, gr in zip(["z0"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
-                            torch.autograd.grad((ref * w).sum(), inputs)):
-        _close(gf, gr, f"{bwd} {name}")
+    _weak_matches_twin(p, z0, d, alpha, forced, w, f"{bwd} ")
 
 
 def test_backward_kind_setting(monkeypatch):

@@ -222,7 +222,8 @@ def _group_tables(bids_dir, output_dir, config, n_perm, reports, fits, jobs, res
     gdir = output_dir / GROUP_DIR
     runs = pd.DataFrame([row for items in done.values() for row, _ in items])
     feats = _numeric_cols(runs, ID_COLUMNS)
-    rule = (config or fit_config(next(iter(fits.values()))[0])).seeds
+    group_cfg = config or fit_config(fits[next(iter(done))][0])  # the first analysed participant's fit
+    rule = group_cfg.seeds
     selected = selected_fits(runs, rule.combine, rule.select_by)
     runs["selected"] = selected.astype(int)
     write_table(gdir / "runs.tsv", runs, "Dynamics features of every fit; selected: 1 for the fits the "
@@ -277,8 +278,7 @@ def _group_tables(bids_dir, output_dir, config, n_perm, reports, fits, jobs, res
     if reports:
         with timing.stage("reports"):
             seeds = sorted({str(s) for s in runs["seed"] if str(s)})
-            ctx = GroupContext(skipped=skipped, config=config or fit_config(fits[ids[0]][0]), seeds=seeds,
-                               n_perm=n_perm)
+            ctx = GroupContext(skipped=skipped, config=group_cfg, seeds=seeds, n_perm=n_perm)
             write_reports(output_dir, done, table, feats, stats, icc, dist, coords, covariates, ctx,
                           nprocs, threads)
     kinds = runs["attractor_kind"].map(lambda k: KINDS[int(k)] if np.isfinite(k) else "n/a").value_counts()
