@@ -89,6 +89,9 @@ class TrainConfig:
     # > 0: this fraction at the end of the training part is held back from the training windows, and the scoring
     # compares against it instead of the whole training part
     select_holdout: float = 0.0
+    # rollouts per scoring: the first from the unperturbed start, the others from starts perturbed by
+    # N(0, eval.perturbation²) (drawn once per fit); the score is their mean D_stsp
+    select_rollouts: int = 1
 
 
 @dataclass
@@ -234,6 +237,7 @@ class DsrConfig:
                f"train.select_steps must be 0 (the training part's length) or >= 2, got {t.select_steps}")
         _check(math.isfinite(t.select_holdout) and 0.0 <= t.select_holdout < 1.0,
                f"train.select_holdout must lie in [0, 1), got {t.select_holdout}")
+        _check(1 <= t.select_rollouts <= 1000, f"train.select_rollouts must lie in [1, 1000], got {t.select_rollouts}")
         _check(t.select_holdout == 0 or t.select_every > 0, "train.select_holdout needs train.select_every > 0")
         _check(0.0 < t.adaptive_decay <= 1.0, "train.adaptive_decay must lie in (0, 1]")
         _check(0.0 < t.nan_lr_factor < 1.0, "train.nan_lr_factor must lie in (0, 1)")
@@ -275,6 +279,7 @@ SECTIONS = {"model": ModelConfig, "filter": FilterConfig, "train": TrainConfig, 
 #: Keys added after fits were first hashed, with the value that means "as before"; a config holding that
 #: value hashes as it did before the key existed, so finished fits keep their identity (rerun safety).
 LATER_KEYS = {("train", "select_every"): 0, ("train", "select_steps"): 0, ("train", "select_holdout"): 0.0,
+              ("train", "select_rollouts"): 1,
               ("eval", "obs_noise_covariance"): "diagonal", ("eval", "latent_noise_covariance"): "diagonal",
               ("eval", "output_calibration"): "none"}
 #: ``seeds.combine``: average a run's fits, or keep its best one (lowest ``seeds.select_by``).

@@ -209,3 +209,36 @@ def test_holdout_keeps_the_stretch_out_of_training_and_scores_against_it(oscilla
         load_config("quick", train={"select_holdout": 0.2})
     with pytest.raises(ConfigError, match="select_holdout must lie"):
         load_config("quick", train={"select_every": 5, "select_holdout": 1.0})
+
+
+@pytest.mark.parametrize("channels", [2, 6])
+def test_several_rollouts_score_their_mean_dstsp_from_perturbed_starts(oscillator, channels):
+    """train.select_rollouts = R: rollout 0 from the unperturbed start, the others from starts perturbed by
+    N(0, eval.perturbation²) drawn once per fit from its seed; the score is the mean of the R D_stsp values, the
+    same in any stack, and R = 1 is the single-rollout score."""
+    from dsr.analysis.checkpoint_score import start_perturbations
+    from dsr.analysis.dstsp import dstsp
+
+    x, h = oscillator
+    x = np.concatenate([x, x[:, ::-1] * 0.5, x * 2.0][:channels // 2], axis=1)  # (T, channels)
+    cfg = load_config("quick", train=SMALL, model={"latent_dim": channels, "hidden_dim": 8},
+                      eval={"perturbation": 0.3})
+    sd = prepare_subject(x, h, cfg)
+    spec = ConvSSMSpec("cshPLRNN", channels, 8, "identity", n_obs=channels, tr=1.0)
+    model = ConvSSM.initialise(spec, torch.as_tensor(h), [5, 6], dtype=torch.float64)
+    got = dstsp_scorer([sd, sd], [5, 6], cfg.eval, n_steps=120, rollouts=3)(model)
+    shifts = start_perturbations([5, 6], 3, channels, 0.3)  # (S, R, M)
+    assert torch.equal(shifts[:, 0], torch.zeros(2, channels)) and shifts[:, 1:].abs().min() > 0
+    K = len(h)
+    for i, seed in enumerate([5, 6]):
+        one = model.subject(i)
+        z0 = start_states(one, [sd]) + shifts[i][None]  # (1, 3, M)
+        gens = one.observe(one.generate(z0, 120 + K - 1))[0]  # (3, 120, N)
+        each = [dstsp(sd.x[:sd.n_train], g, seed=seed) for g in gens]
+        assert got[i] == pytest.approx(np.mean(each), rel=1e-9)
+        single = dstsp_scorer([sd], [seed], cfg.eval, n_steps=120)(one)
+        assert single[0] == pytest.approx(each[0], rel=1e-9)  # R = 1: the unperturbed rollout alone
+    alone = dstsp_scorer([sd], [6], cfg.eval, n_steps=120, rollouts=3)(model.subject(1))
+    assert alone[0] == pytest.approx(got[1], rel=1e-12)
+    with pytest.raises(ConfigError, match="select_rollouts must lie"):
+        load_config("quick", train={"select_rollouts": 0})

@@ -4,7 +4,8 @@ held-back last stretch, ``train.select_holdout``).
 As the reference code's training loop does every ``scalar_saving_interval`` epochs (github
 humml-lab/GTF-ConvSSM, src/tf_training/trainings/training_vanilla_conv.jl): one rollout from the
 unperturbed state at the first valid target, filtered and decoded (the observation model, through the HRF),
-scored by D_stsp (:func:`dsr.analysis.dstsp.dstsp_batch`: ``eval.dstsp_bins`` bins per dimension up to
+scored by D_stsp (with ``train.select_rollouts`` > 1, the mean over that many rollouts, the others from
+perturbed starts as the evaluation's; :func:`dsr.analysis.dstsp.dstsp_batch`: ``eval.dstsp_bins`` bins per dimension up to
 ``eval.bins_max_dims`` dimensions, the GMM estimator above) -- here against the fit's *training* part only,
 so the selection never sees the test part. All fits of a stack are generated at once on the training device
 (on CUDA the fused GTF kernel with α = 0 runs the whole rollout in one launch) and scored in one batched call.
@@ -60,8 +61,18 @@ def start_states(model: ConvSSM, subjects: list[SubjectData]) -> torch.Tensor:
     return model.init_state(model.targets(d0[:, None, None], rd0)[:, :, 0])  # (S, 1, M)
 
 
+def start_perturbations(seeds: list[int], n_rollouts: int, M: int, sd: float) -> torch.Tensor:
+    """Per fit, rollout 0 unperturbed and the others N(0, sd²) (S, R, M), each fit's from its own seed (a fit
+    scores the same in any stack), float64 on the CPU."""
+    out = torch.zeros(len(seeds), n_rollouts, M, dtype=torch.float64)  # (S, R, M)
+    for i, seed in enumerate(seeds):
+        gen = torch.Generator().manual_seed(int(seed) + 7919)
+        out[i, 1:] = sd * torch.randn(n_rollouts - 1, M, generator=gen, dtype=torch.float64)
+    return out
+
+
 def dstsp_scorer(subjects: list[SubjectData], seeds: list[int], eval_cfg: EvalConfig, n_steps: int = 0,
-                 holdout: float = 0.0):
+                 holdout: float = 0.0, rollouts: int = 1):
     """A scorer for :func:`dsr.training.loop.train` (``train.select_every``): ``scorer(model)`` → (S,) D_stsp.
 
     Parameters
@@ -77,7 +88,13 @@ def dstsp_scorer(subjects: list[SubjectData], seeds: list[int], eval_cfg: EvalCo
     holdout : float
         ``train.select_holdout``: the reference is the held-back last fraction of the training part (which
         training then does not see, :func:`dsr.training.selection.training_view`) instead of all of it.
+    rollouts : int
+        ``train.select_rollouts``: the score is the mean D_stsp of this many rollouts per fit, the first from
+        the unperturbed start, the others from starts perturbed by N(0, ``eval.perturbation``²), the same
+        perturbations at every scoring. A diverged rollout makes the score infinite.
     """
+    if rollouts < 1:
+        raise ConfigError(f"train.select_rollouts must be >= 1, got {rollouts}")
     if any(sd.s is not None for sd in subjects):
         raise ConfigError("train.select_every is not supported for fits with external inputs")
     groups: dict[tuple[int, int, int], list[int]] = {}
@@ -89,11 +106,17 @@ def dstsp_scorer(subjects: list[SubjectData], seeds: list[int], eval_cfg: EvalCo
         groups.setdefault((lo, sd.n_train, n_steps or sd.n_train - lo), []).append(i)
     kw = dict(n_bins=eval_cfg.dstsp_bins, scaling=eval_cfg.dstsp_scaling, bins_max_dims=eval_cfg.bins_max_dims)
     cached: dict = {}  # (lo, n_train, n_obs, device) -> (F, n_train - lo, N) float64 references (binned estimator)
+    shifts: dict = {}  # M -> (S, R, M) start perturbations, drawn once
 
     @torch.no_grad()
     def score(model: ConvSSM) -> np.ndarray:
         K = model.kernel_size
         z0 = start_states(model, subjects)  # (S, 1, M)
+        if rollouts > 1:
+            M = z0.shape[-1]
+            if M not in shifts:
+                shifts[M] = start_perturbations(seeds, rollouts, M, eval_cfg.perturbation)
+            z0 = z0 + shifts[M].to(device=z0.device, dtype=z0.dtype)  # (S, R, M)
         out = np.full(len(subjects), np.inf)
         J = model.params.get("obs.J")
         for (lo, n_train, n_obs), idx in groups.items():
@@ -101,14 +124,14 @@ def dstsp_scorer(subjects: list[SubjectData], seeds: list[int], eval_cfg: EvalCo
             sel = torch.as_tensor(idx, device=z0.device)
             sub = model if one else ConvSSM(model.spec, {k: v[sel] for k, v in model.params.items()},
                                             model.filter[sel])
-            Z = free_run(sub, z0 if one else z0[sel], n_obs + K - 1)  # (F, 1, n_obs+K-1, M)
-            X = sub.observe(Z).double()  # (F, 1, n_obs, N)
+            Z = free_run(sub, z0 if one else z0[sel], n_obs + K - 1)  # (F, R, n_obs+K-1, M)
+            X = sub.observe(Z).double()  # (F, R, n_obs, N)
             fixed = J is None or all(subjects[i].r is None for i in idx)
             if fixed and X.shape[-1] <= eval_cfg.bins_max_dims:  # binned: the references stay on the device
                 key = (lo, n_train, n_obs, str(X.device))
                 if key not in cached:
                     cached[key] = torch.as_tensor(np.stack([subjects[i].x[lo:n_train] for i in idx]), device=X.device)
-                out[idx] = dstsp_bins_batch(cached[key], X, eval_cfg.dstsp_bins)[:, 0].cpu().numpy()
+                out[idx] = dstsp_bins_batch(cached[key], X, eval_cfg.dstsp_bins).mean(1).cpu().numpy()
                 continue
             refs = []
             for i in idx:
@@ -116,7 +139,7 @@ def dstsp_scorer(subjects: list[SubjectData], seeds: list[int], eval_cfg: EvalCo
                 if J is not None and subjects[i].r is not None:  # the nuisance part J r removed, as evaluated
                     x = x - subjects[i].r[lo:n_train] @ J[i].detach().cpu().double().numpy().T
                 refs.append(x)
-            out[idx] = dstsp_batch(refs, X, [int(seeds[i]) for i in idx], **kw)[:, 0].cpu().numpy()
+            out[idx] = dstsp_batch(refs, X, [int(seeds[i]) for i in idx], **kw).mean(1).cpu().numpy()
         return out
 
     return score

@@ -181,7 +181,8 @@ def _scorer(sds: list[SubjectData], seeds: list[int], cfg: DsrConfig):
     """The checkpoint scorer of ``train.select_every`` (None when selection is off)."""
     if cfg.train.select_every <= 0:
         return None
-    return dstsp_scorer(sds, seeds, cfg.eval, cfg.train.select_steps, cfg.train.select_holdout)
+    return dstsp_scorer(sds, seeds, cfg.eval, cfg.train.select_steps, cfg.train.select_holdout,
+                        cfg.train.select_rollouts)
 
 
 def _selection_record(outcome: TrainOutcome, i: int) -> dict:
