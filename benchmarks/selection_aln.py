@@ -1,7 +1,8 @@
 """Checkpoint selection (issue 13, ``train.select_every``) on ALN subjects: the selected against the last epoch.
 
     python benchmarks/selection_aln.py [--subjects 3] [--seeds 5] [--epochs 300] [--select-every 10] \
-        [--holdout 0.2] [--device cpu] [--out DIR] [--tag _x]
+        [--holdout 0.2] [--device cpu] [--out DIR] [--tag _x] [--variant conv|noconv]
+    python benchmarks/selection_aln.py --compare selection_aln_conv.json selection_aln_noconv.json
 
 The ``aln`` preset (convSSM, 16 regions, TR 0.5 s, the first 375 of 500 steps train) on the first
 ``--subjects`` recordings of ``../shared/data/aln``, ``--seeds`` seeds each (seed = subject index + 1000 r, as
@@ -12,6 +13,11 @@ last epoch's parameters of the same fits are evaluated (one stack of 2S fits): l
 against the simulation's latent activity (held out: never seen in training), the held-out test part's
 observation D_stsp, and latent D_H. Beside them, as a reference point, the same D_stsp of the latent truth's
 training stretch against the whole latent truth. Writes ``selection_aln<tag>.json``.
+
+``--variant noconv`` fits the same SSM without the decoder's convolution (filter [1]: the model's outputs are
+its latent states), the comparison of the reference results (issue 13: the convSSM's latent D_stsp in data units
+lower than the SSM without the decoder for ≥ 90 % of subjects). ``--compare`` counts, per subject (median over
+its seeds), where the convSSM is lower, for the selected and for the last epoch's parameters.
 """
 from __future__ import annotations
 
@@ -53,12 +59,16 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--tag", default="")
+    p.add_argument("--variant", choices=["conv", "noconv"], default="conv")
+    p.add_argument("--compare", nargs=2, default=None, metavar=("CONV_JSON", "NOCONV_JSON"))
     args = p.parse_args(argv)
+    if args.compare:
+        return compare(*args.compare)
     ids = sorted(q.stem for q in (SHARED / "aln" / "bold").glob("sub-*.npy"))[args.first:args.first + args.subjects]
     cfg = load_config("aln", train={"epochs": args.epochs, "select_every": args.select_every,
                                     "select_holdout": args.holdout},
                       eval={"n_rollouts": args.rollouts})
-    h = spm_hrf(0.5)
+    h = spm_hrf(0.5) if args.variant == "conv" else np.array([1.0])
     data = {s: prepare_subject(np.load(SHARED / "aln" / "bold" / f"{s}.npy")[:500], h, cfg) for s in ids}
     lat = {s: np.load(SHARED / "aln" / "latent" / f"{s}.npy")[:500] for s in ids}
     fits = [dict(subject=s, seed=args.first + i + 1000 * r) for r in range(args.seeds) for i, s in enumerate(ids)]
@@ -124,6 +134,30 @@ def main(argv=None):
         print(f"{k:<20} selected {v['selected_median']:.3g} (mean {v['selected_mean']:.3g})  last "
               f"{v['last_median']:.3g} (mean {v['last_mean']:.3g})  fits selected lower {v['fits_selected_lower']}"
               f"/{S} (equal {v['fits_equal']})", flush=True)
+    return out
+
+
+def _per_subject(path: str, pick: str, key: str) -> dict:
+    rows = json.loads(Path(path).read_text())["fits"]
+    out: dict = {}
+    for r in rows:
+        out.setdefault(r["subject"], []).append(r[pick][key])
+    return {s: float(np.median(np.asarray(v, dtype=float))) for s, v in out.items()}
+
+
+def compare(conv_path: str, noconv_path: str) -> dict:
+    """Per subject (median over seeds): where the convSSM is lower than the SSM without the decoder."""
+    out = {}
+    for pick in ("selected", "last"):
+        for key in ("dstsp_latent_units", "dstsp_latent", "dh_latent", "dstsp_test", "pe_test"):
+            a, b = _per_subject(conv_path, pick, key), _per_subject(noconv_path, pick, key)
+            subs = sorted(set(a) & set(b))
+            wins = sum(a[s] < b[s] for s in subs)
+            out[f"{pick} {key}"] = {"conv_lower": wins, "n_subjects": len(subs),
+                                    "conv_median": float(np.median([a[s] for s in subs])),
+                                    "noconv_median": float(np.median([b[s] for s in subs]))}
+            print(f"{pick:<9} {key:<20} convSSM lower for {wins}/{len(subs)} subjects; medians "
+                  f"{out[f'{pick} {key}']['conv_median']:.3g} / {out[f'{pick} {key}']['noconv_median']:.3g}")
     return out
 
 
