@@ -24,16 +24,18 @@
 # Results in OUTDIR: lorenz_protocol_g1s6_e1000.json, lorenz_protocol_g1s6_e5000.json,
 # lorenz_protocol_g1s6_e1000_eager.json, lorenz_protocol_g1s6_e1000_lrend1e-4.json (per-fit rows, floors,
 # summary), their models (.safetensors + .json), the logs, and g1s6.tar.gz holding all of them.
+# Since session 8 the lorenz63 preset selects checkpoints and generates with noise; the stacks here pin the
+# settings their sessions ran (select_every=0 or 25 on one rollout, deterministic rollouts).
 set -u
 OUTDIR=${1:?usage: bash benchmarks/device_g1.sh OUTDIR [wait|--smoke|--select|--select-smoke]}
 MODE=${2:-start}
 source benchmarks/device_env.sh pywt
 P=benchmarks/lorenz_protocol.py
 LOGS=${G1S6_LOGS:-/tmp/g1s6}
-A="--epochs 1000 --seeds 10 --loss-states free reference --tag _g1s6_e1000"
-B="--epochs 5000 --seeds 10 --parts g1 --noise 0.01 --alphas 0.1 0.15 --loss-states free reference --tag _g1s6_e5000"
-C="--epochs 1000 --seeds 10 --parts g1 --noise 0.01 --loss-states free --train cuda_graph=false --tag _g1s6_e1000_eager"
-D="--epochs 1000 --seeds 10 --parts g1 --loss-states free --alphas 0.1 0.15 0.2 --train lr_end=1e-4 --tag _g1s6_e1000_lrend1e-4"
+A="--epochs 1000 --seeds 10 --loss-states free reference --train select_every=0 --eval generation=deterministic --tag _g1s6_e1000"
+B="--epochs 5000 --seeds 10 --parts g1 --noise 0.01 --alphas 0.1 0.15 --loss-states free reference --train select_every=0 --eval generation=deterministic --tag _g1s6_e5000"
+C="--epochs 1000 --seeds 10 --parts g1 --noise 0.01 --loss-states free --train cuda_graph=false select_every=0 --eval generation=deterministic --tag _g1s6_e1000_eager"
+D="--epochs 1000 --seeds 10 --parts g1 --loss-states free --alphas 0.1 0.15 0.2 --train lr_end=1e-4 select_every=0 --eval generation=deterministic --tag _g1s6_e1000_lrend1e-4"
 
 # Session 7 (issue 13): checkpoint selection (train.select_every = 25). One stack of 40 fits: G1 σ 0.01 and 0.1,
 # α 0.1 (the paper) and 0.15 (the reference's default), 10 seeds, 1000 epochs, loss_states free. Every 25th epoch
@@ -44,8 +46,8 @@ D="--epochs 1000 --seeds 10 --parts g1 --loss-states free --alphas 0.1 0.15 0.2 
 # capped at SEL_LIMIT (295) s. Writes into OUTDIR, as each is done: lorenz_protocol_g1s7_select_train.json
 # (selected epochs, score traces, times) right after training, then lorenz_protocol_g1s7_select.json (per-fit
 # metrics, floors, summary), the models and g1s7_select.log. SEL_STEPS=N scores N generated steps instead.
-SEL="--epochs 1000 --seeds 10 --parts g1 --noise 0.01 0.1 --alphas 0.1 0.15 --loss-states free --tag _g1s7_select"
-SEL_TRAIN="select_every=25 select_steps=${SEL_STEPS:-0}"
+SEL="--epochs 1000 --seeds 10 --parts g1 --noise 0.01 0.1 --alphas 0.1 0.15 --loss-states free --eval generation=deterministic --tag _g1s7_select"
+SEL_TRAIN="select_every=25 select_rollouts=1 select_steps=${SEL_STEPS:-0}"
 if [ "$MODE" = --select ] || [ "$MODE" = --select-smoke ]; then
   mkdir -p "$OUTDIR"
   EXTRA=""; [ "$MODE" = --select-smoke ] && EXTRA="--smoke --device cpu"

@@ -20,8 +20,8 @@ LOGS=/tmp/i13
 if [ "${1:-start}" = --smoke ]; then  # tiny CPU run of every command below
   T=$(mktemp -d)
   set -e
-  python3 benchmarks/lorenz_protocol.py --smoke --device cpu --out "$T" --phase train
-  python3 benchmarks/lorenz_protocol.py --smoke --device cpu --out "$T" --phase eval
+  python3 benchmarks/lorenz_protocol.py --smoke --device cpu --out "$T" --phase train --train select_every=0 --eval generation=deterministic
+  python3 benchmarks/lorenz_protocol.py --smoke --device cpu --out "$T" --phase eval --train select_every=0 --eval generation=deterministic
   for v in conv noconv; do
     python3 $R aln --variant $v --subjects 2 --seeds-per-subject 2 --epochs 2 --batches 2 --rollouts 2 \
       --lyap-steps 100 --loss-states free forced --eval-device cpu --out "$T/aln" --tag _smoke
@@ -33,7 +33,7 @@ fi
 
 if [ "${1:-start}" = _run ]; then  # the chain itself (runs detached)
   nvidia-smi --query-gpu=name,memory.used --format=csv
-  L="benchmarks/lorenz_protocol.py --epochs ${LEPOCHS:-1000} --seeds ${SEEDS:-10} --tag _i13"
+  L="benchmarks/lorenz_protocol.py --epochs ${LEPOCHS:-1000} --seeds ${SEEDS:-10} --train select_every=0 --eval generation=deterministic --tag _i13"
   python3 $L --phase train --device cuda > $LOGS/lorenz_train.log 2>&1
   python3 $L --phase eval --device cpu > $LOGS/lorenz_eval.log 2>&1 &  # CPU, while the GPU trains ALN
   for v in conv noconv; do

@@ -114,9 +114,9 @@ def test_record_round_trips_and_describes_every_key():
 def test_generation_config():
     with pytest.raises(ConfigError):
         EvalConfig(generation="noisy")
-    for preset in ("paper", "rest_fmri", "aln"):
+    for preset in ("paper", "rest_fmri", "aln", "lorenz63"):
         assert load_config(preset).eval.generation == "stochastic"
-    assert load_config("lorenz63").eval.generation == "deterministic"
+    assert load_config("quick").eval.generation == "deterministic"
 
 
 @pytest.mark.parametrize("observation", ["identity", "regressor"])
