@@ -58,7 +58,7 @@ from dsr.analysis.calibration import calibrate_output  # noqa: E402
 from dsr.analysis.heldout import score_samples  # noqa: E402
 from dsr.analysis.noise import estimate_noise  # noqa: E402
 from dsr.analysis.sampling import generate_samples, stack, to_data_units  # noqa: E402
-from dsr.config import load_config  # noqa: E402
+from dsr.config import DsrConfig, load_config  # noqa: E402
 from dsr.models.linear import fit_gaussian, fit_lgssm, fit_var1  # noqa: E402
 from dsr.models.convssm import LATENT_NOISE_CHOL, ConvSSM  # noqa: E402
 from dsr.pipelines.fit_array import build_filter, fit_many, prepare_unique, resolve_device  # noqa: E402
@@ -155,7 +155,8 @@ def fitted_models(halves, fits, tr, cfg, args):
         d = Path(args.rescore)
         rec = json.loads((d / "fits.json").read_text())
         now = json.loads(json.dumps(cfg.to_dict(), default=float))
-        if [tuple(f) for f in rec["fits"]] != fits or any(rec["config"][k] != now[k] for k in TRAINED_BY):
+        saved = json.loads(json.dumps(DsrConfig.from_dict(rec["config"]).to_dict(), default=float))  # later keys: defaults
+        if [tuple(f) for f in rec["fits"]] != fits or any(saved[k] != now[k] for k in TRAINED_BY):
             raise SystemExit(f"{d}: saved fits were trained with other subjects/seeds/config than asked for")
         model = ConvSSM.load(d / "convssm.safetensors").to(device=resolve_device(args.device))
         sds = [p[0] for p in prepare_unique(xs, tr, cfgs, [None] * len(xs))]
@@ -267,7 +268,8 @@ def run(names, xs, tr, args) -> dict:
             Path(args.out_partial).write_text(json.dumps({"fits": records}, default=float))
         log(f"scored half {j + 1} / {2 * S}")
     t_score = time.perf_counter() - t0 - t_fit
-    summary = summarise(records, chosen, jac, lin, samples, lin_samples, halves, S, args, noise_cov)
+    pooled = seed_pooled(idx, jac, samples[args.main], noise_cov.get(args.main), metrics, S)
+    summary = summarise(records, chosen, jac, lin, samples, lin_samples, halves, S, args, noise_cov, pooled)
     summary.update(seconds_fit=t_fit, seconds_total=time.perf_counter() - t0, seconds_scoring=t_score,
                    n_subjects=S, seeds=k, half_length=T2, n_train=n_train, tr=tr, device=args.device,
                    epochs=cfg.train.epochs, preset=args.preset, band_pass=args.band_pass, n_samples=N_SAMPLES,
@@ -276,7 +278,26 @@ def run(names, xs, tr, args) -> dict:
     return {"summary": summary, "fits": records}
 
 
-def summarise(records, chosen, jac, lin, samples, lin_samples, halves, S, args, noise_cov) -> dict:
+def seed_pooled(idx, jac, samples, Q, metrics, S) -> dict:
+    """Per half, in the order (h, s), what all its seeds give together (as the group level's ``combine = mean``
+    does with features): the mean Jacobian, the mean Lyapunov spectrum, the mean process-noise covariance, and
+    the samples of every seed concatenated."""
+    keys = [(s, h) for h in (0, 1) for s in range(S)]
+    spectra = [np.nanmean([np.asarray(metrics[i]["lyapunov_spectrum"], dtype=float) for i in idx[k]], 0) for k in keys]
+    return {"jacobian": [jac[idx[k]].mean(0) for k in keys], "lyapunov_spectrum": spectra,
+            "samples": [np.concatenate([samples[i] for i in idx[k]]) for k in keys],
+            "noise_covariance": None if Q is None else [Q[idx[k]].mean(0) for k in keys]}
+
+
+def _correlations(Q) -> np.ndarray:
+    """1 − correlation between the off-diagonal correlation patterns of covariance matrices Q (F, M, M)."""
+    iu = np.triu_indices(Q.shape[-1], 1)
+    sd = np.sqrt(np.clip(np.diagonal(Q, axis1=1, axis2=2), 1e-12, None))  # (F, M)
+    v = np.stack([(q / np.outer(d, d))[iu] for q, d in zip(Q, sd)])
+    return np.clip(1.0 - np.corrcoef(v), 0.0, 2.0)
+
+
+def summarise(records, chosen, jac, lin, samples, lin_samples, halves, S, args, noise_cov, pooled) -> dict:
     models = ([f"convssm_{m}{v}" for v in ("", "_seed0", "_seedmedian") for m in args.generators]
               + ["convssm_ensemble", "var1", "lgssm", "gaussian", "other_half_floor"])
     out = {"median": {f"{m}_{q}": float(np.median([r[f"{m}_{q}"] for r in records])) for m in models
@@ -310,10 +331,13 @@ def summarise(records, chosen, jac, lin, samples, lin_samples, halves, S, args, 
     for name, smp in gen_sets + [("var1", [lin_samples["var1"][j] for j in order])]:  # FC of the model's own samples
         D[f"{name}_generated_fc"] = dist.fc_distances([np.concatenate(list(x)) for x in smp])
     for m, Q in noise_cov.items():  # the process-noise covariance as a fingerprint (1 − corr of its correlations)
-        iu = np.triu_indices(Q.shape[-1], 1)
-        sd = np.sqrt(np.clip(np.diagonal(Q, axis1=1, axis2=2), 1e-12, None))  # (F, M)
-        v = np.stack([(Q[i] / np.outer(sd[i], sd[i]))[iu] for i in sel[m]])
-        D[f"convssm_{m}_noise_covariance"] = np.clip(1.0 - np.corrcoef(v), 0.0, 2.0)
+        D[f"convssm_{m}_noise_covariance"] = _correlations(Q[sel[m]])
+    # all seeds of a half together (the product's combine = "mean")
+    D["convssm_seedmean_jacobian_frobenius"] = dist.pairwise(pooled["jacobian"], dist.operator_distance)
+    D["convssm_seedmean_lyapunov_spectrum"] = dist.vector_distances(pooled["lyapunov_spectrum"])
+    D["convssm_seedpooled_generated_fc"] = dist.fc_distances([np.concatenate(list(x)) for x in pooled["samples"]])
+    if pooled["noise_covariance"] is not None:
+        D["convssm_seedmean_noise_covariance"] = _correlations(np.stack(pooled["noise_covariance"]))
     out["identification"] = {name: dist.identification_accuracy(d, subjects, half) for name, d in D.items()}
     out["identification_n"] = 2 * S
     return out
