@@ -237,7 +237,6 @@ def check_sweep_size(grid_sizes: list[int], n_samples: int, origin) -> int:
     return n
 
 
-
 def _section(cls, name: str, values: dict):
     """Build a section dataclass, checking every value against the field's declared type."""
     if not isinstance(values, dict):
