@@ -188,7 +188,7 @@ def _with_reference_model(model: ConvSSM, fits, subs, seeds, truths, status, pat
     params = {k: torch.cat([model.params[k].cpu(), v]) for k, v in params.items()}
     both = ConvSSM(model.spec, params, torch.cat([model.filter.cpu(), one.filter]))
     first = fits[0]
-    ref_fit = dict(first, seed=0, pick="reference_code", selected_epoch=5000)
+    ref_fit = dict(first, seed=0, pick="reference_code", selected_epoch=None)
     return both, fits + [ref_fit], subs + [subs[0]], seeds + [0], truths + [truths[0]], list(status) + ["ok"]
 
 
@@ -318,7 +318,7 @@ def main(argv=None):
         rows.append(dict(f, status=st, **{k: met.get(k) for k in KEYS}))
 
     t2 = time.perf_counter()
-    fl = floors(L, h, g1_len, g2_truth, recordings, args.floor_sims, sim_steps)
+    fl = floors(L, h, g1_len, g2_truth, recordings, args.floor_sims, sim_steps, g0=g0)
     mu, sd = g2_truth.mean(0), g2_truth.std(0)
     g2_den = {f["length"]: dstsp_bins(g2_truth, (L[K:K + f["n_train"]] - mu) / sd) for f in fits if f["part"] == "G2"}
     floor_s = time.perf_counter() - t2

@@ -18,12 +18,13 @@ def _floor_summary(values) -> dict:
 
 
 def floors(L: np.ndarray, h: np.ndarray, g1_len: int, g2_truth: np.ndarray, recordings: dict,
-           n_sims: int, sim_steps: int) -> dict:
+           n_sims: int, sim_steps: int, g0: bool = False) -> dict:
     """The estimators' floors from independent simulated trajectories (never a step shared with L).
 
     G1 BOLD: each recording against an independent trajectory through the same HRF plus the same noise
     level; G1 latent: the clean latent under the recording against an independent latent stretch;
-    G2: the 90 000-step truth against independent 90 000-step stretches.
+    G2: the 90 000-step truth against independent 90 000-step stretches; ``g0``: the series itself (no filter,
+    no noise) against independent stretches of its length.
     """
     K = len(h)
     sims = lorenz63_simulate(max(sim_steps, g1_len + K, len(g2_truth)), n_sims, seed=2024)  # (J, n, 3)
@@ -34,11 +35,10 @@ def floors(L: np.ndarray, h: np.ndarray, g1_len: int, g2_truth: np.ndarray, reco
             continue
         bold = [convolve_np(sim[:length + K], h)[K:] + nz * rng.standard_normal((length, 3)) for sim in sims]
         out[f"G1_bold_noise{nz:g}"] = _floor_summary([dstsp_bins(x, b) for b in bold])
+    if g0:
+        x = next(iter(recordings.values()))
+        return {"G0": _floor_summary([dstsp_bins(x, _as_truth_units(sim[:len(x)], x)) for sim in sims])}
     truth = L[K:K + g1_len]
-    if any(length == len(L) or nz == 0.0 for length, nz in recordings):  # G0: the series itself, no filter
-        x = next(x for (length, nz), x in recordings.items() if nz == 0.0)
-        out["G0"] = _floor_summary([dstsp_bins(x, _as_truth_units(sim[:len(x)], x)) for sim in sims])
-        return out
     out["G1_latent"] = _floor_summary([dstsp_bins(truth, _as_truth_units(sim[:g1_len], truth)) for sim in sims])
     out["G2_latent_90000"] = _floor_summary([dstsp_bins(g2_truth, _as_truth_units(sim[:len(g2_truth)], g2_truth))
                                              for sim in sims])
