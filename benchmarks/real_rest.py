@@ -53,6 +53,7 @@ import scipy.signal
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # real_rest_summary beside it
 from dsr.analysis import distances as dist  # noqa: E402
 from dsr.analysis.calibration import calibrate_output  # noqa: E402
 from dsr.analysis.heldout import score_samples  # noqa: E402

