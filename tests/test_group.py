@@ -76,6 +76,10 @@ def test_group_outputs(grouped):
     D = pd.read_csv(g / "distance-dh.tsv", sep="\t").set_index("participant_id")
     assert D.shape == (3, 3) and np.allclose(D.to_numpy(), D.to_numpy().T) and np.allclose(np.diag(D), 0)
     assert pd.read_csv(g / "embedding.tsv", sep="\t").shape == (3, 3)
+    for name in ("fc", "lyapunov"):  # model-based distances over each participant's kept fits (two runs each)
+        D = pd.read_csv(g / f"distance-{name}.tsv", sep="\t").set_index("participant_id")
+        assert D.shape == (3, 3) and np.allclose(D.to_numpy(), D.to_numpy().T) and np.allclose(np.diag(D), 0)
+        assert (D.to_numpy()[~np.eye(3, dtype=bool)] > 0).all()
     for name in ("runs", "features", "stats", "distance-dstsp", "embedding"):
         assert (g / f"{name}.json").is_file()
     imgs = _images(out / "group.html")
@@ -205,3 +209,34 @@ def test_subject_report_without_nifti_inputs(grouped, tmp_path):
     assert [i["alt"] for i in page.imgs] == list(SUBJECT_FIGURES) * 2 and rep.failed == []
     assert page.summary["runs in status.tsv"] == "no status.tsv rows"
     assert "run status: not available (no status.tsv rows for this participant)." in page.paragraphs
+
+
+def test_model_distances_pool_the_kept_fits(tmp_path):
+    """distance-fc: FC of each participant's generated series, every kept fit z-scored and pooled;
+    distance-lyapunov: Euclidean distance of the mean spectra; fits of another width give NaN, not an error."""
+    from types import SimpleNamespace
+
+    from dsr.analysis.distances import fc_distances
+    from dsr.pipelines.group import model_distances
+
+    rng = np.random.default_rng(0)
+
+    def fit(name, x, lyap):
+        path = tmp_path / f"{name}.tsv"
+        pd.DataFrame(x, columns=[f"r{i}" for i in range(x.shape[1])]).to_csv(path, sep="\t", index=False)
+        return SimpleNamespace(paths={"generated_obs": path}, lyapunov=np.asarray(lyap, dtype=float))
+
+    xs = [rng.standard_normal((50, 4)) @ rng.standard_normal((4, 4)) + 5.0 for _ in range(4)]
+    kept = [[fit("a1", xs[0], [0.1, -1.0]), fit("a2", xs[1], [0.3, -1.2])], [fit("b1", xs[2], [0.0, -2.0])],
+            [fit("c1", xs[3] * 3.0, [-0.1, -0.5])]]
+    out = {name: D for name, D, _ in model_distances(kept)}
+
+    def z(x):
+        return (x - x.mean(0)) / x.std(0)
+
+    want = fc_distances([np.concatenate([z(xs[0]), z(xs[1])]), z(xs[2]), z(xs[3])])
+    assert np.allclose(out["fc"], want)
+    means = np.array([[0.2, -1.1], [0.0, -2.0], [-0.1, -0.5]])
+    assert np.allclose(out["lyapunov"], np.linalg.norm(means[:, None] - means[None], axis=-1))
+    odd = kept + [[fit("d1", rng.standard_normal((50, 3)), [0.1, -1.0, -2.0])]]
+    assert all(np.isnan(D).all() for _, D, _ in model_distances(odd))

@@ -13,6 +13,9 @@ and writes, atomically, into ``OUTPUT_DIR/group/`` (each TSV with a JSON sidecar
   where participants have several fits;
 - ``distance-dstsp.tsv``, ``distance-dh.tsv``, ``embedding.tsv``: symmetrised D_stsp / D_H between
   participants' generated series and their classical-MDS embedding;
+- ``distance-fc.tsv``, ``distance-lyapunov.tsv``: model-based distances over all of a participant's kept fits:
+  1 − correlation of the functional connectivity of their generated series (each fit's z-scored, pooled), and
+  the Euclidean distance between their mean Lyapunov spectra (per second);
 
 and the reports ``OUTPUT_DIR/group.html`` and ``OUTPUT_DIR/sub-XX.html``. A participant folder that cannot
 be analysed is reported in one line and skipped.
@@ -208,6 +211,33 @@ def run_group(bids_dir: Path, output_dir: Path, config: DsrConfig | None = None,
         return _group_tables(bids_dir, output_dir, config, n_perm, reports, fits, jobs, results, nprocs, threads)
 
 
+def model_distances(kept: list[list]) -> list[tuple[str, np.ndarray, str]]:
+    """Between participants, from all their kept fits (each a :class:`FitAnalysis`): FC of the generated
+    series (each fit's z-scored, then pooled; 1 − correlation of the Fisher-z FC vectors) and the Euclidean
+    distance between the mean Lyapunov spectra. Returns (name, (n, n) distances, description)."""
+    from dsr.analysis.distances import fc_distances, vector_distances
+
+    def z(x):
+        return (x - x.mean(0)) / np.where(x.std(0) > 0, x.std(0), 1.0)
+
+    def same_width(arrays):  # fits of other sizes (regions, latent units) have no distance: NaN
+        return len({a.shape[-1] for a in arrays}) == 1
+
+    n = len(kept)
+    pooled = [[z(read_tsv(fa.paths["generated_obs"])) for fa in fas] for fas in kept]
+    pooled = [np.concatenate(xs) if same_width(xs) else None for xs in pooled]
+    spectra = [[np.asarray(fa.lyapunov, dtype=np.float64) for fa in fas] for fas in kept]
+    spectra = [np.nanmean(v, axis=0) if same_width(v) else None for v in spectra]
+    fc = (fc_distances(pooled) if all(x is not None for x in pooled) and same_width(pooled)
+          else np.full((n, n), np.nan))
+    lyap = (vector_distances(spectra) if all(v is not None for v in spectra) and same_width(spectra)
+            else np.full((n, n), np.nan))
+    return [("fc", fc, "1 - correlation of the functional connectivity (Fisher z) of the participants' generated "
+             "series, all kept fits pooled (each z-scored)"),
+            ("lyapunov", lyap, "Euclidean distance between the participants' Lyapunov spectra (per second), mean "
+             "over the kept fits")]
+
+
 def _group_tables(bids_dir, output_dir, config, n_perm, reports, fits, jobs, results, nprocs=1, threads=1) -> int:
     """The group tables and group.html from every participant's analysed fits (see :func:`run_group`)."""
     done, skipped = {}, {}
@@ -271,6 +301,11 @@ def _group_tables(bids_dir, output_dir, config, n_perm, reports, fits, jobs, res
         write_table(gdir / f"distance-{name}.tsv", pd.DataFrame(D, columns=ids).assign(participant_id=ids)
                     [["participant_id"] + ids], f"Symmetrised {name} between participants' generated series "
                     "(first kept fit, each z-scored)")
+    kept = {s: [fa for (_, fa), flag in zip(done[s], flags[lo:lo + len(done[s])]) if flag]
+            for s, lo in zip(done, np.cumsum([0] + [len(v) for v in done.values()])[:-1])}
+    for name, D, what in model_distances([kept[s] for s in ids]):
+        write_table(gdir / f"distance-{name}.tsv", pd.DataFrame(D, columns=ids).assign(participant_id=ids)
+                    [["participant_id"] + ids], what)
     base = dist["dstsp"] if np.isfinite(dist["dstsp"]).any() or len(ids) < 2 else dist["dh"]
     coords = gs.classical_mds(base, 2)
     write_table(gdir / "embedding.tsv", pd.DataFrame({"participant_id": ids, "mds1": coords[:, 0],
