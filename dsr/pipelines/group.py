@@ -30,6 +30,7 @@ import pandas as pd
 
 from dsr import __version__, timing
 from dsr.analysis import group_stats as gs
+from dsr.analysis.distances import fc_distances, vector_distances
 from dsr.analysis.seed_choice import RUN_KEYS, selected_fits
 from dsr.analysis.attractor import FEATURE_DOC, KINDS, FitAnalysis, analyse_fit, fit_orbits, read_tsv
 from dsr.config import DsrConfig
@@ -215,8 +216,6 @@ def model_distances(kept: list[list]) -> list[tuple[str, np.ndarray, str]]:
     """Between participants, from all their kept fits (each a :class:`FitAnalysis`): FC of the generated
     series (each fit's z-scored, then pooled; 1 − correlation of the Fisher-z FC vectors) and the Euclidean
     distance between the mean Lyapunov spectra. Returns (name, (n, n) distances, description)."""
-    from dsr.analysis.distances import fc_distances, vector_distances
-
     def z(x):
         return (x - x.mean(0)) / np.where(x.std(0) > 0, x.std(0), 1.0)
 
@@ -297,13 +296,11 @@ def _group_tables(bids_dir, output_dir, config, n_perm, reports, fits, jobs, res
     dist = gs.dynamics_distances(series, n_bins=ev.dstsp_bins, scaling=ev.dstsp_scaling,
                                  bins_max_dims=ev.bins_max_dims, smoothing=ev.spectrum_smoothing)
     ids = list(table["participant_id"])
-    for name, D in dist.items():
-        write_table(gdir / f"distance-{name}.tsv", pd.DataFrame(D, columns=ids).assign(participant_id=ids)
-                    [["participant_id"] + ids], f"Symmetrised {name} between participants' generated series "
-                    "(first kept fit, each z-scored)")
     kept = {s: [fa for (_, fa), flag in zip(done[s], flags[lo:lo + len(done[s])]) if flag]
             for s, lo in zip(done, np.cumsum([0] + [len(v) for v in done.values()])[:-1])}
-    for name, D, what in model_distances([kept[s] for s in ids]):
+    described = [(name, D, f"Symmetrised {name} between participants' generated series (first kept fit, each "
+                  "z-scored)") for name, D in dist.items()] + model_distances([kept[s] for s in ids])
+    for name, D, what in described:
         write_table(gdir / f"distance-{name}.tsv", pd.DataFrame(D, columns=ids).assign(participant_id=ids)
                     [["participant_id"] + ids], what)
     base = dist["dstsp"] if np.isfinite(dist["dstsp"]).any() or len(ids) < 2 else dist["dh"]
