@@ -238,5 +238,7 @@ def test_model_distances_pool_the_kept_fits(tmp_path):
     assert np.allclose(out["fc"], want)
     means = np.array([[0.2, -1.1], [0.0, -2.0], [-0.1, -0.5]])
     assert np.allclose(out["lyapunov"], np.linalg.norm(means[:, None] - means[None], axis=-1))
+    one = {name: D for name, D, _ in model_distances(kept[:1])}  # a single participant: a 1 x 1 table of 0
+    assert all(D.shape == (1, 1) and D[0, 0] == 0 for D in one.values())
     odd = kept + [[fit("d1", rng.standard_normal((50, 3)), [0.1, -1.0, -2.0])]]
     assert all(np.isnan(D).all() for _, D, _ in model_distances(odd))

@@ -227,7 +227,7 @@ def model_distances(kept: list[list]) -> list[tuple[str, np.ndarray, str]]:
     pooled = [np.concatenate(xs) if same_width(xs) else None for xs in pooled]
     spectra = [[np.asarray(fa.lyapunov, dtype=np.float64) for fa in fas] for fas in kept]
     spectra = [np.nanmean(v, axis=0) if same_width(v) else None for v in spectra]
-    fc = (fc_distances(pooled) if all(x is not None for x in pooled) and same_width(pooled)
+    fc = (np.atleast_2d(fc_distances(pooled)) if all(x is not None for x in pooled) and same_width(pooled)
           else np.full((n, n), np.nan))
     lyap = (vector_distances(spectra) if all(v is not None for v in spectra) and same_width(spectra)
             else np.full((n, n), np.nan))
