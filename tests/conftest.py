@@ -13,6 +13,10 @@ if str(ROOT) not in sys.path:
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 torch.set_num_threads(1)
+# Without CUDA the Triton kernels run on CPU tensors in Triton's interpreter; it must be chosen before Triton is
+# imported, so it is set here, once, for every test module
+if not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"
 
 
 @pytest.fixture

@@ -45,8 +45,8 @@ def _julia_array(a: np.ndarray) -> dict:
 def write_checkpoint(path: Path, params: dict, extra: list | None = None) -> None:
     """A file shaped like the reference code's ``[model, observation_model]`` checkpoint."""
     fields = [_julia_array(params[k]) for k in ("A", "W1", "W2", "h1", "h2")]
-    doc = {"model": [{"tag": "struct", "type": {"tag": "datatype", "name": ["GTFConv", "PLRNNs", "clippedShallowPLRNN"]},
-                      "data": fields},
+    plrnn = {"tag": "datatype", "name": ["GTFConv", "PLRNNs", "clippedShallowPLRNN"]}
+    doc = {"model": [{"tag": "struct", "type": plrnn, "data": fields},
                      {"tag": "struct", "data": [_julia_array(a) for a in (extra or [])], "flag": True, "none": None,
                       "scale": 0.5}]}
     path.write_bytes(_document(doc))

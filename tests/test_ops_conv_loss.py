@@ -1,17 +1,11 @@
 """The fused decoder-loss kernels (causal convolution + per-fit MSE) against their plain-PyTorch twin:
 losses and gradients with respect to the latents, float32.
 
-Without CUDA the kernels run on CPU tensors in Triton's interpreter (``TRITON_INTERPRET=1``, set before
-Triton is imported). Tolerance: relative 1e-5 (the two sum the same terms in different orders).
+Without CUDA the kernels run on CPU tensors in Triton's interpreter (``TRITON_INTERPRET=1``, set by
+conftest.py before Triton is imported). Tolerance: relative 1e-5 (the two sum the same terms in different orders).
 """
-import os
-
+import pytest
 import torch
-
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"
-
-import pytest  # noqa: E402
 
 triton = pytest.importorskip("triton")
 

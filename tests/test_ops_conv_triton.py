@@ -1,16 +1,10 @@
 """The Triton causal-convolution kernel against its plain-PyTorch twin (outputs and gradients, float32).
 
-Without CUDA the kernel runs on CPU tensors in Triton's interpreter (``TRITON_INTERPRET=1``, set before
-Triton is imported); with CUDA the same tests run on the GPU.
+Without CUDA the kernel runs on CPU tensors in Triton's interpreter (``TRITON_INTERPRET=1``, set by
+conftest.py before Triton is imported); with CUDA the same tests run on the GPU.
 """
-import os
-
+import pytest
 import torch
-
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"
-
-import pytest  # noqa: E402
 
 triton = pytest.importorskip("triton")
 

@@ -1,17 +1,11 @@
 """The fused Triton GTF kernel against its plain-PyTorch twin (outputs and all gradients, float32).
 
-Without CUDA the kernel runs on CPU tensors in Triton's interpreter (``TRITON_INTERPRET=1``, set here before
-Triton is imported); with CUDA the same tests run on the GPU. Tolerance: float32, relative 1e-5 of the
-largest reference entry of each tensor (the two sum the same terms in different orders).
+Without CUDA the kernel runs on CPU tensors in Triton's interpreter (``TRITON_INTERPRET=1``, set by
+conftest.py before Triton is imported); with CUDA the same tests run on the GPU. Tolerance: float32, relative
+1e-5 of the largest reference entry of each tensor (the two sum the same terms in different orders).
 """
-import os
-
+import pytest
 import torch
-
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"
-
-import pytest  # noqa: E402
 
 triton = pytest.importorskip("triton")
 

@@ -1,18 +1,12 @@
 """The fused guarded-RAdam kernel against its plain-PyTorch twin, and the twin against the per-tensor
 optimiser and NaN guard it replaces (SubjectRAdam.step + rollback + bookkeeping).
 
-Without CUDA the kernel runs on CPU tensors in Triton's interpreter (``TRITON_INTERPRET=1``, set before
-Triton is imported). Tolerance: float32 parameters and moments to 1e-6 relative (the kernel computes the
-per-fit factors with exp/log instead of pow); the guard's integer and boolean state exactly.
+Without CUDA the kernel runs on CPU tensors in Triton's interpreter (``TRITON_INTERPRET=1``, set by
+conftest.py before Triton is imported). Tolerance: float32 parameters and moments to 1e-6 relative (the kernel
+computes the per-fit factors with exp/log instead of pow); the guard's integer and boolean state exactly.
 """
-import os
-
+import pytest
 import torch
-
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"
-
-import pytest  # noqa: E402
 
 triton = pytest.importorskip("triton")
 

@@ -1,23 +1,17 @@
 """Batch sampling on the device: the Triton gather+noise kernel against its twin, the counter-based
 streams' statistics and independence, and DeviceBatches windows.
 
-Without CUDA the kernel runs in Triton's interpreter (``TRITON_INTERPRET=1``, set before Triton is
-imported). The uniforms agree bit for bit (integer hash); the Gaussian noise to float32 rounding.
+Without CUDA the kernel runs in Triton's interpreter (``TRITON_INTERPRET=1``, set by conftest.py before Triton
+is imported). The uniforms agree bit for bit (integer hash); the Gaussian noise to float32 rounding.
 """
-import os
-
 import numpy as np
+import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"
-
-import pytest  # noqa: E402
-
-from dsr.config import load_config  # noqa: E402
-from dsr.ops.sample import gather_noisy, gather_noisy_ref, stream_keys, uniform  # noqa: E402
-from dsr.training.data import prepare_subject  # noqa: E402
-from dsr.training.device_batches import DeviceBatches  # noqa: E402
+from dsr.config import load_config
+from dsr.ops.sample import gather_noisy, gather_noisy_ref, stream_keys, uniform
+from dsr.training.data import prepare_subject
+from dsr.training.device_batches import DeviceBatches
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -89,7 +89,8 @@ def test_seed_pooled_means_and_concatenations_in_half_major_order():
     keys = [(0, 0), (1, 0), (0, 1), (1, 1)]
     for j, key in enumerate(keys):
         ids = idx[key]
-        assert np.allclose(out["jacobian"][j], jac[ids].mean(0)) and np.allclose(out["noise_covariance"][j], Q[ids].mean(0))
+        assert np.allclose(out["jacobian"][j], jac[ids].mean(0))
+        assert np.allclose(out["noise_covariance"][j], Q[ids].mean(0))
         assert np.allclose(out["lyapunov_spectrum"][j], np.mean([metrics[i]["lyapunov_spectrum"] for i in ids], 0))
         assert out["samples"][j].shape == (k * 4, 5, M) and np.array_equal(out["samples"][j][:4], samples[ids[0]])
     assert summ.seed_pooled(idx, jac, samples, None, metrics, S)["noise_covariance"] is None

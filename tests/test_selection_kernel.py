@@ -1,16 +1,10 @@
 """The checkpoint score's fused free run (GTF kernel, α = 0) equals the model's own generation (float32).
 
-Without CUDA the kernel runs on CPU tensors in Triton's interpreter (``TRITON_INTERPRET=1``, set here before
-Triton is imported, as in tests/test_ops_gtf_triton.py).
+Without CUDA the kernel runs on CPU tensors in Triton's interpreter (``TRITON_INTERPRET=1``, set by
+conftest.py before Triton is imported, as in tests/test_ops_gtf_triton.py).
 """
-import os
-
+import pytest
 import torch
-
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"
-
-import pytest  # noqa: E402
 
 pytest.importorskip("triton")
 

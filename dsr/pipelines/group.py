@@ -286,18 +286,15 @@ def _group_tables(bids_dir, output_dir, config, n_perm, reports, fits, jobs, res
     if len(icc):
         write_table(gdir / "icc.tsv", icc, "Test-retest ICC(1) over runs and sessions (seeds averaged, or each "
                     "run's best seed), with between- and within-participant variances")
-    flags, pos = selected.tolist(), 0
-    first = {}  # each participant's first kept fit (runs' rows are done's items, in order)
-    for sub, items in done.items():
-        first[sub] = next(i for i in range(len(items)) if flags[pos + i])
+    flags, kept, pos = selected.tolist(), {}, 0
+    for sub, items in done.items():  # each participant's kept fits (runs' rows are done's items, in order)
+        kept[sub] = [fa for i, (_, fa) in enumerate(items) if flags[pos + i]]
         pos += len(items)
-    series = [read_tsv(done[s][first[s]][1].paths["generated_obs"]) for s in table["participant_id"]]
-    ev = _shared_eval(config, [p for s in table["participant_id"] for p in fits[s][:1]])
+    ids = list(table["participant_id"])
+    series = [read_tsv(kept[s][0].paths["generated_obs"]) for s in ids]  # the first kept fit
+    ev = _shared_eval(config, [p for s in ids for p in fits[s][:1]])
     dist = gs.dynamics_distances(series, n_bins=ev.dstsp_bins, scaling=ev.dstsp_scaling,
                                  bins_max_dims=ev.bins_max_dims, smoothing=ev.spectrum_smoothing)
-    ids = list(table["participant_id"])
-    kept = {s: [fa for (_, fa), flag in zip(done[s], flags[lo:lo + len(done[s])]) if flag]
-            for s, lo in zip(done, np.cumsum([0] + [len(v) for v in done.values()])[:-1])}
     described = [(name, D, f"Symmetrised {name} between participants' generated series (first kept fit, each "
                   "z-scored)") for name, D in dist.items()] + model_distances([kept[s] for s in ids])
     for name, D, what in described:
