@@ -193,9 +193,10 @@ def time_plain(case: dict, device, steps: int) -> float:
     return statistics.median(times)
 
 
-def count_launches(case: dict, device) -> tuple[int | None, dict]:
+def count_launches(case: dict, device, detail: bool = False) -> tuple[int | None, dict]:
     """CUDA kernels of one eager ``train()`` step (no graph), from torch.profiler, and the GPU time per step
-    (ms) of each Triton kernel of the recurrence and of everything else ("other"); (None, {}) on the CPU."""
+    (ms) of each Triton kernel of the recurrence and of everything else ("other", or with ``detail`` every
+    kernel under its own name, truncated to 60 characters); (None, {}) on the CPU."""
     if device.type != "cuda":
         return None, {}
     from torch.profiler import ProfilerActivity, profile
@@ -218,7 +219,7 @@ def count_launches(case: dict, device) -> tuple[int | None, dict]:
     n = cfg.train.batches_per_epoch
     times: dict[str, float] = {}
     for e in kernels:
-        name = e.name if e.name.startswith("_gtf_") else "other"
+        name = e.name[:60] if detail or e.name.startswith("_gtf_") else "other"
         times[name] = times.get(name, 0.0) + e.time_range.elapsed_us() / 1e3 / n  # µs → ms per step
     return round(len(kernels) / n), times
 
@@ -231,6 +232,7 @@ def main(argv=None):
     ap.add_argument("--plain-steps", type=int, default=5)
     ap.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS))
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on the CPU (Triton interpreter)")
+    ap.add_argument("--detail", action="store_true", help="GPU time per step of every kernel by name")
     args = ap.parse_args(argv)
     cases = [dict(name="one model (16, 50)", S=1, M=16, L=50, B=16, T=200, K=17, tr=2.0),
              dict(name="lemon_scale 1020 fits", S=1020, M=16, L=50, B=16, T=60, K=23, tr=1.4)]
@@ -264,7 +266,8 @@ def main(argv=None):
             env = PATHS[path]
             ms, params = _with_env(env, lambda: time_train(case, device, args.epochs, args.batches))
             row["ms"][path] = ms
-            row["launches"][path], row["kernel_ms"][path] = _with_env(env, lambda: count_launches(case, device))
+            row["launches"][path], row["kernel_ms"][path] = _with_env(
+                env, lambda: count_launches(case, device, args.detail))
             if ref is None:
                 ref = params
             else:

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Session 9 on one GPU (issues 13 and 18):
+#   step  the training-step paths at one model and at 1020 stacked fits, every kernel's GPU time listed
+#         (step_limit.py --detail), run alone first so that nothing else shares the GPU while it times;
+#   g1    G1 (σ 0.01, 0.1) + G2 (2 250, 5 000 training steps) at 5000 epochs, α 0.15 (the reference's Lorenz
+#         setting), 20 seeds, selection every 25 epochs scored on 5 rollouts, rollouts with the observation
+#         noise (the lorenz63 preset's protocol with α 0.15), detached.
+# Usage (repository root; carry .whl (PyWavelets, nibabel, nilearn wheels) and .shared_data):
+#   bash benchmarks/device_s9.sh start     # step, then g1 detached; wait up to $WAIT (400) s; copy to $OUT
+#   bash benchmarks/device_s9.sh wait      # after STILL_RUNNING: wait again (up to $WAIT), copy
+#   bash benchmarks/device_s9.sh smoke     # CPU, seconds: both jobs at tiny settings into $OUT
+set -u
+MODE=${1:-start}
+source benchmarks/device_env.sh "pywt, nibabel, nilearn"
+W=${S9_DIR:-/tmp/s9}
+OUT=${OUT:-/tmp/s9_out}
+mkdir -p "$W" "$OUT"
+P=benchmarks/lorenz_protocol.py
+G1="--parts g1 g2 --epochs 5000 --seeds 20 --noise 0.01 0.1 --alphas 0.15 --loss-states free --train select_every=25 select_rollouts=5 --eval generation=stochastic --tag _g1s9_a015"
+STEP_PATHS="fused split split_w3 split_w1 fused_tf32x3 split_tf32x3"
+
+collect() {
+  tail -n 4 "$W"/*.log 2>/dev/null || true
+  tar -czf "$OUT/s9.tar.gz" -C "$W" --exclude='*.pt' . 2>/dev/null
+  ls -l "$OUT"
+}
+
+if [ "$MODE" = smoke ]; then
+  set -e
+  python3 benchmarks/step_limit.py --cpu-smoke --detail --paths $STEP_PATHS --out "$W/step_limit_smoke.json"
+  python3 $P --smoke --parts g1 g2 --alphas 0.15 --loss-states free --train select_every=1 select_rollouts=2 \
+    --eval generation=stochastic --device cpu --out "$W/g1"
+  collect
+  echo SMOKE_OK
+  exit 0
+fi
+if [ "$MODE" = start ]; then
+  nvidia-smi --query-gpu=name,memory.used --format=csv,noheader
+  timeout 200 python3 benchmarks/step_limit.py --detail --paths $STEP_PATHS --out "$W/step_limit_s9.json" \
+    > "$W/step.log" 2>&1
+  echo "step rc=$?"
+  setsid nohup python3 $P $G1 --out "$W/g1" > "$W/g1.log" 2>&1 < /dev/null &
+fi
+end=$((SECONDS + ${WAIT:-400}))
+while [ $SECONDS -lt $end ] && pgrep -f "lorenz_protocol.py" > /dev/null; do sleep 5; done
+collect
+pgrep -f "lorenz_protocol.py" > /dev/null && echo STILL_RUNNING || echo ALL_DONE
