@@ -8,6 +8,8 @@
 # Usage (repository root; carry .whl (PyWavelets, nibabel, nilearn wheels) and .shared_data):
 #   bash benchmarks/device_s9.sh start     # step, then g1 detached; wait up to $WAIT (400) s; copy to $OUT
 #   bash benchmarks/device_s9.sh wait      # after STILL_RUNNING: wait again (up to $WAIT), copy
+#   bash benchmarks/device_s9.sh aln       # 50 ALN subjects x 5 seeds at 2000 epochs (session 8: 1000), convSSM
+#                                          # and the SSM without the decoder detached side by side; wait, compare
 #   bash benchmarks/device_s9.sh smoke     # CPU, seconds: both jobs at tiny settings into $OUT
 set -u
 MODE=${1:-start}
@@ -30,9 +32,21 @@ if [ "$MODE" = smoke ]; then
   python3 benchmarks/step_limit.py --cpu-smoke --detail --paths $STEP_PATHS --out "$W/step_limit_smoke.json"
   python3 $P --smoke --parts g1 g2 --alphas 0.15 --loss-states free --train select_every=1 select_rollouts=2 \
     --eval generation=stochastic --device cpu --out "$W/g1"
+  for v in conv noconv; do
+    python3 benchmarks/selection_aln.py --subjects 2 --seeds 1 --epochs 2 --select-every 1 --rollouts 2 \
+      --variant $v --out "$W/aln" --tag "_s9_$v"
+  done
+  python3 benchmarks/selection_aln.py --compare "$W/aln/selection_aln_s9_conv.json" "$W/aln/selection_aln_s9_noconv.json"
   collect
   echo SMOKE_OK
   exit 0
+fi
+ALN="--subjects 50 --seeds 5 --epochs ${ALN_EPOCHS:-2000} --select-every 25"
+if [ "$MODE" = aln ]; then
+  for v in conv noconv; do
+    setsid nohup python3 benchmarks/selection_aln.py $ALN --variant $v --device cuda --out "$W/aln" \
+      --tag "_s9_$v" > "$W/aln_$v.log" 2>&1 < /dev/null &
+  done
 fi
 if [ "$MODE" = start ]; then
   nvidia-smi --query-gpu=name,memory.used --format=csv,noheader
@@ -42,6 +56,11 @@ if [ "$MODE" = start ]; then
   setsid nohup python3 $P $G1 --out "$W/g1" > "$W/g1.log" 2>&1 < /dev/null &
 fi
 end=$((SECONDS + ${WAIT:-400}))
-while [ $SECONDS -lt $end ] && pgrep -f "lorenz_protocol.py" > /dev/null; do sleep 5; done
+JOBS="lorenz_protocol.py|selection_aln.py"
+while [ $SECONDS -lt $end ] && pgrep -f "$JOBS" > /dev/null; do sleep 5; done
+if [ -f "$W/aln/selection_aln_s9_conv.json" ] && [ -f "$W/aln/selection_aln_s9_noconv.json" ]; then
+  python3 benchmarks/selection_aln.py --compare "$W/aln/selection_aln_s9_conv.json" \
+    "$W/aln/selection_aln_s9_noconv.json" > "$W/aln_compare.log" 2>&1
+fi
 collect
-pgrep -f "lorenz_protocol.py" > /dev/null && echo STILL_RUNNING || echo ALL_DONE
+pgrep -f "$JOBS" > /dev/null && echo STILL_RUNNING || echo ALL_DONE
