@@ -39,6 +39,10 @@ measured on the H200), plus for the split backward its extra bytes (:func:`split
 ``launches`` counts the CUDA kernels of one eager step (torch.profiler) per path, ``kernel_ms`` their GPU
 time per step: each GTF kernel (``_gtf_fwd_kernel``, ``_gtf_bwd_kernel``, ``_gtf_bwd_chain_kernel``,
 ``_gtf_bwd_weights_kernel``) and everything else ("other"; eager, so without the graph's savings).
+``host_ms`` is the host's wall time per step of batch staging for the case's S (:func:`time_stage`):
+``stage``, ``DeviceBatches.stage`` now (one fill of the device step counter; the window starts and noise keys
+are computed inside the step's graph), and ``stage_session8``, the host computation and pinned copy it
+replaced; ``index_equal`` says both give the same window starts and noise keys on this device.
 
 Session 7's GPU run (the split backward against session 6's, about 2 minutes):
 
@@ -66,8 +70,10 @@ import torch  # noqa: E402
 from benchmarks.gpu_step import make_problem, make_step  # noqa: E402
 from dsr.config import load_config  # noqa: E402
 from dsr.models.convssm import ConvSSM, ConvSSMSpec  # noqa: E402
+from dsr.ops.sample import stream_keys, uniform  # noqa: E402
 from dsr.signal.filters import spm_hrf  # noqa: E402
 from dsr.training.data import prepare_subject  # noqa: E402
+from dsr.training.device_batches import DeviceBatches  # noqa: E402
 from dsr.training.loop import train  # noqa: E402
 
 FP32_FLOPS, TF32_FLOPS, COPY_BYTES = 67e12, 495e12, 4.3e12
@@ -193,6 +199,59 @@ def time_plain(case: dict, device, steps: int) -> float:
     return statistics.median(times)
 
 
+class _HostStage:
+    """Session 8's ``DeviceBatches.stage``: window starts (NumPy) and noise keys of step ``counter`` on the
+    host, copied into a device index (S, B + 4) through two pinned buffers used in turn."""
+
+    def __init__(self, db: DeviceBatches):
+        self.db, self.B = db, db.B
+        self.seeds, self.table, self.n = db.seeds.cpu(), db.table.cpu().numpy(), db.n_starts.cpu().numpy()
+        self.index = torch.zeros((len(self.n), self.B + 4), dtype=torch.int64, device=db.device)
+        pin = db.device.type == "cuda"
+        self.host = [torch.zeros(self.index.shape, dtype=torch.int64, pin_memory=pin) for _ in range(2)]
+        self.copied, self.turn = [None, None], 0
+
+    def __call__(self, counter: int) -> None:
+        u = uniform(stream_keys(self.seeds, counter, 0), self.B).double().numpy()  # (S, B)
+        j = np.ceil(u * self.n[:, None]).astype(np.int64) - 1
+        keys = torch.stack([stream_keys(self.seeds, counter, k) for k in (1, 2, 3, 4)])  # (4, S)
+        buf, ev = self.host[self.turn], self.copied[self.turn]
+        if ev is not None:
+            ev.synchronize()
+        buf[:, :self.B] = torch.as_tensor(np.take_along_axis(self.table, j, axis=1))
+        buf[:, self.B:] = keys.T
+        self.index.copy_(buf, non_blocking=self.db.device.type == "cuda")
+        if self.db.device.type == "cuda":
+            self.copied[self.turn] = torch.cuda.Event()
+            self.copied[self.turn].record()
+        self.turn ^= 1
+
+
+def time_stage(case: dict, device, reps: int = 300) -> dict:
+    """Host wall time (ms) per call of ``DeviceBatches.stage`` and of session 8's host staging for the
+    case's S (best of 3 rounds of ``reps`` calls), and whether both give the same index (S, B + 4)."""
+    S, M, B, T, K, tr = (case[k] for k in ("S", "M", "B", "T", "K", "tr"))
+    x, h = _data(M, T, K, tr)
+    cfg = load_config("rest_fmri", train={"batch_size": B, "sequence_length": T, "train_fraction": 0.9})
+    db = DeviceBatches([prepare_subject(x, h, cfg)] * S, list(range(S)), T, B, 0.05, device, torch.float32)
+    old = _HostStage(db)
+    out = {}
+    for name, fn in (("stage", db.stage), ("stage_session8", old)):
+        best = float("inf")
+        for r in range(4):  # round 0 warms up
+            t0 = time.perf_counter()
+            for c in range(reps):
+                fn(c)
+            best = min(best, (time.perf_counter() - t0) * 1e3 / reps) if r else best
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        out[name] = best
+    db.stage(2 ** 32 + 11)
+    old(2 ** 32 + 11)
+    out["index_equal"] = bool(torch.equal(db.index(), old.index))
+    return out
+
+
 def count_launches(case: dict, device, detail: bool = False) -> tuple[int | None, dict]:
     """CUDA kernels of one eager ``train()`` step (no graph), from torch.profiler, and the GPU time per step
     (ms) of each Triton kernel of the recurrence and of everything else ("other", or with ``detail`` every
@@ -255,12 +314,12 @@ def main(argv=None):
         row = {**case, "gflop": flops / 1e9, "mbytes": nbytes / 1e6, "split_extra_mbytes": extra / 1e6,
                "limit_ms": {"fp32": 1e3 * flops / FP32_FLOPS, "tf32": 1e3 * flops / TF32_FLOPS,
                             "memory": 1e3 * nbytes / COPY_BYTES, "memory_split": 1e3 * (nbytes + extra) / COPY_BYTES},
-               "ms": {}, "launches": {}, "kernel_ms": {}, "max_rel_diff": {}}
+               "ms": {}, "launches": {}, "kernel_ms": {}, "max_rel_diff": {}, "host_ms": time_stage(case, device)}
         try:
             row["ms"]["plain"] = time_plain(case, device, args.plain_steps)
         except torch.cuda.OutOfMemoryError:
             row["ms"]["plain"] = None
-        print(json.dumps({"case": case["name"], "plain_ms": row["ms"]["plain"]}), flush=True)
+        print(json.dumps({"case": case["name"], "plain_ms": row["ms"]["plain"], "host_ms": row["host_ms"]}), flush=True)
         ref = None
         for path in args.paths:
             env = PATHS[path]
@@ -287,7 +346,8 @@ def main(argv=None):
     for r in rows:
         print(f"| {r['name']} | " + " | ".join(f"{p} {v:.3g} ms" for p, v in r["ms"].items() if v is not None)
               + f" | limits: fp32 {r['limit_ms']['fp32']:.3g} ms, tf32 {r['limit_ms']['tf32']:.3g} ms, "
-              f"memory {r['limit_ms']['memory']:.3g} ms | launches {r['launches']} |")
+              f"memory {r['limit_ms']['memory']:.3g} ms | launches {r['launches']} | host staging "
+              f"{r['host_ms']['stage']:.3g} ms (session 8: {r['host_ms']['stage_session8']:.3g} ms) |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     print(f"wrote {args.out} ({meta['seconds']:.0f} s)")

@@ -1,5 +1,6 @@
 """benchmarks/step_limit.py at tiny sizes on the CPU: every path runs, the JSON has the limits, and on the
-CPU (where every path takes the plain-PyTorch twins) the fused step trains exactly like the separate ops."""
+CPU (where every path takes the plain-PyTorch twins) the fused step trains exactly like the separate ops; the host
+staging timing compares the device-counter staging with session 8's host computation (same index)."""
 import json
 
 from benchmarks.step_limit import PATHS, main, split_extra_bytes, step_bytes, step_flops
@@ -16,6 +17,8 @@ def test_step_limit_cpu_smoke(tmp_path):
     assert 0 < row["limit_ms"]["memory"] < row["limit_ms"]["memory_split"]
     assert row["limit_ms"]["fp32"] > row["limit_ms"]["tf32"] > 0 and row["limit_ms"]["memory"] > 0
     assert set(PATHS) >= {"session5", "fused", "split", "split_recompute", "fused_tf32x3"}
+    host = row["host_ms"]
+    assert host["index_equal"] is True and host["stage"] > 0 and host["stage_session8"] > 0
 
 
 def test_limits_scale_with_the_stack():

@@ -1,5 +1,6 @@
-"""Batch sampling on the device: the Triton gather+noise kernel against its twin, the counter-based
-streams' statistics and independence, and DeviceBatches windows.
+"""Batch sampling on the device: the Triton gather+noise and stage-index kernels against their twins, the
+counter-based streams' statistics and independence, and DeviceBatches windows (equal to the host computation
+of session 8).
 
 Without CUDA the kernel runs in Triton's interpreter (``TRITON_INTERPRET=1``, set by conftest.py before Triton
 is imported). The uniforms agree bit for bit (integer hash); the Gaussian noise to float32 rounding.
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from dsr.config import load_config
-from dsr.ops.sample import gather_noisy, gather_noisy_ref, stream_keys, uniform
+from dsr.ops.sample import gather_noisy, gather_noisy_ref, stage_index, stage_index_ref, stream_keys, uniform
 from dsr.training.data import prepare_subject
 from dsr.training.device_batches import DeviceBatches
 
@@ -86,3 +87,74 @@ def test_device_batches_depend_only_on_own_seed(oscillator):
     for row, s in zip(st, [0, 1] * 1000):
         assert set(row.tolist()) <= valid[s]
     assert set(st[1::2].ravel().tolist()) == valid[1]  # every valid start is reached
+
+
+def _host_index(seeds: list[int], table: np.ndarray, n_starts: np.ndarray, B: int, counter: int) -> np.ndarray:
+    """Session 8's host computation of a step's window starts and noise keys (S, B + 4), Python-int counter."""
+    sd = torch.tensor(seeds, dtype=torch.int64)
+    u = uniform(stream_keys(sd, counter, 0), B).double().numpy()  # (S, B)
+    j = np.ceil(u * n_starts[:, None]).astype(np.int64) - 1
+    keys = torch.stack([stream_keys(sd, counter, k) for k in (1, 2, 3, 4)]).T  # (S, 4)
+    return np.concatenate([np.take_along_axis(table, j, axis=1), keys.numpy()], 1)
+
+
+def _table(S, W, seed):
+    """A table (S, W) of distinct entries and n_starts (S,): 1, W, powers of two (u · n then often lands on an
+    integer, where ceil matters) and random counts; entries past n_starts are never drawn, so they differ."""
+    rng = np.random.default_rng(seed)
+    n = rng.integers(1, W + 1, S)  # (S,)
+    pow2 = 1 << (W.bit_length() - 1)
+    n[::2] = pow2
+    n[0], n[-1] = 1, W
+    return rng.permutation(S * W).reshape(S, W), n
+
+
+COUNTERS = [0, 1, 12345, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 7, 3 * 2 ** 40 + 5]
+
+
+@pytest.mark.parametrize("S,B,W", [(1, 1, 1), (3, 5, 40), (37, 16, 301), (70, 61, 5000), (200, 64, 4096)])
+def test_stage_index_kernel_equals_twin_and_host(S, B, W):
+    pytest.importorskip("triton")
+    from dsr.ops.sample_triton import stage_index_triton
+
+    table, n = _table(S, W, S + B)
+    seeds = [int(x) for x in np.random.default_rng(S).integers(0, 2 ** 40, S)]
+    seeds[0] = 0
+    args = [torch.tensor(seeds), None, torch.as_tensor(table), torch.as_tensor(n)]
+    for c in COUNTERS:
+        host = _host_index(seeds, table, n, B, c)  # (S, B + 4)
+        args[1] = torch.tensor(c)
+        ref = stage_index_ref(*args, B)
+        out = stage_index_triton(*[a.to(DEVICE) for a in args], B).cpu()
+        assert np.array_equal(ref.numpy(), host) and torch.equal(out, ref)
+        assert torch.equal(stage_index_ref(args[0], torch.tensor([c]), *args[2:], B), ref)  # a (1,) counter
+    assert torch.equal(stage_index(*args, B), ref)  # the dispatch
+
+
+def test_tensor_counter_gives_the_keys_of_the_int_counter():
+    seeds = torch.tensor([0, 3, 2 ** 35])
+    for c in COUNTERS:
+        for k in range(5):
+            assert torch.equal(stream_keys(seeds, torch.tensor(c), k), stream_keys(seeds, c, k))
+
+
+def test_device_batches_index_equals_the_host_computation(oscillator):
+    x, h = oscillator
+    cfg = load_config("quick", train={"noise": 0.05})
+    subjects = [prepare_subject(x[:150], h, cfg), prepare_subject(x, h, cfg), prepare_subject(x[:200], h, cfg)]
+    seeds = [4, 9, 2 ** 33 + 1]
+    db = DeviceBatches(subjects, seeds, 30, 6, 0.05, DEVICE, torch.float32)
+    starts = [sd.valid_starts(30) for sd in subjects]
+    W = max(len(s) for s in starts)
+    table = np.stack([np.pad(s, (0, W - len(s)), mode="edge") for s in starts])
+    n = np.array([len(s) for s in starts])
+    for c in [0, 5, 2 ** 32 + 3]:
+        db.stage(c)
+        host = _host_index(seeds, table, n, 6, c)
+        assert np.array_equal(db.index().cpu().numpy(), host)
+        assert np.array_equal(db.starts(c + 1), _host_index(seeds, table, n, 6, c + 1)[:, :6])
+        assert np.array_equal(db.index().cpu().numpy(), host)  # starts() leaves the staged step alone
+        batch = db.draw()
+        st, k = torch.as_tensor(host[:, :6]), torch.as_tensor(host[:, 6:])
+        ref = gather_noisy(db.x, st.to(DEVICE), 31, k[:, 0].to(DEVICE), k[:, 1].to(DEVICE), 0.05)
+        assert torch.equal(batch.x, ref)

@@ -1,9 +1,14 @@
-"""Fused Triton kernel for batch sampling: window gather + counter-based Gaussian noise, one launch.
+"""Triton kernels for batch sampling: window starts and noise keys of a step, and window gather +
+counter-based Gaussian noise, one launch each.
 
-Computes what :func:`dsr.ops.sample.gather_noisy_ref` computes (its twin, same signature): one
-program per (fit, sequence, block of ``BLOCK`` elements of the T1 × N window). The integer hash is
-done in int64 with products masked to 32 bits, exactly as in the twin, so the uniforms agree bit
+``_gather_noisy_kernel`` computes what :func:`dsr.ops.sample.gather_noisy_ref` computes (its twin, same
+signature): one program per (fit, sequence, block of ``BLOCK`` elements of the T1 × N window). The integer
+hash is done in int64 with products masked to 32 bits, exactly as in the twin, so the uniforms agree bit
 for bit; the Box–Muller transform agrees to float32 rounding.
+
+``_stage_index_kernel`` computes what :func:`dsr.ops.sample.stage_index_ref` computes, all in integers: with
+u = m · 2⁻²⁴ (m = (h >> 8) + 1 ≤ 2²⁴), ceil(u · n) − 1 = ⌊(m · n − 1) / 2²⁴⌋, which the twin's float64
+product gives exactly (m · n < 2⁵³), so the two agree bit for bit.
 """
 from __future__ import annotations
 
@@ -30,6 +35,42 @@ def _hash32(x):
 def _unit(idx, key):
     h = _hash32(_hash32(idx ^ key) + key)
     return ((h >> 8) + 1).to(tl.float32) * 5.9604644775390625e-08  # 2^-24
+
+
+@triton.jit
+def _stage_index_kernel(seeds_ptr, counter_ptr, table_ptr, n_ptr, out_ptr, S, B, W,
+                        BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_S + tl.arange(0, BLOCK_S).to(tl.int64)  # fits
+    cols = tl.program_id(1).to(tl.int64) * BLOCK_C + tl.arange(0, BLOCK_C).to(tl.int64)  # columns of out
+    rmask = rows < S
+    mask = rmask[:, None] & (cols < B + 4)[None, :]  # (BLOCK_S, BLOCK_C)
+    seed = tl.load(seeds_ptr + rows, mask=rmask, other=0)
+    counter = tl.load(counter_ptr)
+    stream = tl.where(cols < B, 0, cols - B + 1)  # column b < B: uniform b of stream 0; B + k: key of stream k+1
+    k = _hash32(seed[:, None] * 0x9E3779B9 + stream[None, :])  # stream_keys, per (fit, column)
+    k = _hash32(k ^ (counter & 0xFFFFFFFF))
+    k = _hash32(k + (counter >> 32) + 0x9E3779B9)
+    h = _hash32(_hash32(cols[None, :] ^ k) + k)  # uniform number `col` of the key
+    n = tl.load(n_ptr + rows, mask=rmask, other=1)
+    j = (((h >> 8) + 1) * n[:, None] - 1) >> 24  # ceil(u · n) − 1, in [0, n)
+    is_start = mask & (cols < B)[None, :]
+    start = tl.load(table_ptr + rows[:, None] * W + j, mask=is_start, other=0)
+    tl.store(out_ptr + rows[:, None] * (B + 4) + cols[None, :], tl.where(is_start, start, k), mask=mask)
+
+
+def stage_index_triton(seeds: torch.Tensor, counter: torch.Tensor, table: torch.Tensor, n_starts: torch.Tensor,
+                       B: int) -> torch.Tensor:
+    """Same as :func:`dsr.ops.sample.stage_index_ref` (see there), one kernel launch and no host sync."""
+    S, W = table.shape
+    out = torch.empty((S, B + 4), dtype=torch.int64, device=seeds.device)
+    if S == 0:
+        return out
+    BLOCK_C = min(64, triton.next_power_of_2(B + 4))
+    grid = (triton.cdiv(S, 32), triton.cdiv(B + 4, BLOCK_C))
+    _stage_index_kernel[grid](seeds.to(torch.int64).contiguous(), counter.to(torch.int64).contiguous(),
+                              table.to(torch.int64).contiguous(), n_starts.to(torch.int64).contiguous(), out,
+                              S, B, W, BLOCK_S=32, BLOCK_C=BLOCK_C)
+    return out
 
 
 @triton.jit
