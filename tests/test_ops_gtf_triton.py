@@ -282,9 +282,12 @@ def test_backward_kinds_weak_forcing_from_targets(bwd, S, B, T1, N, monkeypatch)
 
 
 def test_backward_kind_setting(monkeypatch):
-    """The default ("auto") is the split backward while the programs fit in one wave, the fused one beyond;
-    the setting is read at every forward; a bad value names the variable."""
+    """The default ("auto") is the split backward, except with float32-FMA products beyond one wave of
+    programs (the fused one); the setting is read at every forward; a bad value names the variable."""
     monkeypatch.delenv("DSR_GTF_BACKWARD", raising=False)
+    monkeypatch.delenv("DSR_GTF_PRECISION", raising=False)
+    assert gtf_triton.precision() == "tf32x3" and gtf_triton.backward_kind(133, 132) == "split"
+    monkeypatch.setenv("DSR_GTF_PRECISION", "ieee")
     assert gtf_triton.backward_kind() == "split"
     assert gtf_triton.backward_kind(132, 132) == "split" and gtf_triton.backward_kind(133, 132) == "fused"
     p, z0, a, ad, w = _problem("cshPLRNN", 2, 3, 5, 4, 40, seed=5)  # block_l=16: L in 3 chunks
@@ -312,6 +315,7 @@ def test_split_backward_weights_precision(prec, monkeypatch):
     dL/d ad stay float32-exact, the weight gradients within the setting's tolerance of the twin."""
     monkeypatch.setenv("DSR_GTF_BACKWARD", "split")
     monkeypatch.setenv("DSR_GTF_WEIGHTS_PRECISION", prec)
+    monkeypatch.setenv("DSR_GTF_PRECISION", "ieee")
     assert gtf_triton.weights_precision() == prec and gtf_triton.precision() == "ieee"
     p, z0, a, ad, w = _problem("cshPLRNN", 2, 16, 30, 16, 50, seed=13)
     fast = gtf_rollout_triton(p, z0, a, ad)

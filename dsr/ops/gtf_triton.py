@@ -77,9 +77,12 @@ def _num_warps(BM: int, BL: int) -> int:
     return 4 if BM * BL <= _ONE_TILE else 8
 
 
-def precision(var: str = "DSR_GTF_PRECISION", default: str = "ieee") -> str:
-    """Matmul precision of the kernels' tl.dot: "ieee" (float32 FMA, default), "tf32x3" (three TF32
-    tensor-core products, about float32 accuracy) or "tf32"; ``DSR_GTF_PRECISION``, read at every launch."""
+def precision(var: str = "DSR_GTF_PRECISION", default: str = "tf32x3") -> str:
+    """Matmul precision of the kernels' tl.dot: "tf32x3" (default: three TF32 tensor-core products, about
+    float32 accuracy; 1020 stacked fits train at 1.16 against 1.73 ms per step with "ieee", the parameters
+    after 300 steps within 6e-4 relative of the float32 path's, as far apart as two float32 kernels'
+    summation orders: benchmarks/RESULTS.md, Session 9), "ieee" (float32 FMA) or "tf32";
+    ``DSR_GTF_PRECISION``, read at every launch."""
     p = os.environ.get(var, default) or default
     if p not in ("ieee", "tf32x3", "tf32"):
         raise ValueError(f"{var} must be ieee, tf32x3 or tf32, got {p!r}")
@@ -103,13 +106,14 @@ def backward_kind(n_programs: int = 1, n_sms: int = 1) -> str:
     dL/dz_t, a parallel kernel then forms the weight gradients; :mod:`dsr.ops.gtf_triton_split`),
     "split_pre" (the forward stores p_t in float32: fewer forward instructions, 4× the bytes),
     "split_recompute" (the loop recomputes p_t, nothing stored), "fused" (session 6: one loop with all five
-    products per step, weight gradients accumulated in registers), or "auto" (default): "split" while the
-    ``n_programs`` recurrence programs fit in one wave on the ``n_sms`` multiprocessors (latency-bound: the
-    shorter chain wins, one model at (16, 50) 1.08 → 0.69 ms on an H200), "fused" beyond (throughput-bound:
-    the weight kernel's extra work loses, 1020 fits 1.80 → 2.61 ms; benchmarks/RESULTS.md, Session 7)."""
+    products per step, weight gradients accumulated in registers), or "auto" (default): "split", except with
+    float32-FMA products ("ieee") when the ``n_programs`` recurrence programs exceed one wave on the ``n_sms``
+    multiprocessors. Measured on an H200 (benchmarks/RESULTS.md, Session 9, host staging off the step):
+    one model at (16, 50) split 0.64 against fused 0.85 ms; 1020 fits with tf32x3 products split 1.16
+    against fused 1.44 ms, with ieee products fused 1.66 against split 1.73 ms."""
     b = os.environ.get("DSR_GTF_BACKWARD", "auto") or "auto"
     if b == "auto":
-        return "split" if n_programs <= n_sms else "fused"
+        return "split" if n_programs <= n_sms or precision() != "ieee" else "fused"
     if b not in BACKWARDS:
         raise ValueError(f"DSR_GTF_BACKWARD must be one of auto, {', '.join(BACKWARDS)}, got {b!r}")
     return b

@@ -32,8 +32,22 @@ def _hash32(x):
 
 
 @triton.jit
+def _hash32_u32(x):
+    """_hash32 on uint32 values: the same bits (the int64 version masks every product to 32 bits, uint32
+    arithmetic wraps there), without 64-bit integer products, which cost several instructions each."""
+    x = x ^ (x >> 16)
+    x = x * tl.full([], 0x7FEB352D, tl.uint32)
+    x = x ^ (x >> 15)
+    x = x * tl.full([], 0x846CA68B, tl.uint32)
+    return x ^ (x >> 16)
+
+
+@triton.jit
 def _unit(idx, key):
-    h = _hash32(_hash32(idx ^ key) + key)
+    """Uniform (0, 1] from element indices and a key (int64 holding values below 2³²): computed in uint32,
+    equal to the twin's int64 result because its first step keeps only the low 32 bits."""
+    i, k = idx.to(tl.uint32), key.to(tl.uint32)  # low 32 bits
+    h = _hash32_u32(_hash32_u32(i ^ k) + k)
     return ((h >> 8) + 1).to(tl.float32) * 5.9604644775390625e-08  # 2^-24
 
 
