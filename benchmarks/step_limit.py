@@ -77,7 +77,7 @@ from dsr.training.device_batches import DeviceBatches  # noqa: E402
 from dsr.training.loop import train  # noqa: E402
 
 FP32_FLOPS, TF32_FLOPS, COPY_BYTES = 67e12, 495e12, 4.3e12
-PATHS = {"default": {"DSR_FUSED_STEP": "", "DSR_GTF_PRECISION": "", "DSR_GTF_BACKWARD": ""},
+PATHS = {"default": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "", "DSR_GTF_BACKWARD": ""},
          "session5": {"DSR_FUSED_STEP": "0", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "fused"},
          "fused": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "fused"},
          "split": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "split"},
