@@ -28,8 +28,8 @@ accumulates them in registers inside the loop, as per-program partials summed ov
 PyTorch. With L tiled in chunks inside each step the kernel writes dL/dz_t and the weight gradients are
 formed afterwards by batched matmuls, as in the twin.
 
-Matmuls: float32 FMA by default; ``DSR_GTF_PRECISION=tf32x3`` or ``tf32`` puts them on the tensor
-cores (:func:`precision`). Sizes: M ≤ ``MAX_M`` (128), L ≤ ``MAX_L`` (4096), float32 only, no external
+Matmuls: three TF32 tensor-core products by default (``tf32x3``, about float32 accuracy);
+``DSR_GTF_PRECISION=ieee`` keeps float32 FMA, ``tf32`` one TF32 product (:func:`precision`). Sizes: M ≤ ``MAX_M`` (128), L ≤ ``MAX_L`` (4096), float32 only, no external
 inputs (``C s``): :func:`supported` says whether a call can take the kernel.
 Runs on CUDA, or on CPU tensors under ``TRITON_INTERPRET=1`` (set before this
 module is imported). Uses only APIs present in Triton 3.0–3.9.
