@@ -148,8 +148,10 @@ def test_subject_report_page(grouped):
     labels = pd.read_csv(next((bids_dir / "derivatives").rglob("*_dseg.tsv")), sep="\t")["name"]
     assert qc["regions"] == ", ".join(labels)  # the atlas' region names, not channel numbers
     assert float(qc["mean FD (mm)"]) >= 0 and float(qc["median tSNR"]) > 0
-    quality = next(t for t in page.tables if t[0] == ["metric (lower is better)", "convSSM", "VAR(1)"])
+    quality = next(t for t in page.tables if t[0] == ["metric (lower is better)", "convSSM", "VAR(1)",
+                                                      "training part itself (data floor)"])
     assert len(quality) == 4 and all(row[2] != "n/a" for row in quality[1:3])  # VAR(1) scored beside
+    assert all(row[3] != "n/a" for row in quality[1:3])  # and the data's own floor
     assert "group.html" in page.links and (out / "group.html").is_file()
     assert "Volkmann E, Brändle A" in (out / "sub-01.html").read_text()  # the reference list
     assert any(p.startswith("Regional time series were modelled") for p in page.paragraphs)
@@ -173,6 +175,8 @@ def test_group_report_page(grouped):
     assert link_problems(out / "group.html", text) == []
     assert link_problems(out / "sub-02.html", (out / "sub-02.html").read_text()) == []
     assert {"quality", "features", "statistics"} <= page.ids
+    wins = [p for p in page.paragraphs if p.startswith("The convSSM's held-out D_stsp is below the VAR(1)")]
+    assert len(wins) == 1 and "held-out D_H is below" in wins[0] and "(the data floor) is below it in" in wins[0]
     features = next(t for t in page.tables if t[0][0] == "participant_id" and "lyapunov_max" in t[0])
     assert not {"dstsp", "dh", "dstsp_test", "pe_test"} & set(features[0])  # quality kept apart
     stats = next(t for t in page.tables if "q (BH-FDR)" in t[0])

@@ -12,6 +12,9 @@ QUALITY = ("D_stsp compares the state-space distribution and D_H the power spect
            "held-out test part (Volkmann et al. 2024); lower is better, and a convSSM that does not beat the "
            "linear reference has not shown nonlinear structure. These numbers describe the fit, not the "
            "participant.")
+DATA_FLOOR = ("The data floor scores stretches of the recording's own training part, as long as the test part, "
+              "as if they were samples: no model can be expected to do much better, so where the floor itself "
+              "is barely below VAR(1), these data leave a nonlinear model little room to show more.")
 DATA_VS_GENERATED = ("Left: the data per region (orange band: the held-out test part the model never trained "
                      "on). Middle: the convSSM run freely from its own initial state; right: a sample of the VAR(1) "
                      "reference. These are not forecasts, so do not compare peaks in time; compare amplitude, rhythm "

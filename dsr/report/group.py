@@ -86,12 +86,27 @@ def _quality(rep: Report, ctx: GroupContext) -> None:
         rep.unavailable("fit quality", "no subject reports were made")
         return
     q = pd.DataFrame(ctx.quality)
-    rep.table(q.rename(columns={"var1_dstsp_test": "VAR(1) dstsp_test", "var1_dh_test": "VAR(1) dh_test"}))
-    both = q[["dstsp_test", "var1_dstsp_test"]].apply(pd.to_numeric, errors="coerce").dropna()
-    if len(both):
-        wins = int((both["dstsp_test"] < both["var1_dstsp_test"]).sum())
-        rep.text(f"The convSSM's held-out D_stsp is below the VAR(1) reference's in {wins} of {len(both)} fits. "
-                 + captions.QUALITY)
+    rep.table(q.rename(columns={"var1_dstsp_test": "VAR(1) dstsp_test", "var1_dh_test": "VAR(1) dh_test",
+                                "floor_dstsp_test": "data floor dstsp_test", "floor_dh_test": "data floor dh_test"}))
+    rep.text(" ".join(filter(None, [_wins(q, "dstsp_test", "D_stsp"), _wins(q, "dh_test", "D_H")]))
+             + " " + captions.QUALITY + " " + captions.DATA_FLOOR)
+
+
+def _wins(q: pd.DataFrame, metric: str, label: str) -> str:
+    """'The convSSM's held-out <label> is below VAR(1)'s in k of n fits (the data floor: f of n).'"""
+    cols = [metric, f"var1_{metric}"] + ([f"floor_{metric}"] if f"floor_{metric}" in q else [])
+    if not all(c in q for c in cols[:2]):
+        return ""
+    both = q[cols].apply(pd.to_numeric, errors="coerce").dropna(subset=cols[:2])
+    if not len(both):
+        return ""
+    wins = int((both[metric] < both[f"var1_{metric}"]).sum())
+    text = f"The convSSM's held-out {label} is below the VAR(1) reference's in {wins} of {len(both)} fits"
+    if len(cols) == 3 and both[cols[2]].notna().any():
+        fl = both.dropna(subset=[cols[2]])
+        text += (f"; the recording's own training part (the data floor) is below it in "
+                 f"{int((fl[cols[2]] < fl[f'var1_{metric}']).sum())} of {len(fl)}")
+    return text + "."
 
 
 def _statistics(rep: Report, table: pd.DataFrame, stats: pd.DataFrame, tested: list[str]) -> None:
