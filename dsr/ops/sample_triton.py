@@ -3,8 +3,8 @@ counter-based Gaussian noise, one launch each.
 
 ``_gather_noisy_kernel`` computes what :func:`dsr.ops.sample.gather_noisy_ref` computes (its twin, same
 signature): one program per (fit, sequence, block of ``BLOCK`` elements of the T1 × N window). The integer
-hash is done in int64 with products masked to 32 bits, exactly as in the twin, so the uniforms agree bit
-for bit; the Box–Muller transform agrees to float32 rounding.
+hash runs in uint32, whose wrapping products equal the twin's int64 products masked to 32 bits, so the
+uniforms agree bit for bit; the Box–Muller transform agrees to float32 rounding.
 
 ``_stage_index_kernel`` computes what :func:`dsr.ops.sample.stage_index_ref` computes, all in integers: with
 u = m · 2⁻²⁴ (m = (h >> 8) + 1 ≤ 2²⁴), ceil(u · n) − 1 = ⌊(m · n − 1) / 2²⁴⌋, which the twin's float64
