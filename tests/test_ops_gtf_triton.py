@@ -305,6 +305,19 @@ def test_backward_kind_setting(monkeypatch):
         gtf_rollout_triton(p, z0, a, ad)
 
 
+def test_default_precision_needs_tf32_tensor_cores(monkeypatch):
+    """tf32x3 by default; a GPU before Ampere (compute capability < 8, no TF32) gets float32 FMA instead;
+    an explicit DSR_GTF_PRECISION wins."""
+    monkeypatch.delenv("DSR_GTF_PRECISION", raising=False)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for capability, want in (((7, 5), "ieee"), ((8, 0), "tf32x3"), ((9, 0), "tf32x3")):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, c=capability: c)
+        assert gtf_triton.precision() == want
+    monkeypatch.setenv("DSR_GTF_PRECISION", "tf32x3")
+    assert gtf_triton.precision() == "tf32x3"
+
+
 # the weight-gradient kernel's products alone on the tensor cores: no error travels through the recurrence
 WEIGHTS_RTOL = {"tf32x3": 1e-5, "tf32": 0.25}  # plain TF32: dL/dW2 off by 17 % of its largest entry on an H200
 

@@ -29,8 +29,9 @@ PyTorch. With L tiled in chunks inside each step the kernel writes dL/dz_t and t
 formed afterwards by batched matmuls, as in the twin.
 
 Matmuls: three TF32 tensor-core products by default (``tf32x3``, about float32 accuracy);
-``DSR_GTF_PRECISION=ieee`` keeps float32 FMA, ``tf32`` one TF32 product (:func:`precision`). Sizes: M ≤ ``MAX_M`` (128), L ≤ ``MAX_L`` (4096), float32 only, no external
-inputs (``C s``): :func:`supported` says whether a call can take the kernel.
+``DSR_GTF_PRECISION=ieee`` keeps float32 FMA, ``tf32`` one TF32 product (:func:`precision`).
+Sizes: M ≤ ``MAX_M`` (128), L ≤ ``MAX_L`` (4096), float32 only, no external inputs (``C s``):
+:func:`supported` says whether a call can take the kernel.
 Runs on CUDA, or on CPU tensors under ``TRITON_INTERPRET=1`` (set before this
 module is imported). Uses only APIs present in Triton 3.0–3.9.
 """
@@ -77,12 +78,22 @@ def _num_warps(BM: int, BL: int) -> int:
     return 4 if BM * BL <= _ONE_TILE else 8
 
 
-def precision(var: str = "DSR_GTF_PRECISION", default: str = "tf32x3") -> str:
+def _default_precision() -> str:
+    """"tf32x3", or "ieee" on a current CUDA device without TF32 tensor cores (compute capability < 8.0)."""
+    if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+        if torch.cuda.get_device_capability()[0] < 8:
+            return "ieee"
+    return "tf32x3"
+
+
+def precision(var: str = "DSR_GTF_PRECISION", default: str | None = None) -> str:
     """Matmul precision of the kernels' tl.dot: "tf32x3" (default: three TF32 tensor-core products, about
-    float32 accuracy; 1020 stacked fits train at 1.16 against 1.73 ms per step with "ieee", the parameters
-    after 300 steps within 6e-4 relative of the float32 path's, as far apart as two float32 kernels'
+    float32 accuracy; on an H200, 1020 stacked fits train at 1.11 against 1.61 ms per step with "ieee", the
+    parameters after 300 steps within 6e-4 relative of the float32 path's, the order of two float32 kernels'
     summation orders: benchmarks/RESULTS.md, Session 9), "ieee" (float32 FMA) or "tf32";
-    ``DSR_GTF_PRECISION``, read at every launch."""
+    ``DSR_GTF_PRECISION``, read at every launch. GPUs without TF32 tensor cores (before Ampere) default to
+    "ieee"."""
+    default = default or _default_precision()
     p = os.environ.get(var, default) or default
     if p not in ("ieee", "tf32x3", "tf32"):
         raise ValueError(f"{var} must be ieee, tf32x3 or tf32, got {p!r}")
