@@ -154,6 +154,7 @@ def main(argv=None) -> dict:
                     row["var1_lambda"] = float(np.log(np.abs(np.linalg.eigvals(m["A"][0])).max()) / tr)
                     row["var1_A"] = m["A"][0].ravel().tolist()
                     row["fc"] = dist.fc_vector(halves[i]).tolist()  # FC fingerprint of the whole half
+                    row["fc_train"] = dist.fc_vector(train).tolist()  # of what a model is fitted to
                 score(f"var{p}", varp_generate(m, T2, args.samples, rng))
                 row["r2_heldout"][f"var{p}"] = r2(varp_predict(m, oz), oz[p:])
             for hidden in args.hidden:
@@ -185,13 +186,13 @@ def main(argv=None) -> dict:
             summary[lab].update(r2_heldout_median=float(np.median(r)), beats_var1_r2=int((r > r1).sum()))
     subjects = [r["subject"] for r in rows]
     halves = [r["half"] for r in rows]
-    features = {"var1_A": [np.array(r["var1_A"]) for r in rows], "fc": [np.array(r["fc"]) for r in rows]}
+    features = {k: [np.array(r[k]) for r in rows] for k in ("var1_A", "fc", "fc_train")}
     reliability = {"icc_var1_lambda": icc([r["var1_lambda"] for r in rows], subjects)["icc"]}
     for name, vecs in features.items():
         D = dist.pairwise(vecs, lambda a, b: float(1 - np.corrcoef(a, b)[0, 1]))  # correlation distance
         reliability[f"identification_{name}"] = dist.identification_accuracy(D, subjects, halves)
     for r in rows:
-        del r["var1_A"], r["fc"]
+        del r["var1_A"], r["fc"], r["fc_train"]
     print(json.dumps(reliability))
     out = {"folder": str(args.folder), "tr": tr, "hidden": args.hidden, "decay": args.decay, "samples": args.samples,
            "seconds": time.perf_counter() - t0, "summary": summary, "reliability": reliability, "rows": rows}
