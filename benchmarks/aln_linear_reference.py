@@ -10,49 +10,51 @@ same prepared series, training part and metric settings (the ``aln`` preset, 10 
     python benchmarks/aln_linear_reference.py CONV_JSON NOCONV_JSON OUT_JSON
 """
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from dsr.config import load_config
-from dsr.signal.filters import spm_hrf
-from dsr.training.data import prepare_subject
-from dsr.analysis.linear_reference import var1_reference, data_floor
-SH = Path(os.environ.get("DSR_SHARED_DATA", ROOT.parent / "shared" / "data")) / "aln"
-cfg = load_config("aln", eval={"n_rollouts": 10})
-ev = cfg.eval
-kw = dict(n_samples=ev.n_rollouts, n_bins=ev.dstsp_bins, scaling=ev.dstsp_scaling, bins_max_dims=ev.bins_max_dims,
-          smoothing=ev.spectrum_smoothing)
-c = json.load(open(sys.argv[1]))
-n = json.load(open(sys.argv[2]))
-def med(d, pick, key):
-    out = {}
-    for f in d['fits']:
-        out.setdefault(f['subject'], []).append(f[pick][key])
-    return {k: float(np.median(v)) for k, v in out.items()}
-rows = []
-for s in sorted(med(c, 'last', 'dstsp_test')):
-    sd = prepare_subject(np.load(SH / 'bold' / f'{s}.npy')[:500], spm_hrf(0.5), cfg)
-    ref, _ = var1_reference(sd.x, sd.n_train, 0.5, seed=0, **kw)
-    fl = data_floor(sd.x, sd.n_train, seed=0, **kw)
-    rows.append((s, ref['dstsp_test'], ref['dh_test'], fl['dstsp_test'], fl['dh_test']))
-res = {}
-for pick in ('selected', 'last'):
-    for name, d in (('conv', c), ('noconv', n)):
-        ds, dh = med(d, pick, 'dstsp_test'), med(d, pick, 'dh_test')
-        a = np.array([[ds[r[0]], dh[r[0]]] for r in rows])
-        v = np.array([[r[1], r[2]] for r in rows])
-        res[f'{name}_{pick}'] = dict(dstsp_median=float(np.median(a[:, 0])), dh_median=float(np.median(a[:, 1])),
-                                     beats_var1_dstsp=int((a[:, 0] < v[:, 0]).sum()),
-                                     beats_var1_dh=int((a[:, 1] < v[:, 1]).sum()))
-v = np.array([[r[1], r[2], r[3], r[4]] for r in rows])
-res['var1'] = dict(dstsp_median=float(np.median(v[:, 0])), dh_median=float(np.median(v[:, 1])))
-res['floor'] = dict(dstsp_median=float(np.median(v[:, 2])), dh_median=float(np.median(v[:, 3])),
-                    beats_var1_dstsp=int((v[:, 2] < v[:, 0]).sum()), beats_var1_dh=int((v[:, 3] < v[:, 1]).sum()))
-res['n'] = len(rows)
-print(json.dumps(res, indent=1))
-json.dump({'summary': res, 'per_subject': rows}, open(sys.argv[3], 'w'), indent=1)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from selection_aln import SHARED, _per_subject  # noqa: E402
+
+from dsr.analysis.linear_reference import data_floor, var1_reference  # noqa: E402
+from dsr.config import load_config  # noqa: E402
+from dsr.signal.filters import spm_hrf  # noqa: E402
+from dsr.training.data import prepare_subject  # noqa: E402
+
+
+def _counts(scores: np.ndarray, var1: np.ndarray) -> dict:
+    """Medians of (n, 2) D_stsp / D_H scores and how often each is below VAR(1)'s."""
+    return dict(dstsp_median=float(np.median(scores[:, 0])), dh_median=float(np.median(scores[:, 1])),
+                beats_var1_dstsp=int((scores[:, 0] < var1[:, 0]).sum()),
+                beats_var1_dh=int((scores[:, 1] < var1[:, 1]).sum()))
+
+
+def main(conv_json: str, noconv_json: str, out_json: str) -> dict:
+    cfg = load_config("aln", eval={"n_rollouts": 10})
+    ev = cfg.eval
+    kw = dict(n_samples=ev.n_rollouts, n_bins=ev.dstsp_bins, scaling=ev.dstsp_scaling,
+              bins_max_dims=ev.bins_max_dims, smoothing=ev.spectrum_smoothing)
+    rows = []
+    for s in sorted(_per_subject(conv_json, "last", "dstsp_test")):
+        sd = prepare_subject(np.load(SHARED / "aln" / "bold" / f"{s}.npy")[:500], spm_hrf(0.5), cfg)
+        ref, _ = var1_reference(sd.x, sd.n_train, 0.5, seed=0, **kw)
+        fl = data_floor(sd.x, sd.n_train, seed=0, **kw)
+        rows.append((s, ref["dstsp_test"], ref["dh_test"], fl["dstsp_test"], fl["dh_test"]))
+    refs = np.array([r[1:] for r in rows])  # (n, 4): VAR(1) D_stsp, D_H, floor D_stsp, D_H
+    res = {}
+    for pick in ("selected", "last"):
+        for name, path in (("conv", conv_json), ("noconv", noconv_json)):
+            ds, dh = _per_subject(path, pick, "dstsp_test"), _per_subject(path, pick, "dh_test")
+            res[f"{name}_{pick}"] = _counts(np.array([[ds[r[0]], dh[r[0]]] for r in rows]), refs[:, :2])
+    res["var1"] = dict(dstsp_median=float(np.median(refs[:, 0])), dh_median=float(np.median(refs[:, 1])))
+    res["floor"] = _counts(refs[:, 2:], refs[:, :2])
+    res["n"] = len(rows)
+    print(json.dumps(res, indent=1))
+    Path(out_json).write_text(json.dumps({"summary": res, "per_subject": rows}, indent=1))
+    return res
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])

@@ -18,6 +18,8 @@ import numpy as np
 from dsr.analysis.heldout import score_samples
 from dsr.models.linear import fit_var1
 
+_NO_SCORES = {"dstsp_test": float("nan"), "dh_test": float("nan")}
+
 
 def var1_reference(x: np.ndarray, n_train: int, tr: float = 1.0, n_samples: int = 10, seed: int = 0,
                    n_bins: int = 30, scaling: float = 1.0, bins_max_dims: int = 5,
@@ -47,10 +49,9 @@ def var1_reference(x: np.ndarray, n_train: int, tr: float = 1.0, n_samples: int 
     draws = model.generate(len(x), seed=seed, n_samples=n_samples)[0]  # (n_samples, T, N)
     test = x[n_train:]
     if len(test) < 2:
-        return {"dstsp_test": float("nan"), "dh_test": float("nan")}, draws[0]
-    sc = score_samples(test, list(draws), scale=(np.zeros(x.shape[1]), np.ones(x.shape[1])), scaling=scaling,
-                       smoothing=smoothing, n_bins=n_bins, bins_max_dims=bins_max_dims, seed=seed)
-    return {"dstsp_test": sc["dstsp"], "dh_test": sc["dh"]}, draws[0]
+        return dict(_NO_SCORES), draws[0]
+    return _score_test(test, list(draws), seed=seed, n_bins=n_bins, scaling=scaling, bins_max_dims=bins_max_dims,
+                       smoothing=smoothing), draws[0]
 
 
 def data_floor(x: np.ndarray, n_train: int, n_samples: int = 10, seed: int = 0, n_bins: int = 30,
@@ -78,9 +79,15 @@ def data_floor(x: np.ndarray, n_train: int, n_samples: int = 10, seed: int = 0, 
     test = x[n_train:]
     n = len(test)
     if n < 2 or n > n_train:
-        return {"dstsp_test": float("nan"), "dh_test": float("nan")}
+        return dict(_NO_SCORES)
     k = min(n_samples, n_train // n)
     stretches = [x[n_train - (i + 1) * n:n_train - i * n] for i in range(k)]  # k × (n, N)
-    sc = score_samples(test, stretches, scale=(np.zeros(x.shape[1]), np.ones(x.shape[1])), scaling=scaling,
-                       smoothing=smoothing, n_bins=n_bins, bins_max_dims=bins_max_dims, seed=seed)
+    return _score_test(test, stretches, seed=seed, n_bins=n_bins, scaling=scaling, bins_max_dims=bins_max_dims,
+                       smoothing=smoothing)
+
+
+def _score_test(test: np.ndarray, samples: list, **settings) -> dict:
+    """Samples scored against the test part (T, N) in its own units (no re-standardisation), mean over samples."""
+    N = test.shape[1]
+    sc = score_samples(test, samples, scale=(np.zeros(N), np.ones(N)), **settings)
     return {"dstsp_test": sc["dstsp"], "dh_test": sc["dh"]}
