@@ -31,11 +31,7 @@ G0="--parts g0 --epochs 5000 --seeds 10 --alphas 0.15 --loss-states free --train
 G1="--parts g1 g2 --epochs 5000 --seeds 10 --noise 0.01 0.1 --alphas 0.1 0.15 --loss-states free --train select_every=25 --tag _g1s8_e5000_select"
 ALN="--subjects 50 --seeds 5 --epochs 1000 --select-every 25"
 
-collect() {
-  tail -n 4 "$W"/*.log 2>/dev/null
-  tar -czf "$OUT/s8.tar.gz" -C "$W" --exclude='*.pt' . 2>/dev/null
-  ls -l "$OUT"
-}
+source benchmarks/device_jobs.sh
 
 if [ "$MODE" = smoke ]; then
   set -e
@@ -64,7 +60,7 @@ if [ "$MODE" = eval3 ]; then  # third call: the second call's models with observ
   timeout "${EVAL3_LIMIT:-270}" python3 $P ${G1B/--epochs/--phase eval --eval generation=stochastic --epochs} \
     --out "$W/g1bstoch" > "$W/g1bstoch.log" 2>&1
   echo "eval3 rc=$?"
-  collect
+  collect "$W" "$OUT/s8.tar.gz"
   exit 0
 fi
 if [ "$MODE" = start ]; then
@@ -78,11 +74,11 @@ if [ "$MODE" = start ]; then
   GENERATORS="obs full_targets full_targets_moments deterministic" TAG=_gpu_s10_s8 \
     setsid nohup bash benchmarks/device_rest14.sh "$W/rest" .realdata/hcp16 > "$W/rest.log" 2>&1 < /dev/null &
 fi
-end=$((SECONDS + ${WAIT:-560}))
-while [ $SECONDS -lt $end ] && pgrep -f "lorenz_protocol.py|selection_aln.py|real_rest.py" > /dev/null; do sleep 5; done
+JOBS="lorenz_protocol.py|selection_aln.py|real_rest.py"
+wait_jobs "$JOBS" "${WAIT:-560}"
 if [ -f "$W/aln/selection_aln_s8_conv.json" ] && [ -f "$W/aln/selection_aln_s8_noconv.json" ]; then
   python3 benchmarks/selection_aln.py --compare "$W/aln/selection_aln_s8_conv.json" \
     "$W/aln/selection_aln_s8_noconv.json" > "$W/aln_compare.log" 2>&1
 fi
-collect
-pgrep -f "lorenz_protocol.py|selection_aln.py|real_rest.py" > /dev/null && echo STILL_RUNNING || echo ALL_DONE
+collect "$W" "$OUT/s8.tar.gz"
+still_running "$JOBS"

@@ -21,11 +21,7 @@ P=benchmarks/lorenz_protocol.py
 G1="--parts g1 g2 --epochs 5000 --seeds 20 --noise 0.01 0.1 --alphas 0.15 --loss-states free --train select_every=25 select_rollouts=5 --eval generation=stochastic --tag _g1s9_a015"
 STEP_PATHS="fused split split_w3 split_w1 fused_tf32x3 split_tf32x3"
 
-collect() {
-  tail -n 4 "$W"/*.log 2>/dev/null || true
-  tar -czf "$OUT/s9.tar.gz" -C "$W" --exclude='*.pt' . 2>/dev/null
-  ls -l "$OUT"
-}
+source benchmarks/device_jobs.sh
 
 if [ "$MODE" = smoke ]; then
   set -e
@@ -37,7 +33,7 @@ if [ "$MODE" = smoke ]; then
       --variant $v --out "$W/aln" --tag "_s9_$v"
   done
   python3 benchmarks/selection_aln.py --compare "$W/aln/selection_aln_s9_conv.json" "$W/aln/selection_aln_s9_noconv.json"
-  collect
+  collect "$W" "$OUT/s9.tar.gz"
   echo SMOKE_OK
   exit 0
 fi
@@ -55,12 +51,11 @@ if [ "$MODE" = start ]; then
   echo "step rc=$?"
   setsid nohup python3 $P $G1 --out "$W/g1" > "$W/g1.log" 2>&1 < /dev/null &
 fi
-end=$((SECONDS + ${WAIT:-400}))
 JOBS="lorenz_protocol.py|selection_aln.py"
-while [ $SECONDS -lt $end ] && pgrep -f "$JOBS" > /dev/null; do sleep 5; done
+wait_jobs "$JOBS" "${WAIT:-400}"
 if [ -f "$W/aln/selection_aln_s9_conv.json" ] && [ -f "$W/aln/selection_aln_s9_noconv.json" ]; then
   python3 benchmarks/selection_aln.py --compare "$W/aln/selection_aln_s9_conv.json" \
     "$W/aln/selection_aln_s9_noconv.json" > "$W/aln_compare.log" 2>&1
 fi
-collect
-pgrep -f "$JOBS" > /dev/null && echo STILL_RUNNING || echo ALL_DONE
+collect "$W" "$OUT/s9.tar.gz"
+still_running "$JOBS"

@@ -89,10 +89,26 @@ PATHS = {"default": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "", "DSR_GTF_BA
          "split_w1": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "split",
                       "DSR_GTF_WEIGHTS_PRECISION": "tf32"},
          "split_chain2": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "ieee", "DSR_GTF_BACKWARD": "split",
-                          "TUNING": {"chain": {"num_warps": 2}}},
+                          "TUNING": {"gtf": {"chain": {"num_warps": 2}}}},
          "split_tf32x3": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "tf32x3", "DSR_GTF_BACKWARD": "split"},
          "fused_tf32x3": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "tf32x3", "DSR_GTF_BACKWARD": "fused"},
          "fused_tf32": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "tf32", "DSR_GTF_BACKWARD": "fused"}}
+# session 10: launch variants of the default path's kernels (weight gradients, decoder loss, batch gather)
+_DEFAULT = PATHS["default"]
+PATHS.update({
+    "w_split": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"SPLIT": 1}}}},
+    "w_sm8": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"PROGRAMS_PER_SM": 8}}}},
+    "w_sm16": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"PROGRAMS_PER_SM": 16}}}},
+    "w_br32": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"BLOCK_R": 32}}}},
+    "w_split_sm8": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"SPLIT": 1, "PROGRAMS_PER_SM": 8}}}},
+    "w_split_br32": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"SPLIT": 1, "BLOCK_R": 32}}}},
+    "w_split_br32_w8": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"SPLIT": 1, "BLOCK_R": 32, "num_warps": 8}}}},
+    "conv64": {**_DEFAULT, "TUNING": {"conv": {"fwd": {"BLOCK_T": 64}, "bwd": {"BLOCK_T": 64}}}},
+    "conv64_w2": {**_DEFAULT, "TUNING": {"conv": {"fwd": {"BLOCK_T": 64, "num_warps": 2},
+                                                  "bwd": {"BLOCK_T": 64, "num_warps": 2}}}},
+    "gather512": {**_DEFAULT, "TUNING": {"sample": {"gather": {"BLOCK": 512}}}},
+    "gather_w8": {**_DEFAULT, "TUNING": {"sample": {"gather": {"num_warps": 8}}}},
+})
 for _env in PATHS.values():  # every path pins every setting (empty: the kernels' default)
     _env.setdefault("DSR_GTF_WEIGHTS_PRECISION", "")
 
@@ -134,20 +150,26 @@ def _data(M, T_seq, K, tr, seed=0):
     return x, h
 
 
+_TUNED = {"gtf": "dsr.ops.gtf_triton", "conv": "dsr.ops.conv_loss_triton", "sample": "dsr.ops.sample_triton"}
+
+
 def _with_env(env: dict, fn):
-    """Run fn with a path's settings: environment variables, and under "TUNING" launch overrides of the GTF
-    kernels (:data:`dsr.ops.gtf_triton.TUNING`, on the GPU only)."""
+    """Run fn with a path's settings: environment variables, and under "TUNING" launch overrides of the
+    Triton kernels (GPU only), per module ("gtf", "conv", "sample": that module's ``TUNING``, e.g.
+    ``{"gtf": {"weights": {"BLOCK_R": 32}}}``)."""
+    import importlib
+
     env = dict(env)
     tuning = env.pop("TUNING", {})
+    tuning = tuning if torch.cuda.is_available() else {}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    kernels = None
-    if tuning and torch.cuda.is_available():
-        from dsr.ops import gtf_triton as kernels
-
-        saved = {k: dict(v) for k, v in kernels.TUNING.items()}
-        for k, v in tuning.items():
-            kernels.TUNING.setdefault(k, {}).update(v)
+    saved = {}
+    for mod_name, over in tuning.items():
+        mod = importlib.import_module(_TUNED[mod_name])
+        saved[mod_name] = (mod, {k: dict(v) for k, v in mod.TUNING.items()})
+        for k, v in over.items():
+            mod.TUNING.setdefault(k, {}).update(v)
     try:
         return fn()
     finally:
@@ -156,9 +178,9 @@ def _with_env(env: dict, fn):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        if kernels is not None:
-            kernels.TUNING.clear()
-            kernels.TUNING.update(saved)
+        for mod, before in saved.values():
+            mod.TUNING.clear()
+            mod.TUNING.update(before)
 
 
 def time_train(case: dict, device, epochs: int, batches: int) -> tuple[float, dict]:
@@ -293,9 +315,12 @@ def main(argv=None):
     ap.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS))
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on the CPU (Triton interpreter)")
     ap.add_argument("--detail", action="store_true", help="GPU time per step of every kernel by name")
+    ap.add_argument("--cases", nargs="+", default=["one", "lemon"], choices=["one", "lemon"],
+                    help="one model (16, 50) and/or the 1020 stacked fits")
     args = ap.parse_args(argv)
     cases = [dict(name="one model (16, 50)", S=1, M=16, L=50, B=16, T=200, K=17, tr=2.0),
              dict(name="lemon_scale 1020 fits", S=1020, M=16, L=50, B=16, T=60, K=23, tr=1.4)]
+    cases = [c for c, key in zip(cases, ("one", "lemon")) if key in args.cases]
     if args.cpu_smoke:
         cases = [dict(name="smoke", S=2, M=4, L=8, B=3, T=14, K=4, tr=2.0)]
         args.epochs, args.batches, args.plain_steps = 3, 2, 1

@@ -346,3 +346,21 @@ def test_split_backward_weights_precision(prec, monkeypatch):
     monkeypatch.setenv("DSR_GTF_WEIGHTS_PRECISION", "bf16")
     with pytest.raises(ValueError, match="DSR_GTF_WEIGHTS_PRECISION"):
         gtf_triton.weights_precision()
+
+
+@pytest.mark.parametrize("split,per_sm,block_r", [(1, 2, 16), (1, 16, 32), (0, 16, 16)])
+def test_split_backward_weights_launch_variants(split, per_sm, block_r, monkeypatch):
+    """The weight-gradient kernel's variants (operands split once for the three TF32 products, several
+    programs per fit whose partial sums are added, wider row blocks) give the twin's gradients."""
+    monkeypatch.setenv("DSR_GTF_BACKWARD", "split")
+    monkeypatch.setenv("DSR_GTF_PRECISION", "tf32x3")
+    monkeypatch.setattr(gtf_triton, "TUNING", {"weights": {"SPLIT": split, "PROGRAMS_PER_SM": per_sm,
+                                                           "BLOCK_R": block_r}})
+    p, z0, a, ad, w = _problem("cshPLRNN", 3, 5, 40, 16, 50, seed=17)
+    fast = gtf_rollout_triton(p, z0, a, ad)
+    ref = gtf_rollout_shallow(p, z0, a, ad)
+    inputs = [z0, ad] + list(p.values())
+    for name, got, want in zip(["z0", "ad"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
+                               torch.autograd.grad((ref * w).sum(), inputs)):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * max(want.abs().max().item(), 1e-6),
+                                   msg=lambda m: f"{name}: {m}")

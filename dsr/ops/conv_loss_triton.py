@@ -13,6 +13,10 @@ The forward writes r (for the backward) and one partial sum of r² / (B · To ·
 the loss does not depend on the order programs finish in); the latent channels n ≥ N get gradient 0.
 One program per (fit · sequence, block of ``BLOCK_T`` times), all channels at once. The filter is data
 (no gradient). Runs on CUDA, or on CPU tensors under ``TRITON_INTERPRET=1``.
+
+The number of taps K is a compile-time constant and the tap loop is unrolled, so a program issues its K
+shifted loads together instead of waiting for each one in turn (a short program's time was K load
+latencies; benchmarks/RESULTS.md, Session 10). A kernel is compiled once per K.
 """
 from __future__ import annotations
 
@@ -22,11 +26,13 @@ import triton.language as tl
 
 BLOCK_T = 32  # times per program
 MAX_TAPS = 64
+# launch overrides ("fwd", "bwd": BLOCK_T, num_warps); benchmarks/step_limit.py compares variants on a GPU
+TUNING: dict[str, dict] = {"fwd": {}, "bwd": {}}
 
 
 @triton.jit
-def _fwd_kernel(z_ptr, h_ptr, x_ptr, r_ptr, part_ptr, R, T, To, M, N, K, NTB, XS, inv_count,
-                BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):
+def _fwd_kernel(z_ptr, h_ptr, x_ptr, r_ptr, part_ptr, R, T, To, M, N, NTB, XS, inv_count,
+                K: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):
     row = tl.program_id(0)  # (fit, sequence) index
     tb = tl.program_id(1)
     s = row // R
@@ -35,7 +41,7 @@ def _fwd_kernel(z_ptr, h_ptr, x_ptr, r_ptr, part_ptr, R, T, To, M, N, K, NTB, XS
     mn = rn < N
     row64 = row.to(tl.int64)
     acc = tl.zeros((BLOCK_T, BLOCK_N), dtype=tl.float32)
-    for k in range(0, K):
+    for k in tl.static_range(K):
         hk = tl.load(h_ptr + s * K + k)
         ti = rj + K - 1 - k  # (BT,) input times, < T where rj < To
         mask = (rj < To)[:, None] & mn[None, :]
@@ -48,8 +54,8 @@ def _fwd_kernel(z_ptr, h_ptr, x_ptr, r_ptr, part_ptr, R, T, To, M, N, K, NTB, XS
 
 
 @triton.jit
-def _bwd_kernel(r_ptr, h_ptr, g_ptr, gz_ptr, R, T, To, M, N, K, inv_count, GS,
-                BLOCK_T: tl.constexpr, BLOCK_M: tl.constexpr):
+def _bwd_kernel(r_ptr, h_ptr, g_ptr, gz_ptr, R, T, To, M, N, inv_count, GS,
+                K: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_M: tl.constexpr):
     row = tl.program_id(0)
     s = row // R
     ri = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)  # (BT,) latent times
@@ -57,7 +63,7 @@ def _bwd_kernel(r_ptr, h_ptr, g_ptr, gz_ptr, R, T, To, M, N, K, inv_count, GS,
     mn = rm < N
     row64 = row.to(tl.int64)
     acc = tl.zeros((BLOCK_T, BLOCK_M), dtype=tl.float32)
-    for k in range(0, K):
+    for k in tl.static_range(K):
         hk = tl.load(h_ptr + s * K + k)
         tj = ri - (K - 1) + k  # (BT,) output times
         mask = ((tj >= 0) & (tj < To))[:, None] & mn[None, :]
@@ -73,12 +79,13 @@ class _ConvMSE(torch.autograd.Function):
         S, B, T, M = z.shape
         K, N, To = h.shape[1], x.shape[3], x.shape[2]
         R = B
-        ntb = triton.cdiv(To, BLOCK_T)
+        opts = {"BLOCK_T": BLOCK_T, "num_warps": 4, **TUNING.get("fwd", {})}
+        ntb = triton.cdiv(To, opts["BLOCK_T"])
         r = torch.empty(S, B, To, N, dtype=z.dtype, device=z.device)  # (S, B, To, N) residuals
         part = torch.empty(S, B, ntb, dtype=torch.float32, device=z.device)
         count = B * To * N
-        _fwd_kernel[(S * B, ntb)](z, h, x, r, part, R, T, To, M, N, K, ntb, x.stride(1), 1.0 / count,
-                                  BLOCK_T=BLOCK_T, BLOCK_N=max(16, triton.next_power_of_2(N)), num_warps=4)
+        _fwd_kernel[(S * B, ntb)](z, h, x, r, part, R, T, To, M, N, ntb, x.stride(1), 1.0 / count, K=K,
+                                  BLOCK_N=max(16, triton.next_power_of_2(N)), **opts)
         ctx.save_for_backward(r, h)
         ctx.meta = (T, M, count)
         return part.view(S, B * ntb).sum(1)  # (S,) partials already divided by the count
@@ -90,9 +97,10 @@ class _ConvMSE(torch.autograd.Function):
         S, B, To, N = r.shape
         gz = torch.empty(S, B, T, M, dtype=r.dtype, device=r.device)
         gl = gl.to(torch.float32)  # (S,), often an expanded 1 (stride 0): read in place
-        _bwd_kernel[(S * B, triton.cdiv(T, BLOCK_T))](r, h, gl, gz, B, T, To, M, N, h.shape[1], 1.0 / count,
-                                                      gl.stride(0), BLOCK_T=BLOCK_T,
-                                                      BLOCK_M=max(16, triton.next_power_of_2(M)), num_warps=4)
+        opts = {"BLOCK_T": BLOCK_T, "num_warps": 4, **TUNING.get("bwd", {})}
+        _bwd_kernel[(S * B, triton.cdiv(T, opts["BLOCK_T"]))](r, h, gl, gz, B, T, To, M, N, 1.0 / count, gl.stride(0),
+                                                              K=h.shape[1], BLOCK_M=max(16, triton.next_power_of_2(M)),
+                                                              **opts)
         return gz, None, None
 
 

@@ -261,9 +261,11 @@ def _split_backward(gout, zprev, slope, a, al, A, W1, W2, h2, f, gz0, gad, clipp
                                    **_launch_options("chain", BM, BL, S * NB, a.device))
     R = B * T  # rows (sequence, step) per fit
     prec = weights_precision()
-    opts = {"BLOCK_R": BLOCK_R, "num_warps": WEIGHTS_WARPS[prec], "PRECISION": prec, **TUNING.get("weights", {})}
-    br = opts["BLOCK_R"]
-    n_prog = max(1, min(triton.cdiv(R, br), triton.cdiv(2 * _sm_count(a.device), S)))  # ≥ 2 programs per SM
+    opts = {"BLOCK_R": BLOCK_R, "num_warps": WEIGHTS_WARPS[prec], "PRECISION": prec, "SPLIT": 0,
+            "PROGRAMS_PER_SM": 2, **TUNING.get("weights", {})}
+    opts["SPLIT"] = int(opts["SPLIT"] and prec == "tf32x3")  # the split operands emulate tf32x3 only
+    br, per_sm = opts["BLOCK_R"], opts.pop("PROGRAMS_PER_SM")
+    n_prog = max(1, min(triton.cdiv(R, br), triton.cdiv(per_sm * _sm_count(a.device), S)))  # ≥ per_sm per SM
     rows = triton.cdiv(triton.cdiv(R, n_prog), br) * br
     n_prog = triton.cdiv(R, rows)
     size = 2 * M * L + L + 2 * M

@@ -111,9 +111,25 @@ def _gtf_bwd_chain_kernel(gout_ptr, slope_ptr, zprev_ptr, a_ptr, al_ptr, A_ptr, 
 
 
 @triton.jit
+def _hi_lo(x):
+    """x = hi + lo with hi x's first 10 mantissa bits (a TF32 value) and lo the exact float32 rest."""
+    hi = (x.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)  # -8192 = 0xFFFFE000
+    return hi, x - hi
+
+
+@triton.jit
+def _dot3(a_hi, a_lo, b_hi, b_lo, acc):
+    """acc + a b from three TF32 products of split operands (the small ones first), as "tf32x3" does, but
+    with each operand split once by the caller, however many products it enters."""
+    acc = tl.dot(a_lo, b_hi, acc, input_precision="tf32")
+    acc = tl.dot(a_hi, b_lo, acc, input_precision="tf32")
+    return tl.dot(a_hi, b_hi, acc, input_precision="tf32")
+
+
+@triton.jit
 def _gtf_bwd_weights_kernel(zprev_ptr, gz_ptr, W1_ptr, W2_ptr, h2_ptr, part_ptr, R, M, L, ROWS, PSIZE,
                             CLIPPED: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_M: tl.constexpr,
-                            BLOCK_L: tl.constexpr, PRECISION: tl.constexpr):
+                            BLOCK_L: tl.constexpr, PRECISION: tl.constexpr, SPLIT: tl.constexpr):
     s = tl.program_id(0)
     p = tl.program_id(1)
     rm = tl.arange(0, BLOCK_M)
@@ -125,6 +141,8 @@ def _gtf_bwd_weights_kernel(zprev_ptr, gz_ptr, W1_ptr, W2_ptr, h2_ptr, part_ptr,
     W1_s, W2_s = W1_ptr + s64 * M * L, W2_ptr + s64 * L * M
     w1 = tl.load(W1_s + rm[:, None] * L + rl[None, :], mask=mask_ml, other=0.0)  # (BM, BL)
     w2t = tl.load(W2_s + rl[None, :] * M + rm[:, None], mask=mask_ml, other=0.0)  # (BM, BL) = W2ᵀ
+    w1_hi, w1_lo = _hi_lo(w1)  # SPLIT: the weights split once, outside the row loop
+    w2t_hi, w2t_lo = _hi_lo(w2t)
     h2 = tl.load(h2_ptr + s64 * L + rl, mask=ml, other=0.0)  # (BL,)
     gW1 = tl.zeros((BLOCK_M, BLOCK_L), dtype=tl.float32)
     gW2 = tl.zeros((BLOCK_L, BLOCK_M), dtype=tl.float32)
@@ -138,11 +156,23 @@ def _gtf_bwd_weights_kernel(zprev_ptr, gz_ptr, W1_ptr, W2_ptr, h2_ptr, part_ptr,
         off = base + r[:, None] * M + rm[None, :]
         zp = tl.load(zprev_ptr + off, mask=mask_rm, other=0.0)  # z̃_{t−1} (BR, BM)
         g = tl.load(gz_ptr + off, mask=mask_rm, other=0.0)  # dL/dz_t (BR, BM); 0 on masked rows
-        pre = tl.dot(zp, w2t, input_precision=PRECISION)  # (BR, BL)
-        act, slope, on = _act(pre, h2[None, :], CLIPPED)
-        gact = tl.dot(g, w1, input_precision=PRECISION)  # dL/dφ_t (BR, BL)
-        gW1 += tl.dot(tl.trans(g), act, input_precision=PRECISION)  # (BM, BL)
-        gW2 += tl.dot(tl.trans(gact * slope), zp, input_precision=PRECISION)  # (BL, BM)
+        if SPLIT:  # three TF32 products per matmul, every operand split once
+            zp_hi, zp_lo = _hi_lo(zp)
+            g_hi, g_lo = _hi_lo(g)
+            zero = tl.zeros((BLOCK_R, BLOCK_L), dtype=tl.float32)
+            pre = _dot3(zp_hi, zp_lo, w2t_hi, w2t_lo, zero)  # (BR, BL)
+            act, slope, on = _act(pre, h2[None, :], CLIPPED)
+            gact = _dot3(g_hi, g_lo, w1_hi, w1_lo, zero)  # dL/dφ_t (BR, BL)
+            act_hi, act_lo = _hi_lo(act)
+            gW1 = _dot3(tl.trans(g_hi), tl.trans(g_lo), act_hi, act_lo, gW1)  # (BM, BL)
+            gp_hi, gp_lo = _hi_lo(tl.trans(gact * slope))  # (BL, BR)
+            gW2 = _dot3(gp_hi, gp_lo, zp_hi, zp_lo, gW2)  # (BL, BM)
+        else:
+            pre = tl.dot(zp, w2t, input_precision=PRECISION)  # (BR, BL)
+            act, slope, on = _act(pre, h2[None, :], CLIPPED)
+            gact = tl.dot(g, w1, input_precision=PRECISION)  # dL/dφ_t (BR, BL)
+            gW1 += tl.dot(tl.trans(g), act, input_precision=PRECISION)  # (BM, BL)
+            gW2 += tl.dot(tl.trans(gact * slope), zp, input_precision=PRECISION)  # (BL, BM)
         gh2 += tl.sum(gact * on, axis=0)
         gA += tl.sum(g * zp, axis=0)
         gh1 += tl.sum(g, axis=0)

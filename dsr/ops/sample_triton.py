@@ -19,6 +19,8 @@ import triton
 import triton.language as tl
 
 BLOCK = 1024
+# launch overrides of the gather ("gather": BLOCK, num_warps); benchmarks/step_limit.py compares variants on a GPU
+TUNING: dict[str, dict] = {"gather": {}}
 
 
 @triton.jit
@@ -92,14 +94,14 @@ def _gather_noisy_kernel(src_ptr, starts_ptr, key1_ptr, key2_ptr, out_ptr, B, T,
                          NOISE: tl.constexpr, BLOCK: tl.constexpr):
     s = tl.program_id(0).to(tl.int64)
     b = tl.program_id(1).to(tl.int64)
-    e = tl.program_id(2).to(tl.int64) * BLOCK + tl.arange(0, BLOCK).to(tl.int64)  # element in the window
+    e = tl.program_id(2) * BLOCK + tl.arange(0, BLOCK)  # (BLOCK,) int32 element of the window (T1 · N < 2³¹)
     mask = e < T1 * N
     start = tl.load(starts_ptr + s * B + b)
-    val = tl.load(src_ptr + s * T * N + start * N + e, mask=mask, other=0.0)
+    val = tl.load(src_ptr + (s * T * N + start * N) + e, mask=mask, other=0.0)  # 64-bit base, 32-bit offsets
     if NOISE:
         k1 = tl.load(key1_ptr + s)
         k2 = tl.load(key2_ptr + s)
-        g = b * T1 * N + e  # index in the fit's (B, T1, N) draw
+        g = (b * T1 * N).to(tl.uint32) + e.to(tl.uint32)  # low 32 bits of the index in the fit's (B, T1, N) draw
         u1 = _unit(g, k1)
         u2 = _unit(g, k2)
         z = tl.sqrt(-2.0 * tl.log(u1)) * tl.cos(6.283185307179586 * u2)
@@ -116,8 +118,9 @@ def gather_noisy_triton(src: torch.Tensor, starts: torch.Tensor, T1: int, key1: 
     out = torch.empty((S, B, T1, N), dtype=src.dtype, device=src.device)
     if out.numel() == 0:
         return out
-    grid = (S, B, math.ceil(T1 * N / BLOCK))
+    opts = {"BLOCK": BLOCK, **TUNING.get("gather", {})}
+    grid = (S, B, math.ceil(T1 * N / opts["BLOCK"]))
     _gather_noisy_kernel[grid](src, starts.to(torch.int64).contiguous(), key1.to(torch.int64).contiguous(),
                                key2.to(torch.int64).contiguous(), out, B, T, T1, N, float(sigma),
-                               NOISE=sigma != 0, BLOCK=BLOCK)
+                               NOISE=sigma != 0, **opts)
     return out
