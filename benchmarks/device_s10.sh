@@ -4,7 +4,7 @@
 #          the weight-gradient, decoder-loss and gather kernels (one factor at a time from the default), and
 #          session 9's code (.s9, `git archive 841bd71`) beside it in the same call; then the 50 ALN subjects
 #          x 5 seeds at $ALN_EPOCHS (3000) epochs, convSSM and the SSM without the decoder detached side by side
-#   wait   after STILL_RUNNING: wait again (up to $WAIT), copy
+#   wait   after STILL_RUNNING: wait again (up to $WAIT, by default what is left of 560 s), copy
 #   final  step_limit.py, both cases, this tree's default against session 9's in the same call; then the
 #          product path at LEMON scale (51 subjects x 20 seeds, 1000 epochs, NIfTI to group report)
 #   smoke  CPU, seconds: the same commands at tiny settings
@@ -67,7 +67,8 @@ if [ "$MODE" = final ]; then
   collect "$W" "$OUT/s10.tar.gz"
   exit 0
 fi
-wait_jobs "$JOBS" "${WAIT:-420}"
+left=$((560 - SECONDS))  # this call's time left (a run is cut at 600 s)
+wait_jobs "$JOBS" "${WAIT:-$((left > 30 ? left : 30))}"
 if [ -f "$W/aln/selection_aln_s10_conv.json" ] && [ -f "$W/aln/selection_aln_s10_noconv.json" ]; then
   python3 benchmarks/selection_aln.py --compare "$W/aln/selection_aln_s10_conv.json" \
     "$W/aln/selection_aln_s10_noconv.json" > "$W/aln_compare.log" 2>&1
