@@ -108,6 +108,19 @@ PATHS.update({
                                                   "bwd": {"BLOCK_T": 64, "num_warps": 2}}}},
     "gather512": {**_DEFAULT, "TUNING": {"sample": {"gather": {"BLOCK": 512}}}},
     "gather_w8": {**_DEFAULT, "TUNING": {"sample": {"gather": {"num_warps": 8}}}},
+    "w_r64": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"maxnreg": 64}}}},
+    "w_split_r64": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"SPLIT": 1, "maxnreg": 64}}}},
+    "w_split_r80": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"SPLIT": 1, "maxnreg": 80}}}},
+    "conv_toe": {**_DEFAULT, "TUNING": {"conv": {"fwd": {"TOEPLITZ": True}, "bwd": {"TOEPLITZ": True}}}},
+    "conv_toe_w2": {**_DEFAULT, "TUNING": {"conv": {"fwd": {"TOEPLITZ": True, "num_warps": 2},
+                                                    "bwd": {"TOEPLITZ": True, "num_warps": 2}}}},
+    "fwd2": {**_DEFAULT, "TUNING": {"gtf": {"fwd": {"num_warps": 2}}}},
+    "chain2": {**_DEFAULT, "TUNING": {"gtf": {"chain": {"num_warps": 2}}}},
+    "fwd2_chain2": {**_DEFAULT, "TUNING": {"gtf": {"fwd": {"num_warps": 2}, "chain": {"num_warps": 2}}}},
+    "combo_toe": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"SPLIT": 1, "maxnreg": 64}},
+                                         "conv": {"fwd": {"TOEPLITZ": True}, "bwd": {"TOEPLITZ": True}}}},
+    "combo_taps": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"SPLIT": 1, "maxnreg": 64}},
+                                          "conv": {"fwd": {"BLOCK_T": 64}, "bwd": {"BLOCK_T": 64, "num_warps": 2}}}},
 })
 for _env in PATHS.values():  # every path pins every setting (empty: the kernels' default)
     _env.setdefault("DSR_GTF_WEIGHTS_PRECISION", "")
