@@ -5,6 +5,7 @@
 #          session 9's code (.s9, `git archive 841bd71`) beside it in the same call; then the 50 ALN subjects
 #          x 5 seeds at $ALN_EPOCHS (3000) epochs, convSSM and the SSM without the decoder detached side by side
 #   tune2  the GPU tests of the Toeplitz decoder loss; a second round of variants at both sizes
+#   tune3  the third round: the gather's fast cosine, operands split once in every GTF kernel, combinations
 #   wait   after STILL_RUNNING: wait again (up to $WAIT, by default what is left of 560 s), copy
 #   final  step_limit.py, both cases, this tree's default against session 9's in the same call; then the
 #          product path at LEMON scale (51 subjects x 20 seeds, 1000 epochs, NIfTI to group report)
@@ -63,6 +64,17 @@ if [ "$MODE" = tune2 ]; then  # second round of variants, both cases, and the GP
   timeout 400 python3 benchmarks/step_limit.py --detail --paths default w_r64 w_split_r64 w_split_r80 conv_toe \
     conv_toe_w2 conv64 fwd2 chain2 fwd2_chain2 combo_toe combo_taps --plain-steps 1 \
     --out "$W/step_variants2.json" > "$W/step_variants2.log" 2>&1
+  echo "variants rc=$?"
+  collect "$W" "$OUT/s10.tar.gz"
+  exit 0
+fi
+if [ "$MODE" = tune3 ]; then  # third round: fast cosine, split operands everywhere, combinations; GPU tests
+  nvidia-smi --query-gpu=name,memory.used --format=csv,noheader
+  timeout 100 python3 -m pytest -q -p no:cacheprovider tests/test_ops_sample.py tests/test_ops_gtf_triton.py \
+    -k "twin or launch_variants" > "$W/gpu_tests3.log" 2>&1
+  echo "tests rc=$?"
+  timeout 300 python3 benchmarks/step_limit.py --detail --paths default g_fast split_all conv_b best best_w best_fc \
+    fwd2 --plain-steps 1 --out "$W/step_variants3.json" > "$W/step_variants3.log" 2>&1
   echo "variants rc=$?"
   collect "$W" "$OUT/s10.tar.gz"
   exit 0

@@ -350,15 +350,18 @@ def test_split_backward_weights_precision(prec, monkeypatch):
 
 @pytest.mark.parametrize("split,per_sm,block_r", [(1, 2, 16), (1, 16, 32), (0, 16, 16)])
 def test_split_backward_weights_launch_variants(split, per_sm, block_r, monkeypatch):
-    """The weight-gradient kernel's variants (operands split once for the three TF32 products, several
-    programs per fit whose partial sums are added, wider row blocks) give the twin's gradients."""
+    """The split backward's variants (operands split once for the three TF32 products, in the forward, the
+    chain loop and the weight-gradient kernel; several weight programs per fit whose partial sums are added;
+    wider row blocks) give the twin's outputs and gradients."""
     monkeypatch.setenv("DSR_GTF_BACKWARD", "split")
     monkeypatch.setenv("DSR_GTF_PRECISION", "tf32x3")
     monkeypatch.setattr(gtf_triton, "TUNING", {"weights": {"SPLIT": split, "PROGRAMS_PER_SM": per_sm,
-                                                           "BLOCK_R": block_r}})
+                                                           "BLOCK_R": block_r},
+                                               "fwd": {"SPLIT": split}, "chain": {"SPLIT": split}})
     p, z0, a, ad, w = _problem("cshPLRNN", 3, 5, 40, 16, 50, seed=17)
     fast = gtf_rollout_triton(p, z0, a, ad)
     ref = gtf_rollout_shallow(p, z0, a, ad)
+    _close(fast, ref, "output")
     inputs = [z0, ad] + list(p.values())
     for name, got, want in zip(["z0", "ad"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
                                torch.autograd.grad((ref * w).sum(), inputs)):

@@ -27,17 +27,23 @@ def _problem(S=3, T=50, N=4, B=5, T1=7, seed=0):
     return src, starts, keys
 
 
+@pytest.mark.parametrize("fast_cos", [False, True])
 @pytest.mark.parametrize("sigma", [0.0, 0.05, 1.0])
-def test_kernel_matches_twin(sigma):
+def test_kernel_matches_twin(sigma, fast_cos, monkeypatch):
+    """The gather against its twin; with FAST_COS (GPU only; the interpreter keeps tl.cos) the noise's
+    cosine is the hardware approximation: |Δz| ≤ 5.8 · 2^-20 (√(−2 ln u) ≤ 5.8), within 1e-5 σ."""
     pytest.importorskip("triton")
+    from dsr.ops import sample_triton
     from dsr.ops.sample_triton import gather_noisy_triton
 
+    monkeypatch.setattr(sample_triton, "FAST_COS", fast_cos)
     src, starts, keys = _problem()
     ref = gather_noisy_ref(src, starts, 7, keys[0], keys[1], sigma)
     out = gather_noisy_triton(src.to(DEVICE), starts.to(DEVICE), 7, keys[0].to(DEVICE), keys[1].to(DEVICE), sigma)
     out = out.cpu()
     assert torch.equal(torch.isnan(out), torch.isnan(ref)) and bool(torch.isnan(ref).any())
-    torch.testing.assert_close(torch.nan_to_num(out), torch.nan_to_num(ref), atol=2e-6 * max(sigma, 1.0), rtol=0)
+    atol = (1e-5 if fast_cos and DEVICE == "cuda" else 2e-6) * max(sigma, 1.0)
+    torch.testing.assert_close(torch.nan_to_num(out), torch.nan_to_num(ref), atol=atol, rtol=0)
     if sigma == 0:
         assert torch.equal(torch.nan_to_num(out), torch.nan_to_num(ref))
 

@@ -163,7 +163,11 @@ def _launch_options(which: str, BM: int, BL: int, n_programs: int, device: torch
     if nw == 4 and n_programs > _sm_count(device):
         nw = 2 if which == "bwd" else 1
     opts = {"num_warps": nw, "PREFETCH": True, "PRECISION": precision()}
+    if which in ("fwd", "chain"):  # SPLIT: tf32x3 from weights split once, outside the time loop
+        opts["SPLIT"] = 0
     opts.update(TUNING.get(which, {}))
+    if "SPLIT" in opts:
+        opts["SPLIT"] = int(opts["SPLIT"] and opts["PRECISION"] == "tf32x3")
     return opts
 
 

@@ -25,6 +25,36 @@ def _act(pre, h2, CLIPPED: tl.constexpr):
 
 
 @triton.jit
+def _hi_lo(x):
+    """x = hi + lo with hi x's first 10 mantissa bits (a TF32 value) and lo the exact float32 rest."""
+    hi = (x.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)  # -8192 = 0xFFFFE000
+    return hi, x - hi
+
+
+@triton.jit
+def _dot3(a_hi, a_lo, b_hi, b_lo, acc):
+    """acc + a b from three TF32 products of split operands (the small ones first), as "tf32x3" does, but
+    with each operand split once by the caller, however many products it enters."""
+    acc = tl.dot(a_lo, b_hi, acc, input_precision="tf32")
+    acc = tl.dot(a_hi, b_lo, acc, input_precision="tf32")
+    return tl.dot(a_hi, b_hi, acc, input_precision="tf32")
+
+
+@triton.jit
+def _mm(a, b, b_hi, b_lo, PRECISION: tl.constexpr, SPLIT: tl.constexpr):
+    """a b: with SPLIT, three TF32 products with b split beforehand (outside the time loop) and a here;
+    otherwise one tl.dot at PRECISION."""
+    if SPLIT:
+        a_hi, a_lo = _hi_lo(a)
+        acc = tl.dot(a_lo, b_hi, input_precision="tf32")
+        acc = tl.dot(a_hi, b_lo, acc, input_precision="tf32")
+        out = tl.dot(a_hi, b_hi, acc, input_precision="tf32")
+    else:
+        out = tl.dot(a, b, input_precision=PRECISION)
+    return out
+
+
+@triton.jit
 def _forcing(a_ptr, ad_ptr, off, mask, alpha, FROM_D: tl.constexpr):
     """(a_t, ad_t) at ``off``: loaded, or (FROM_D, weak forcing) made from the targets d at ``a_ptr`` and the
     fit's α as in :func:`dsr.ops.gtf.forcing_weights`: a = α, ad = α d where d is finite, else 0."""
@@ -55,7 +85,7 @@ def _gtf_fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr
                     slope_ptr, B, T1, M, L, CIN,
                     CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
                     N_LC: tl.constexpr, PREFETCH: tl.constexpr, MIX: tl.constexpr, PRECISION: tl.constexpr,
-                    FROM_D: tl.constexpr, STORE_SLOPE: tl.constexpr):
+                    FROM_D: tl.constexpr, STORE_SLOPE: tl.constexpr, SPLIT: tl.constexpr = 0):
     # STORE_SLOPE (one tile only), for the split backward (dsr.ops.gtf_triton_split): also write, rows padded
     # to BLOCK_L (S, B, T̃, BLOCK_L) so the stores need no column mask and go out as vectors, the activation's
     # slope dφ/dp_t (−1, 0 or 1) as int8 (1) or the pre-activation p_t in float32 (2)
@@ -86,6 +116,8 @@ def _gtf_fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr
         w2t = tl.load(W2_s + rl[None, :] * M + rm[:, None], mask=mask_ml, other=0.0)  # (BM, BL) = W2ᵀ
         w1t = tl.trans(tl.load(W1_s + rm[:, None] * L + rl[None, :], mask=mask_ml, other=0.0))  # (BL, BM)
         h2 = tl.load(h2_s + rl, mask=ml, other=0.0)  # (BL,)
+        w2t_hi, w2t_lo = _hi_lo(w2t)  # used with SPLIT (three TF32 products, weights split once)
+        w1t_hi, w1t_lo = _hi_lo(w1t)
         seq_sl = (s64 * B + rb[:, None]) * T * BLOCK_L + rl[None, :]  # (BB, BL) into the slopes at t = 1
         mask_b = mb[:, None]  # (BB, 1): rows only, constant along a row (vector stores)
         a_n, ad_n = _forcing(a_ptr, ad_ptr, seq_in + CIN, mask_in, alpha, FROM_D)  # step 1's forcing (BB, BM)
@@ -95,7 +127,7 @@ def _gtf_fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr
                 tn = tl.minimum(t + 1, T1 - 1)
                 a_n, ad_n = _forcing(a_ptr, ad_ptr, seq_in + tn * CIN, mask_in, alpha, FROM_D)
             tl.store(zprev_ptr + seq_out + (t - 1) * M, z, mask=mask_bm)
-            pre = tl.dot(z, w2t, input_precision=PRECISION)  # (BB, BL)
+            pre = _mm(z, w2t, w2t_hi, w2t_lo, PRECISION, SPLIT)  # (BB, BL)
             act, slope, on = _act(pre, h2[None, :], CLIPPED)
             if STORE_SLOPE == 1:  # −1, 0 or 1 from the comparisons themselves (no float conversion)
                 sl8 = (pre + h2[None, :] > 0).to(tl.int8)
@@ -104,7 +136,7 @@ def _gtf_fwd_kernel(z0_ptr, a_ptr, ad_ptr, A_ptr, W1_ptr, W2_ptr, h1_ptr, h2_ptr
                 tl.store(slope_ptr + seq_sl + (t - 1) * BLOCK_L, sl8, mask=mask_b)
             elif STORE_SLOPE == 2:
                 tl.store(slope_ptr + seq_sl + (t - 1) * BLOCK_L, pre, mask=mask_b)
-            znew = A[None, :] * z + h1[None, :] + tl.dot(act, w1t, input_precision=PRECISION)  # (BB, BM)
+            znew = A[None, :] * z + h1[None, :] + _mm(act, w1t, w1t_hi, w1t_lo, PRECISION, SPLIT)  # (BB, BM)
             if not PREFETCH:
                 a_t, ad_t = _forcing(a_ptr, ad_ptr, seq_in + t * CIN, mask_in, alpha, FROM_D)
             z = znew * (1.0 - a_t) + ad_t

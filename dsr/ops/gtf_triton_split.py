@@ -27,7 +27,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from dsr.ops.gtf_triton_kernels import _act, _forcing_a
+from dsr.ops.gtf_triton_kernels import _act, _dot3, _forcing_a, _hi_lo, _mm
 
 
 @triton.jit
@@ -52,7 +52,7 @@ def _gtf_bwd_chain_kernel(gout_ptr, slope_ptr, zprev_ptr, a_ptr, al_ptr, A_ptr, 
                           gz0_ptr, gad_ptr, gz_ptr, B, T1, M, L, CIN,
                           CLIPPED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr,
                           PREFETCH: tl.constexpr, NEED_GAD: tl.constexpr, MIX: tl.constexpr, PRECISION: tl.constexpr,
-                          FROM_D: tl.constexpr, SLOPE: tl.constexpr):
+                          FROM_D: tl.constexpr, SLOPE: tl.constexpr, SPLIT: tl.constexpr = 0):
     s = tl.program_id(0)
     rb = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)  # (BB,) sequence index
     rm = tl.arange(0, BLOCK_M)  # (BM,)
@@ -78,6 +78,8 @@ def _gtf_bwd_chain_kernel(gout_ptr, slope_ptr, zprev_ptr, a_ptr, al_ptr, A_ptr, 
     w1 = tl.load(W1_s + rm[:, None] * L + rl[None, :], mask=mask_ml, other=0.0)  # (BM, BL)
     w2t = tl.load(W2_s + rl[None, :] * M + rm[:, None], mask=mask_ml, other=0.0)  # (BM, BL) = W2ᵀ
     w2 = tl.trans(w2t)  # (BL, BM)
+    w1_hi, w1_lo = _hi_lo(w1)  # used with SPLIT (three TF32 products, weights split once)
+    w2_hi, w2_lo = _hi_lo(w2)
     h2 = tl.load(h2_ptr + s64 * L + rl, mask=ml, other=0.0)  # (BL,), used only when recomputing
     gc = tl.zeros((BLOCK_B, BLOCK_M), dtype=tl.float32)  # dL/dz̃_t from the future
     a_n = _forcing_a(a_ptr, seq_in + T * CIN, mask_in, alpha, FROM_D)  # step T̃'s inputs
@@ -105,25 +107,9 @@ def _gtf_bwd_chain_kernel(gout_ptr, slope_ptr, zprev_ptr, a_ptr, al_ptr, A_ptr, 
             tl.store(gad_ptr + seq_in + t * CIN, gc, mask=mask_bm)
         g = go_t + gc * (1.0 - a_t)  # dL/dz_t (BB, BM)
         tl.store(gz_ptr + seq_out + (t - 1) * M, g, mask=mask_bm)
-        gpre = tl.dot(g, w1, input_precision=PRECISION) * sl_t  # dL/dp_t (BB, BL)
-        gc = g * A[None, :] + tl.dot(gpre, w2, input_precision=PRECISION)  # dL/dz̃_{t−1} (BB, BM)
+        gpre = _mm(g, w1, w1_hi, w1_lo, PRECISION, SPLIT) * sl_t  # dL/dp_t (BB, BL)
+        gc = g * A[None, :] + _mm(gpre, w2, w2_hi, w2_lo, PRECISION, SPLIT)  # dL/dz̃_{t−1} (BB, BM)
     tl.store(gz0_ptr + (s64 * B + rb[:, None]) * M + rm[None, :], gc, mask=mask_bm)
-
-
-@triton.jit
-def _hi_lo(x):
-    """x = hi + lo with hi x's first 10 mantissa bits (a TF32 value) and lo the exact float32 rest."""
-    hi = (x.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)  # -8192 = 0xFFFFE000
-    return hi, x - hi
-
-
-@triton.jit
-def _dot3(a_hi, a_lo, b_hi, b_lo, acc):
-    """acc + a b from three TF32 products of split operands (the small ones first), as "tf32x3" does, but
-    with each operand split once by the caller, however many products it enters."""
-    acc = tl.dot(a_lo, b_hi, acc, input_precision="tf32")
-    acc = tl.dot(a_hi, b_lo, acc, input_precision="tf32")
-    return tl.dot(a_hi, b_hi, acc, input_precision="tf32")
 
 
 @triton.jit

@@ -13,14 +13,17 @@ product gives exactly (m · n < 2⁵³), so the two agree bit for bit.
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra import libdevice
 
 BLOCK = 1024
-# launch overrides of the gather ("gather": BLOCK, num_warps); benchmarks/step_limit.py compares variants on a GPU
+# launch overrides of the gather ("gather": BLOCK, num_warps, FAST_COS); benchmarks/step_limit.py compares variants
 TUNING: dict[str, dict] = {"gather": {}}
+FAST_COS = False  # on a GPU (the interpreter has no libdevice): the Box–Muller cosine by the hardware approximation
 
 
 @triton.jit
@@ -91,7 +94,7 @@ def stage_index_triton(seeds: torch.Tensor, counter: torch.Tensor, table: torch.
 
 @triton.jit
 def _gather_noisy_kernel(src_ptr, starts_ptr, key1_ptr, key2_ptr, out_ptr, B, T, T1, N, sigma,
-                         NOISE: tl.constexpr, BLOCK: tl.constexpr):
+                         NOISE: tl.constexpr, BLOCK: tl.constexpr, FAST_COS: tl.constexpr = 0):
     s = tl.program_id(0).to(tl.int64)
     b = tl.program_id(1).to(tl.int64)
     e = tl.program_id(2) * BLOCK + tl.arange(0, BLOCK)  # (BLOCK,) int32 element of the window (T1 · N < 2³¹)
@@ -104,7 +107,10 @@ def _gather_noisy_kernel(src_ptr, starts_ptr, key1_ptr, key2_ptr, out_ptr, B, T,
         g = (b * T1 * N).to(tl.uint32) + e.to(tl.uint32)  # low 32 bits of the index in the fit's (B, T1, N) draw
         u1 = _unit(g, k1)
         u2 = _unit(g, k2)
-        z = tl.sqrt(-2.0 * tl.log(u1)) * tl.cos(6.283185307179586 * u2)
+        if FAST_COS:  # the hardware's approximate cosine, on [−π, π] (|error| ≤ 2^-20.9): cos 2πu = −cos π(2u − 1)
+            z = -tl.sqrt(-2.0 * tl.log(u1)) * libdevice.fast_cosf(3.141592653589793 * (2.0 * u2 - 1.0))
+        else:
+            z = tl.sqrt(-2.0 * tl.log(u1)) * tl.cos(6.283185307179586 * u2)
         val = val + sigma * z
     tl.store(out_ptr + (s * B + b) * T1 * N + e, val, mask=mask)
 
@@ -118,7 +124,8 @@ def gather_noisy_triton(src: torch.Tensor, starts: torch.Tensor, T1: int, key1: 
     out = torch.empty((S, B, T1, N), dtype=src.dtype, device=src.device)
     if out.numel() == 0:
         return out
-    opts = {"BLOCK": BLOCK, **TUNING.get("gather", {})}
+    opts = {"BLOCK": BLOCK, "FAST_COS": FAST_COS, **TUNING.get("gather", {})}
+    opts["FAST_COS"] = int(bool(opts["FAST_COS"]) and os.environ.get("TRITON_INTERPRET") != "1")
     grid = (S, B, math.ceil(T1 * N / opts["BLOCK"]))
     _gather_noisy_kernel[grid](src, starts.to(torch.int64).contiguous(), key1.to(torch.int64).contiguous(),
                                key2.to(torch.int64).contiguous(), out, B, T, T1, N, float(sigma),
