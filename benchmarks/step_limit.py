@@ -28,6 +28,13 @@ L = 50, B = 16, T̃ = 60, K = 23 at TR 1.4 s). Paths, ms per step:
     split_tf32x3     ``split`` with every GTF product as three TF32 tensor-core products (about float32)
     fused_tf32x3 / fused_tf32
                      ``fused`` with the GTF kernels' matmuls on the tensor cores (``DSR_GTF_PRECISION``)
+    no_split, precise_cos, conv32
+                     the default without one of session 10's changes: tf32x3 operands split once in the
+                     forward, chain and weight kernels; the gather's hardware cosine; the decoder loss's
+                     64 times per program (and 2 warps backward)
+    w_sm16, w_br32, w_r64, fwd2, chain2, gather512
+                     launch variants of the default (weight kernel: 16 programs per multiprocessor, 32 rows
+                     per block, at most 64 registers; forward or chain loop at 2 warps; gather blocks of 512)
 
 ``train()`` rows are steady state: epochs 3–E of a run after a one-epoch warm-up run (compilation, graph
 capture and data upload left out). Each ``train()`` path starts from the same seeds, so the final
@@ -93,45 +100,18 @@ PATHS = {"default": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "", "DSR_GTF_BA
          "split_tf32x3": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "tf32x3", "DSR_GTF_BACKWARD": "split"},
          "fused_tf32x3": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "tf32x3", "DSR_GTF_BACKWARD": "fused"},
          "fused_tf32": {"DSR_FUSED_STEP": "1", "DSR_GTF_PRECISION": "tf32", "DSR_GTF_BACKWARD": "fused"}}
-# session 10: launch variants of the default path's kernels (weight gradients, decoder loss, batch gather)
+# session 10: ablations and launch variants of the default path's kernels (GPU only; "TUNING" per module)
 _DEFAULT = PATHS["default"]
 PATHS.update({
-    "w_split": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"SPLIT": 1}}}},
-    "w_sm8": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"PROGRAMS_PER_SM": 8}}}},
+    "no_split": {**_DEFAULT, "TUNING": {"gtf": {w: {"SPLIT": 0} for w in ("fwd", "chain", "weights")}}},
+    "precise_cos": {**_DEFAULT, "TUNING": {"sample": {"gather": {"FAST_COS": 0}}}},
+    "conv32": {**_DEFAULT, "TUNING": {"conv": {w: {"BLOCK_T": 32, "num_warps": 4} for w in ("fwd", "bwd")}}},
     "w_sm16": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"PROGRAMS_PER_SM": 16}}}},
     "w_br32": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"BLOCK_R": 32}}}},
-    "w_split_sm8": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"SPLIT": 1, "PROGRAMS_PER_SM": 8}}}},
-    "w_split_br32": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"SPLIT": 1, "BLOCK_R": 32}}}},
-    "w_split_br32_w8": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"SPLIT": 1, "BLOCK_R": 32, "num_warps": 8}}}},
-    "conv64": {**_DEFAULT, "TUNING": {"conv": {"fwd": {"BLOCK_T": 64}, "bwd": {"BLOCK_T": 64}}}},
-    "conv64_w2": {**_DEFAULT, "TUNING": {"conv": {"fwd": {"BLOCK_T": 64, "num_warps": 2},
-                                                  "bwd": {"BLOCK_T": 64, "num_warps": 2}}}},
-    "gather512": {**_DEFAULT, "TUNING": {"sample": {"gather": {"BLOCK": 512}}}},
-    "gather_w8": {**_DEFAULT, "TUNING": {"sample": {"gather": {"num_warps": 8}}}},
     "w_r64": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"maxnreg": 64}}}},
-    "w_split_r64": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"SPLIT": 1, "maxnreg": 64}}}},
-    "w_split_r80": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"SPLIT": 1, "maxnreg": 80}}}},
-    "conv_toe": {**_DEFAULT, "TUNING": {"conv": {"fwd": {"TOEPLITZ": True}, "bwd": {"TOEPLITZ": True}}}},
-    "conv_toe_w2": {**_DEFAULT, "TUNING": {"conv": {"fwd": {"TOEPLITZ": True, "num_warps": 2},
-                                                    "bwd": {"TOEPLITZ": True, "num_warps": 2}}}},
     "fwd2": {**_DEFAULT, "TUNING": {"gtf": {"fwd": {"num_warps": 2}}}},
     "chain2": {**_DEFAULT, "TUNING": {"gtf": {"chain": {"num_warps": 2}}}},
-    "fwd2_chain2": {**_DEFAULT, "TUNING": {"gtf": {"fwd": {"num_warps": 2}, "chain": {"num_warps": 2}}}},
-    "combo_toe": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"SPLIT": 1, "maxnreg": 64}},
-                                         "conv": {"fwd": {"TOEPLITZ": True}, "bwd": {"TOEPLITZ": True}}}},
-    "g_fast": {**_DEFAULT, "TUNING": {"sample": {"gather": {"FAST_COS": 1}}}},
-    "split_all": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"SPLIT": 1}, "fwd": {"SPLIT": 1}, "chain": {"SPLIT": 1}}}},
-    "conv_b": {**_DEFAULT, "TUNING": {"conv": {"fwd": {"BLOCK_T": 64}, "bwd": {"BLOCK_T": 64, "num_warps": 2}}}},
-    "best": {**_DEFAULT, "TUNING": {"sample": {"gather": {"FAST_COS": 1}},
-                                    "gtf": {"weights": {"SPLIT": 1}, "fwd": {"SPLIT": 1}, "chain": {"SPLIT": 1}},
-                                    "conv": {"fwd": {"BLOCK_T": 64}, "bwd": {"BLOCK_T": 64, "num_warps": 2}}}},
-    "best_w": {**_DEFAULT, "TUNING": {"sample": {"gather": {"FAST_COS": 1}}, "gtf": {"weights": {"SPLIT": 1}},
-                                      "conv": {"fwd": {"BLOCK_T": 64}, "bwd": {"BLOCK_T": 64, "num_warps": 2}}}},
-    "best_fc": {**_DEFAULT, "TUNING": {"sample": {"gather": {"FAST_COS": 1}},
-                                       "gtf": {"fwd": {"SPLIT": 1}, "chain": {"SPLIT": 1}},
-                                       "conv": {"fwd": {"BLOCK_T": 64}, "bwd": {"BLOCK_T": 64, "num_warps": 2}}}},
-    "combo_taps": {**_DEFAULT, "TUNING": {"gtf": {"weights": {"SPLIT": 1, "maxnreg": 64}},
-                                          "conv": {"fwd": {"BLOCK_T": 64}, "bwd": {"BLOCK_T": 64, "num_warps": 2}}}},
+    "gather512": {**_DEFAULT, "TUNING": {"sample": {"gather": {"BLOCK": 512}}}},
 })
 for _env in PATHS.values():  # every path pins every setting (empty: the kernels' default)
     _env.setdefault("DSR_GTF_WEIGHTS_PRECISION", "")

@@ -17,13 +17,14 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # (S, B, T, M, N, K): one tap, N < M, more outputs than one block of 32, K = T
-@pytest.mark.parametrize("toeplitz", [False, True])
+@pytest.mark.parametrize("block_t", [None, 16])
 @pytest.mark.parametrize("S,B,T,M,N,K", [(1, 1, 3, 1, 1, 1), (2, 3, 12, 4, 4, 5), (3, 2, 45, 6, 3, 7),
                                          (2, 2, 8, 3, 2, 8), (1, 4, 70, 16, 16, 23), (1, 2, 150, 5, 4, 40)])
-def test_kernel_equals_twin(S, B, T, M, N, K, toeplitz, monkeypatch):
-    """Both kernel forms (a loop over the taps; one Toeplitz-matrix product per program, several programs
-    along time when T̃ exceeds one block, K > 33 taking the wider block) against the twin."""
-    monkeypatch.setattr(conv_loss_triton, "TOEPLITZ", toeplitz)
+def test_kernel_equals_twin(S, B, T, M, N, K, block_t, monkeypatch):
+    """The kernels against the twin, at the default launch and with 16 times per program (several programs
+    along time)."""
+    if block_t:
+        monkeypatch.setattr(conv_loss_triton, "TUNING", {w: {"BLOCK_T": block_t} for w in ("fwd", "bwd")})
     gen = torch.Generator().manual_seed(S * 100 + T)
     z = torch.randn(S, B, T, M, generator=gen).to(DEVICE)  # (S, B, T, M)
     h = torch.rand(S, K, generator=gen).to(DEVICE)  # (S, K)

@@ -11,12 +11,12 @@ To = T − K + 1 outputs, for fit s, sequence b, output time j < To and channel 
 
 The forward writes r (for the backward) and one partial sum of r² / (B · To · N) per program (summed in PyTorch, so
 the loss does not depend on the order programs finish in); the latent channels n ≥ N get gradient 0.
-One program per (fit · sequence, block of ``BLOCK_T`` times), all channels at once. The filter is data
+One program per (fit · sequence, block of ``BLOCK_T`` times, see ``LAUNCH``), all channels at once. The filter is data
 (no gradient). Runs on CUDA, or on CPU tensors under ``TRITON_INTERPRET=1``.
 
-The number of taps K is a compile-time constant and the tap loop is unrolled, so a program issues its K
-shifted loads together instead of waiting for each one in turn (a short program's time was K load
-latencies; benchmarks/RESULTS.md, Session 10). A kernel is compiled once per K.
+The number of taps K is a compile-time constant (a kernel is compiled once per K) and the tap loop is
+unrolled. A form with one Toeplitz-matrix product per program was slower on an H200 (benchmarks/RESULTS.md,
+Session 10).
 """
 from __future__ import annotations
 
@@ -24,13 +24,12 @@ import torch
 import triton
 import triton.language as tl
 
-from dsr.ops.gtf_triton import precision
-
-BLOCK_T = 32  # times per program
 MAX_TAPS = 64
+# times per program and warps: at 1020 stacked fits (B 16, T̃ 60, K 23) on an H200, 64 times per program took the
+# forward from 0.114 to 0.087 ms per step, and the backward at 2 warps from 0.078 to 0.062 ms (session 10)
+LAUNCH: dict[str, dict] = {"fwd": {"BLOCK_T": 64, "num_warps": 4}, "bwd": {"BLOCK_T": 64, "num_warps": 2}}
 # launch overrides ("fwd", "bwd": BLOCK_T, num_warps); benchmarks/step_limit.py compares variants on a GPU
 TUNING: dict[str, dict] = {"fwd": {}, "bwd": {}}
-TOEPLITZ = False  # the forward and backward as one Toeplitz-matrix product per program (_fwd_dot_kernel)
 
 
 @triton.jit
@@ -76,90 +75,19 @@ def _bwd_kernel(r_ptr, h_ptr, g_ptr, gz_ptr, R, T, To, M, N, inv_count, GS,
              mask=(ri < T)[:, None] & (rm < M)[None, :])
 
 
-@triton.jit
-def _fwd_dot_kernel(z_ptr, h_ptr, x_ptr, r_ptr, part_ptr, R, T, To, M, N, NTB, XS, inv_count,
-                    K: tl.constexpr, OUT: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_I: tl.constexpr,
-                    BLOCK_N: tl.constexpr, PRECISION: tl.constexpr):
-    """The forward as one matmul: OUT = BLOCK_I − K + 1 outputs from BLOCK_I latent times through the
-    (BLOCK_O, BLOCK_I) Toeplitz matrix of the filter."""
-    row = tl.program_id(0)
-    tb = tl.program_id(1)
-    s = row // R
-    ro = tl.arange(0, BLOCK_O)  # (BO,) local output times
-    ri = tl.arange(0, BLOCK_I)  # (BI,) local latent times
-    rn = tl.arange(0, BLOCK_N)
-    mn = rn < N
-    row64 = row.to(tl.int64)
-    lag = (K - 1) - (ri[None, :] - ro[:, None])  # (BO, BI) tap k of (output j, latent i): i − j = K − 1 − k
-    band = (lag >= 0) & (lag < K) & (ro < OUT)[:, None]
-    hmat = tl.load(h_ptr + s * K + lag, mask=band, other=0.0)  # (BO, BI) Toeplitz matrix
-    ti = tb * OUT + ri  # (BI,) latent times
-    zt = tl.load(z_ptr + row64 * T * M + ti[:, None] * M + rn[None, :], mask=(ti < T)[:, None] & mn[None, :],
-                 other=0.0)  # (BI, BN)
-    y = tl.dot(hmat, zt, input_precision=PRECISION)  # (BO, BN)
-    rj = tb * OUT + ro  # (BO,) output times
-    out_mask = ((ro < OUT) & (rj < To))[:, None] & mn[None, :]
-    xv = tl.load(x_ptr + row64 * XS + rj[:, None] * N + rn[None, :], mask=out_mask, other=0.0)
-    r = tl.where(out_mask, y - xv, 0.0)  # (BO, BN)
-    tl.store(r_ptr + row64 * To * N + rj[:, None] * N + rn[None, :], r, mask=out_mask)
-    tl.store(part_ptr + row64 * NTB + tb, tl.sum(tl.sum(r * r, axis=1), axis=0) * inv_count)
-
-
-@triton.jit
-def _bwd_dot_kernel(r_ptr, h_ptr, g_ptr, gz_ptr, R, T, To, M, N, inv_count, GS,
-                    K: tl.constexpr, OUT: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_I: tl.constexpr,
-                    BLOCK_M: tl.constexpr, PRECISION: tl.constexpr):
-    """The backward as one matmul: dL/dz at OUT = BLOCK_I − K + 1 latent times from the BLOCK_I residual
-    times that reach them, through the transposed Toeplitz matrix."""
-    row = tl.program_id(0)
-    tb = tl.program_id(1)
-    s = row // R
-    ro = tl.arange(0, BLOCK_O)  # (BO,) local latent times
-    rj = tl.arange(0, BLOCK_I)  # (BI,) local residual times, starting K − 1 before the first latent time
-    rm = tl.arange(0, BLOCK_M)
-    mn = rm < N
-    row64 = row.to(tl.int64)
-    lag = rj[None, :] - ro[:, None]  # (BO, BI): latent i = tb·OUT + o, residual j = tb·OUT − (K − 1) + jl
-    band = (lag >= 0) & (lag < K) & (ro < OUT)[:, None]
-    gmat = tl.load(h_ptr + s * K + lag, mask=band, other=0.0)  # (BO, BI)
-    tj = tb * OUT - (K - 1) + rj  # (BI,) residual times
-    rt = tl.load(r_ptr + row64 * To * N + tj[:, None] * N + rm[None, :],
-                 mask=((tj >= 0) & (tj < To))[:, None] & mn[None, :], other=0.0)  # (BI, BM)
-    acc = tl.dot(gmat, rt, input_precision=PRECISION)  # (BO, BM)
-    scale = 2.0 * tl.load(g_ptr + s * GS) * inv_count
-    ti = tb * OUT + ro
-    tl.store(gz_ptr + row64 * T * M + ti[:, None] * M + rm[None, :], acc * scale,
-             mask=((ro < OUT) & (ti < T))[:, None] & (rm < M)[None, :])
-
-
-def _dot_blocks(K: int) -> tuple[int, int, int]:
-    """(OUT, BLOCK_O, BLOCK_I) of the Toeplitz kernels: BLOCK_I latent (or residual) times per program, of
-    which K − 1 are the filter's overlap, so OUT = BLOCK_I − K + 1 times come out."""
-    block_i = 64 if K <= 33 else 128
-    out = block_i - K + 1
-    return out, max(16, triton.next_power_of_2(out)), block_i
-
-
 class _ConvMSE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, h, x):
         S, B, T, M = z.shape
         K, N, To = h.shape[1], x.shape[3], x.shape[2]
         R = B
-        opts = {"BLOCK_T": BLOCK_T, "num_warps": 4, "TOEPLITZ": TOEPLITZ, **TUNING.get("fwd", {})}
-        toeplitz = opts.pop("TOEPLITZ")
-        OUT, BO, BI = _dot_blocks(K)
-        ntb = triton.cdiv(To, OUT if toeplitz else opts["BLOCK_T"])
+        opts = {**LAUNCH["fwd"], **TUNING.get("fwd", {})}
+        ntb = triton.cdiv(To, opts["BLOCK_T"])
         r = torch.empty(S, B, To, N, dtype=z.dtype, device=z.device)  # (S, B, To, N) residuals
         part = torch.empty(S, B, ntb, dtype=torch.float32, device=z.device)
         count = B * To * N
-        args = (z, h, x, r, part, R, T, To, M, N, ntb, x.stride(1), 1.0 / count)
-        if toeplitz:
-            _fwd_dot_kernel[(S * B, ntb)](*args, K=K, OUT=OUT, BLOCK_O=BO, BLOCK_I=BI,
-                                          BLOCK_N=max(16, triton.next_power_of_2(N)), PRECISION=precision(),
-                                          num_warps=opts["num_warps"])
-        else:
-            _fwd_kernel[(S * B, ntb)](*args, K=K, BLOCK_N=max(16, triton.next_power_of_2(N)), **opts)
+        _fwd_kernel[(S * B, ntb)](z, h, x, r, part, R, T, To, M, N, ntb, x.stride(1), 1.0 / count, K=K,
+                                  BLOCK_N=max(16, triton.next_power_of_2(N)), **opts)
         ctx.save_for_backward(r, h)
         ctx.meta = (T, M, count)
         return part.view(S, B * ntb).sum(1)  # (S,) partials already divided by the count
@@ -171,16 +99,10 @@ class _ConvMSE(torch.autograd.Function):
         S, B, To, N = r.shape
         gz = torch.empty(S, B, T, M, dtype=r.dtype, device=r.device)
         gl = gl.to(torch.float32)  # (S,), often an expanded 1 (stride 0): read in place
-        opts = {"BLOCK_T": BLOCK_T, "num_warps": 4, "TOEPLITZ": TOEPLITZ, **TUNING.get("bwd", {})}
-        K = h.shape[1]
-        args = (r, h, gl, gz, B, T, To, M, N, 1.0 / count, gl.stride(0))
-        BM = max(16, triton.next_power_of_2(M))
-        if opts.pop("TOEPLITZ"):
-            OUT, BO, BI = _dot_blocks(K)
-            _bwd_dot_kernel[(S * B, triton.cdiv(T, OUT))](*args, K=K, OUT=OUT, BLOCK_O=BO, BLOCK_I=BI, BLOCK_M=BM,
-                                                          PRECISION=precision(), num_warps=opts["num_warps"])
-        else:
-            _bwd_kernel[(S * B, triton.cdiv(T, opts["BLOCK_T"]))](*args, K=K, BLOCK_M=BM, **opts)
+        opts = {**LAUNCH["bwd"], **TUNING.get("bwd", {})}
+        _bwd_kernel[(S * B, triton.cdiv(T, opts["BLOCK_T"]))](r, h, gl, gz, B, T, To, M, N, 1.0 / count, gl.stride(0),
+                                                              K=h.shape[1], BLOCK_M=max(16, triton.next_power_of_2(M)),
+                                                              **opts)
         return gz, None, None
 
 

@@ -28,8 +28,10 @@ accumulates them in registers inside the loop, as per-program partials summed ov
 PyTorch. With L tiled in chunks inside each step the kernel writes dL/dz_t and the weight gradients are
 formed afterwards by batched matmuls, as in the twin.
 
-Matmuls: three TF32 tensor-core products by default (``tf32x3``, about float32 accuracy);
-``DSR_GTF_PRECISION=ieee`` keeps float32 FMA, ``tf32`` one TF32 product (:func:`precision`).
+Matmuls: three TF32 tensor-core products by default (``tf32x3``, about float32 accuracy; in the one-tile
+forward, chain loop and weight-gradient kernel each operand is split into its TF32 part and float32 rest once,
+the weights outside the time loop, ``SPLIT``); ``DSR_GTF_PRECISION=ieee`` keeps float32 FMA, ``tf32`` one TF32
+product (:func:`precision`).
 Sizes: M ≤ ``MAX_M`` (128), L ≤ ``MAX_L`` (4096), float32 only, no external inputs (``C s``):
 :func:`supported` says whether a call can take the kernel.
 Runs on CUDA, or on CPU tensors under ``TRITON_INTERPRET=1`` (set before this
@@ -90,7 +92,8 @@ def precision(var: str = "DSR_GTF_PRECISION", default: str | None = None) -> str
     """Matmul precision of the kernels' tl.dot: "tf32x3" (default: three TF32 tensor-core products, about
     float32 accuracy; on an H200, 1020 stacked fits train at 1.11 against 1.61 ms per step with "ieee", the
     parameters after 300 steps within 6e-4 relative of the float32 path's, the order of two float32 kernels'
-    summation orders: benchmarks/RESULTS.md, Session 9), "ieee" (float32 FMA) or "tf32";
+    summation orders: benchmarks/RESULTS.md, Session 9; with the operands split once, session 10, 0.96 ms),
+    "ieee" (float32 FMA) or "tf32";
     ``DSR_GTF_PRECISION``, read at every launch. GPUs without TF32 tensor cores (before Ampere) default to
     "ieee"."""
     default = default or _default_precision()
@@ -163,8 +166,8 @@ def _launch_options(which: str, BM: int, BL: int, n_programs: int, device: torch
     if nw == 4 and n_programs > _sm_count(device):
         nw = 2 if which == "bwd" else 1
     opts = {"num_warps": nw, "PREFETCH": True, "PRECISION": precision()}
-    if which in ("fwd", "chain"):  # SPLIT: tf32x3 from weights split once, outside the time loop
-        opts["SPLIT"] = 0
+    if which in ("fwd", "chain"):  # SPLIT: tf32x3 with the weights split once, outside the time loop
+        opts["SPLIT"] = 1
     opts.update(TUNING.get(which, {}))
     if "SPLIT" in opts:
         opts["SPLIT"] = int(opts["SPLIT"] and opts["PRECISION"] == "tf32x3")
@@ -265,7 +268,7 @@ def _split_backward(gout, zprev, slope, a, al, A, W1, W2, h2, f, gz0, gad, clipp
                                    **_launch_options("chain", BM, BL, S * NB, a.device))
     R = B * T  # rows (sequence, step) per fit
     prec = weights_precision()
-    opts = {"BLOCK_R": BLOCK_R, "num_warps": WEIGHTS_WARPS[prec], "PRECISION": prec, "SPLIT": 0,
+    opts = {"BLOCK_R": BLOCK_R, "num_warps": WEIGHTS_WARPS[prec], "PRECISION": prec, "SPLIT": 1,
             "PROGRAMS_PER_SM": 2, **TUNING.get("weights", {})}
     opts["SPLIT"] = int(opts["SPLIT"] and prec == "tf32x3")  # the split operands emulate tf32x3 only
     br, per_sm = opts["BLOCK_R"], opts.pop("PROGRAMS_PER_SM")

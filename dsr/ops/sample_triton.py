@@ -4,7 +4,8 @@ counter-based Gaussian noise, one launch each.
 ``_gather_noisy_kernel`` computes what :func:`dsr.ops.sample.gather_noisy_ref` computes (its twin, same
 signature): one program per (fit, sequence, block of ``BLOCK`` elements of the T1 × N window). The integer
 hash runs in uint32, whose wrapping products equal the twin's int64 products masked to 32 bits, so the
-uniforms agree bit for bit; the Box–Muller transform agrees to float32 rounding.
+uniforms agree bit for bit; the Box–Muller transform agrees to float32 rounding, or on a GPU (``FAST_COS``) with
+the hardware's approximate cosine to 1e-5 of the noise's standard deviation.
 
 ``_stage_index_kernel`` computes what :func:`dsr.ops.sample.stage_index_ref` computes, all in integers: with
 u = m · 2⁻²⁴ (m = (h >> 8) + 1 ≤ 2²⁴), ceil(u · n) − 1 = ⌊(m · n − 1) / 2²⁴⌋, which the twin's float64
@@ -23,7 +24,9 @@ from triton.language.extra import libdevice
 BLOCK = 1024
 # launch overrides of the gather ("gather": BLOCK, num_warps, FAST_COS); benchmarks/step_limit.py compares variants
 TUNING: dict[str, dict] = {"gather": {}}
-FAST_COS = False  # on a GPU (the interpreter has no libdevice): the Box–Muller cosine by the hardware approximation
+# on a GPU (the interpreter has no libdevice): the Box–Muller cosine by the hardware approximation, 1744 → 760
+# instructions per warp and program, 0.130 → 0.107 ms per step at 1020 stacked fits on an H200 (session 10)
+FAST_COS = True
 
 
 @triton.jit
