@@ -86,6 +86,8 @@ def sass_counts(which: str, precision: str, num_warps: int, arch: int, maxnreg: 
     """Opcode counts of one compiled kernel variant: whole kernel and loop body."""
     fn, types, ce = ARGS[which]
     ce = dict(ce, PRECISION=precision)
+    if "SPLIT" in inspect.signature(fn.fn).parameters:  # as the launcher: operands split once with tf32x3
+        ce.setdefault("SPLIT", int(precision == "tf32x3"))
     it = iter(types)
     sig = {p: ("constexpr" if p in ce else next(it)) for p in inspect.signature(fn.fn).parameters}
     # the launcher's specialisation: pointers (torch allocations) and integers divisible by 16 are marked so

@@ -92,7 +92,7 @@ def precision(var: str = "DSR_GTF_PRECISION", default: str | None = None) -> str
     """Matmul precision of the kernels' tl.dot: "tf32x3" (default: three TF32 tensor-core products, about
     float32 accuracy; on an H200, 1020 stacked fits train at 1.11 against 1.61 ms per step with "ieee", the
     parameters after 300 steps within 6e-4 relative of the float32 path's, the order of two float32 kernels'
-    summation orders: benchmarks/RESULTS.md, Session 9; with the operands split once, session 10, 0.96 ms),
+    summation orders: benchmarks/RESULTS.md, Session 9; with the operands split once, session 10: 0.97 ms),
     "ieee" (float32 FMA) or "tf32";
     ``DSR_GTF_PRECISION``, read at every launch. GPUs without TF32 tensor cores (before Ampere) default to
     "ieee"."""
@@ -135,7 +135,8 @@ def backward_kind(n_programs: int = 1, n_sms: int = 1) -> str:
 
 
 # Launch overrides; benchmarks/gtf_kernel_tune.py and step_limit.py set them to compare variants on a GPU
-# ("chain": the split backward's time loop; "weights": its weight-gradient kernel, e.g. BLOCK_R).
+# ("chain": the split backward's time loop; "weights": its weight-gradient kernel, e.g. BLOCK_R, SPLIT,
+# PROGRAMS_PER_SM, maxnreg; "fwd" and "chain" also take SPLIT).
 TUNING: dict[str, dict] = {"fwd": {}, "bwd": {}, "chain": {}, "weights": {}}
 # weight-gradient kernel: rows (sequence, step) per iteration, and warps per matmul precision: the fewest
 # SASS instructions per row that keep ≥ 4 programs per multiprocessor (benchmarks/gtf_kernel_sass.py,
