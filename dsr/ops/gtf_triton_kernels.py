@@ -46,9 +46,7 @@ def _mm(a, b, b_hi, b_lo, PRECISION: tl.constexpr, SPLIT: tl.constexpr):
     otherwise one tl.dot at PRECISION."""
     if SPLIT:
         a_hi, a_lo = _hi_lo(a)
-        acc = tl.dot(a_lo, b_hi, input_precision="tf32")
-        acc = tl.dot(a_hi, b_lo, acc, input_precision="tf32")
-        out = tl.dot(a_hi, b_hi, acc, input_precision="tf32")
+        out = _dot3(a_hi, a_lo, b_hi, b_lo, tl.zeros((a.shape[0], b.shape[1]), dtype=tl.float32))
     else:
         out = tl.dot(a, b, input_precision=PRECISION)
     return out
