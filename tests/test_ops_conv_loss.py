@@ -16,7 +16,7 @@ from dsr.ops.conv_loss_triton import conv_mse_triton, supported  # noqa: E402
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-# (S, B, T, M, N, K): one tap, N < M, more outputs than one block of 32, K = T
+# (S, B, T, M, N, K): one tap, N < M, more outputs than one block, K = T, K > 33
 @pytest.mark.parametrize("block_t", [None, 16])
 @pytest.mark.parametrize("S,B,T,M,N,K", [(1, 1, 3, 1, 1, 1), (2, 3, 12, 4, 4, 5), (3, 2, 45, 6, 3, 7),
                                          (2, 2, 8, 3, 2, 8), (1, 4, 70, 16, 16, 23), (1, 2, 150, 5, 4, 40)])
