@@ -3,9 +3,12 @@
 Same function as :func:`dsr.ops.gtf.gtf_rollout_ref` for ``shPLRNN`` /
 ``cshPLRNN``, but the backward pass runs its own loop over time instead of
 autograd's graph: about half the small-tensor operations per step, which is
-what bounds a small PLRNN on a CPU. Weight gradients are accumulated in one
-einsum over all steps after the loop. This is the plain-PyTorch form the fused
-GPU kernel mirrors (its default split backward, :mod:`dsr.ops.gtf_triton_split`, has the same two parts).
+what bounds a small PLRNN on a CPU. Weight gradients: for small problems once over all steps after the
+loop, as (S, B·T̃, L) tensors (the form of the GPU kernels' default split backward,
+:mod:`dsr.ops.gtf_triton_split`); beyond ``PER_STEP_ABOVE`` those tensors leave the cache, and the loop
+recomputes each step's pre-activations and adds that step's weight gradients on (S, B, L) tensors instead
+(the form of the fused backward), 1.7× faster for a CPU training step of 30 stacked fits
+(benchmarks/RESULTS.md, Session 10).
 
 Forward, t = 1 … T̃ (z̃_0 = z0):
     p_t  = W2 z̃_{t−1}                                    (S, B, L)
@@ -27,9 +30,26 @@ from __future__ import annotations
 import torch
 
 
+# on a CPU the backward forms the weight gradients step by step when S·B·T̃·L exceeds this (about 1 MB of float32 per
+# (S, B·T̃, L) tensor), else once after its loop: on a 2-core CPU at B = 16, T̃ = 60, M = 8, L = 50, one thread,
+# a training step of 30 stacked fits took 25–26 ms against 42–45 ms with the weight gradients after the loop
+# (runs taken in turn, session 10); 3 fits (below the threshold) keep the after-the-loop form
+PER_STEP_ABOVE = 2 ** 18
+
+
 def _activation(pre, h2, clipped):
     act = torch.relu(pre + h2)
     return act - torch.relu(pre) if clipped else act
+
+
+def _weight_terms(pre, h2, clipped):
+    """φ(p), dφ/dp and 1[p + h2 > 0] of pre-activations ``pre`` (..., L) with ``h2`` broadcast to them."""
+    q = pre + h2
+    on = (q > 0).to(pre.dtype)
+    act = torch.relu(q)
+    if not clipped:
+        return act, on, on
+    return act - torch.relu(pre), on - (pre > 0).to(pre.dtype), on
 
 
 class _ShallowGTF(torch.autograd.Function):
@@ -60,17 +80,17 @@ class _ShallowGTF(torch.autograd.Function):
     def backward(ctx, gout):
         zprev, keep, A, W1, W2, h2, C, s, f = ctx.saved_tensors
         S, B, T, M = zprev.shape
-        L = W2.shape[1]
-        zflat = zprev.reshape(S, B * T, M)  # (S, B*T̃, M)
-        pre = torch.bmm(zflat, W2.transpose(1, 2))  # (S, B*T̃, L)
-        on = (pre + h2.unsqueeze(1) > 0).to(pre.dtype)  # (S, B*T̃, L)
-        slope = on - (pre > 0).to(pre.dtype) if ctx.clipped else on
-        act = _activation(pre, h2.unsqueeze(1), ctx.clipped)  # (S, B*T̃, L)
-        slope_t = slope.reshape(S, B, T, L)
+        # on a CPU, past the size where the (S, B·T̃, L) tensors leave the cache (a GPU takes them at once)
+        per_step = zprev.device.type == "cpu" and S * B * T * W2.shape[1] > PER_STEP_ABOVE
+        W2T, h2b, Ab = W2.transpose(1, 2), h2.unsqueeze(1), A.unsqueeze(1)  # (S, M, L), (S, 1, L), (S, 1, M)
         gz = torch.empty_like(gout)  # dL/dz_t, total
-        gact_t = torch.empty(S, B, T, L, dtype=gout.dtype, device=gout.device)  # dL/dφ_t
         gad = torch.zeros_like(keep)  # dL/d ad_t
-        Ab = A.unsqueeze(1)
+        gW1, gW2, gh2 = torch.zeros_like(W1), torch.zeros_like(W2), torch.zeros_like(h2)  # (S, M, L), (S, L, M), (S, L)
+        if not per_step:  # φ, slopes and 1[p + h2 > 0] of all steps at once, (S, B·T̃, L)
+            zflat = zprev.reshape(S, B * T, M)  # (S, B·T̃, M)
+            act, slope, on = _weight_terms(torch.bmm(zflat, W2T), h2b, ctx.clipped)
+            slope_all = slope.reshape(S, B, T, -1)  # (S, B, T̃, L)
+            gact_all = torch.empty_like(slope_all)  # dL/dφ_t, kept for the weight gradients after the loop
         g_carry = torch.zeros_like(zprev[:, :, 0])  # dL/dz̃_t from the future
         for t in range(T, 0, -1):
             go = gout[:, :, t - 1]  # (S, B, M)
@@ -80,21 +100,28 @@ class _ShallowGTF(torch.autograd.Function):
             gad[:, :, t] = g_carry
             g = torch.addcmul(go, g_carry, keep[:, :, t])  # (S, B, M)
             gz[:, :, t - 1] = g
-            ga = torch.bmm(g, W1)  # (S, B, L)
-            gact_t[:, :, t - 1] = ga
-            gpre = ga * slope_t[:, :, t - 1]  # (S, B, L)
+            ga = torch.bmm(g, W1)  # dL/dφ_t (S, B, L)
+            if per_step:  # this step's weight gradients, on (S, B, L) tensors that stay in the cache
+                zp = zprev[:, :, t - 1]  # z̃_{t−1} (S, B, M)
+                act, slope, on = _weight_terms(torch.bmm(zp, W2T), h2b, ctx.clipped)
+                gpre = ga * slope  # dL/dp_t
+                gW1.baddbmm_(g.transpose(1, 2), act)  # Σ_t gᵀ φ_t
+                gW2.baddbmm_(gpre.transpose(1, 2), zp)  # Σ_t gpᵀ z̃_{t−1}
+                gh2.add_((ga * on).sum(1))
+            else:
+                gact_all[:, :, t - 1] = ga
+                gpre = ga * slope_all[:, :, t - 1]
             g_carry = torch.baddbmm(g * Ab, gpre, W2)  # (S, B, M)
-        gzf = gz.reshape(S, B * T, M)  # (S, B*T̃, M)
-        gact = gact_t.reshape(S, B * T, L)  # (S, B*T̃, L), kept from the loop
-        gpre_all = gact * slope  # (S, B*T̃, L)
+        if not per_step:  # weight gradients over all steps at once
+            gact = gact_all.reshape(S, B * T, -1)  # (S, B·T̃, L)
+            torch.bmm(gz.reshape(S, B * T, M).transpose(1, 2), act, out=gW1)  # (S, M, L)
+            torch.bmm((gact * slope).transpose(1, 2), zflat, out=gW2)  # (S, L, M)
+            gh2 = (gact * on).sum(1)
         gA = (gz * zprev).sum((1, 2))
-        gW1 = torch.bmm(gzf.transpose(1, 2), act)  # (S, M, L)
-        gW2 = torch.bmm(gpre_all.transpose(1, 2), zflat)  # (S, L, M)
         gh1 = gz.sum((1, 2))
-        gh2 = (gact * on).sum(1)
         gC = None
         if C is not None:
-            gC = torch.bmm(gzf.transpose(1, 2), s[:, :, :T].reshape(S, B * T, -1))  # (S, M, P)
+            gC = torch.bmm(gz.reshape(S, B * T, M).transpose(1, 2), s[:, :, :T].reshape(S, B * T, -1))  # (S, M, P)
         return g_carry, None, gad, gA, gW1, gW2, gh1, gh2, gC, None, None, None, None
 
 
