@@ -85,8 +85,9 @@ class _ShallowGTF(torch.autograd.Function):
         W2T, h2b, Ab = W2.transpose(1, 2), h2.unsqueeze(1), A.unsqueeze(1)  # (S, M, L), (S, 1, L), (S, 1, M)
         gz = torch.empty_like(gout)  # dL/dz_t, total
         gad = torch.zeros_like(keep)  # dL/d ad_t
-        gW1, gW2, gh2 = torch.zeros_like(W1), torch.zeros_like(W2), torch.zeros_like(h2)  # (S, M, L), (S, L, M), (S, L)
-        if not per_step:  # φ, slopes and 1[p + h2 > 0] of all steps at once, (S, B·T̃, L)
+        if per_step:  # sums over the steps
+            gW1, gW2, gh2 = torch.zeros_like(W1), torch.zeros_like(W2), torch.zeros_like(h2)  # (S, M, L), (S, L, M), (S, L)
+        else:  # φ, slopes and 1[p + h2 > 0] of all steps at once, (S, B·T̃, L)
             zflat = zprev.reshape(S, B * T, M)  # (S, B·T̃, M)
             act, slope, on = _weight_terms(torch.bmm(zflat, W2T), h2b, ctx.clipped)
             slope_all = slope.reshape(S, B, T, -1)  # (S, B, T̃, L)
@@ -114,8 +115,8 @@ class _ShallowGTF(torch.autograd.Function):
             g_carry = torch.baddbmm(g * Ab, gpre, W2)  # (S, B, M)
         if not per_step:  # weight gradients over all steps at once
             gact = gact_all.reshape(S, B * T, -1)  # (S, B·T̃, L)
-            torch.bmm(gz.reshape(S, B * T, M).transpose(1, 2), act, out=gW1)  # (S, M, L)
-            torch.bmm((gact * slope).transpose(1, 2), zflat, out=gW2)  # (S, L, M)
+            gW1 = torch.bmm(gz.reshape(S, B * T, M).transpose(1, 2), act)  # (S, M, L)
+            gW2 = torch.bmm((gact * slope).transpose(1, 2), zflat)  # (S, L, M)
             gh2 = (gact * on).sum(1)
         gA = (gz * zprev).sum((1, 2))
         gh1 = gz.sum((1, 2))
