@@ -39,10 +39,7 @@ if [ "$MODE" = smoke ]; then
   exit 0
 fi
 if [ "$MODE" = aln ]; then
-  for v in conv noconv; do
-    setsid nohup python3 benchmarks/selection_aln.py $ALN --variant $v --device cuda --out "$W/aln" \
-      --tag "_s10_$v" > "$W/aln_$v.log" 2>&1 < /dev/null &
-  done
+  start_aln "$W" s10 $ALN
 fi
 if [ "$MODE" = final ]; then
   nvidia-smi --query-gpu=name,memory.used --format=csv,noheader
@@ -64,9 +61,6 @@ if [ "$MODE" = final ]; then
 fi
 left=$((560 - SECONDS))  # this call's time left (a run is cut at 600 s)
 wait_jobs "$JOBS" "${WAIT:-$((left > 30 ? left : 30))}"
-if [ -f "$W/aln/selection_aln_s10_conv.json" ] && [ -f "$W/aln/selection_aln_s10_noconv.json" ]; then
-  python3 benchmarks/selection_aln.py --compare "$W/aln/selection_aln_s10_conv.json" \
-    "$W/aln/selection_aln_s10_noconv.json" > "$W/aln_compare.log" 2>&1
-fi
+aln_compare "$W" s10
 collect "$W" "$OUT/s10.tar.gz"
 still_running "$JOBS"

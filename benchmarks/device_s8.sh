@@ -67,18 +67,12 @@ if [ "$MODE" = start ]; then
   nvidia-smi --query-gpu=name,memory.used --format=csv,noheader
   setsid nohup python3 $P $G0 --reference-model $REF --out "$W/g0" > "$W/g0.log" 2>&1 < /dev/null &
   setsid nohup python3 $P $G1 --out "$W/g1" > "$W/g1.log" 2>&1 < /dev/null &
-  for v in conv noconv; do
-    setsid nohup python3 benchmarks/selection_aln.py $ALN --variant $v --device cuda --out "$W/aln" \
-      --tag "_s8_$v" > "$W/aln_$v.log" 2>&1 < /dev/null &
-  done
+  start_aln "$W" s8 $ALN
   GENERATORS="obs full_targets full_targets_moments deterministic" TAG=_gpu_s10_s8 \
     setsid nohup bash benchmarks/device_rest14.sh "$W/rest" .realdata/hcp16 > "$W/rest.log" 2>&1 < /dev/null &
 fi
 JOBS="lorenz_protocol.py|selection_aln.py|real_rest.py"
 wait_jobs "$JOBS" "${WAIT:-560}"
-if [ -f "$W/aln/selection_aln_s8_conv.json" ] && [ -f "$W/aln/selection_aln_s8_noconv.json" ]; then
-  python3 benchmarks/selection_aln.py --compare "$W/aln/selection_aln_s8_conv.json" \
-    "$W/aln/selection_aln_s8_noconv.json" > "$W/aln_compare.log" 2>&1
-fi
+aln_compare "$W" s8
 collect "$W" "$OUT/s8.tar.gz"
 still_running "$JOBS"

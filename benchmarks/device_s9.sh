@@ -39,10 +39,7 @@ if [ "$MODE" = smoke ]; then
 fi
 ALN="--subjects 50 --seeds 5 --epochs ${ALN_EPOCHS:-2000} --select-every 25"
 if [ "$MODE" = aln ]; then
-  for v in conv noconv; do
-    setsid nohup python3 benchmarks/selection_aln.py $ALN --variant $v --device cuda --out "$W/aln" \
-      --tag "_s9_$v" > "$W/aln_$v.log" 2>&1 < /dev/null &
-  done
+  start_aln "$W" s9 $ALN
 fi
 if [ "$MODE" = start ]; then
   nvidia-smi --query-gpu=name,memory.used --format=csv,noheader
@@ -53,9 +50,6 @@ if [ "$MODE" = start ]; then
 fi
 JOBS="lorenz_protocol.py|selection_aln.py"
 wait_jobs "$JOBS" "${WAIT:-400}"
-if [ -f "$W/aln/selection_aln_s9_conv.json" ] && [ -f "$W/aln/selection_aln_s9_noconv.json" ]; then
-  python3 benchmarks/selection_aln.py --compare "$W/aln/selection_aln_s9_conv.json" \
-    "$W/aln/selection_aln_s9_noconv.json" > "$W/aln_compare.log" 2>&1
-fi
+aln_compare "$W" s9
 collect "$W" "$OUT/s9.tar.gz"
 still_running "$JOBS"

@@ -318,6 +318,17 @@ def test_default_precision_needs_tf32_tensor_cores(monkeypatch):
     assert gtf_triton.precision() == "tf32x3"
 
 
+def _grads_close(fast, ref, w, z0, ad, p, tol):
+    """dL/d(z0, ad, params) of the weighted outputs: kernel against twin, within tol(name) relative to each
+    gradient's largest entry."""
+    inputs = [z0, ad] + list(p.values())
+    for name, got, want in zip(["z0", "ad"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
+                               torch.autograd.grad((ref * w).sum(), inputs)):
+        t = tol(name)
+        torch.testing.assert_close(got, want, rtol=t, atol=t * max(want.abs().max().item(), 1e-6),
+                                   msg=lambda m: f"{name}: {m}")
+
+
 # the weight-gradient kernel's products alone on the tensor cores: no error travels through the recurrence
 WEIGHTS_RTOL = {"tf32x3": 1e-5, "tf32": 0.25}  # plain TF32: dL/dW2 off by 17 % of its largest entry on an H200
 
@@ -334,12 +345,7 @@ def test_split_backward_weights_precision(prec, monkeypatch):
     fast = gtf_rollout_triton(p, z0, a, ad)
     ref = gtf_rollout_shallow(p, z0, a, ad)
     _close(fast, ref, "output")
-    inputs = [z0, ad] + list(p.values())
-    for name, got, want in zip(["z0", "ad"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
-                               torch.autograd.grad((ref * w).sum(), inputs)):
-        tol = RTOL if name in ("z0", "ad", "A", "h1") else WEIGHTS_RTOL[prec]
-        torch.testing.assert_close(got, want, rtol=tol, atol=tol * max(want.abs().max().item(), 1e-6),
-                                   msg=lambda m: f"{name}: {m}")
+    _grads_close(fast, ref, w, z0, ad, p, lambda name: RTOL if name in ("z0", "ad", "A", "h1") else WEIGHTS_RTOL[prec])
     monkeypatch.delenv("DSR_GTF_WEIGHTS_PRECISION")
     monkeypatch.setenv("DSR_GTF_PRECISION", "tf32x3")
     assert gtf_triton.weights_precision() == "tf32x3"  # follows the other kernels by default
@@ -362,8 +368,4 @@ def test_split_backward_weights_launch_variants(split, per_sm, block_r, monkeypa
     fast = gtf_rollout_triton(p, z0, a, ad)
     ref = gtf_rollout_shallow(p, z0, a, ad)
     _close(fast, ref, "output")
-    inputs = [z0, ad] + list(p.values())
-    for name, got, want in zip(["z0", "ad"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
-                               torch.autograd.grad((ref * w).sum(), inputs)):
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * max(want.abs().max().item(), 1e-6),
-                                   msg=lambda m: f"{name}: {m}")
+    _grads_close(fast, ref, w, z0, ad, p, lambda name: 1e-5)

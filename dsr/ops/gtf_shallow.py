@@ -30,10 +30,10 @@ from __future__ import annotations
 import torch
 
 
-# on a CPU the backward forms the weight gradients step by step when S·B·T̃·L exceeds this (about 1 MB of float32 per
-# (S, B·T̃, L) tensor), else once after its loop: on a 2-core CPU at B = 16, T̃ = 60, M = 8, L = 50, one thread,
-# a training step of 30 stacked fits took 25–26 ms against 42–45 ms with the weight gradients after the loop
-# (runs taken in turn, session 10); 3 fits (below the threshold) keep the after-the-loop form
+# on a CPU the backward forms the weight gradients step by step when S·B·T̃·L exceeds this (about 1 MB of
+# float32 per (S, B·T̃, L) tensor), else once after its loop: on a 2-core CPU at B = 16, T̃ = 60, M = 8,
+# L = 50, one thread, a training step of 30 stacked fits took 25–26 ms against 42–45 ms with the weight
+# gradients after the loop (runs taken in turn, session 10); 3 fits (below the threshold) keep that form
 PER_STEP_ABOVE = 2 ** 18
 
 
@@ -86,7 +86,8 @@ class _ShallowGTF(torch.autograd.Function):
         gz = torch.empty_like(gout)  # dL/dz_t, total
         gad = torch.zeros_like(keep)  # dL/d ad_t
         if per_step:  # sums over the steps
-            gW1, gW2, gh2 = torch.zeros_like(W1), torch.zeros_like(W2), torch.zeros_like(h2)  # (S, M, L), (S, L, M), (S, L)
+            gW1, gW2 = torch.zeros_like(W1), torch.zeros_like(W2)  # (S, M, L), (S, L, M)
+            gh2 = torch.zeros_like(h2)  # (S, L)
         else:  # φ, slopes and 1[p + h2 > 0] of all steps at once, (S, B·T̃, L)
             zflat = zprev.reshape(S, B * T, M)  # (S, B·T̃, M)
             act, slope, on = _weight_terms(torch.bmm(zflat, W2T), h2b, ctx.clipped)

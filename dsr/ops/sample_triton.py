@@ -110,7 +110,7 @@ def _gather_noisy_kernel(src_ptr, starts_ptr, key1_ptr, key2_ptr, out_ptr, B, T,
         g = (b * T1 * N).to(tl.uint32) + e.to(tl.uint32)  # low 32 bits of the index in the fit's (B, T1, N) draw
         u1 = _unit(g, k1)
         u2 = _unit(g, k2)
-        if FAST_COS:  # the hardware's approximate cosine, on [−π, π] (|error| ≤ 2^-20.9): cos 2πu = −cos π(2u − 1)
+        if FAST_COS:  # hardware approximate cosine on [−π, π] (|error| ≤ 2^-20.9): cos 2πu = −cos π(2u − 1)
             z = -tl.sqrt(-2.0 * tl.log(u1)) * libdevice.fast_cosf(3.141592653589793 * (2.0 * u2 - 1.0))
         else:
             z = tl.sqrt(-2.0 * tl.log(u1)) * tl.cos(6.283185307179586 * u2)
