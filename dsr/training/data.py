@@ -127,18 +127,21 @@ class Batch:
 
 def sample_batch(subjects: list[SubjectData], rngs: list[np.random.Generator], seq_len: int, batch_size: int,
                  noise: float, device, dtype) -> Batch:
-    """Draw ``batch_size`` sequences per subject (with replacement) and add Gaussian noise."""
-    xs, ds, rs, rds, ss = [], [], [], [], []
+    """Draw ``batch_size`` sequences per subject (with replacement) and add Gaussian noise to x and d.
+
+    Each fit's generator picks the window starts and a seed for that batch's noise, which PyTorch's
+    generator draws (about 3× faster than NumPy's normal draws on a CPU, where they were a quarter of a
+    training step of 30 stacked fits); a fit's batches stay a function of its own generator alone.
+    """
+    xs, ds, rs, rds, ss, keys = [], [], [], [], [], []
     win = np.arange(seq_len + 1)
     for sd, rng in zip(subjects, rngs):
         starts = sd.valid_starts(seq_len)
         idx = rng.choice(starts, size=batch_size)[:, None] + win  # (B, T̃+1)
-        x, d = sd.x[idx], sd.d[idx]  # (B, T̃+1, N)
+        xs.append(sd.x[idx])  # (B, T̃+1, N)
+        ds.append(sd.d[idx])
         if noise > 0:
-            x = x + noise * rng.standard_normal(x.shape, dtype=np.float32)
-            d = d + noise * rng.standard_normal(d.shape, dtype=np.float32)
-        xs.append(x)
-        ds.append(d)
+            keys.append(int(rng.integers(0, 2 ** 63)))
         if sd.r is not None:
             rs.append(sd.r[idx])
             rds.append(sd.rd[idx])
@@ -146,6 +149,17 @@ def sample_batch(subjects: list[SubjectData], rngs: list[np.random.Generator], s
             ss.append(sd.s[idx])
 
     def stack(parts):
-        return torch.as_tensor(np.stack(parts), dtype=dtype, device=device) if parts else None
+        return torch.as_tensor(np.stack(parts), dtype=dtype) if parts else None
 
-    return Batch(x=stack(xs), d=stack(ds), r=stack(rs), rd=stack(rds), s=stack(ss))
+    x, d = stack(xs), stack(ds)  # (S, B, T̃+1, N)
+    if noise > 0:
+        eps = torch.empty((len(keys), 2) + x.shape[1:], dtype=dtype)  # (S, 2, B, T̃+1, N)
+        gen = torch.Generator()
+        for i, key in enumerate(keys):
+            eps[i].normal_(generator=gen.manual_seed(key))
+        x, d = x.add_(eps[:, 0], alpha=noise), d.add_(eps[:, 1], alpha=noise)
+
+    def move(t):
+        return None if t is None else t.to(device)
+
+    return Batch(x=move(x), d=move(d), r=move(stack(rs)), rd=move(stack(rds)), s=move(stack(ss)))
