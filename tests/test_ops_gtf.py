@@ -25,7 +25,8 @@ def _plain_formula(kind, p, z0, d, alpha, inputs):
 @pytest.mark.parametrize("kind", ["cshPLRNN", "shPLRNN"])
 @pytest.mark.parametrize("n_inputs", [0, 2])
 @pytest.mark.parametrize("T1", [2, 9])
-def test_shallow_backward_matches_autograd(kind, n_inputs, T1):
+@pytest.mark.parametrize("layout", ["rows", "columns"])
+def test_shallow_backward_matches_autograd(kind, n_inputs, T1, layout):
     gen = torch.Generator().manual_seed(T1 + n_inputs)
     S, B, M, L, Mf = 3, 4, 5, 6, 3
     p = {k: v.requires_grad_(True) for k, v in
@@ -39,7 +40,7 @@ def test_shallow_backward_matches_autograd(kind, n_inputs, T1):
     s = torch.randn(S, B, T1, n_inputs, generator=gen, dtype=torch.float64) if n_inputs else None
     ref = _plain_formula(kind, p, z0, d, alpha, s)
     a, ad = forcing_weights(d, alpha, M, "weak")
-    fast = gtf_rollout_shallow(p, z0, a, ad, s, clipped=kind == "cshPLRNN")
+    fast = gtf_rollout_shallow(p, z0, a, ad, s, clipped=kind == "cshPLRNN", layout=layout)
     torch.testing.assert_close(fast, ref, atol=1e-12, rtol=0)
     w = torch.randn(ref.shape, generator=gen, dtype=torch.float64)
     inputs = [z0, d] + list(p.values())
@@ -74,6 +75,13 @@ def test_sparse_forcing_replaces_every_tau_steps_and_skips_nan():
     assert out[0, 0, 4, 0] == 4.0 and out[0, 0, 8, 0] == 4.0
 
 
+def test_rollout_layout_is_checked():
+    p = latent.init_params("cshPLRNN", 1, 2, 3, torch.Generator().manual_seed(0))
+    a = torch.zeros(1, 1, 3, 2)
+    with pytest.raises(ValueError, match="layout"):
+        gtf_rollout_shallow(p, torch.zeros(1, 1, 2), a, a, layout="diagonal")
+
+
 def test_no_forcing_is_free_running():
     gen = torch.Generator().manual_seed(0)
     p = latent.init_params("cshPLRNN", 1, 3, 5, gen, dtype=torch.float64)
@@ -88,7 +96,8 @@ def test_no_forcing_is_free_running():
 
 
 @pytest.mark.parametrize("kind", ["cshPLRNN", "shPLRNN"])
-def test_forced_outputs_match_formula_and_autograd(kind):
+@pytest.mark.parametrize("layout", ["rows", "columns"])
+def test_forced_outputs_match_formula_and_autograd(kind, layout):
     """loss_states "forced": the twin returns z̃_t = z_t (1 − a_t) + ad_t for the fits flagged 1, with
     its hand-written backward equal to autograd of the plain formula (z0, targets and every parameter)."""
     gen = torch.Generator().manual_seed(5)
@@ -107,7 +116,7 @@ def test_forced_outputs_match_formula_and_autograd(kind):
     fin = torch.isfinite(d[:, :, 1:])
     want_forced = torch.where(fin, free + alpha[:, None, None, None] * (dt - free), free)
     want = torch.where(forced[:, None, None, None] > 0, want_forced, free)
-    fast = gtf_rollout_shallow(p, z0, a, ad, clipped=kind == "cshPLRNN", forced=forced)
+    fast = gtf_rollout_shallow(p, z0, a, ad, clipped=kind == "cshPLRNN", forced=forced, layout=layout)
     ref = gtf_rollout_ref(lambda z, s: latent.step(kind, p, z, s), z0, a, ad, forced=forced)
     torch.testing.assert_close(fast, want, atol=1e-12, rtol=0)
     torch.testing.assert_close(ref, want, atol=1e-12, rtol=0)
@@ -122,7 +131,8 @@ def test_forced_outputs_match_formula_and_autograd(kind):
 
 
 @pytest.mark.parametrize("kind", ["cshPLRNN", "shPLRNN"])
-def test_reference_loss_states_forced_values_free_gradient(kind):
+@pytest.mark.parametrize("layout", ["rows", "columns"])
+def test_reference_loss_states_forced_values_free_gradient(kind, layout):
     """loss_states "reference" (forced = 1, grad_mix = 0): the values are the forced states z̃_t, the
     gradient is the one of the free states evaluated at those values, as the reference code's Zygote
     gradient (its in-place force is invisible to the loss): dL/dθ = dL_free/dθ with the output's
@@ -140,10 +150,10 @@ def test_reference_loss_states_forced_values_free_gradient(kind):
     grad_mix = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)  # fit 0 reference, 1 forced, 2 free
     clipped = kind == "cshPLRNN"
     step = lambda z, s: latent.step(kind, p, z, s)  # noqa: E731
-    fast = gtf_rollout_shallow(p, z0, a, ad, clipped=clipped, forced=forced, grad_mix=grad_mix)
+    fast = gtf_rollout_shallow(p, z0, a, ad, clipped=clipped, forced=forced, grad_mix=grad_mix, layout=layout)
     ref = gtf_rollout_ref(step, z0, a, ad, forced=forced, grad_mix=grad_mix)
-    exact = gtf_rollout_shallow(p, z0, a, ad, clipped=clipped, forced=forced)
-    free = gtf_rollout_shallow(p, z0, a, ad, clipped=clipped)
+    exact = gtf_rollout_shallow(p, z0, a, ad, clipped=clipped, forced=forced, layout=layout)
+    free = gtf_rollout_shallow(p, z0, a, ad, clipped=clipped, layout=layout)
     torch.testing.assert_close(fast, exact, atol=1e-12, rtol=0)  # values: forced where forced = 1
     torch.testing.assert_close(ref, exact, atol=1e-12, rtol=0)
     params = list(p.values())
@@ -162,7 +172,8 @@ def test_reference_loss_states_forced_values_free_gradient(kind):
 
 
 @pytest.mark.parametrize("kind", ["cshPLRNN", "shPLRNN"])
-def test_shallow_backward_without_target_gradient(kind):
+@pytest.mark.parametrize("layout", ["rows", "columns"])
+def test_shallow_backward_without_target_gradient(kind, layout):
     """Targets that need no gradient (training data) skip dL/d ad; the other gradients stay those of
     autograd through the plain formula, with h2 of both signs and exactly zero."""
     gen = torch.Generator().manual_seed(7)
@@ -175,10 +186,39 @@ def test_shallow_backward_without_target_gradient(kind):
     z0 = torch.randn(S, B, M, generator=gen, dtype=torch.float64, requires_grad=True)
     ref = _plain_formula(kind, p, z0, d, alpha, None)
     a, ad = forcing_weights(d, alpha, M, "weak")
-    fast = gtf_rollout_shallow(p, z0, a, ad, clipped=kind == "cshPLRNN")
+    fast = gtf_rollout_shallow(p, z0, a, ad, clipped=kind == "cshPLRNN", layout=layout)
     assert not ad.requires_grad
     w = torch.randn(ref.shape, generator=gen, dtype=torch.float64)
     inputs = [z0] + list(p.values())
     for name, gr, gf in zip(["z0"] + list(p), torch.autograd.grad((ref * w).sum(), inputs),
                             torch.autograd.grad((fast * w).sum(), inputs)):
         torch.testing.assert_close(gf, gr, atol=1e-11, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize("kind", ["cshPLRNN", "shPLRNN"])
+def test_weak_rollout_from_column_weights_equals_generic_path(kind):
+    """On a CPU the weak-forcing rollout makes its forcing weights as columns (weak_columns); they equal
+    forcing_weights' a and ad, and the rollout and its gradients equal the generic path's."""
+    from dsr.ops.gtf import gtf_rollout, gtf_rollout_weak
+    from dsr.ops.gtf_shallow_columns import to_columns, weak_columns
+
+    gen = torch.Generator().manual_seed(3)
+    S, B, T1, M, Mf, L = 3, 4, 7, 5, 3, 6
+    p = {k: v.requires_grad_(True) for k, v in latent.init_params(kind, S, M, L, gen, dtype=torch.float64).items()}
+    d = torch.randn(S, B, T1, Mf, generator=gen, dtype=torch.float64)
+    d[0, 1, 2] = float("nan")
+    d[2, :, 4, 1] = float("nan")
+    alpha = torch.tensor([0.1, 0.2, 0.5], dtype=torch.float64)
+    z0 = torch.randn(S, B, M, generator=gen, dtype=torch.float64, requires_grad=True)
+    a, ad = forcing_weights(d, alpha, M, "weak")
+    keep, adc = weak_columns(d, alpha, M)
+    torch.testing.assert_close(keep, to_columns(1 - a), atol=0, rtol=0)
+    torch.testing.assert_close(adc, to_columns(ad), atol=0, rtol=0)
+    fast = gtf_rollout_weak(None, z0, d, alpha, M, model_kind=kind, params=p)
+    ref = gtf_rollout(None, z0, a, ad, model_kind=kind, params=p)
+    torch.testing.assert_close(fast, ref, atol=1e-13, rtol=0)
+    w = torch.randn(ref.shape, generator=gen, dtype=torch.float64)
+    inputs = [z0] + list(p.values())
+    for name, gf, gr in zip(["z0"] + list(p), torch.autograd.grad((fast * w).sum(), inputs),
+                            torch.autograd.grad((ref * w).sum(), inputs)):
+        torch.testing.assert_close(gf, gr, atol=1e-12, rtol=0, msg=name)

@@ -160,12 +160,20 @@ def gtf_rollout_weak(step: StepFn, z0, d, alpha, M: int, inputs=None, model_kind
                      forced: torch.Tensor | None = None):
     """Weak (or adaptive) forcing rollout from the targets d (S, B, T̃+1, Mf) and α (S,): on CUDA, for
     shallow PLRNNs the fused kernel makes the forcing weights itself (:func:`dsr.ops.gtf_triton.
-    gtf_rollout_triton_weak`, no a / ad tensors); elsewhere :func:`forcing_weights` and :func:`gtf_rollout`."""
+    gtf_rollout_triton_weak`, no a / ad tensors); on a CPU the columns form gets them as columns
+    (:func:`dsr.ops.gtf_shallow_columns.weak_columns`) where d needs no gradient; elsewhere
+    :func:`forcing_weights` and :func:`gtf_rollout`."""
     if model_kind in ("shPLRNN", "cshPLRNN") and params is not None and z0.is_cuda and inputs is None \
             and (kernel := _triton_kernel()) is not None and kernel.fits_one_tile(*params["W1"].shape[1:]) \
             and kernel.supported_weak(params, z0, d, alpha):
         with torch.cuda.device(z0.device):
             return kernel.gtf_rollout_triton_weak(params, z0, d, alpha, clipped=model_kind == "cshPLRNN",
                                                   forced=forced)
+    if model_kind in ("shPLRNN", "cshPLRNN") and params is not None and z0.device.type == "cpu" and inputs is None \
+            and not d.requires_grad:  # the CPU form takes its forcing weights as columns, made in one go
+        from dsr.ops.gtf_shallow_columns import rollout_columns, weak_columns
+
+        keep, adc = weak_columns(d, alpha, M)  # (T̃+1, S, M, B)
+        return rollout_columns(params, z0, keep, adc, None, model_kind == "cshPLRNN", forced)
     a, ad = forcing_weights(d, alpha, M, "weak")
     return gtf_rollout(step, z0, a, ad, inputs, model_kind, params, forced=forced)

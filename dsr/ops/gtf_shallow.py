@@ -2,17 +2,18 @@
 
 Same function as :func:`dsr.ops.gtf.gtf_rollout_ref` for ``shPLRNN`` /
 ``cshPLRNN``, but the backward pass runs its own loop over time instead of
-autograd's graph: a few small-tensor operations per step, which is what bounds a
-small PLRNN on a CPU. Both loops keep the states as columns, (S, M, B) and (S, L, B) per
-step, with the weights on the left of every batched product (W2 z̃, W1 φ, W1ᵀ g, W2ᵀ gφ); h2 is
-a last column of W2 against a row of ones under the states. The backward recomputes each step's
-pre-activations and adds that step's weight gradients inside its loop (the form of the GPU's fused
-backward), so nothing of size T̃·L is stored. On a 2-core CPU at S = 30, B = 16, T̃ = 60, L = 50 this
-takes 10 against 15 ms per forward and backward at M = 8 and 14 against 17 ms at M = 16, against the
-row form with the weight gradients after the loop (benchmarks/RESULTS.md, Session 11).
+autograd's graph: about half the small-tensor operations per step, which is
+what bounds a small PLRNN. Two forms of the same arithmetic:
+
+* rows (this module, for GPU tensors): states (S, B, M) per step; the backward's loop does only the chain
+  products and forms the weight gradients once after it, as (S, B·T̃, L) tensors (the form of the GPU
+  kernels' default split backward, :mod:`dsr.ops.gtf_triton_split`); fewest launches.
+* columns (:mod:`dsr.ops.gtf_shallow_columns`, for CPU tensors): states (S, M, B), weights on the left
+  of every product, weight gradients added step by step; the faster form where each small product is
+  arithmetic, not a launch.
 
 Forward, t = 1 … T̃ (z̃_0 = z0):
-    p_t  = W2 z̃_{t−1}                                    (S, L, B)
+    p_t  = W2 z̃_{t−1}                                    (S, B, L)
     φ_t  = ReLU(p_t + h2) − ReLU(p_t)      (cshPLRNN; ReLU(p_t + h2) for shPLRNN)
     z_t  = A ⊙ z̃_{t−1} + W1 φ_t + h1 (+ C s_{t−1})
     z̃_t  = z_t ⊙ (1 − a_t) + ad_t
@@ -30,109 +31,101 @@ from __future__ import annotations
 
 import torch
 
-_masked = torch.ops.aten.threshold_backward  # (grad, x, 0) → grad ⊙ 1[x > 0], one pass
+from dsr.ops.gtf_shallow_columns import to_columns, rollout_columns
 
 
-def _columns(x):
-    """(S, B, T, X) → (T, S, X, B), contiguous: step t's slice holds one column block per fit."""
-    return x.permute(2, 0, 3, 1).contiguous()
+def _activation(pre, h2, clipped):
+    act = torch.relu(pre + h2)
+    return act - torch.relu(pre) if clipped else act
 
 
-def _expand(v, B):
-    """(S, X) → (S, X, B), contiguous (elementwise products without broadcasting)."""
-    return v.unsqueeze(2).expand(*v.shape, B).contiguous()
+def _weight_terms(pre, h2, clipped):
+    """φ(p), dφ/dp and 1[p + h2 > 0] of pre-activations ``pre`` (..., L) with ``h2`` broadcast to them."""
+    q = pre + h2
+    on = (q > 0).to(pre.dtype)
+    act = torch.relu(q)
+    if not clipped:
+        return act, on, on
+    return act - torch.relu(pre), on - (pre > 0).to(pre.dtype), on
 
 
 class _ShallowGTF(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z0, a, ad, A, W1, W2, h1, h2, C, s, clipped, forced, grad_mix):
         S, B, T1, M = a.shape
-        T, L = T1 - 1, W1.shape[2]
         f = None if forced is None else forced.to(z0.dtype).view(S, 1, 1)  # (S, 1, 1)
         fg = f if grad_mix is None or f is None else grad_mix.to(z0.dtype).view(S, 1, 1)  # backward's f
-        W2b = torch.cat([W2, h2.unsqueeze(2)], 2)  # [W2 h2] (S, L, M+1)
-        keep, adc = _columns(1 - a), _columns(ad)  # (T̃+1, S, M, B)
-        sc = None if C is None else _columns(s[:, :, :T])  # (T̃, S, P, B)
-        Ae, h1e, h2e = _expand(A, B), _expand(h1, B), _expand(h2, B)  # (S, M, B), (S, M, B), (S, L, B)
-        zs = torch.empty(T1, S, M + 1, B, dtype=z0.dtype, device=z0.device)  # [z̃_t; 1], t = 0 … T̃
-        zs[:, :, M] = 1
-        zs[0, :, :M] = z0.transpose(1, 2)
-        out = torch.empty(T, S, M, B, dtype=z0.dtype, device=z0.device)  # z_1 … z_T̃ (or forced)
-        q = torch.empty(S, L, B, dtype=z0.dtype, device=z0.device)  # p_t + h2
+        W1T, W2T = W1.transpose(1, 2), W2.transpose(1, 2)  # (S, L, M), (S, M, L)
+        h2b, Ab, h1b = h2.unsqueeze(1), A.unsqueeze(1), h1.unsqueeze(1)
+        keep = 1 - a  # (S, B, T̃+1, M)
+        zprev = torch.empty(S, B, T1 - 1, M, dtype=z0.dtype, device=z0.device)  # z̃_0 … z̃_{T̃-1}
+        out = torch.empty_like(zprev)  # z_1 … z_T̃
+        zt = z0
         for t in range(1, T1):
-            zp = zs[t - 1]  # (S, M+1, B)
-            torch.bmm(W2b, zp, out=q)
-            act = torch.relu(q).sub_(torch.sub(q, h2e).relu_()) if clipped else q.relu_()  # φ_t (S, L, B)
-            z = torch.baddbmm(torch.addcmul(h1e, Ae, zp[:, :M]), W1, act,
-                              out=out[t - 1] if f is None else None)  # (S, M, B)
-            if sc is not None:
-                z = torch.baddbmm(z, C, sc[t - 1], out=z)
-            torch.addcmul(adc[t], z, keep[t], out=zs[t, :, :M])
-            if f is not None:  # the loss sees z + f (z̃ − z)
-                torch.addcmul(z, f, zs[t, :, :M] - z, out=out[t - 1])
-        ctx.save_for_backward(zs, keep, A, W1, W2b, h2, C, sc, fg)
+            zprev[:, :, t - 1] = zt
+            act = _activation(torch.bmm(zt, W2T), h2b, clipped)  # (S, B, L)
+            z = torch.baddbmm(torch.addcmul(h1b, Ab, zt), act, W1T)  # (S, B, M)
+            if C is not None:
+                z = torch.baddbmm(z, s[:, :, t - 1], C.transpose(1, 2))
+            zt = torch.addcmul(ad[:, :, t], z, keep[:, :, t])  # (S, B, M)
+            out[:, :, t - 1] = z if f is None else torch.addcmul(z, f, zt - z)
+        ctx.save_for_backward(zprev, keep, A, W1, W2, h2, C, s, fg)
         ctx.clipped = clipped
-        return out.permute(1, 3, 0, 2)  # (S, B, T̃, M)
+        return out
 
     @staticmethod
     def backward(ctx, gout):
-        zs, keep, A, W1, W2b, h2, C, sc, f = ctx.saved_tensors
-        T1, S, M1, B = zs.shape
-        M, T, L = M1 - 1, T1 - 1, W1.shape[2]
-        clipped = ctx.clipped
-        goutc = _columns(gout)  # (T̃, S, M, B)
-        W1T = W1.transpose(1, 2).contiguous()  # (S, L, M)
-        W2T = W2b[:, :, :M].transpose(1, 2).contiguous()  # (S, M, L)
-        Ae, h2e = _expand(A, B), _expand(h2, B)
-        gz = torch.empty_like(goutc)  # dL/dz_t, (T̃, S, M, B)
-        gad = torch.zeros_like(keep) if ctx.needs_input_grad[2] else None  # dL/d ad_t, (T̃+1, S, M, B)
-        gW1 = torch.zeros_like(W1)  # Σ_t g φᵀ, (S, M, L)
-        gW2bT = torch.zeros(S, M1, L, dtype=zs.dtype, device=zs.device)  # Σ_t [z̃; 1] gpreᵀ
-        gh2 = torch.zeros(S, L, B, dtype=zs.dtype, device=zs.device) if clipped else None  # Σ_t gφ ⊙ 1[p+h2 > 0]
-        q = torch.empty(S, L, B, dtype=zs.dtype, device=zs.device)
-        g_carry = torch.zeros(S, M, B, dtype=zs.dtype, device=zs.device)  # dL/dz̃_t from the future
+        zprev, keep, A, W1, W2, h2, C, s, f = ctx.saved_tensors
+        S, B, T, M = zprev.shape
+        W2T, h2b, Ab = W2.transpose(1, 2), h2.unsqueeze(1), A.unsqueeze(1)  # (S, M, L), (S, 1, L), (S, 1, M)
+        gz = torch.empty_like(gout)  # dL/dz_t, total
+        gad = torch.zeros_like(keep)  # dL/d ad_t
+        zflat = zprev.reshape(S, B * T, M)  # φ, slopes and 1[p + h2 > 0] of all steps at once, (S, B·T̃, M)
+        act, slope, on = _weight_terms(torch.bmm(zflat, W2T), h2b, ctx.clipped)  # (S, B·T̃, L)
+        slope_all = slope.reshape(S, B, T, -1)  # (S, B, T̃, L)
+        gact_all = torch.empty_like(slope_all)  # dL/dφ_t, kept for the weight gradients after the loop
+        g_carry = torch.zeros_like(zprev[:, :, 0])  # dL/dz̃_t from the future
         for t in range(T, 0, -1):
-            go = goutc[t - 1]  # (S, M, B)
+            go = gout[:, :, t - 1]  # (S, B, M)
             if f is not None:  # the loss saw z_t + f (z̃_t − z_t)
-                g_carry = torch.addcmul(g_carry, f, go)  # dL/dz̃_t
+                g_carry = torch.addcmul(g_carry, f, go)  # dL/dz̃_t, (S, B, M)
                 go = go - f * go
-            if gad is not None:
-                gad[t] = g_carry
-            g = torch.addcmul(go, g_carry, keep[t], out=gz[t - 1])  # dL/dz_t, (S, M, B)
-            zp = zs[t - 1]  # [z̃_{t−1}; 1]
-            torch.bmm(W2b, zp, out=q)  # this step's p + h2 again, (S, L, B)
-            ga = torch.bmm(W1T, g)  # dL/dφ_t, (S, L, B)
-            if clipped:
-                p = torch.sub(q, h2e)
-                gon = _masked(ga, q, 0)  # gφ ⊙ 1[p + h2 > 0]
-                gh2.add_(gon)
-                gpre = gon.sub_(_masked(ga, p, 0))  # dL/dp_t
-                act = q.relu_().sub_(p.relu_())  # φ_t
-            else:
-                gpre = _masked(ga, q, 0)
-                act = q.relu_()
-            gW1.baddbmm_(g, act.transpose(1, 2))
-            gW2bT.baddbmm_(zp, gpre.transpose(1, 2))
-            g_carry = torch.baddbmm(g * Ae, W2T, gpre)  # (S, M, B)
-        gW2 = gW2bT[:, :M].transpose(1, 2)  # (S, L, M)
-        gh2 = gh2.sum(2) if clipped else gW2bT[:, M]  # (S, L)
-        gA = (gz * zs[:T, :, :M]).sum((0, 3))  # (S, M)
-        gh1 = gz.sum((0, 3))
-        gC = None if C is None else torch.einsum("tsmb,tspb->smp", gz, sc)  # (S, M, P)
-        gad = None if gad is None else gad.permute(1, 3, 0, 2)  # (S, B, T̃+1, M)
-        return (g_carry.transpose(1, 2), None, gad, gA, gW1, gW2.contiguous(), gh1, gh2.contiguous(), gC,
-                None, None, None, None)
+            gad[:, :, t] = g_carry
+            g = torch.addcmul(go, g_carry, keep[:, :, t])  # (S, B, M)
+            gz[:, :, t - 1] = g
+            ga = torch.bmm(g, W1)  # dL/dφ_t (S, B, L)
+            gact_all[:, :, t - 1] = ga
+            gpre = ga * slope_all[:, :, t - 1]
+            g_carry = torch.baddbmm(g * Ab, gpre, W2)  # (S, B, M)
+        gact = gact_all.reshape(S, B * T, -1)  # weight gradients over all steps at once, (S, B·T̃, L)
+        gW1 = torch.bmm(gz.reshape(S, B * T, M).transpose(1, 2), act)  # (S, M, L)
+        gW2 = torch.bmm((gact * slope).transpose(1, 2), zflat)  # (S, L, M)
+        gh2 = (gact * on).sum(1)
+        gA = (gz * zprev).sum((1, 2))
+        gh1 = gz.sum((1, 2))
+        gC = None
+        if C is not None:
+            gC = torch.bmm(gz.reshape(S, B * T, M).transpose(1, 2), s[:, :, :T].reshape(S, B * T, -1))  # (S, M, P)
+        return g_carry, None, gad, gA, gW1, gW2, gh1, gh2, gC, None, None, None, None
 
 
 def gtf_rollout_shallow(params: dict[str, torch.Tensor], z0: torch.Tensor, a: torch.Tensor, ad: torch.Tensor,
                         inputs: torch.Tensor | None = None, clipped: bool = True,
-                        forced: torch.Tensor | None = None, grad_mix: torch.Tensor | None = None) -> torch.Tensor:
+                        forced: torch.Tensor | None = None, grad_mix: torch.Tensor | None = None,
+                        layout: str = "auto") -> torch.Tensor:
     """Forced rollout (S, B, T̃, M) of a (clipped) shallow PLRNN; see :func:`dsr.ops.gtf.gtf_rollout_ref`.
 
     ``forced`` (S,) of 0/1 or None (all 0): per fit, return the forced states z̃_t instead of z_t.
     ``grad_mix`` (S,) of 0/1 or None (= ``forced``): per fit, differentiate them exactly (1) or pass
     their gradient to z_t as for a free output (0, the reference code's gradient).
+    ``layout``: "rows", "columns", or "auto" (columns on a CPU, rows elsewhere); the same numbers up to
+    the order of float sums.
     """
+    if layout not in ("auto", "rows", "columns"):
+        raise ValueError(f"layout must be auto, rows or columns, not {layout!r}")
+    if layout == "columns" or (layout == "auto" and z0.device.type == "cpu"):
+        sc = None if inputs is None else to_columns(inputs[:, :, :a.shape[2] - 1])  # (T̃, S, P, B)
+        return rollout_columns(params, z0, to_columns(1 - a), to_columns(ad), sc, clipped, forced, grad_mix)
     C = params.get("C") if inputs is not None else None
     return _ShallowGTF.apply(z0, a, ad, params["A"], params["W1"], params["W2"], params["h1"], params["h2"],
                              C, inputs, clipped, forced, grad_mix)
