@@ -149,3 +149,28 @@ def test_test_part_targets_do_not_see_far_future_data(oscillator):
     sd2 = prepare_subject(x2, h, cfg, standardise=False)
     np.testing.assert_allclose(sd2.d_full[:j - cr], sd.d_full[:j - cr], rtol=1e-12, atol=1e-12)
     assert not np.allclose(sd2.d_full[j - cr:T - cr], sd.d_full[j - cr:T - cr])
+
+
+def test_host_batches_are_each_fits_own_and_noisy():
+    """The CPU sampler: a fit's batch depends on its own generator alone (the same batch alone or stacked),
+    its noise is Gaussian with the configured σ on x and on d (two different draws), and NaN targets stay NaN."""
+    from dsr.signal.filters import spm_hrf
+    from dsr.training.data import sample_batch
+
+    cfg = load_config("quick")
+    rng = np.random.default_rng(0)
+    subjects = [prepare_subject(rng.standard_normal((300, 3)).cumsum(0), spm_hrf(1.0), cfg) for _ in range(3)]
+
+    def draw(idx, sigma):
+        rngs = [np.random.default_rng(100 + i) for i in idx]
+        return sample_batch([subjects[i] for i in idx], rngs, 40, 64, sigma, "cpu", torch.float64)
+
+    both, alone = draw([0, 1, 2], 0.5), draw([1], 0.5)
+    torch.testing.assert_close(both.x[1], alone.x[0], atol=0, rtol=0)
+    torch.testing.assert_close(both.d[1], alone.d[0], atol=0, rtol=0, equal_nan=True)
+    clean = draw([0, 1, 2], 0.0)
+    ex, ed = both.x - clean.x, both.d - clean.d  # (S, B, T̃+1, N)
+    assert torch.isnan(ed).sum() == torch.isnan(clean.d).sum() > 0  # the masked edge of the targets
+    for e in (ex, ed[torch.isfinite(ed)]):
+        assert abs(float(e.std()) - 0.5) < 0.02 and abs(float(e.mean())) < 0.02
+    assert abs(float(np.corrcoef(ex[torch.isfinite(ed)].numpy(), ed[torch.isfinite(ed)].numpy())[0, 1])) < 0.05

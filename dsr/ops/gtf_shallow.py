@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import torch
 
-from dsr.ops.gtf_shallow_columns import to_columns, rollout_columns
+from dsr.ops.gtf_shallow_columns import rollout_columns, to_columns
 
 
 def _activation(pre, h2, clipped):

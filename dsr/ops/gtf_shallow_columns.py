@@ -4,9 +4,10 @@ Both loops keep the states as columns, (S, M, B) and (S, L, B) per step, with th
 every batched product (W2 z̃, W1 φ, W1ᵀ g, W2ᵀ gφ); h2 is a last column of W2 against a row of ones under
 the states. The backward recomputes each step's pre-activations and adds that step's weight gradients
 inside its loop (the form of the GPU's fused backward), so nothing of size T̃·L is stored. On a 2-core
-CPU, one thread, S = 30, B = 16, T̃ = 60, L = 50, forward and backward take 10 against 15 ms at M = 8 and
-14 against 17 ms at M = 16 in the row form (benchmarks/RESULTS.md, Session 11); on a GPU, where each
-product is a launch, the row form's fewer launches win (0.77–0.89×), so CUDA tensors keep it.
+CPU, one thread, S = 30, B = 16, T̃ = 60, L = 50, forward and backward take 8.4 against 14.0 ms at M = 8
+and 14.2 against 15.7 ms at M = 16 for session 10's row form (benchmarks/RESULTS.md, Session 11); on a GPU,
+where each product is a launch, the row form's fewer launches win (it is 1.1–1.3× faster on an H200), so
+CUDA tensors keep it.
 Recurrence and gradients as in :mod:`dsr.ops.gtf_shallow`.
 """
 from __future__ import annotations

@@ -153,11 +153,14 @@ def sample_batch(subjects: list[SubjectData], rngs: list[np.random.Generator], s
 
     x, d = stack(xs), stack(ds)  # (S, B, T̃+1, N)
     if noise > 0:
-        eps = torch.empty((len(keys), 2) + x.shape[1:], dtype=dtype)  # (S, 2, B, T̃+1, N)
+        ex, ed = torch.empty_like(x), torch.empty_like(d)
         gen = torch.Generator()
-        for i, key in enumerate(keys):
-            eps[i].normal_(generator=gen.manual_seed(key))
-        x, d = x.add_(eps[:, 0], alpha=noise), d.add_(eps[:, 1], alpha=noise)
+        for i, key in enumerate(keys):  # one stream per fit and batch: x's noise, then d's
+            gen.manual_seed(key)
+            ex[i].normal_(generator=gen)
+            ed[i].normal_(generator=gen)
+        x.add_(ex, alpha=noise)
+        d.add_(ed, alpha=noise)
 
     def move(t):
         return None if t is None else t.to(device)
