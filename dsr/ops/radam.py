@@ -92,10 +92,11 @@ def guarded_radam_ref(p, g, m, v, good_p, good_m, good_v, segments, step, good_s
             pk.sub_(torch.where(act, upd, torch.zeros((), dtype=dt, device=p.device)))
         ok &= torch.isfinite(pk).all(1)
     bad = active & ~ok  # (S,)
-    for sl, n in blocks:
-        for x, good in ((p, good_p), (m, good_m), (v, good_v)):
-            xk = x[sl].view(S, n)
-            xk.copy_(torch.where(bad[:, None], good[sl].view(S, n), xk))
+    if p.device.type != "cpu" or bool(bad.any()):  # a CPU skips the roll-back when no fit needs one (a captured
+        for sl, n in blocks:                       # GPU graph cannot branch on it)
+            for x, good in ((p, good_p), (m, good_m), (v, good_v)):
+                xk = x[sl].view(S, n)
+                xk.copy_(torch.where(bad[:, None], good[sl].view(S, n), xk))
     step.copy_(torch.where(bad, good_step, step))
     retries.add_(bad.to(retries.dtype))
     lr_factor.copy_(torch.where(bad, lr_factor * nan_lr_factor, lr_factor))
