@@ -7,7 +7,8 @@ Each case S,M,L: S stacked fits, latent M, hidden L, B = 16 sequences of T̃ = 6
 preset's), weak forcing α 0.1, float32, a weighted sum of the outputs as loss. ``--compare`` loads another
 version of the module from a file (e.g. an older commit's ``git show REV:dsr/ops/gtf_shallow.py``) and times
 it in the same run, alternating, so both see the same machine state; ``max_grad_diff`` is the largest
-relative difference of their gradients. Prints and writes a JSON of milliseconds (median of ``--reps``).
+relative difference of their gradients. Prints and writes a JSON of milliseconds (the median over
+``--rounds`` timings, each the mean of ``--reps`` calls).
 """
 from __future__ import annotations
 
