@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-if not any(Path(p, "dsr").is_dir() for p in sys.path if p):
-    sys.path.append(str(Path(__file__).resolve().parents[1]))
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # last: a PYTHONPATH checkout or the installed dsr first
 import dsr  # noqa: E402
 from dsr.config import load_config  # noqa: E402
 from dsr.models.convssm import ConvSSM, ConvSSMSpec  # noqa: E402
