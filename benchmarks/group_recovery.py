@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dsr.analysis.group_stats import permutation_correlation  # noqa: E402
-from dsr.config import load_config  # noqa: E402
+from dsr.config import apply_overrides, load_config  # noqa: E402
 from dsr.io.atomic import write_json  # noqa: E402
 from dsr.pipelines.group import run_group  # noqa: E402
 from dsr.pipelines.participant import run_participant  # noqa: E402
@@ -51,6 +51,9 @@ def main(argv=None) -> int:
                     help="learning-rate schedule (the reported runs used 1e-3 1e-6, the quick preset's "
                          "schedule at the time)")
     ap.add_argument("--n-jobs", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="the participant level's --device (cpu, cuda, cuda:N)")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="config override, as the CLI's --set (repeatable)")
     ap.add_argument("--feature", default="lyapunov_max", help="pre-registered feature")
     ap.add_argument("--raw", action="store_true", help="fit the raw NIfTI runs (ignore derivatives/fmriprep)")
     ap.add_argument("--seeds", type=int, default=1, help="fits per run (seeds 0 … K-1)")
@@ -67,13 +70,14 @@ def main(argv=None) -> int:
         cfg = cfg.replace(train={"epochs": args.epochs})
     if args.lr:
         cfg = cfg.replace(train={"lr_start": args.lr[0], "lr_end": args.lr[1]})
+    cfg = apply_overrides(cfg, args.set)
     cfg = cfg.replace(seeds={"combine": args.combine})  # not part of a fit's identity: the fits are shared
     bids_dir, out = args.out / "ds", args.out / "derivatives"
     if not (bids_dir / "participants.tsv").is_file():
         make_dataset(bids_dir, n_subjects=args.subjects, seed=args.seed, n_volumes=args.volumes, tr=args.tr,
                      n_regions=args.regions, system=args.system, shape=(10, 10, 10))
     run_participant(bids_dir, out, participant_labels=None, task=None, session=None, space=None, atlas=None,
-                    config=cfg, device="cpu", confounds=None, nprocs=args.n_jobs,
+                    config=cfg, device=args.device, confounds=None, nprocs=args.n_jobs,
                     derivatives="none" if args.raw else "auto",
                     seeds=list(range(args.seeds)) if args.seeds > 1 else None,
                     stack=args.stack)
@@ -97,6 +101,7 @@ def main(argv=None) -> int:
                "best_feature_post_hoc": str(best.feature), "best_rho_post_hoc": float(best.spearman_rho),
                "all": res.to_dict(orient="records"), "seconds": time.perf_counter() - t0,
                "inputs": "raw" if args.raw else "fmriprep", "seeds": args.seeds, "combine": args.combine, "epochs": cfg.train.epochs,
+               "device": args.device, "set": args.set,
                "threshold": args.threshold, "parameters": param.tolist(),
                "preregistered_values": None if pre is None else table[args.feature].tolist()}
     write_json(args.out / ("group_recovery.json" if args.combine == "mean" else "group_recovery_best.json"), summary)
