@@ -14,6 +14,7 @@ Nozari et al. 2024, Nat. Biomed. Eng., "Macroscopic resting-state brain dynamics
 models"): how much of the held-out next volume each model predicts.
 
 Usage: ``python benchmarks/real_rest_ceiling.py .realdata/hcp16 --out benchmarks/results/s9/real_rest_ceiling.json``
+(``--band-pass 0.01 0.1``: each half band-passed first, as ``real_rest.py --band-pass``).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_rest import load_folder  # noqa: E402
+from real_rest import band_pass, load_folder  # noqa: E402
 
 from dsr.analysis import distances as dist  # noqa: E402
 from dsr.analysis.group_stats import icc  # noqa: E402
@@ -129,6 +130,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--hidden", type=int, nargs="+", default=[16, 64])
     ap.add_argument("--decay", type=float, default=1e-3)
     ap.add_argument("--samples", type=int, default=20)
+    ap.add_argument("--band-pass", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                    help="Hz, each half filtered on its own (as real_rest.py --band-pass)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     names, xs, tr = load_folder(args.folder, None, args.subjects)
@@ -137,6 +140,8 @@ def main(argv=None) -> dict:
     for name, x in zip(names, xs):
         T2 = len(x) // 2
         halves = [x[:T2], x[T2:2 * T2]]
+        if args.band_pass:
+            halves = [band_pass(h, tr, args.band_pass) for h in halves]
         for i in (0, 1):
             train, other = halves[i][:int(0.75 * T2)], halves[1 - i]
             mean, sd = train.mean(0), train.std(0)
@@ -194,7 +199,7 @@ def main(argv=None) -> dict:
     for r in rows:
         del r["var1_A"], r["fc"], r["fc_train"]
     print(json.dumps(reliability))
-    out = {"folder": str(args.folder), "tr": tr, "hidden": args.hidden, "decay": args.decay, "samples": args.samples,
+    out = {"folder": str(args.folder), "tr": tr, "band_pass": args.band_pass, "hidden": args.hidden, "decay": args.decay, "samples": args.samples,
            "seconds": time.perf_counter() - t0, "summary": summary, "reliability": reliability, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))

@@ -115,3 +115,22 @@ def test_spectra_diagnosis_runs_on_saved_fits(tmp_path):
     for shares in out["power_share"].values():
         assert abs(sum(shares) - 1.0) < 0.05  # the bands cover 0 to the Nyquist frequency (0.5 Hz at TR 1 s)
     assert json.loads((tmp_path / "spectra.json").read_text())["fits"] == 4
+
+
+def test_real_rest_floor_scores_var1_and_the_floor_for_whole_runs_and_halves(tmp_path):
+    """benchmarks/real_rest_floor.py: the product's held-out protocol on whole runs and on their halves."""
+    from dsr.simulate.bids_dataset import simulate_region_bold
+
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for i, forcing in enumerate((6.0, 9.0)):
+        x = simulate_region_bold("lorenz96", forcing, 4, 320, 1.0, rng=np.random.default_rng(i))[1] * 3 + 50
+        np.save(folder / f"sub-{i}.npy", x)
+    (folder / "regions.json").write_text(json.dumps({"tr": 1.0}))
+    res = _module("real_rest_floor").main([str(folder), "--out", str(tmp_path / "floor.json"), "--samples", "4"])
+    whole, halves = res["splits"]["whole"], res["splits"]["halves"]
+    assert (whole["n"], whole["n_train"], halves["n"], halves["n_train"]) == (2, 240, 4, 120)
+    for s in (whole, halves):
+        assert np.isfinite(s["median_var1"] + s["median_floor"]).all()
+        assert all(0 <= k <= s["n"] for k in s["floor_below_var1"])
+    assert json.loads((tmp_path / "floor.json").read_text())["splits"]["halves"]["rows"][3]["part"] == 2
