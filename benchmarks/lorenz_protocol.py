@@ -10,7 +10,8 @@ the 100 000-step series as example_data/lorenz.npy and splits 3:1, settings/defa
 ``lorenz63.npy`` through the SPM HRF at TR 0.2 s (every sample with a full filter history, so
 T = 100 000 − K), observation noise σ 0.01 and 0.1, 3:1 split, M 3, L 50, α 0.1, ≥ 10 seeds, with
 ``train.loss_states`` "free" and "forced" (or "reference"; ``--alphas`` and ``--train KEY=VALUE`` for other
-settings). Scores per fit:
+settings; ``--targets wiener oracle`` adds fits trained on the clean latent instead of the Wiener-deconvolved
+targets, to measure what the deconvolution's error costs). Scores per fit:
 
 * ``dstsp`` -- 30-bin D_stsp of generated BOLD against the whole recording at equal length (the
   reference's comparison, src/measures/stsp_measure.jl), mean over rollouts;
@@ -47,6 +48,8 @@ both are evaluated, as groups "selected" and "last" of the same fits (selection 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import json
 import os
 import sys
@@ -65,7 +68,7 @@ from dsr.analysis.dstsp import dstsp_bins  # noqa: E402
 from dsr.config import load_config  # noqa: E402
 from dsr.models.convssm import ConvSSM, ConvSSMSpec  # noqa: E402
 from dsr.signal.filters import spm_hrf  # noqa: E402
-from dsr.training.data import prepare_subject  # noqa: E402
+from dsr.training.data import SubjectData, prepare_subject  # noqa: E402
 from dsr.training.loop import log_progress, train  # noqa: E402
 from lorenz_protocol_summary import floors, summarise, table  # noqa: E402
 from reference_results import lorenz_recording  # noqa: E402
@@ -84,24 +87,38 @@ def score_fits(model: ConvSSM, subjects, eval_cfg, seeds, truths) -> list[dict]:
 
 
 def protocol_fits(args, L: np.ndarray, K: int) -> list[dict]:
-    """The fits of the run: one dict per fit (part, recording length, noise, loss_states, seed)."""
+    """The fits of the run: one dict per fit (part, recording length, noise, loss_states, seed; alpha and
+    targets where given)."""
     g1_len = args.g1_length or len(L) - K
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     fits = []
-    for al in args.alphas or [None]:
-        for ls in args.loss_states:
-            if "g0" in args.parts:
-                fits += [dict(part="G0", length=args.g1_length or len(L), noise=0.0, loss_states=ls, seed=s)
-                         for s in range(args.first_seed, args.first_seed + args.seeds)]
-            if "g1" in args.parts:
-                fits += [dict(part="G1", length=g1_len, noise=nz, loss_states=ls, seed=s)
-                         for nz in args.noise for s in range(args.first_seed, args.first_seed + args.seeds)]
-            if "g2" in args.parts:
-                fits += [dict(part="G2", length=int(np.ceil(n / 0.75)), n_train=n, noise=0.01, loss_states=ls, seed=s)
-                         for n in args.g2_train for s in range(args.first_seed, args.first_seed + args.seeds)]
+    for al, ls, tg in itertools.product(args.alphas or [None], args.loss_states, args.targets):
+        group = []
+        if "g0" in args.parts:
+            group += [dict(part="G0", length=args.g1_length or len(L), noise=0.0, loss_states=ls, seed=s)
+                      for s in seeds]
+        if "g1" in args.parts:
+            group += [dict(part="G1", length=g1_len, noise=nz, loss_states=ls, seed=s)
+                      for nz in args.noise for s in seeds]
+        if "g2" in args.parts:
+            group += [dict(part="G2", length=int(np.ceil(n / 0.75)), n_train=n, noise=0.01, loss_states=ls, seed=s)
+                      for n in args.g2_train for s in seeds]
+        for f in group:
             if al is not None:
-                for f in fits:
-                    f.setdefault("alpha", al)
+                f["alpha"] = al
+            if tg != "wiener":  # the default leaves the fits' keys as before (saved stacks still load)
+                f["targets"] = tg
+        fits += group
     return fits
+
+
+def oracle_targets(sd: SubjectData, L: np.ndarray, K: int) -> SubjectData:
+    """``sd`` with its training targets replaced by the clean latent (sample t of a recording is the filtered
+    L[K + t], ``lorenz_recording``), NaN where the Wiener targets are NaN: what the deconvolution should give."""
+    d = sd.d.copy()  # (T, 3)
+    ok = np.isfinite(d[:, 0])
+    d[ok] = L[K + np.flatnonzero(ok)]
+    return dataclasses.replace(sd, d=d)
 
 
 def _prepare(job):
@@ -205,6 +222,9 @@ def main(argv=None):
                    help="G0: the reference code's trained model (BSON.jl file), scored beside the fits")
     p.add_argument("--noise", type=float, nargs="+", default=[0.01, 0.1], help="G1 observation noise levels")
     p.add_argument("--loss-states", nargs="+", default=["free", "forced"], choices=["free", "forced", "reference"])
+    p.add_argument("--targets", nargs="+", default=["wiener"], choices=["wiener", "oracle"],
+                   help="GTF targets of the G1/G2 fits: the Wiener deconvolution (the method), or the clean latent "
+                        "itself (oracle: what deconvolution error costs), each a group of the same stack")
     p.add_argument("--alphas", type=float, nargs="+", default=None,
                    help="forcing strengths, each a group of fits in the same stack (default: the preset's α)")
     p.add_argument("--train", nargs="+", default=[], metavar="KEY=VALUE",
@@ -241,6 +261,8 @@ def main(argv=None):
     g0 = "g0" in args.parts
     if g0 and len(args.parts) > 1:
         raise SystemExit("--parts g0 runs alone (no filter; G1 and G2 have the HRF)")
+    if g0 and "oracle" in args.targets:
+        raise SystemExit("--targets oracle belongs to G1 and G2 (G0's targets are its clean data already)")
     if args.reference_model and not g0:
         raise SystemExit("--reference-model belongs to --parts g0")
     cfg = load_config("lorenz63", train=train_over, eval=eval_over, **({"filter": {"kind": "none"}} if g0 else {}))
@@ -263,7 +285,8 @@ def main(argv=None):
     truths = [L[:f["length"]] if f["part"] == "G0" else L[K:K + f["length"]] if f["part"] == "G1" else g2_truth
               for f in fits]
     seeds = [f["seed"] for f in fits]
-    subs = [subjects[(f["length"], f["noise"])] for f in fits]
+    oracle = {k: oracle_targets(sd, L, K) for k, sd in subjects.items()} if "oracle" in args.targets else {}
+    subs = [(oracle if f.get("targets") == "oracle" else subjects)[(f["length"], f["noise"])] for f in fits]
     t_prep = time.perf_counter() - t_start
 
     models = out_dir / f"lorenz_protocol{args.tag}_models.safetensors"

@@ -63,10 +63,10 @@ def summarise(fits: list[dict], rows: list[dict], fl: dict, g2_denominator: dict
     """Mean and median over seeds per group, with the floors beside them."""
     groups: dict = {}
     for f, r in zip(fits, rows):
-        key = (f["part"], f["length"], f["noise"], f["loss_states"], f.get("alpha"), f.get("pick"))
+        key = (f["part"], f["length"], f["noise"], f["loss_states"], f.get("alpha"), f.get("pick"), f.get("targets"))
         groups.setdefault(key, []).append(r)
     out = {}
-    for (part, length, nz, ls, al, pick), rs in groups.items():
+    for (part, length, nz, ls, al, pick, tg), rs in groups.items():
         lam = np.array([r["lyapunov_max"] for r in rs], dtype=float) / DT  # per Lorenz time unit
         g = {"part": part, "length": length, "noise": nz, "loss_states": ls, "n_fits": len(rs),
              "n_ok": sum(r["status"] == "ok" for r in rs),
@@ -91,6 +91,9 @@ def summarise(fits: list[dict], rows: list[dict], fl: dict, g2_denominator: dict
         if al is not None:
             g["alpha"] = al
             name = f"{name} α{al:g}"
+        if tg is not None:  # training targets other than the Wiener deconvolution
+            g["targets"] = tg
+            name = f"{name} {tg}"
         if pick is not None:
             g["pick"] = pick
             g["selected_epoch"] = _stats([r.get("selected_epoch") for r in rs])

@@ -96,3 +96,26 @@ def test_device_g1_select_smoke(tmp_path):
     assert picks == {(n, a, p) for n in (0.01, 0.1) for a in (0.1, 0.15) for p in ("selected", "last")}
     assert all(g["n_fits"] == 2 for g in res["summary"].values())
     assert "G1 σ0.1 α0.15 free selected" in run.stdout  # the table is printed
+
+
+def test_oracle_targets_are_the_clean_latent_under_the_recording():
+    """``lorenz_protocol.py --targets oracle``: the training targets become L[K + t] where the Wiener targets are
+    finite, and the Wiener deconvolution of the σ 0.01 recording is close to exactly that (same alignment)."""
+    import lorenz_protocol as lp
+    from reference_results import lorenz_recording
+
+    from dsr.config import load_config
+    from dsr.training.data import prepare_subject
+
+    L = lorenz63_simulate(6000, 1, seed=5, transient=500)[0]  # (6000, 3)
+    x, h = lorenz_recording(L, 5000, 0.01)
+    K = len(h)
+    sd = prepare_subject(x, h, load_config("lorenz63"), standardise=False)
+    oracle = lp.oracle_targets(sd, L, K)
+    ok = np.isfinite(sd.d[:, 0])
+    assert ok.sum() > 3000 and np.array_equal(np.isfinite(oracle.d), np.isfinite(sd.d))
+    np.testing.assert_array_equal(oracle.d[ok], L[K + np.flatnonzero(ok)])
+    assert oracle.x is sd.x and oracle.n_train == sd.n_train  # only the targets differ
+    err = np.sqrt(np.mean((sd.d[ok] - oracle.d[ok]) ** 2, 0))  # (3,)
+    shifted = np.sqrt(np.mean((sd.d[ok][1:] - oracle.d[ok][:-1]) ** 2, 0))
+    assert (err < 0.2).all() and (err < shifted).all()
