@@ -16,6 +16,9 @@
 #   bp     detached: the split-half run of "start" on halves band-passed to 0.01-0.1 Hz (each half on its own) at
 #          1000 and 500 epochs, and the README example with --high-pass 0.01 --low-pass 0.1 (issue 14 item 4:
 #          which preprocessing gives the best held-out scores beside the references). Waits up to WAIT seconds.
+#   oracle in the foreground (as run, about 200 s): G1 σ 0.01 at 2000 epochs, 10 seeds, with the Wiener targets
+#          and with oracle targets (the clean latent) in one stack (issue 13: does the deconvolution's error make
+#          the models too chaotic?); writes into $OUT/g1
 #   wait   waits up to WAIT seconds more, then packs what is there
 # How many epochs does rest_fmri need? Judged by held-out scores beside VAR(1) and the data floor (issue 18's
 # CPU target would need about half of the preset's 1000).
@@ -62,6 +65,13 @@ if [ "$MODE" = bp ]; then
   done
   setsid nohup bash -c "$DSR data $W/readme_bp participant --config rest_fmri --stack --device cuda \
     --high-pass 0.01 --low-pass 0.1 && $DSR data $W/readme_bp group" > "$W/readme_bp.log" 2>&1 < /dev/null &
+fi
+if [ "$MODE" = oracle ]; then
+  mkdir -p "$OUT/g1"
+  timeout 285 python3 benchmarks/lorenz_protocol.py --parts g1 --noise 0.01 --epochs 2000 --seeds 10 \
+    --loss-states free --targets wiener oracle --eval generation=stochastic --rollouts 10 --device cuda \
+    --tag _s12_oracle_e2000 --out "$OUT/g1" 2>&1 | grep -v "^epoch" | tail -20
+  exit 0
 fi
 if [ "$MODE" = cohort ]; then
   GR="benchmarks/group_recovery.py --subjects 8 --volumes 300 --regions 6 --raw --seeds 10 --stack --no-reports
