@@ -199,8 +199,9 @@ def main(argv=None) -> dict:
     for r in rows:
         del r["var1_A"], r["fc"], r["fc_train"]
     print(json.dumps(reliability))
-    out = {"folder": str(args.folder), "tr": tr, "band_pass": args.band_pass, "hidden": args.hidden, "decay": args.decay, "samples": args.samples,
-           "seconds": time.perf_counter() - t0, "summary": summary, "reliability": reliability, "rows": rows}
+    out = {"folder": str(args.folder), "tr": tr, "band_pass": args.band_pass, "hidden": args.hidden,
+           "decay": args.decay, "samples": args.samples, "seconds": time.perf_counter() - t0, "summary": summary,
+           "reliability": reliability, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))
     for lab, s in summary.items():

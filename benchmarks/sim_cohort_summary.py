@@ -9,7 +9,7 @@ beside the spread between subjects, and the generator's true largest exponent at
 of the cohort's size, integrated with RK4 together with one tangent vector (Benettin), per model time unit
 and per volume (``dsr.simulate.dynamics.lorenz96``: 8 s per model time unit).
 
-    python benchmarks/sim_cohort_summary.py benchmarks/results/s12/cohort/d* --out benchmarks/results/s12/cohort.json
+    python benchmarks/sim_cohort_summary.py benchmarks/results/s12/cohort/d* --out benchmarks/results/s12/cohort_summary.json
 """
 from __future__ import annotations
 
@@ -81,7 +81,8 @@ def summarise(folder: Path, tr: float, n_regions: int, cache: dict, units: float
             cache[key] = l96_lyapunov(float(f), n_regions, units=units)
         subjects.append({"participant_id": sub, "forcing": float(f), "lambda_mean": float(lam.mean()[sub]),
                          "lambda_median": float(lam.median()[sub]), "lambda_sd": float(lam.std()[sub]),
-                         "true_lambda_per_unit": cache[key], "true_lambda_per_volume": cache[key] * tr / SECONDS_PER_UNIT})
+                         "true_lambda_per_unit": cache[key],
+                         "true_lambda_per_volume": cache[key] * tr / SECONDS_PER_UNIT})
     true = pd.Series({s["participant_id"]: s["true_lambda_per_unit"] for s in subjects})
     return {"folder": str(folder), "fits_per_subject": int(lam.size().max()),
             "rho": {k: float(spearmanr(v.loc[forcing.index], forcing)[0]) for k, v in combined.items()},
@@ -104,7 +105,8 @@ def main(argv=None) -> dict:
         res = summarise(folder, args.tr, args.regions, cache, args.units)
         rows.append(res)
         print(f"{folder}: ρ(λ_max, F) " + ", ".join(f"{k} {v:.3f}" for k, v in res["rho"].items())
-              + f"; true λ vs F {res['rho_true_lambda_vs_forcing']:.3f}; sd over seeds {res['sd_within_subjects']:.4f},"
+              + f"; true λ vs F {res['rho_true_lambda_vs_forcing']:.3f}; "
+              f"sd over seeds {res['sd_within_subjects']:.4f},"
               f" between subjects {res['sd_between_subject_means']:.4f}", flush=True)
     out = {"tr": args.tr, "regions": args.regions, "units": args.units, "cohorts": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
