@@ -1,6 +1,7 @@
 # Sourced by the benchmarks/device_s*.sh scripts: detached jobs on a device machine and what comes back.
 #   wait_jobs PATTERN SECONDS   wait while a process matching PATTERN runs, at most SECONDS
-#   collect DIR TARBALL         tail the logs of DIR, pack DIR (without *.pt) into TARBALL, list its folder
+#   collect DIR TARBALL [PAT…]  tail the logs of DIR, pack DIR (without *.pt, nor files matching PAT…) into
+#                               TARBALL, list its folder
 #   still_running PATTERN       print STILL_RUNNING or ALL_DONE (what the caller waits on next)
 wait_jobs() {
   local end=$((SECONDS + $2))
@@ -8,8 +9,11 @@ wait_jobs() {
 }
 collect() {
   tail -n 4 "$1"/*.log 2>/dev/null || true
-  tar -czf "$2" -C "$1" --exclude='*.pt' . 2>/dev/null
-  ls -l "$(dirname "$2")"
+  local dir=$1 tarball=$2 pat excludes=(--exclude='*.pt')
+  shift 2
+  for pat in "$@"; do excludes+=(--exclude="$pat"); done
+  tar -czf "$tarball" -C "$dir" "${excludes[@]}" . 2>/dev/null
+  ls -l "$(dirname "$tarball")"
 }
 still_running() {
   pgrep -f "$1" > /dev/null && echo STILL_RUNNING || echo ALL_DONE

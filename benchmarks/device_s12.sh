@@ -84,6 +84,5 @@ if [ "$MODE" = cohort ]; then
 fi
 wait_jobs "$JOBS" "${WAIT:-540}"
 grep -o "held-out D_[a-zA-Z]* is below the VAR[^.]*" "$W"/readme_*/group.html 2>/dev/null
-tail -n 3 "$W"/*.log 2>/dev/null
-tar -czf "$OUT/s12.tar.gz" -C "$W" --exclude='*.pt' --exclude='*.nii.gz' --exclude='*_generated-*' . && ls -l "$OUT"
+collect "$W" "$OUT/s12.tar.gz" '*.nii.gz' '*_generated-*'  # the cohorts' NIfTI and generated series stay behind
 still_running "$JOBS"

@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dsr.simulate.dynamics import _l96  # noqa: E402  the generator's own right-hand side
+
 SECONDS_PER_UNIT = 8.0  # dsr.simulate.dynamics.lorenz96's default
-
-
-def _l96(x, forcing):
-    return (np.roll(x, -1) - np.roll(x, 2)) * np.roll(x, 1) - x + forcing  # (N,)
 
 
 def _tangent(x, v):
@@ -74,13 +76,14 @@ def summarise(folder: Path, tr: float, n_regions: int, cache: dict, units: float
     combined = {"mean": lam.mean(), "median": lam.median(),
                 "trimmed": lam.apply(lambda v: np.sort(v.to_numpy())[len(v) // 5:len(v) - len(v) // 5].mean()),
                 "best_dstsp_test": best["lyapunov_max"]}
+    sd = lam.std()
     subjects = []
     for sub, f in forcing.sort_values().items():
         key = (round(float(f), 6), n_regions)
         if key not in cache:
             cache[key] = l96_lyapunov(float(f), n_regions, units=units)
-        subjects.append({"participant_id": sub, "forcing": float(f), "lambda_mean": float(lam.mean()[sub]),
-                         "lambda_median": float(lam.median()[sub]), "lambda_sd": float(lam.std()[sub]),
+        subjects.append({"participant_id": sub, "forcing": float(f), "lambda_mean": float(combined["mean"][sub]),
+                         "lambda_median": float(combined["median"][sub]), "lambda_sd": float(sd[sub]),
                          "true_lambda_per_unit": cache[key],
                          "true_lambda_per_volume": cache[key] * tr / SECONDS_PER_UNIT})
     true = pd.Series({s["participant_id"]: s["true_lambda_per_unit"] for s in subjects})
@@ -88,7 +91,7 @@ def summarise(folder: Path, tr: float, n_regions: int, cache: dict, units: float
             "rho": {k: float(spearmanr(v.loc[forcing.index], forcing)[0]) for k, v in combined.items()},
             "rho_true_lambda_vs_forcing": float(spearmanr(true.loc[forcing.index], forcing)[0]),
             "rho_mean_vs_true_lambda": float(spearmanr(combined["mean"].loc[true.index], true)[0]),
-            "sd_within_subjects": float(lam.std().mean()), "sd_between_subject_means": float(lam.mean().std()),
+            "sd_within_subjects": float(sd.mean()), "sd_between_subject_means": float(combined["mean"].std()),
             "subjects": subjects}
 
 
