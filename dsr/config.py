@@ -121,6 +121,10 @@ class DsrConfig:
                f"train.select_holdout must lie in [0, 1), got {t.select_holdout}")
         _check(1 <= t.select_rollouts <= 1000, f"train.select_rollouts must lie in [1, 1000], got {t.select_rollouts}")
         _check(t.select_holdout == 0 or t.select_every > 0, "train.select_holdout needs train.select_every > 0")
+        _check(t.select_rescore == 0 or 2 <= t.select_rescore <= 100,
+               f"train.select_rescore must be 0 (off) or lie in [2, 100], got {t.select_rescore}")
+        _check(1 <= t.select_rescore_rollouts <= 1000,
+               f"train.select_rescore_rollouts must lie in [1, 1000], got {t.select_rescore_rollouts}")
         _check(0.0 < t.adaptive_decay <= 1.0, "train.adaptive_decay must lie in (0, 1]")
         _check(0.0 < t.nan_lr_factor < 1.0, "train.nan_lr_factor must lie in (0, 1)")
         _check(math.isfinite(t.noise) and t.noise >= 0, f"train.noise must be >= 0, got {t.noise}")
@@ -161,7 +165,8 @@ SECTIONS = {"model": ModelConfig, "filter": FilterConfig, "train": TrainConfig, 
 #: Keys added after fits were first hashed, with the value that means "as before"; a config holding that
 #: value hashes as it did before the key existed, so finished fits keep their identity (rerun safety).
 LATER_KEYS = {("train", "select_every"): 0, ("train", "select_steps"): 0, ("train", "select_holdout"): 0.0,
-              ("train", "select_rollouts"): 1,
+              ("train", "select_rollouts"): 1, ("train", "select_rescore"): 0,
+              ("train", "select_rescore_rollouts"): 10,
               ("eval", "obs_noise_covariance"): "diagonal", ("eval", "latent_noise_covariance"): "diagonal",
               ("eval", "output_calibration"): "none"}
 #: ``seeds.combine``: average a run's fits, or keep its best one (lowest ``seeds.select_by``).

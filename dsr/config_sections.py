@@ -82,6 +82,11 @@ class TrainConfig:
     # rollouts per scoring: the first from the unperturbed start, the others from starts perturbed by
     # N(0, eval.perturbation²) (drawn once per fit); the score is their mean D_stsp
     select_rollouts: int = 1
+    # >= 2: keep each fit's this many best-scored checkpoints and, when training ends, score them again on
+    # select_rescore_rollouts rollouts with the evaluation's observation noise (when eval.generation is
+    # "stochastic") against the training part, ending with the lowest (0: off; nothing without select_every)
+    select_rescore: int = 0
+    select_rescore_rollouts: int = 10
 
 
 @dataclass

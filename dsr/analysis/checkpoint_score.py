@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from dsr.analysis.dstsp import dstsp_batch, dstsp_bins_batch
+from dsr.analysis.noise import estimate_noise
 from dsr.config import EvalConfig
 from dsr.errors import ConfigError
-from dsr.models.convssm import ConvSSM
+from dsr.models.convssm import OBS_NOISE, ConvSSM
 from dsr.ops import kernel_module
 from dsr.training.data import SubjectData
 from dsr.training.selection import held_back
@@ -71,8 +72,16 @@ def start_perturbations(seeds: list[int], n_rollouts: int, M: int, sd: float) ->
     return out
 
 
+def observation_noise(seeds: list[int], idx: list[int], shape: tuple[int, int, int], sd: torch.Tensor) -> torch.Tensor:
+    """N(0, sd_i²) observation noise (F, R, n_obs, N) for the fits idx, each fit's from its own seed (float64, on
+    sd's device); sd (S, N) the stack's per-channel SDs."""
+    eps = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(seeds[i]) + 104729),
+                                   dtype=torch.float64) for i in idx]).to(sd.device)  # (F, R, n_obs, N)
+    return eps * sd[idx].double()[:, None, None, :]
+
+
 def dstsp_scorer(subjects: list[SubjectData], seeds: list[int], eval_cfg: EvalConfig, n_steps: int = 0,
-                 holdout: float = 0.0, rollouts: int = 1):
+                 holdout: float = 0.0, rollouts: int = 1, noisy: bool = False):
     """A scorer for :func:`dsr.training.loop.train` (``train.select_every``): ``scorer(model)`` → (S,) D_stsp.
 
     Parameters
@@ -92,6 +101,10 @@ def dstsp_scorer(subjects: list[SubjectData], seeds: list[int], eval_cfg: EvalCo
         ``train.select_rollouts``: the score is the mean D_stsp of this many rollouts per fit, the first from
         the unperturbed start, the others from starts perturbed by N(0, ``eval.perturbation``²), the same
         perturbations at every scoring. A diverged rollout makes the score infinite.
+    noisy : bool
+        Add observation noise to the rollouts as ``eval.generation = "stochastic"`` does: N(0, σ²) per channel,
+        σ the root-mean-square one-step residual of the current parameters on the training part
+        (:func:`dsr.analysis.noise.estimate_noise`), the same draws at every scoring (``train.select_rescore``).
     """
     if rollouts < 1:
         raise ConfigError(f"train.select_rollouts must be >= 1, got {rollouts}")
@@ -119,6 +132,11 @@ def dstsp_scorer(subjects: list[SubjectData], seeds: list[int], eval_cfg: EvalCo
             z0 = z0 + shifts[M].to(device=z0.device, dtype=z0.dtype)  # (S, R, M)
         out = np.full(len(subjects), np.inf)
         J = model.params.get("obs.J")
+        sd_obs = None
+        if noisy:
+            est = ConvSSM(model.spec, dict(model.params), model.filter)
+            estimate_noise(est, subjects)
+            sd_obs = est.params[OBS_NOISE]  # (S, N)
         for (lo, n_train, n_obs), idx in groups.items():
             one = len(idx) == len(subjects)
             sel = torch.as_tensor(idx, device=z0.device)
@@ -126,6 +144,8 @@ def dstsp_scorer(subjects: list[SubjectData], seeds: list[int], eval_cfg: EvalCo
                                             model.filter[sel])
             Z = free_run(sub, z0 if one else z0[sel], n_obs + K - 1)  # (F, R, n_obs+K-1, M)
             X = sub.observe(Z).double()  # (F, R, n_obs, N)
+            if sd_obs is not None:
+                X = X + observation_noise(seeds, idx, tuple(X.shape[1:]), sd_obs)  # (F, R, n_obs, N)
             fixed = J is None or all(subjects[i].r is None for i in idx)
             if fixed and X.shape[-1] <= eval_cfg.bins_max_dims:  # binned: the references stay on the device
                 key = (lo, n_train, n_obs, str(X.device))

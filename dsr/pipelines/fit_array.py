@@ -161,7 +161,8 @@ def fit(x, tr: float, config: DsrConfig | None = None, *, seed: int | None = Non
         with stage("training"):
             model = ConvSSM.initialise(spec, torch.as_tensor(h), [cfg.seed]).to(dev)
             outcome = train(model, [sd], cfg.train, [cfg.seed], checkpoint_dir=checkpoint_dir, resume=resume,
-                            progress=progress, scorer=_scorer([sd], [cfg.seed], cfg))
+                            progress=progress, scorer=_scorer([sd], [cfg.seed], cfg),
+                            rescorer=_rescorer([sd], [cfg.seed], cfg))
         model.spec.meta["status"] = outcome.status[0]
         with stage("evaluation"):
             record, xg, zg = evaluate(model, [sd], cfg.eval, [cfg.seed], latent_truths=[latent_truth])[0]
@@ -185,6 +186,15 @@ def _scorer(sds: list[SubjectData], seeds: list[int], cfg: DsrConfig):
                         cfg.train.select_rollouts)
 
 
+def _rescorer(sds: list[SubjectData], seeds: list[int], cfg: DsrConfig):
+    """The rescorer of ``train.select_rescore``: ``train.select_rescore_rollouts`` rollouts with the evaluation's
+    observation noise, against the same reference as the scorer (None when off)."""
+    if cfg.train.select_rescore <= 0 or cfg.train.select_every <= 0:
+        return None
+    return dstsp_scorer(sds, seeds, cfg.eval, cfg.train.select_steps, cfg.train.select_holdout,
+                        cfg.train.select_rescore_rollouts, noisy=cfg.eval.generation == "stochastic")
+
+
 def _selection_record(outcome: TrainOutcome, i: int) -> dict:
     """metrics.json entries of checkpoint selection for fit i (none when it was off): the epoch kept and its
     score, and the score trace (epoch, D_stsp of the training part) it was chosen from."""
@@ -192,8 +202,11 @@ def _selection_record(outcome: TrainOutcome, i: int) -> dict:
         return {}
     trace = [(r["epoch"], r["select_score"]) for r in outcome.curve if r["fit"] == i and "select_score" in r]
     best = min((s for _, s in trace), default=float("inf"))
-    return {"selected_epoch": int(outcome.selected_epoch[i]), "select_score": best,
-            "select_trace": [[int(e), float(s)] for e, s in trace]}
+    out = {"selected_epoch": int(outcome.selected_epoch[i]), "select_score": best,
+           "select_trace": [[int(e), float(s)] for e, s in trace]}
+    if outcome.rescored is not None:  # train.select_rescore: the kept checkpoints, [epoch, score, rescore]
+        out["select_rescored"] = outcome.rescored[i]
+    return out
 
 
 def _fit_record(status: str, seconds: float, epochs: int, cfg: DsrConfig, tr: float, sd: SubjectData, h,
@@ -236,7 +249,8 @@ def fit_many(xs: list, tr: float, configs: list[DsrConfig], *, device: str = "cp
     with on_device(dev):
         with stage("training"):
             model = ConvSSM.initialise(spec, torch.as_tensor(h), seeds).to(dev)
-            outcome = train(model, sds, cfg.train, seeds, progress=progress, scorer=_scorer(sds, seeds, cfg))
+            outcome = train(model, sds, cfg.train, seeds, progress=progress, scorer=_scorer(sds, seeds, cfg),
+                            rescorer=_rescorer(sds, seeds, cfg))
         with stage("evaluation"):
             evaluated = evaluate(model, sds, cfg.eval, seeds)  # all fits at once, on the training device
     results = []

@@ -43,6 +43,8 @@ class TrainOutcome:
     selected_epoch: list[int] | None = None  # per fit, with train.select_every > 0: the epoch kept (0: no finite
     # score, the last epoch kept)
     last_params: dict[str, torch.Tensor] | None = None  # then also the last epoch's parameters (CPU)
+    # with train.select_rescore: per fit, its kept checkpoints as [epoch, score, rescore] rows (empty slots left out)
+    rescored: list[list[list[float]]] | None = None
 
 
 def batch_loss(model: ConvSSM, batch, alpha: torch.Tensor, cfg: TrainConfig,
@@ -81,7 +83,7 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
           checkpoint_dir: str | Path | None = None, resume: bool = False,
           progress: Callable[[int, int, dict], None] | None = None,
           alphas: list[float] | None = None, loss_states: list[str] | None = None,
-          scorer: Scorer | None = None) -> TrainOutcome:
+          scorer: Scorer | None = None, rescorer: Scorer | None = None) -> TrainOutcome:
     """Fit ``model`` (S = len(subjects)) in place by generalized teacher forcing.
 
     Parameters
@@ -109,6 +111,10 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
         With ``cfg.select_every`` > 0: ``scorer(model)`` → (S,) scores of the current parameters, lower is
         better (e.g. :func:`dsr.analysis.checkpoint_score.dstsp_scorer`); each fit ends with the parameters
         of its best-scoring epoch (:mod:`dsr.training.selection`). Training itself is not changed by it.
+    rescorer : callable or None
+        With ``cfg.select_rescore`` ≥ 2: scores (S,) of the kept checkpoints when training ends (e.g.
+        :func:`dsr.analysis.checkpoint_score.dstsp_scorer` with more rollouts and the observation noise); each fit ends
+        with its lowest-rescored checkpoint instead.
     """
     S = model.n_subjects
     dev, dtype = model.filter.device, model.filter.dtype
@@ -135,7 +141,9 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
     st = StepState.create(params, opt, alpha)  # the NaN guard's state lives on the device
     if cfg.select_every > 0 and scorer is None:
         raise ConfigError("train.select_every > 0 needs a checkpoint scorer (dsr.analysis.checkpoint_score)")
-    keeper = BestKeeper(params, opt.flat_p) if cfg.select_every > 0 else None
+    if cfg.select_every > 0 and cfg.select_rescore > 0 and rescorer is None:
+        raise ConfigError("train.select_rescore needs a rescorer (dsr.analysis.checkpoint_score.dstsp_scorer)")
+    keeper = BestKeeper(params, opt.flat_p, max(1, cfg.select_rescore)) if cfg.select_every > 0 else None
     curve: list[dict] = []
     start_epoch, elapsed = 0, 0.0
 
@@ -221,15 +229,19 @@ def train(model: ConvSSM, subjects: list[SubjectData], cfg: TrainConfig, seeds: 
             save_checkpoint(checkpoint_dir, tensors, state)
         if all(s != "ok" for s in status):
             break
-    selected, last = None, None
+    selected, last, rescored = None, None, None
     if keeper is not None:
         last = {k: v.detach().cpu().clone() for k, v in params.items()}
+        if keeper.k > 1:
+            again = keeper.rescore(rescorer, model)  # (S, k)
+            rescored = [[[int(e), float(sc), float(r)] for e, sc, r in zip(keeper.epochs[i], keeper.scores[i], again[i])
+                         if e > 0] for i in range(S)]
         keeper.restore()
         selected = [int(e) for e in keeper.epoch]
     model.params = {k: v.detach() for k, v in params.items()}
     done = curve[-1]["epoch"] if curve else 0
     return TrainOutcome(status=status, curve=curve, seconds=elapsed + time.perf_counter() - t0, epochs_done=done,
-                        selected_epoch=selected, last_params=last)
+                        selected_epoch=selected, last_params=last, rescored=rescored)
 
 
 def _regularisation(model: ConvSSM, cfg: TrainConfig) -> torch.Tensor | float:
