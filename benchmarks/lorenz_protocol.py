@@ -1,6 +1,6 @@
 """The paper's Lorenz-63 protocol (G1) and the short-data measure (G2) of issue 13, in one stacked run.
 
-    python benchmarks/lorenz_protocol.py [--device cuda] [--epochs 1000|5000] [--seeds 10] [--tag _x]
+    python benchmarks/lorenz_protocol.py [--device cuda] [--epochs 1000|5000|10000] [--seeds 10] [--tag _x]
     python benchmarks/lorenz_protocol.py --smoke          # a few seconds on a CPU: checks the script
     python benchmarks/lorenz_protocol.py --parts g1 --noise 0.01 --alphas 0.1 0.15 --loss-states free reference \
         --train lr_end=1e-4 --seeds 3 --first-seed 3      # variants stacked as groups of one run
@@ -44,6 +44,9 @@ Checkpoint selection (``--train select_every=25 [select_steps=N]``, issue 13): e
 training part) and ends with its best epoch's parameters; the last epoch's parameters are kept too, and
 both are evaluated, as groups "selected" and "last" of the same fits (selection does not change training).
 ``lorenz_protocol<tag>_train.json`` (selected epochs, score traces, times) is written as soon as training ends.
+The preset's ``train.select_rescore`` is off here unless ``--train select_rescore=K`` asks for it (the device
+scripts before it existed then run as they did); ``--snapshots N`` keeps every N-th scored checkpoint
+(``benchmarks/selection_rules.py``).
 """
 from __future__ import annotations
 
@@ -71,6 +74,7 @@ from dsr.signal.filters import spm_hrf  # noqa: E402
 from dsr.training.data import SubjectData, prepare_subject  # noqa: E402
 from dsr.training.loop import log_progress, train  # noqa: E402
 from lorenz_protocol_summary import floors, summarise, table  # noqa: E402
+from selection_rules import SnapshotScorer  # noqa: E402
 from reference_results import lorenz_recording  # noqa: E402
 
 SHARED = Path(os.environ.get("DSR_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -164,6 +168,9 @@ def write_train_record(path: Path, fits: list[dict], outcome, meta: dict) -> Non
             traces.setdefault(r["fit"], []).append([r["epoch"], r["select_score"]])
     rows = [dict(f, status=st, selected_epoch=e, select_trace=traces.get(i, []))
             for i, (f, st, e) in enumerate(zip(fits, outcome.status, outcome.selected_epoch))]
+    if outcome.rescored is not None:  # train.select_rescore: each fit's kept checkpoints, [epoch, score, rescore]
+        for row, kept in zip(rows, outcome.rescored):
+            row["select_rescored"] = kept
     path.write_text(json.dumps({"fits": rows, "seconds": {k: meta.get(k) for k in
                                                           ("prepare_seconds", "train_seconds", "select_seconds")},
                                 "device": meta.get("device")}, indent=1, default=float))
@@ -213,7 +220,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--eval-device", default=None, help="device of the evaluation (default: --device)")
-    p.add_argument("--epochs", type=int, default=None, help="default: the lorenz63 preset's (5000)")
+    p.add_argument("--epochs", type=int, default=None, help="default: the lorenz63 preset's (10 000)")
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed … first-seed + seeds − 1")
     p.add_argument("--parts", nargs="+", default=["g1", "g2"], choices=["g0", "g1", "g2"],
@@ -236,6 +243,8 @@ def main(argv=None):
     p.add_argument("--g2-truth", type=int, nargs=2, default=[10000, 100000], help="G2 held-out truth steps")
     p.add_argument("--rollouts", type=int, default=10, help="rollouts per fit (D_stsp is their mean)")
     p.add_argument("--floor-sims", type=int, default=4, help="independent simulated trajectories for the floors")
+    p.add_argument("--snapshots", type=int, default=0, metavar="N",
+                   help="with checkpoint selection: keep every N-th scored checkpoint's parameters (0: none)")
     p.add_argument("--tag", default="")
     p.add_argument("--phase", default="all", choices=["all", "train", "eval"],
                    help="train: fit and save the models only; eval: score the saved models (e.g. on the CPU "
@@ -243,7 +252,9 @@ def main(argv=None):
     p.add_argument("--out", default=str(OUT), help="folder of the JSON and the models")
     p.add_argument("--smoke", action="store_true", help="tiny CPU run: 2 epochs, 2 seeds, short series")
     args = p.parse_args(argv)
-    train_over: dict = ({} if args.epochs is None else {"epochs": args.epochs}) | _overrides(args.train)
+    # no rescoring unless --train select_rescore=K: the runs before it existed (session 13) had none
+    train_over: dict = {"select_rescore": 0} | ({} if args.epochs is None else {"epochs": args.epochs}) \
+        | _overrides(args.train)
     eval_over: dict = {"n_rollouts": args.rollouts, **_overrides(args.eval)}
     sim_steps = 100000
     if args.smoke:
@@ -298,11 +309,16 @@ def main(argv=None):
         print(f"{len(fits)} fits stacked on {args.device}: {cfg.train.epochs} epochs", flush=True)
         t0 = time.perf_counter()
         alphas = [f["alpha"] for f in fits] if args.alphas else None
-        scorer = TimedScorer(dstsp_scorer(subs, seeds, cfg.eval, cfg.train.select_steps,
-                                          cfg.train.select_holdout, cfg.train.select_rollouts)) \
-            if cfg.train.select_every > 0 else None
+        scorer = None
+        if cfg.train.select_every > 0:
+            base = dstsp_scorer(subs, seeds, cfg.eval, cfg.train.select_steps, cfg.train.select_holdout,
+                                cfg.train.select_rollouts)
+            scorer = SnapshotScorer(base, args.snapshots) if args.snapshots > 0 else TimedScorer(base)
+        rescorer = None if cfg.train.select_rescore <= 0 else \
+            dstsp_scorer(subs, seeds, cfg.eval, cfg.train.select_steps, cfg.train.select_holdout,
+                         cfg.train.select_rescore_rollouts, noisy=cfg.eval.generation == "stochastic")
         outcome = train(model, subs, cfg.train, seeds, progress=log_progress(every=100),
-                        loss_states=[f["loss_states"] for f in fits], alphas=alphas, scorer=scorer)
+                        loss_states=[f["loss_states"] for f in fits], alphas=alphas, scorer=scorer, rescorer=rescorer)
         model.to("cpu")
         model.spec.meta.update(status=outcome.status, train_seconds=time.perf_counter() - t0,
                                prepare_seconds=t_prep, selected_epoch=outcome.selected_epoch,
@@ -312,6 +328,9 @@ def main(argv=None):
         if outcome.last_params is not None:
             ConvSSM(model.spec, outcome.last_params, model.filter).save(last_models)
             write_train_record(out_dir / f"lorenz_protocol{args.tag}_train.json", fits, outcome, model.spec.meta)
+        if isinstance(scorer, SnapshotScorer):
+            scorer.save(out_dir, args.tag, fits, [r["epoch"] for r in outcome.curve if r["fit"] == 0
+                                                  and "select_score" in r])
         print(f"saved {models}; train {model.spec.meta['train_seconds']:.0f} s"
               + ("" if scorer is None else f" (scoring {scorer.seconds:.1f} s in {scorer.calls} calls)"), flush=True)
         if args.phase == "train":

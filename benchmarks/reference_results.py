@@ -90,8 +90,11 @@ def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag, device="cpu", eval_o
         t = cfg.train  # the preset's checkpoint selection (lorenz63, aln), scored as the product scores it
         scorer = (dstsp_scorer(subjects, seeds, cfg.eval, t.select_steps, t.select_holdout, t.select_rollouts)
                   if t.select_every > 0 else None)
+        rescorer = (dstsp_scorer(subjects, seeds, cfg.eval, t.select_steps, t.select_holdout,
+                                 t.select_rescore_rollouts, noisy=cfg.eval.generation == "stochastic")
+                    if t.select_every > 0 and t.select_rescore > 0 else None)
         outcome = train(model, subjects, cfg.train, seeds, progress=progress, alphas=alphas, loss_states=states,
-                        scorer=scorer)
+                        scorer=scorer, rescorer=rescorer)
         train_s, status = time.perf_counter() - t0, outcome.status
         model.to("cpu")
         model.save(path)

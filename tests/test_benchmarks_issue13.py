@@ -119,3 +119,55 @@ def test_oracle_targets_are_the_clean_latent_under_the_recording():
     err = np.sqrt(np.mean((sd.d[ok] - oracle.d[ok]) ** 2, 0))  # (3,)
     shifted = np.sqrt(np.mean((sd.d[ok][1:] - oracle.d[ok][:-1]) ** 2, 0))
     assert (err < 0.2).all() and (err < shifted).all()
+
+
+def test_snapshots_and_selection_rules_smoke(tmp_path):
+    """``lorenz_protocol.py --snapshots 1`` with ``train.select_rescore``: every scored checkpoint is kept per part,
+    the kept ones are the run's own (the last equals the last epoch's parameters), the rescored candidates are
+    recorded; ``selection_rules.py`` then estimates λ per checkpoint, scores candidates and prints the rules."""
+    from safetensors.torch import load_file
+
+    data = tmp_path / "shared"
+    data.mkdir()
+    _shared_data(data)
+    env = dict(os.environ, DSR_SHARED_DATA=str(data))
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "benchmarks/lorenz_protocol.py", "--smoke", "--parts", "g1", "--noise",
+                          "0.01", "--loss-states", "free", "--train", "select_every=1", "select_rescore=2",
+                          "--snapshots", "1", "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    snap = out / "lorenz_protocol_smoke_G1_snapshots.safetensors"
+    t = load_file(str(snap))
+    last = load_file(str(out / "lorenz_protocol_smoke_last_models.safetensors"))
+    assert t["epoch"].tolist() == [1, 2] and t["score"].shape == (2, 2) and t["fit"].tolist() == [0, 1]
+    assert (t["latent.W1"][-1] == last["latent.W1"].float()).all()
+    rec = json.loads((out / "lorenz_protocol_smoke_train.json").read_text())
+    for f in rec["fits"]:
+        kept = np.array(f["select_rescored"])  # (2, 3): epoch, score, rescore
+        assert sorted(kept[:, 0].tolist()) == [1, 2] and f["selected_epoch"] == kept[np.argmin(kept[:, 2]), 0]
+    for cmd in (["lyapunov", str(snap), "--out", str(tmp_path / "lam.npz")],
+                ["candidates", str(snap), "--models", str(out / "lorenz_protocol_smoke_models.safetensors"),
+                 "--top", "2", "--rollouts", "2", "--device", "cpu", "--out", str(tmp_path / "cand.json")]):
+        res = subprocess.run([sys.executable, "benchmarks/selection_rules.py", *cmd], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+    cand = json.loads((tmp_path / "cand.json").read_text())["rows"]
+    assert sorted((r["fit"], r["epoch"]) for r in cand) == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    assert all(np.isfinite(r["dstsp_train"]) for r in cand)
+    lam = np.load(tmp_path / "lam.npz")["lam"]
+    assert lam.shape == (2, 2) and np.isfinite(lam).all()
+    res = subprocess.run([sys.executable, "benchmarks/selection_rules.py", "rules", str(tmp_path / "lam.npz"),
+                          str(tmp_path / "cand.json")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0 and "engine D_stsp mean" in res.stdout and "top-2 by score" in res.stdout, res.stderr
+
+
+def test_selection_rules_pick():
+    import selection_rules as sr
+
+    epochs = np.array([25, 50, 75, 100])
+    scores = np.array([[0.3, 1.0], [0.2, np.inf], [0.21, 0.5], [0.5, 0.9]])  # (C, F)
+    assert sr.pick(epochs, scores, "min").tolist() == [1, 2]
+    assert sr.pick(epochs, scores, "last").tolist() == [3, 3]
+    assert sr.pick(epochs, scores, "from0.75").tolist() == [2, 2]  # epochs >= 75
+    assert sr.pick(epochs, scores, "tol0.1").tolist() == [2, 2]  # 0.21 <= 1.1 * 0.2; fit 1: only its minimum
