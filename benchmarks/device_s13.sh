@@ -8,7 +8,10 @@
 #          Waits up to WAIT seconds (default 540).
 #   wait   waits up to WAIT seconds more.
 #   cands, g2cands  see below (carrying .s13: the kept checkpoints and the models' sidecars of start).
-# start and wait then pack the logs and JSON into $OUT/s13.tar.gz and copy the checkpoint files beside it (each
+#   confirm (NOT YET RUN: for the next session) detached: the same 80 fits with the lorenz63 preset as it now is
+#          (10 000 epochs, train.select_rescore = 6), the end-to-end check of session 13's offline result. Then
+#          `wait` until it has evaluated (about 15 minutes alone on the GPU, by session 13's times).
+# start, confirm and wait then pack the logs and JSON into $OUT/s13.tar.gz and copy the checkpoint files beside it (each
 # under 16 MiB). lorenz_protocol.py leaves train.select_rescore off unless asked: these runs had none.
 set -u
 MODE=${1:-start}
@@ -24,6 +27,10 @@ if [ "$MODE" = start ]; then
   nvidia-smi --query-gpu=name,memory.used --format=csv,noheader
   setsid nohup python3 $LP --epochs 5000 --snapshots 1 --tag _s13_e5000 > "$W/g1_e5000.log" 2>&1 < /dev/null &
   setsid nohup python3 $LP --epochs 10000 --snapshots 2 --tag _s13_e10000 > "$W/g1_e10000.log" 2>&1 < /dev/null &
+fi
+if [ "$MODE" = confirm ]; then
+  setsid nohup python3 $LP --epochs 10000 --train select_rescore=6 --tag _preset_e10000_rescore6 \
+    > "$W/g1_confirm.log" 2>&1 < /dev/null &
 fi
 # cands (the third call, as run): selection_rules.py candidates on the kept G1 checkpoints (carried in .s13): each
 #        σ 0.01 fit's 6 best-scored checkpoints of both stacks, and the 4 best at σ 0.1 of the 10 000-epoch stack,
