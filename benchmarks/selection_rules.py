@@ -2,7 +2,7 @@
 
     python benchmarks/selection_rules.py lyapunov RUN_G1_snapshots.safetensors [--out F.npz]
     python benchmarks/selection_rules.py candidates RUN_G1_snapshots.safetensors --models RUN_models.safetensors \
-        --noise 0.01 --top 6 [--device cuda] [--out F.json]
+        --noise 0.01 --top 6 [--device cuda] [--out F.json]      # or RUN_G2_snapshots... --g2-train 5000
     python benchmarks/selection_rules.py rules F.npz [F.json]
 
 ``lorenz_protocol.py --snapshots N`` keeps every N-th scored checkpoint of every fit (parameters and the selection
@@ -11,10 +11,11 @@ score: the mean D_stsp of ``train.select_rollouts`` deterministic rollouts again
 * ``lyapunov`` estimates λ_max (per Lorenz time unit, one step = 0.01) of every kept checkpoint from short orbits
   (3 orbits of 2500 steps after 400, started near the clean latent; the evaluation uses 10 × 5000): the λ of the
   epoch each rule would pick, without re-training.
-* ``candidates`` scores, per G1 fit at one noise level, its ``--top`` checkpoints by selection score with the
-  product's metric engine (:func:`dsr.analysis.evaluate.evaluate`, the lorenz63 preset's evaluation: 10 rollouts
-  with the observation noise; D_stsp against the whole recording, and ``dstsp_train`` against the training part
-  only, which a selection rule may use).
+* ``candidates`` scores, per G1 fit at one noise level (or, with ``--g2-train N``, per G2 fit of N training
+  steps), its ``--top`` checkpoints by selection score with the product's metric engine
+  (:func:`dsr.analysis.evaluate.evaluate`, the run's evaluation settings with ``--rollouts`` rollouts: D_stsp
+  against the whole recording, and ``dstsp_train`` against the training part only, which a selection rule may
+  use; for G2 also the latent D_stsp against the held-out truth and R's denominator).
 * ``rules`` prints, per rule, the median λ_max over fits and its distance from the truth (0.9056), and with a
   candidates file the evaluated D_stsp of the picks.
 """
