@@ -143,3 +143,34 @@ def test_fit_with_rescoring_records_the_kept_checkpoints(oscillator):
         trace = dict((int(e), s) for e, s in r.metrics["select_trace"])
         assert sorted(rows[:, 1].tolist()) == sorted(trace.values())[:3]  # the 3 best first scores
         assert r.metrics["selected_epoch"] == int(rows[np.argmin(rows[:, 2]), 0])
+
+
+def test_interrupted_training_with_rescoring_resumes_to_the_same_choice(oscillator, tmp_path):
+    """The k kept checkpoints travel in the training checkpoint: a run killed at epoch 4 and resumed ends with
+    the same kept epochs, rescores and parameters as the run that was not interrupted."""
+    class Killed(Exception):
+        pass
+
+    def scorers(sd):
+        return (dstsp_scorer([sd, sd], [2, 5], cfg.eval),
+                dstsp_scorer([sd, sd], [2, 5], cfg.eval, rollouts=3, noisy=True))
+
+    full, sd, cfg = _setup(oscillator, [2, 5])
+    tcfg = cfg.replace(train={"select_every": 1, "select_rescore": 3}).train
+    s, r = scorers(sd)
+    out_full = train(full, [sd, sd], tcfg, [2, 5], scorer=s, rescorer=r)
+
+    def kill_at_4(epoch, total, info):
+        if epoch == 4:
+            raise Killed
+
+    cut, _, _ = _setup(oscillator, [2, 5])
+    s, r = scorers(sd)
+    with pytest.raises(Killed):
+        train(cut, [sd, sd], tcfg, [2, 5], checkpoint_dir=tmp_path, progress=kill_at_4, scorer=s, rescorer=r)
+    resumed, _, _ = _setup(oscillator, [2, 5])
+    s, r = scorers(sd)
+    out = train(resumed, [sd, sd], tcfg, [2, 5], checkpoint_dir=tmp_path, resume=True, scorer=s, rescorer=r)
+    assert out.selected_epoch == out_full.selected_epoch and out.rescored == out_full.rescored
+    for k, v in full.params.items():
+        assert torch.equal(resumed.params[k], v), k
