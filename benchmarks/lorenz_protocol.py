@@ -66,7 +66,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from dsr.analysis.checkpoint_score import dstsp_scorer  # noqa: E402
+from dsr.analysis.checkpoint_score import selection_scorers  # noqa: E402
 from dsr.analysis.dstsp import dstsp_bins  # noqa: E402
 from dsr.config import load_config  # noqa: E402
 from dsr.models.convssm import ConvSSM, ConvSSMSpec  # noqa: E402
@@ -74,7 +74,7 @@ from dsr.signal.filters import spm_hrf  # noqa: E402
 from dsr.training.data import SubjectData, prepare_subject  # noqa: E402
 from dsr.training.loop import log_progress, train  # noqa: E402
 from lorenz_protocol_summary import floors, summarise, table  # noqa: E402
-from selection_rules import SnapshotScorer  # noqa: E402
+from selection_rules import SnapshotScorer, TimedScorer  # noqa: E402
 from reference_results import lorenz_recording  # noqa: E402
 
 SHARED = Path(os.environ.get("DSR_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -143,20 +143,6 @@ def _prepare_all(recordings: dict, h: np.ndarray, cfg) -> dict:
 
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
         return dict(zip(keys, pool.map(_prepare, jobs)))
-
-
-class TimedScorer:
-    """A checkpoint scorer that counts its calls and their seconds (device work finished before the clock stops)."""
-
-    def __init__(self, scorer):
-        self.scorer, self.seconds, self.calls = scorer, 0.0, 0
-
-    def __call__(self, model):
-        t = time.perf_counter()
-        out = self.scorer(model)  # NumPy: the device work is done when it returns
-        self.seconds += time.perf_counter() - t
-        self.calls += 1
-        return out
 
 
 def write_train_record(path: Path, fits: list[dict], outcome, meta: dict) -> None:
@@ -309,14 +295,9 @@ def main(argv=None):
         print(f"{len(fits)} fits stacked on {args.device}: {cfg.train.epochs} epochs", flush=True)
         t0 = time.perf_counter()
         alphas = [f["alpha"] for f in fits] if args.alphas else None
-        scorer = None
-        if cfg.train.select_every > 0:
-            base = dstsp_scorer(subs, seeds, cfg.eval, cfg.train.select_steps, cfg.train.select_holdout,
-                                cfg.train.select_rollouts)
-            scorer = SnapshotScorer(base, args.snapshots) if args.snapshots > 0 else TimedScorer(base)
-        rescorer = None if cfg.train.select_rescore <= 0 else \
-            dstsp_scorer(subs, seeds, cfg.eval, cfg.train.select_steps, cfg.train.select_holdout,
-                         cfg.train.select_rescore_rollouts, noisy=cfg.eval.generation == "stochastic")
+        scorer, rescorer = selection_scorers(subs, seeds, cfg.train, cfg.eval)
+        if scorer is not None:
+            scorer = SnapshotScorer(scorer, args.snapshots) if args.snapshots > 0 else TimedScorer(scorer)
         outcome = train(model, subs, cfg.train, seeds, progress=log_progress(every=100),
                         loss_states=[f["loss_states"] for f in fits], alphas=alphas, scorer=scorer, rescorer=rescorer)
         model.to("cpu")

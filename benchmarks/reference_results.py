@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dsr.analysis.checkpoint_score import dstsp_scorer  # noqa: E402
+from dsr.analysis.checkpoint_score import selection_scorers  # noqa: E402
 from dsr.analysis.dstsp import dstsp_bins  # noqa: E402
 from dsr.analysis.evaluate import evaluate  # noqa: E402
 from dsr.config import load_config  # noqa: E402
@@ -87,12 +87,8 @@ def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag, device="cpu", eval_o
                 snaps.append((epoch, {k: v.detach().to("cpu", copy=True) for k, v in model.params.items()}))
 
         t0 = time.perf_counter()
-        t = cfg.train  # the preset's checkpoint selection (lorenz63, aln), scored as the product scores it
-        scorer = (dstsp_scorer(subjects, seeds, cfg.eval, t.select_steps, t.select_holdout, t.select_rollouts)
-                  if t.select_every > 0 else None)
-        rescorer = (dstsp_scorer(subjects, seeds, cfg.eval, t.select_steps, t.select_holdout,
-                                 t.select_rescore_rollouts, noisy=cfg.eval.generation == "stochastic")
-                    if t.select_every > 0 and t.select_rescore > 0 else None)
+        # the preset's checkpoint selection (lorenz63, aln), scored as the product scores it
+        scorer, rescorer = selection_scorers(subjects, seeds, cfg.train, cfg.eval)
         outcome = train(model, subjects, cfg.train, seeds, progress=progress, alphas=alphas, loss_states=states,
                         scorer=scorer, rescorer=rescorer)
         train_s, status = time.perf_counter() - t0, outcome.status

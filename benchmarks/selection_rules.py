@@ -44,19 +44,30 @@ KEYS = ("dstsp", "dstsp_median", "dstsp_train", "dstsp_test", "dstsp_latent_unit
         "diverged_rollouts")
 
 
-class SnapshotScorer:
-    """A checkpoint scorer that counts its calls and seconds (as ``lorenz_protocol.TimedScorer``) and keeps every
-    ``keep_every``-th scored checkpoint's parameters and scores on the CPU (``lorenz_protocol.py --snapshots``)."""
+class TimedScorer:
+    """A checkpoint scorer that counts its calls and their seconds (device work finished before the clock stops)."""
 
-    def __init__(self, scorer, keep_every: int = 1):
+    def __init__(self, scorer):
         self.scorer, self.seconds, self.calls = scorer, 0.0, 0
-        self.keep_every, self.params, self.scores, self.kept = keep_every, [], [], []
 
     def __call__(self, model):
         t = time.perf_counter()
         out = self.scorer(model)  # NumPy: the device work is done when it returns
         self.seconds += time.perf_counter() - t
         self.calls += 1
+        return out
+
+
+class SnapshotScorer(TimedScorer):
+    """A timed scorer that also keeps every ``keep_every``-th scored checkpoint's parameters and scores on the CPU
+    (``lorenz_protocol.py --snapshots``)."""
+
+    def __init__(self, scorer, keep_every: int = 1):
+        super().__init__(scorer)
+        self.keep_every, self.params, self.scores, self.kept = keep_every, [], [], []
+
+    def __call__(self, model):
+        out = super().__call__(model)
         if (self.calls - 1) % self.keep_every == 0:
             self.params.append({k: v.detach().to("cpu", torch.float32, copy=True) for k, v in model.params.items()})
             self.scores.append(np.asarray(out, dtype=np.float64))
@@ -176,7 +187,8 @@ def rules(args) -> None:
     """Median λ_max of each rule's picks, and the engine's D_stsp of the picks that were scored as candidates."""
     d = np.load(args.lyapunov)
     epochs, scores, lam, fit_idx = d["epoch"], d["score"], d["lam"] * 100, d["fit"]
-    rows = json.loads(Path(args.candidates).read_text())["rows"] if args.candidates else []
+    head = json.loads(Path(args.candidates).read_text()) if args.candidates else {"rows": []}
+    rows = head["rows"]
     cand = {(r["fit"], r["epoch"]): r for r in rows}
     groups = [("all", np.arange(len(fit_idx)))]
     if rows:
@@ -201,7 +213,6 @@ def rules(args) -> None:
             v = r["dstsp_train"] if np.isfinite(r["dstsp_train"]) else np.inf
             if r["fit"] not in best or v < best[r["fit"]][0]:
                 best[r["fit"]] = (v, r)
-        head = json.loads(Path(args.candidates).read_text())
         ds = np.array([b[1]["dstsp"] for b in best.values()])
         lm = np.array([b[1]["lyapunov_max"] for b in best.values()]) * 100
         print(f"  top-{head['top']} by score, then the lowest engine D_stsp "

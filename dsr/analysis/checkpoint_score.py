@@ -19,7 +19,7 @@ import torch
 
 from dsr.analysis.dstsp import dstsp_batch, dstsp_bins_batch
 from dsr.analysis.noise import estimate_noise
-from dsr.config import EvalConfig
+from dsr.config import EvalConfig, TrainConfig
 from dsr.errors import ConfigError
 from dsr.models.convssm import OBS_NOISE, ConvSSM
 from dsr.ops import kernel_module
@@ -163,3 +163,18 @@ def dstsp_scorer(subjects: list[SubjectData], seeds: list[int], eval_cfg: EvalCo
         return out
 
     return score
+
+
+def selection_scorers(subjects: list[SubjectData], seeds: list[int], train_cfg: TrainConfig, eval_cfg: EvalConfig):
+    """The scorer of ``train.select_every`` and the rescorer of ``train.select_rescore`` for
+    :func:`dsr.training.loop.train`, each None when off: ``train.select_rollouts`` noise-free rollouts, and
+    ``train.select_rescore_rollouts`` with the evaluation's observation noise (``eval.generation = "stochastic"``),
+    both against the training part (or its held-back stretch)."""
+    t = train_cfg
+    if t.select_every <= 0:
+        return None, None
+    scorer = dstsp_scorer(subjects, seeds, eval_cfg, t.select_steps, t.select_holdout, t.select_rollouts)
+    rescorer = None if t.select_rescore <= 0 else dstsp_scorer(
+        subjects, seeds, eval_cfg, t.select_steps, t.select_holdout, t.select_rescore_rollouts,
+        noisy=eval_cfg.generation == "stochastic")
+    return scorer, rescorer

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from dsr import __version__
-from dsr.analysis.checkpoint_score import dstsp_scorer
+from dsr.analysis.checkpoint_score import selection_scorers
 from dsr.analysis.evaluate import evaluate, initial_states
 from dsr.config import DsrConfig, load_config
 from dsr.errors import DsrError, InputError
@@ -160,9 +160,9 @@ def fit(x, tr: float, config: DsrConfig | None = None, *, seed: int | None = Non
     with on_device(dev):
         with stage("training"):
             model = ConvSSM.initialise(spec, torch.as_tensor(h), [cfg.seed]).to(dev)
+            scorer, rescorer = selection_scorers([sd], [cfg.seed], cfg.train, cfg.eval)
             outcome = train(model, [sd], cfg.train, [cfg.seed], checkpoint_dir=checkpoint_dir, resume=resume,
-                            progress=progress, scorer=_scorer([sd], [cfg.seed], cfg),
-                            rescorer=_rescorer([sd], [cfg.seed], cfg))
+                            progress=progress, scorer=scorer, rescorer=rescorer)
         model.spec.meta["status"] = outcome.status[0]
         with stage("evaluation"):
             record, xg, zg = evaluate(model, [sd], cfg.eval, [cfg.seed], latent_truths=[latent_truth])[0]
@@ -176,23 +176,6 @@ def _model_meta(sd: SubjectData, cfg: DsrConfig) -> dict:
     """What a saved model carries besides its tensors: the data scaling and the config."""
     return {"mean": sd.mean.tolist(), "std": sd.std.tolist(), "config": cfg.to_dict(), "config_hash": cfg.hash(),
             "dsr_version": __version__}
-
-
-def _scorer(sds: list[SubjectData], seeds: list[int], cfg: DsrConfig):
-    """The checkpoint scorer of ``train.select_every`` (None when selection is off)."""
-    if cfg.train.select_every <= 0:
-        return None
-    return dstsp_scorer(sds, seeds, cfg.eval, cfg.train.select_steps, cfg.train.select_holdout,
-                        cfg.train.select_rollouts)
-
-
-def _rescorer(sds: list[SubjectData], seeds: list[int], cfg: DsrConfig):
-    """The rescorer of ``train.select_rescore``: ``train.select_rescore_rollouts`` rollouts with the evaluation's
-    observation noise, against the same reference as the scorer (None when off)."""
-    if cfg.train.select_rescore <= 0 or cfg.train.select_every <= 0:
-        return None
-    return dstsp_scorer(sds, seeds, cfg.eval, cfg.train.select_steps, cfg.train.select_holdout,
-                        cfg.train.select_rescore_rollouts, noisy=cfg.eval.generation == "stochastic")
 
 
 def _selection_record(outcome: TrainOutcome, i: int) -> dict:
@@ -249,8 +232,8 @@ def fit_many(xs: list, tr: float, configs: list[DsrConfig], *, device: str = "cp
     with on_device(dev):
         with stage("training"):
             model = ConvSSM.initialise(spec, torch.as_tensor(h), seeds).to(dev)
-            outcome = train(model, sds, cfg.train, seeds, progress=progress, scorer=_scorer(sds, seeds, cfg),
-                            rescorer=_rescorer(sds, seeds, cfg))
+            scorer, rescorer = selection_scorers(sds, seeds, cfg.train, cfg.eval)
+            outcome = train(model, sds, cfg.train, seeds, progress=progress, scorer=scorer, rescorer=rescorer)
         with stage("evaluation"):
             evaluated = evaluate(model, sds, cfg.eval, seeds)  # all fits at once, on the training device
     results = []
