@@ -8,9 +8,9 @@
 #          Waits up to WAIT seconds (default 540).
 #   wait   waits up to WAIT seconds more.
 #   cands, g2cands  see below (carrying .s13: the kept checkpoints and the models' sidecars of start).
-#   confirm (NOT YET RUN: for the next session) detached: the same 80 fits with the lorenz63 preset as it now is
-#          (10 000 epochs, train.select_rescore = 6), the end-to-end check of session 13's offline result. Then
-#          `wait` until it has evaluated (about 15 minutes alone on the GPU, by session 13's times).
+#   confirm (run in session 14, then `wait`; results/s14/) detached: the same 80 fits with the lorenz63 preset as
+#          it now is (10 000 epochs, train.select_rescore = 6), the end-to-end check of session 13's offline
+#          result: 588 s of training and 145 s of evaluation alone on the GPU.
 # start, confirm and wait then pack the logs and JSON into $OUT/s13.tar.gz and copy the checkpoint files beside it (each
 # under 16 MiB). lorenz_protocol.py leaves train.select_rescore off unless asked: these runs had none.
 set -u

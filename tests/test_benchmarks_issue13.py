@@ -46,6 +46,8 @@ def test_device_script_smoke(tmp_path):
     assert {g["loss_states"] for g in groups.values()} == {"free", "forced"}
     assert all(g["n_fits"] == 2 for g in groups.values())
     assert all(g["floor_dstsp_latent_units"]["n"] == 2 for g in groups.values())
+    assert all(g["floor_lyapunov"]["n"] == 2 for g in groups.values())  # one pseudo-fit per seed
+    assert res["floors"]["lyapunov"]["orbits"] == res["config"]["eval"]["lyap_orbits"]
     assert all(np.isfinite(g["R"]["median"]) for g in groups.values() if g["part"] == "G2")
     assert "group" in run.stdout and "G1 σ0.01 forced" in run.stdout  # the table is printed
     cmp = json.loads((out / "aln" / "aln_compare.json").read_text())
@@ -171,3 +173,26 @@ def test_selection_rules_pick():
     assert sr.pick(epochs, scores, "last").tolist() == [3, 3]
     assert sr.pick(epochs, scores, "from0.75").tolist() == [2, 2]  # epochs >= 75
     assert sr.pick(epochs, scores, "tol0.1").tolist() == [2, 2]  # 0.21 <= 1.1 * 0.2; fit 1: only its minimum
+
+
+def test_lorenz_rk4_jacobian_is_the_steps_derivative():
+    """The λ floor's hand-written RK4 Jacobian equals autograd's Jacobian of the RK4 step (float64)."""
+    import torch
+    from lorenz_protocol_summary import lorenz_rk4_jacobian, lorenz_rk4_step
+
+    x = torch.tensor(lorenz63_simulate(50, 1, seed=1, transient=100)[0] * 8.0 + [0.0, 0.0, 24.0])  # (50, 3)
+    auto = torch.func.vmap(torch.func.jacrev(lambda v: lorenz_rk4_step(v[None])[0]))(x)  # (50, 3, 3)
+    torch.testing.assert_close(lorenz_rk4_jacobian(x), auto, rtol=1e-12, atol=1e-12)
+
+
+def test_lyapunov_floor_recovers_the_lorenz_exponent():
+    """The true system through the evaluation's QR estimator lands near λ_max = 0.906 per Lorenz time unit,
+    and more steps per orbit bring it closer with less spread."""
+    from lorenz_protocol_summary import LAMBDA_REF, lyapunov_floor
+
+    short = lyapunov_floor(n_fits=4, orbits=5, steps=1500, transient=500)
+    long = lyapunov_floor(n_fits=4, orbits=5, steps=6000, transient=500)
+    assert long["n"] == 4 and long["orbits"] == 5
+    assert abs(long["median"] - LAMBDA_REF) < 0.05 * LAMBDA_REF
+    assert abs(long["median"] - LAMBDA_REF) < abs(short["median"] - LAMBDA_REF) + 0.01
+    assert long["sd"] < short["sd"]
