@@ -71,7 +71,7 @@ def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag, device="cpu", eval_o
     path = OUT / f"{tag}_models.safetensors"
     if eval_only:
         model, train_s = ConvSSM.load(path), float("nan")
-        status = [model.spec.meta.get("status", "ok")] * len(seeds)
+        status = model.spec.meta.get("status") or ["ok"] * len(seeds)
     else:
         spec = ConvSSMSpec(cfg.model.latent_model, cfg.model.latent_dim, cfg.model.hidden_dim,
                            cfg.model.observation, n_obs=xs[0].shape[1], tr=cfg_tr[tag])
@@ -93,15 +93,18 @@ def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag, device="cpu", eval_o
                         scorer=scorer, rescorer=rescorer)
         train_s, status = time.perf_counter() - t0, outcome.status
         model.to("cpu")
+        model.spec.meta.update(status=status, selected_epoch=outcome.selected_epoch)  # read back by eval_only
         model.save(path)
         if snaps:
             from safetensors.torch import save_file
             tensors = {k: torch.stack([p[k] for _, p in snaps]).contiguous() for k in snaps[0][1]}  # (n, S, ...)
             tensors["epoch"] = torch.tensor([e for e, _ in snaps])
             save_file(tensors, str(OUT / f"{tag}_snapshots.safetensors"))
+    picked = model.spec.meta.get("selected_epoch") or [None] * len(seeds)  # None: no checkpoint selection
     if TRAIN_ONLY:
         rows = [{"seed": sd, "status": st, "alpha": cfg.train.alpha if alphas is None else alphas[i],
-                 "loss_states": states[i]} for i, (sd, st) in enumerate(zip(seeds, status))]
+                 "loss_states": states[i], "selected_epoch": picked[i]}
+                for i, (sd, st) in enumerate(zip(seeds, status))]
         return rows, train_s
     jobs = [(str(path), i, sd, cfg.eval, truths[i], seeds[i]) for i, sd in enumerate(subjects)]
     if EVAL_DEVICE is not None:  # every fit at once with the metric engine on that device
@@ -120,7 +123,7 @@ def fit_stack(xs, hs, cfg, seeds, standardise, truths, tag, device="cpu", eval_o
     rows = []
     for i, (met, secs) in enumerate(results):
         row = {k: met.get(k) for k in KEYS}
-        row.update(seed=seeds[i], status=status[i], eval_seconds=secs,
+        row.update(seed=seeds[i], status=status[i], eval_seconds=secs, selected_epoch=picked[i],
                    alpha=cfg.train.alpha if alphas is None else alphas[i], loss_states=states[i])
         rows.append(row)
         print(tag, i, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)

@@ -196,3 +196,27 @@ def test_lyapunov_floor_recovers_the_lorenz_exponent():
     assert abs(long["median"] - LAMBDA_REF) < 0.05 * LAMBDA_REF
     assert abs(long["median"] - LAMBDA_REF) < abs(short["median"] - LAMBDA_REF) + 0.01
     assert long["sd"] < short["sd"]
+
+
+def test_reference_results_lorenz_smoke(tmp_path):
+    """``reference_results.py lorenz`` at tiny settings: the lorenz63 preset's checkpoint selection runs (scored at
+    epochs 25 and 30), each fit's row records its selected epoch, and ``--eval-only`` scores the saved models again
+    to the same numbers."""
+    data = tmp_path / "shared"
+    data.mkdir()
+    np.save(data / "lorenz63.npy", lorenz63_simulate(4000, 1, seed=3, transient=500)[0])
+    env = dict(os.environ, DSR_SHARED_DATA=str(data))
+    cmd = [sys.executable, "benchmarks/reference_results.py", "lorenz", "--seeds", "2", "--epochs", "30", "--length",
+           "600", "--rollouts", "2", "--truth-start", "1000", "--truth-end", "3000", "--batches", "2", "--lyap-steps",
+           "200", "--out", str(tmp_path), "--tag", "_smoke"]
+    runs = []
+    for extra in ([], ["--eval-only"]):
+        run = subprocess.run(cmd + extra, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        runs.append(json.loads((tmp_path / "lorenz_smoke.json").read_text()))
+    fits = runs[0]["fits"]
+    assert [f["seed"] for f in fits] == [0, 1] and all(f["status"] == "ok" for f in fits)
+    assert all(f["selected_epoch"] in (25, 30) for f in fits)
+    assert np.isfinite(runs[0]["summary"]["dstsp_true_trajectory_same_length"])
+    for a, b in zip(fits, runs[1]["fits"]):
+        assert a["selected_epoch"] == b["selected_epoch"] and a["dstsp"] == b["dstsp"]
