@@ -23,7 +23,7 @@ Each score comes with the same estimator's floor: independent stretches of the t
 length (simulated trajectories, :func:`reference_results.lorenz63_simulate`; for BOLD through the same
 HRF with the same noise level), median and range. λ_max's floor is the true system's own λ_max through the
 evaluation's estimator at its settings (``eval.lyap_*``), as many pseudo-fits as seeds
-(:func:`lorenz_protocol_summary.lyapunov_floor`): what a perfect model would score (about 0.894 at the
+(:func:`lorenz_protocol_summary.lyapunov_floor`): what a perfect model would score (about 0.89 at the
 defaults, not 0.9056: 5 000 steps per orbit, median of 10 orbits).
 
 G2 (beyond the paper): recordings of 3000 and 6667 steps (2250 and 5000 training steps), rollouts of
