@@ -16,38 +16,26 @@ import torch
 from dsr.analysis.dstsp import dstsp_bins
 from dsr.analysis.lyapunov import lyapunov_spectrum
 from dsr.signal.convolution import convolve_np
-from reference_results import lorenz63_simulate
+from reference_results import LORENZ_BETA as BETA
+from reference_results import LORENZ_RHO as RHO
+from reference_results import LORENZ_SIGMA as SIGMA
+from reference_results import lorenz63_simulate, lorenz_rhs, lorenz_rk4_step
 
 LAMBDA_REF = 0.9056  # Lorenz-63 λ_max per Lorenz time unit
 DT = 0.01  # Lorenz time per sample of lorenz63.npy
-SIGMA, RHO, BETA = 10.0, 28.0, 8.0 / 3.0
-
-
-def lorenz_rhs(x: torch.Tensor) -> torch.Tensor:
-    """Lorenz-63 vector field (σ 10, ρ 28, β 8/3): x (B, 3) -> (B, 3)."""
-    a, b, c = x.unbind(1)  # (B,) each
-    return torch.stack([SIGMA * (b - a), a * (RHO - c) - b, a * b - BETA * c], 1)  # (B, 3)
 
 
 def lorenz_rhs_jacobian(x: torch.Tensor) -> torch.Tensor:
-    """Jacobian of :func:`lorenz_rhs`: x (B, 3) -> (B, 3, 3)."""
+    """Jacobian of :func:`reference_results.lorenz_rhs`: x (B, 3) -> (B, 3, 3)."""
     a, b, c = x.unbind(1)  # (B,) each
     one, zero = torch.ones_like(a), torch.zeros_like(a)
     rows = [[-SIGMA * one, SIGMA * one, zero], [RHO - c, -one, -a], [b, a, -BETA * one]]
     return torch.stack([torch.stack(r, 1) for r in rows], 1)  # (B, 3, 3)
 
 
-def lorenz_rk4_step(x: torch.Tensor) -> torch.Tensor:
-    """One RK4 step of dt 0.01 (the shared series' sampling): x (B, 3) -> (B, 3)."""
-    k1 = lorenz_rhs(x)
-    k2 = lorenz_rhs(x + 0.5 * DT * k1)
-    k3 = lorenz_rhs(x + 0.5 * DT * k2)
-    k4 = lorenz_rhs(x + DT * k3)
-    return x + DT / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)  # (B, 3)
-
-
 def lorenz_rk4_jacobian(x: torch.Tensor) -> torch.Tensor:
-    """Exact Jacobian of :func:`lorenz_rk4_step` by the chain rule through its four stages: (B, 3) -> (B, 3, 3)."""
+    """Exact Jacobian of :func:`reference_results.lorenz_rk4_step` (dt 0.01) by the chain rule through its four
+    stages: (B, 3) -> (B, 3, 3)."""
     eye = torch.eye(3, dtype=x.dtype).expand(len(x), 3, 3)  # (B, 3, 3)
     k1 = lorenz_rhs(x)
     x2 = x + 0.5 * DT * k1
