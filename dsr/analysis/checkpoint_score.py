@@ -103,8 +103,9 @@ def dstsp_scorer(subjects: list[SubjectData], seeds: list[int], eval_cfg: EvalCo
         perturbations at every scoring. A diverged rollout makes the score infinite.
     noisy : bool
         Add observation noise to the rollouts as ``eval.generation = "stochastic"`` does: N(0, σ²) per channel,
-        σ the root-mean-square residual of the data against the current decoder's filtered teacher states on the
-        training part (:func:`dsr.analysis.noise.estimate_noise`), the same draws at every scoring (``train.select_rescore``).
+        σ the root-mean-square residual of the data against the current decoder's filtered teacher states on
+        the training part (:func:`dsr.analysis.noise.estimate_noise`), the same draws at every scoring
+        (``train.select_rescore``).
     """
     if rollouts < 1:
         raise ConfigError(f"train.select_rollouts must be >= 1, got {rollouts}")
