@@ -5,12 +5,11 @@
 #          reference code's own Lorenz forcing strength, α 0.15 (its settings/defaults.json), instead of the paper
 #          text's α 0.1: G1 (σ 0.01 and 0.1) and G2 (2 250 and 5 000 training steps), 20 seeds. The α 0.1 twin is
 #          `benchmarks/device_s13.sh confirm` (run in session 14's first two calls). Waits up to WAIT seconds.
-#   lr     (NOT YET RUN: for the next session) detached: two stacks side by side, the preset (α 0.1) with the
-#          learning rate decaying more slowly, to train.lr_end 3.16e-5 (the first half of a 20 000-epoch schedule)
-#          and to 1e-4: λ_max fell with training length (+17 % at 2 000 epochs, +10 % at 5 000, +5 % at 10 000)
-#          while the picks stay early (median epoch 1 900 of 10 000), so the rate at the picked epochs may be
-#          what matters. About 1 000 s of training side by side and 200 s of evaluation: start it first, then
-#          `wait` twice.
+#   lr     (run in session 15: `lr` with WAIT=530, then `wait` twice; results/s15/) detached: two stacks side by
+#          side, the preset (α 0.1) with the learning rate decaying more slowly, to train.lr_end 3.16e-5 (the
+#          first half of a 20 000-epoch schedule) and to 1e-4: λ_max fell with training length (+17 % at 2 000
+#          epochs, +10 % at 5 000, +5 % at 10 000) while the picks stay early (median epoch 1 900 of 10 000), so
+#          the rate at the picked epochs may be what matters. Side by side: 1 185 s of training and 125 s of evaluation each.
 #   wait   waits up to WAIT seconds more.
 # Both then pack the logs, JSON and model files into $OUT/s14.tar.gz.
 set -u
