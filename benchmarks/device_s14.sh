@@ -9,7 +9,8 @@
 #          side, the preset (α 0.1) with the learning rate decaying more slowly, to train.lr_end 3.16e-5 (the
 #          first half of a 20 000-epoch schedule) and to 1e-4: λ_max fell with training length (+17 % at 2 000
 #          epochs, +10 % at 5 000, +5 % at 10 000) while the picks stay early (median epoch 1 900 of 10 000), so
-#          the rate at the picked epochs may be what matters. Side by side: 1 185 s of training and 125 s of evaluation each.
+#          the rate at the picked epochs may be what matters. Side by side: 1 185 s of training and 125 s of
+#          evaluation each.
 #   wait   waits up to WAIT seconds more.
 # Both then pack the logs, JSON and model files into $OUT/s14.tar.gz.
 set -u
