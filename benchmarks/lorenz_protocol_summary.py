@@ -25,46 +25,48 @@ LAMBDA_REF = 0.9056  # Lorenz-63 λ_max per Lorenz time unit
 DT = 0.01  # Lorenz time per sample of lorenz63.npy
 
 
-def lorenz_rhs_jacobian(x: torch.Tensor) -> torch.Tensor:
-    """Jacobian of :func:`reference_results.lorenz_rhs`: x (B, 3) -> (B, 3, 3)."""
+def lorenz_rhs_jacobian(x: torch.Tensor, sigma: float = SIGMA, rho: float = RHO, beta: float = BETA) -> torch.Tensor:
+    """Jacobian of :func:`reference_results.lorenz_rhs` (its σ, ρ, β): x (B, 3) -> (B, 3, 3)."""
     a, b, c = x.unbind(1)  # (B,) each
     one, zero = torch.ones_like(a), torch.zeros_like(a)
-    rows = [[-SIGMA * one, SIGMA * one, zero], [RHO - c, -one, -a], [b, a, -BETA * one]]
+    rows = [[-sigma * one, sigma * one, zero], [rho - c, -one, -a], [b, a, -beta * one]]
     return torch.stack([torch.stack(r, 1) for r in rows], 1)  # (B, 3, 3)
 
 
-def lorenz_rk4_jacobian(x: torch.Tensor) -> torch.Tensor:
-    """Exact Jacobian of :func:`reference_results.lorenz_rk4_step` (dt 0.01) by the chain rule through its four
-    stages: (B, 3) -> (B, 3, 3)."""
+def lorenz_rk4_jacobian(x: torch.Tensor, **params) -> torch.Tensor:
+    """Exact Jacobian of :func:`reference_results.lorenz_rk4_step` (dt 0.01; ``params``: σ, ρ, β) by the chain rule
+    through its four stages: (B, 3) -> (B, 3, 3)."""
     eye = torch.eye(3, dtype=x.dtype).expand(len(x), 3, 3)  # (B, 3, 3)
-    k1 = lorenz_rhs(x)
+    k1 = lorenz_rhs(x, **params)
     x2 = x + 0.5 * DT * k1
-    k2 = lorenz_rhs(x2)
+    k2 = lorenz_rhs(x2, **params)
     x3 = x + 0.5 * DT * k2
-    x4 = x + DT * lorenz_rhs(x3)
-    j1 = lorenz_rhs_jacobian(x)  # (B, 3, 3) dk1/dx
-    j2 = lorenz_rhs_jacobian(x2) @ (eye + 0.5 * DT * j1)
-    j3 = lorenz_rhs_jacobian(x3) @ (eye + 0.5 * DT * j2)
-    j4 = lorenz_rhs_jacobian(x4) @ (eye + DT * j3)
+    x4 = x + DT * lorenz_rhs(x3, **params)
+    j1 = lorenz_rhs_jacobian(x, **params)  # (B, 3, 3) dk1/dx
+    j2 = lorenz_rhs_jacobian(x2, **params) @ (eye + 0.5 * DT * j1)
+    j3 = lorenz_rhs_jacobian(x3, **params) @ (eye + 0.5 * DT * j2)
+    j4 = lorenz_rhs_jacobian(x4, **params) @ (eye + DT * j3)
     return eye + DT / 6.0 * (j1 + 2 * j2 + 2 * j3 + j4)  # (B, 3, 3)
 
 
 def lyapunov_floor(n_fits: int, orbits: int, steps: int, transient: int, seed: int = 7,
-                   spin_up: int = 3000) -> dict:
+                   spin_up: int = 3000, params: dict | None = None) -> dict:
     """λ_max per Lorenz time unit of the true system through the evaluation's own estimator.
 
     Each of ``n_fits`` pseudo-fits is the median over ``orbits`` orbits of
     :func:`dsr.analysis.lyapunov.lyapunov_spectrum` (``steps`` after ``transient``, as ``eval.lyap_*``), like a
     fit's ``lyapunov_max``. The orbits start on the attractor (``spin_up`` RK4 steps from random states). The
     spread is the estimator's own at these settings; the median is what a perfect model would score.
+    ``params`` (σ, ρ, β) gives the same for another member of the Lorenz family.
     """
+    p = params or {}
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(n_fits * orbits, 3, generator=gen, dtype=torch.float64) + torch.tensor([1.0, 1.0, 20.0],
                                                                                             dtype=torch.float64)
     for _ in range(spin_up):
-        z = lorenz_rk4_step(z)  # (F*O, 3)
-    lam = lyapunov_spectrum(lorenz_rk4_step, lorenz_rk4_jacobian, z, n_steps=steps, transient=transient,
-                            n_exponents=1)[:, 0] / DT  # (F*O,) per Lorenz time unit
+        z = lorenz_rk4_step(z, **p)  # (F*O, 3)
+    lam = lyapunov_spectrum(lambda v: lorenz_rk4_step(v, **p), lambda v: lorenz_rk4_jacobian(v, **p), z,
+                            n_steps=steps, transient=transient, n_exponents=1)[:, 0] / DT  # (F*O,) per Lorenz t
     per_fit = lam.view(n_fits, orbits).median(dim=1).values.numpy()  # (F,)
     return dict(_floor_summary(per_fit), mean=float(per_fit.mean()), sd=float(per_fit.std()), steps=steps,
                 transient=transient, orbits=orbits)

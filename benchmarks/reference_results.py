@@ -180,25 +180,28 @@ def lorenz_recording(L: np.ndarray, length: int, noise_sd: float = 0.01) -> tupl
 LORENZ_SIGMA, LORENZ_RHO, LORENZ_BETA = 10.0, 28.0, 8.0 / 3.0
 
 
-def lorenz_rhs(s):
-    """Lorenz-63 vector field (σ 10, ρ 28, β 8/3) of a NumPy array or a tensor, (..., 3) -> (..., 3)."""
+def lorenz_rhs(s, sigma: float = LORENZ_SIGMA, rho: float = LORENZ_RHO, beta: float = LORENZ_BETA):
+    """Lorenz-63 vector field (default σ 10, ρ 28, β 8/3) of a NumPy array or a tensor, (..., 3) -> (..., 3)."""
     x, y, z = s[..., 0], s[..., 1], s[..., 2]
     stack = torch.stack if isinstance(s, torch.Tensor) else np.stack
-    return stack([LORENZ_SIGMA * (y - x), x * (LORENZ_RHO - z) - y, x * y - LORENZ_BETA * z], -1)
+    return stack([sigma * (y - x), x * (rho - z) - y, x * y - beta * z], -1)
 
 
-def lorenz_rk4_step(s, dt: float = 0.01):
-    """One RK4 step of :func:`lorenz_rhs` (dt 0.01: the shared series' sampling), (..., 3) -> (..., 3)."""
-    k1 = lorenz_rhs(s)
-    k2 = lorenz_rhs(s + 0.5 * dt * k1)
-    k3 = lorenz_rhs(s + 0.5 * dt * k2)
-    k4 = lorenz_rhs(s + dt * k3)
+def lorenz_rk4_step(s, dt: float = 0.01, **params):
+    """One RK4 step of :func:`lorenz_rhs` (dt 0.01: the shared series' sampling; ``params``: its σ, ρ, β),
+    (..., 3) -> (..., 3)."""
+    k1 = lorenz_rhs(s, **params)
+    k2 = lorenz_rhs(s + 0.5 * dt * k1, **params)
+    k3 = lorenz_rhs(s + 0.5 * dt * k2, **params)
+    k4 = lorenz_rhs(s + dt * k3, **params)
     return s + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
 
 
-def lorenz63_simulate(n_steps: int, n_traj: int, seed: int = 0, dt: float = 0.01, transient: int = 5000):
-    """Independent Lorenz-63 trajectories (σ 10, ρ 28, β 8/3; RK4 at dt 0.01, the shared series'
-    sampling), each standardised by its own mean and SD like ``lorenz63.npy``: (n_traj, n_steps, 3).
+def lorenz63_simulate(n_steps: int, n_traj: int, seed: int = 0, dt: float = 0.01, transient: int = 5000,
+                      params: dict | None = None):
+    """Independent Lorenz-63 trajectories (σ 10, ρ 28, β 8/3 unless ``params`` says otherwise; RK4 at dt 0.01,
+    the shared series' sampling), each standardised by its own mean and SD like ``lorenz63.npy``:
+    (n_traj, n_steps, 3).
 
     The floor of a D_stsp between series of length n: two of these never share a step. (The shared
     series' own disjoint pieces are used where it is long enough.)
@@ -206,7 +209,7 @@ def lorenz63_simulate(n_steps: int, n_traj: int, seed: int = 0, dt: float = 0.01
     s = np.random.default_rng(seed).normal(0.0, 1.0, (n_traj, 3)) + np.array([1.0, 1.0, 20.0])  # (J, 3)
     out = np.empty((n_steps, n_traj, 3))
     for i in range(-transient, n_steps):
-        s = lorenz_rk4_step(s, dt)
+        s = lorenz_rk4_step(s, dt, **(params or {}))
         if i >= 0:
             out[i] = s
     out = out.transpose(1, 0, 2)  # (J, n, 3)

@@ -220,3 +220,59 @@ def test_reference_results_lorenz_smoke(tmp_path):
     assert np.isfinite(runs[0]["summary"]["dstsp_true_trajectory_same_length"])
     for a, b in zip(fits, runs[1]["fits"]):
         assert a["selected_epoch"] == b["selected_epoch"] and a["dstsp"] == b["dstsp"]
+
+
+def test_lorenz_rk4_jacobian_of_another_family_member():
+    """The Jacobian follows the Lorenz parameters it is given (ρ 32, σ 12), as the step does."""
+    import torch
+    from lorenz_protocol_summary import lorenz_rk4_jacobian, lorenz_rk4_step
+
+    p = {"rho": 32.0, "sigma": 12.0}
+    x = torch.tensor(lorenz63_simulate(30, 1, seed=2, transient=100)[0] * 8.0 + [0.0, 0.0, 24.0])  # (30, 3)
+    auto = torch.func.vmap(torch.func.jacrev(lambda v: lorenz_rk4_step(v[None], **p)[0]))(x)  # (30, 3, 3)
+    torch.testing.assert_close(lorenz_rk4_jacobian(x, **p), auto, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(lorenz_rk4_jacobian(x), auto)
+
+
+def test_lambda_checks_helpers():
+    """Band power of a series against itself is 1 in every band, a smoothed copy loses the stop band first, and
+    lobe residence counts the stays of a square wave."""
+    from lorenz_lambda_checks import band_power_ratios, hrf_bands, lobe_residence
+
+    h = spm_hrf(0.2)
+    truth = lorenz63_simulate(20000, 1, seed=4, transient=500)[0]  # (T, 3)
+    bands = hrf_bands(h, 1024)
+    assert bands["pass"][0] and bands["stop"][-1] and sum(m.sum() for m in bands.values()) == 513
+    same = band_power_ratios(truth, truth, bands, 1024)
+    assert all(abs(v - 1) < 1e-12 for v in same.values())
+    smooth = band_power_ratios(convolve_np(truth, np.ones(25) / 25), truth, bands, 1024)
+    assert smooth["stop"] < 0.5 * smooth["pass"]
+    wave = np.repeat(np.tile([1.0, -1.0], 50), 40)[:, None]  # stays of 40 steps
+    res = lobe_residence(wave)
+    assert res["mean"] == 40 and res["cv"] == 0
+
+
+def test_lambda_checks_smoke(tmp_path):
+    """``lorenz_lambda_checks.py family`` (two members, tiny) ranks ρ 30 above ρ 28 in λ_max; ``spectra`` runs on
+    the model file and result of a ``lorenz_protocol.py --smoke`` run."""
+    data = tmp_path / "shared"
+    data.mkdir()
+    _shared_data(data)
+    env = dict(os.environ, DSR_SHARED_DATA=str(data))
+    out = tmp_path / "out"
+    runs = [["benchmarks/lorenz_protocol.py", "--smoke", "--parts", "g1", "--noise", "0.01", "--loss-states", "free",
+             "--out", str(out)],
+            ["benchmarks/lorenz_lambda_checks.py", "family", "--length", "2000", "--sims", "2", "--lyap-fits", "2",
+             "--members", "2", "--out", str(tmp_path / "family.json")],
+            ["benchmarks/lorenz_lambda_checks.py", "spectra", str(out / "lorenz_protocol_smoke_models.safetensors"),
+             str(out / "lorenz_protocol_smoke.json"), "--steps", "3000", "--nperseg", "512", "--out",
+             str(tmp_path / "spectra.json")]]
+    for cmd in runs:
+        run = subprocess.run([sys.executable, *cmd], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    fam = json.loads((tmp_path / "family.json").read_text())["rows"]
+    assert [r["params"] for r in fam] == [{}, {"rho": 30.0}]
+    assert fam[1]["lyapunov_max"] > fam[0]["lyapunov_max"] and all(np.isfinite(r["dstsp_median"]) for r in fam)
+    spec = json.loads((tmp_path / "spectra.json").read_text())
+    assert spec["summary"]["n"] == 2 and len(spec["fits"]) == 2
+    assert abs(sum(spec["summary"]["truth_power_share"].values()) - 1) < 1e-9
