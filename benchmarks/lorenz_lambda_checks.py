@@ -32,7 +32,7 @@ from reference_results import lorenz63_simulate, lorenz_recording  # noqa: E402
 
 from dsr.analysis.dstsp import dstsp_bins  # noqa: E402
 from dsr.config import load_config  # noqa: E402
-from dsr.models import latent  # noqa: E402
+from dsr.models.convssm import ConvSSM  # noqa: E402
 from dsr.signal.convolution import convolve_np  # noqa: E402
 from dsr.signal.filters import spm_hrf  # noqa: E402
 
@@ -85,29 +85,21 @@ def lobe_residence(orbit: np.ndarray, min_steps: int = 20) -> dict:
     return {"mean": float(r.mean()), "cv": float(r.std() / r.mean()), "per_10000": float(len(r) / len(orbit) * 1e4)}
 
 
-def latent_orbits(params: dict[str, torch.Tensor], start: np.ndarray, steps: int, transient: int = 2000,
-                  kind: str = "cshPLRNN", seed: int = 0) -> np.ndarray:
-    """Deterministic latent orbits of S models, each from ``start`` (M,) plus N(0, 0.05²): (S, steps, M)."""
-    p = {k: v.double() for k, v in params.items()}
-    S, M = len(next(iter(p.values()))), len(start)
-    z = torch.as_tensor(start, dtype=torch.float64) + 0.05 * torch.randn(
+def latent_orbits(model: ConvSSM, start: np.ndarray, steps: int, transient: int = 2000, seed: int = 0) -> np.ndarray:
+    """Deterministic latent orbits of the S fits of ``model`` (:meth:`ConvSSM.generate`, float64), each from
+    ``start`` (M,) plus N(0, 0.05²), after ``transient`` steps: (S, steps, M)."""
+    S, M = model.n_subjects, len(start)
+    z0 = torch.as_tensor(start, dtype=torch.float64) + 0.05 * torch.randn(
         S, M, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)  # (S, M)
-    out = np.empty((S, steps, M))
-    with torch.no_grad():
-        for i in range(-transient, steps):
-            z = latent.step(kind, p, z[:, None])[:, 0]  # (S, M)
-            if i >= 0:
-                out[:, i] = z.numpy()
-    return out
+    Z = model.to(dtype=torch.float64).generate(z0[:, None], transient + steps + 1)  # (S, 1, T+steps+1, M)
+    return Z[:, 0, transient + 1:].numpy()  # (S, steps, M)
 
 
 def spectra(models: Path, result: Path, L: np.ndarray, noise: float, steps: int, nperseg: int) -> dict:
     """Band power ratios and lobe residence of the G1 fits at ``noise`` in ``models`` against the clean latent,
     beside each fit's λ_max from ``result`` (same pick: ``_last_models`` files go with the 'last' rows)."""
-    from safetensors.torch import load_file
-
-    meta = json.loads(models.with_suffix(".json").read_text())["spec"]
-    fits = meta["meta"]["fits"]
+    base = ConvSSM.load(models)
+    fits = base.spec.meta["fits"]
     idx = [i for i, f in enumerate(fits) if f["part"] == "G1" and f["noise"] == noise]
     if not idx:
         raise SystemExit(f"{models}: no G1 fits at noise {noise}")
@@ -117,9 +109,8 @@ def spectra(models: Path, result: Path, L: np.ndarray, noise: float, steps: int,
     x, h = lorenz_recording(L, fits[idx[0]]["length"], noise)
     truth = L[len(h):len(h) + len(x)]  # (T, 3) the clean latent under the recording
     bands = hrf_bands(h, nperseg)
-    tensors = load_file(str(models))
-    params = {k[len("latent."):]: v[idx] for k, v in tensors.items() if k.startswith("latent.")}
-    orbits = latent_orbits(params, truth[0], steps, kind=meta["latent_model"])  # (S, steps, M)
+    mine = ConvSSM(base.spec, {k: v[idx] for k, v in base.params.items()}, base.filter[idx])  # the G1 fits
+    orbits = latent_orbits(mine, truth[0], steps)  # (S, steps, M)
     rows = []
     for j, i in enumerate(idx):
         o = orbits[j]

@@ -48,12 +48,12 @@ class BestKeeper:
         self.choice = np.zeros(S, dtype=np.int64)  # (S,) the slot restore() puts back
         with torch.no_grad():
             if flat is not None:
-                self.best_flat = flat.detach().clone().expand(self.k, -1).clone()  # (k, P)
+                self.best_flat = flat.detach().expand(self.k, -1).clone()  # (k, P)
                 sizes = torch.tensor([v[0].numel() for v in params.values()], device=dev)  # entries per fit
                 fit = torch.arange(S, device=dev)
                 self.fit_of = torch.cat([fit.repeat_interleave(n) for n in sizes.tolist()])  # (P,) fit of each entry
             else:
-                self.best = {k: v.detach().clone().expand(self.k, *v.shape).clone()
+                self.best = {k: v.detach().expand(self.k, *v.shape).clone()
                              for k, v in params.items()}  # (k, S, ...)
 
     @property
